@@ -1,0 +1,36 @@
+//! The pure Engine.IO v4 / Socket.IO v5 codec that the chorus driver and the
+//! reference gateway share. Nothing here does I/O, so every packet form can be
+//! unit-tested and fuzzed on its own.
+
+pub mod engineio;
+pub mod socketio;
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame was empty.
+    #[error("empty packet")]
+    Empty,
+    /// The first character is not a known packet type.
+    #[error("unknown packet type {0:?}")]
+    PacketType(char),
+    /// A `b…` polling record is not valid base64.
+    #[error("invalid base64 in a binary packet")]
+    Base64,
+    /// The attachment count of a binary packet is missing or malformed, or a
+    /// placeholder names an attachment that did not arrive.
+    #[error("invalid binary attachment header or placeholder")]
+    Attachments,
+    /// The ack id is not a number that fits in 64 bits.
+    #[error("invalid ack id")]
+    AckId,
+    /// The data is not valid JSON.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// The JSON is valid but not of the shape the packet type requires.
+    #[error("invalid packet data: {0}")]
+    Shape(&'static str),
+    /// A client emitted an event name the protocol reserves.
+    #[error("reserved event name {0:?}")]
+    ReservedEvent(String),
+}

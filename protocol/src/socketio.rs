@@ -1,0 +1,462 @@
+//! Socket.IO protocol v5 packets, carried inside Engine.IO `message` packets.
+//!
+//! Text form: `<type>[<attachments>-][<namespace>,][<ack id>][<json>]`, for example
+//! `2/chat,7["sendMessage",{"message":"hi"}]`. The namespace is omitted for `/`.
+//!
+//! Decoding borrows from the input and leaves the JSON data raw, so a reader
+//! pays only for the parts it looks at; [`Packet::decode`] still checks that the
+//! data is well-formed JSON of the shape the packet type requires, as the
+//! reference `socket.io-parser` does (a packet it would reject is an error here).
+
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::DecodeError;
+
+/// The Socket.IO packet types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PacketType {
+    /// `0`: join a namespace (client) or accept the join (server).
+    Connect,
+    /// `1`: leave a namespace.
+    Disconnect,
+    /// `2`: an event: a JSON array `[name, ...args]`.
+    Event,
+    /// `3`: the answer to an event that carried an ack id.
+    Ack,
+    /// `4`: the server refuses a namespace join.
+    ConnectError,
+    /// `5`: an event whose arguments hold binary attachments.
+    BinaryEvent,
+    /// `6`: an ack whose arguments hold binary attachments.
+    BinaryAck,
+}
+
+impl PacketType {
+    fn from_digit(c: u8) -> Option<Self> {
+        Some(match c {
+            b'0' => Self::Connect,
+            b'1' => Self::Disconnect,
+            b'2' => Self::Event,
+            b'3' => Self::Ack,
+            b'4' => Self::ConnectError,
+            b'5' => Self::BinaryEvent,
+            b'6' => Self::BinaryAck,
+            _ => return None,
+        })
+    }
+
+    fn digit(self) -> char {
+        match self {
+            Self::Connect => '0',
+            Self::Disconnect => '1',
+            Self::Event => '2',
+            Self::Ack => '3',
+            Self::ConnectError => '4',
+            Self::BinaryEvent => '5',
+            Self::BinaryAck => '6',
+        }
+    }
+
+    /// Whether packets of this type are followed by binary attachments.
+    pub fn is_binary(self) -> bool {
+        matches!(self, Self::BinaryEvent | Self::BinaryAck)
+    }
+}
+
+/// Event names that a client may not emit (socket.io-parser's `RESERVED_EVENTS`).
+pub const RESERVED_EVENTS: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// A decoded Socket.IO packet, borrowing from its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet<'a> {
+    /// The packet type.
+    pub kind: PacketType,
+    /// Number of binary attachments that follow (binary types only).
+    pub attachments: usize,
+    /// The namespace, `/` when omitted.
+    pub nsp: &'a str,
+    /// The ack id, when the sender asks for (or answers) an acknowledgement.
+    pub id: Option<u64>,
+    /// The raw JSON data, when present.
+    pub data: Option<&'a str>,
+}
+
+impl<'a> Packet<'a> {
+    /// Decodes and validates the text of one Socket.IO packet.
+    pub fn decode(text: &'a str) -> Result<Self, DecodeError> {
+        let bytes = text.as_bytes();
+        let first = *bytes.first().ok_or(DecodeError::Empty)?;
+        let kind = PacketType::from_digit(first).ok_or(DecodeError::PacketType(first as char))?;
+        let mut pos = 1;
+
+        let mut attachments = 0;
+        if kind.is_binary() {
+            let start = pos;
+            while pos < bytes.len() && bytes[pos].is_ascii_digit() {
+                pos += 1;
+            }
+            if pos == start || bytes.get(pos) != Some(&b'-') {
+                return Err(DecodeError::Attachments);
+            }
+            attachments = text[start..pos]
+                .parse()
+                .map_err(|_| DecodeError::Attachments)?;
+            pos += 1;
+        }
+
+        let mut nsp = "/";
+        if bytes.get(pos) == Some(&b'/') {
+            let start = pos;
+            match text[pos..].find(',') {
+                Some(comma) => {
+                    nsp = &text[start..pos + comma];
+                    pos += comma + 1;
+                }
+                None => {
+                    nsp = &text[start..];
+                    pos = bytes.len();
+                }
+            }
+        }
+
+        let mut id = None;
+        let id_start = pos;
+        while pos < bytes.len() && bytes[pos].is_ascii_digit() {
+            pos += 1;
+        }
+        if pos > id_start {
+            id = Some(text[id_start..pos].parse().map_err(|_| DecodeError::AckId)?);
+        }
+
+        let data = if pos < bytes.len() {
+            Some(&text[pos..])
+        } else {
+            None
+        };
+        let packet = Packet {
+            kind,
+            attachments,
+            nsp,
+            id,
+            data,
+        };
+        packet.validate()?;
+        Ok(packet)
+    }
+
+    /// Checks the data against what the packet type requires (socket.io-parser's `isPayloadValid`).
+    fn validate(&self) -> Result<(), DecodeError> {
+        let raw = match self.data {
+            Some(d) => Some(
+                serde_json::from_str::<&RawValue>(d)
+                    .map_err(|e| DecodeError::Json(e.to_string()))?
+                    .get(),
+            ),
+            None => None,
+        };
+        let starts = |c: char| raw.is_some_and(|r| r.starts_with(c));
+        let ok = match self.kind {
+            PacketType::Connect => raw.is_none() || starts('{'),
+            PacketType::Disconnect => raw.is_none(),
+            PacketType::ConnectError => starts('{') || starts('"'),
+            PacketType::Ack | PacketType::BinaryAck => starts('['),
+            PacketType::Event | PacketType::BinaryEvent => {
+                return match raw {
+                    Some(r) if r.starts_with('[') => {
+                        let event = Event::parse(r)?;
+                        if RESERVED_EVENTS.contains(&event.name.as_ref()) && !event.numeric_name {
+                            Err(DecodeError::ReservedEvent(event.name.into_owned()))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    _ => Err(DecodeError::Shape("an event needs a JSON array")),
+                };
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(DecodeError::Shape("data does not fit the packet type"))
+        }
+    }
+}
+
+/// Appends the text of a packet to `out`: header, then `data` verbatim.
+pub fn encode_into(
+    out: &mut String,
+    kind: PacketType,
+    nsp: &str,
+    id: Option<u64>,
+    attachments: usize,
+    data: Option<&str>,
+) {
+    out.push(kind.digit());
+    if kind.is_binary() {
+        out.push_str(&attachments.to_string());
+        out.push('-');
+    }
+    if nsp != "/" {
+        out.push_str(nsp);
+        out.push(',');
+    }
+    if let Some(id) = id {
+        out.push_str(&id.to_string());
+    }
+    if let Some(data) = data {
+        out.push_str(data);
+    }
+}
+
+/// The text of a non-binary packet.
+pub fn encode(kind: PacketType, nsp: &str, id: Option<u64>, data: Option<&str>) -> String {
+    let mut out = String::with_capacity(nsp.len() + data.map_or(0, str::len) + 8);
+    encode_into(&mut out, kind, nsp, id, 0, data);
+    out
+}
+
+/// The text of an EVENT packet `[name, ...args]`, each argument already JSON.
+pub fn encode_event(nsp: &str, id: Option<u64>, name: &str, args: &[&str]) -> String {
+    let mut data = String::with_capacity(name.len() + 4 + args.iter().map(|a| a.len() + 1).sum::<usize>());
+    data.push('[');
+    data.push_str(&serde_json::to_string(name).expect("a string serializes"));
+    for a in args {
+        data.push(',');
+        data.push_str(a);
+    }
+    data.push(']');
+    encode(PacketType::Event, nsp, id, Some(&data))
+}
+
+/// The data of an EVENT (or ACK) packet split into its name and raw arguments.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    /// The event name (a numeric first element is turned into its decimal text).
+    pub name: Cow<'a, str>,
+    /// Whether the name was a JSON number rather than a string.
+    pub numeric_name: bool,
+    /// The arguments after the name, as raw JSON.
+    pub args: Vec<&'a RawValue>,
+}
+
+impl<'a> Event<'a> {
+    /// Parses `[name, ...args]`.
+    pub fn parse(data: &'a str) -> Result<Self, DecodeError> {
+        let mut de = serde_json::Deserializer::from_str(data);
+        let parts = de
+            .deserialize_seq(RawSeq)
+            .map_err(|e| DecodeError::Json(e.to_string()))?;
+        de.end().map_err(|e| DecodeError::Json(e.to_string()))?;
+        let mut parts = parts.into_iter();
+        let first = parts.next().ok_or(DecodeError::Shape("an event needs a name"))?;
+        let text = first.get();
+        let (name, numeric_name) = if text.starts_with('"') {
+            let name = match serde_json::from_str::<&str>(text) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => Cow::Owned(
+                    serde_json::from_str::<String>(text)
+                        .map_err(|e| DecodeError::Json(e.to_string()))?,
+                ),
+            };
+            (name, false)
+        } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            (Cow::Borrowed(text), true)
+        } else {
+            return Err(DecodeError::Shape("an event name must be a string or a number"));
+        };
+        Ok(Event {
+            name,
+            numeric_name,
+            args: parts.collect(),
+        })
+    }
+
+    /// The first argument, if any.
+    pub fn first_arg(&self) -> Option<&'a RawValue> {
+        self.args.first().copied()
+    }
+}
+
+/// Parses the raw elements of an array (the ACK data `[...args]`).
+pub fn parse_args(data: &str) -> Result<Vec<&RawValue>, DecodeError> {
+    let mut de = serde_json::Deserializer::from_str(data);
+    let parts = de
+        .deserialize_seq(RawSeq)
+        .map_err(|e| DecodeError::Json(e.to_string()))?;
+    de.end().map_err(|e| DecodeError::Json(e.to_string()))?;
+    Ok(parts)
+}
+
+/// Visits a JSON array, keeping each element as raw JSON.
+struct RawSeq;
+
+impl<'de> Visitor<'de> for RawSeq {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+        while let Some(v) = seq.next_element::<&'de RawValue>()? {
+            out.push(v);
+        }
+        Ok(out)
+    }
+}
+
+/// Replaces every binary placeholder `{"_placeholder":true,"num":N}` in `value`
+/// with the attachment it stands for, written as a JSON array of byte values.
+pub fn resolve_placeholders(
+    value: &mut serde_json::Value,
+    attachments: &[Vec<u8>],
+) -> Result<(), DecodeError> {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) if map.get("_placeholder") == Some(&Value::Bool(true)) => {
+            let num = map
+                .get("num")
+                .and_then(Value::as_u64)
+                .ok_or(DecodeError::Attachments)? as usize;
+            let bytes = attachments.get(num).ok_or(DecodeError::Attachments)?;
+            *value = Value::Array(bytes.iter().map(|b| Value::from(*b)).collect());
+            Ok(())
+        }
+        Value::Object(map) => map
+            .values_mut()
+            .try_for_each(|v| resolve_placeholders(v, attachments)),
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|v| resolve_placeholders(v, attachments)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Packet<'_> {
+        Packet::decode(text).unwrap()
+    }
+
+    #[test]
+    fn decodes_connect_forms() {
+        let c = p("0");
+        assert_eq!((c.kind, c.nsp, c.id, c.data), (PacketType::Connect, "/", None, None));
+        let c = p("0/chat,");
+        assert_eq!((c.nsp, c.data), ("/chat", None));
+        let c = p("0/chat,{\"token\":\"t\"}");
+        assert_eq!((c.nsp, c.data), ("/chat", Some("{\"token\":\"t\"}")));
+        let c = p("0/chat");
+        assert_eq!((c.nsp, c.data), ("/chat", None));
+        let c = p("0{\"sid\":\"x\"}");
+        assert_eq!((c.nsp, c.data), ("/", Some("{\"sid\":\"x\"}")));
+    }
+
+    #[test]
+    fn decodes_events_acks_and_errors() {
+        let e = p("2/chat,7[\"joinChat\",{\"username\":\"a\"}]");
+        assert_eq!((e.kind, e.nsp, e.id), (PacketType::Event, "/chat", Some(7)));
+        let ev = Event::parse(e.data.unwrap()).unwrap();
+        assert_eq!(ev.name, "joinChat");
+        assert_eq!(ev.args[0].get(), "{\"username\":\"a\"}");
+
+        let a = p("3/chat,12[{\"ok\":true}]");
+        assert_eq!((a.kind, a.id), (PacketType::Ack, Some(12)));
+        assert_eq!(parse_args(a.data.unwrap()).unwrap()[0].get(), "{\"ok\":true}");
+
+        let ce = p("4/chat,{\"message\":\"m\",\"data\":{\"code\":\"NO_TOKEN\"}}");
+        assert_eq!(ce.kind, PacketType::ConnectError);
+        let d = p("1/chat,");
+        assert_eq!((d.kind, d.data), (PacketType::Disconnect, None));
+        let root = p("2[\"x\"]");
+        assert_eq!(root.nsp, "/");
+    }
+
+    #[test]
+    fn decodes_binary_headers_and_placeholders() {
+        let b = p("51-/chat,[\"up\",{\"_placeholder\":true,\"num\":0}]");
+        assert_eq!((b.kind, b.attachments, b.nsp), (PacketType::BinaryEvent, 1, "/chat"));
+        let mut v: serde_json::Value = serde_json::from_str(b.data.unwrap()).unwrap();
+        resolve_placeholders(&mut v, &[vec![1, 2]]).unwrap();
+        assert_eq!(v, serde_json::json!(["up", [1, 2]]));
+        let mut v = serde_json::json!({"_placeholder": true, "num": 3});
+        assert_eq!(resolve_placeholders(&mut v, &[]), Err(DecodeError::Attachments));
+        assert_eq!(Packet::decode("5/chat,[\"x\"]"), Err(DecodeError::Attachments));
+    }
+
+    #[test]
+    fn rejects_what_socket_io_parser_rejects() {
+        for bad in [
+            "",
+            "9/chat,[]",
+            "2/chat,[\"joinChat\",{bad",
+            "2/chat,{}",
+            "2/chat,[]",
+            "2/chat,[\"connect\"]",
+            "2/chat,[null]",
+            "1/chat,{}",
+            "0/chat,[1]",
+            "3/chat,1{}",
+            "2/chat,[\"a\"] trailing",
+        ] {
+            assert!(Packet::decode(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert!(Packet::decode("2[1,2]").is_ok(), "numeric event names are allowed");
+    }
+
+    #[test]
+    fn unescapes_event_names() {
+        let ev = Event::parse("[\"a\\u0062\",1]").unwrap();
+        assert_eq!(ev.name, "ab");
+        assert!(matches!(ev.name, Cow::Owned(_)));
+    }
+
+    #[test]
+    fn encodes() {
+        assert_eq!(encode(PacketType::Connect, "/chat", None, None), "0/chat,");
+        assert_eq!(
+            encode(PacketType::Connect, "/chat", None, Some("{\"sid\":\"s\"}")),
+            "0/chat,{\"sid\":\"s\"}"
+        );
+        assert_eq!(encode(PacketType::Connect, "/", None, None), "0");
+        assert_eq!(
+            encode_event("/chat", Some(3), "sendMessage", &["{\"message\":\"hi\"}"]),
+            "2/chat,3[\"sendMessage\",{\"message\":\"hi\"}]"
+        );
+        assert_eq!(encode(PacketType::Ack, "/chat", Some(3), Some("[]")), "3/chat,3[]");
+        let mut out = String::new();
+        encode_into(&mut out, PacketType::BinaryEvent, "/", None, 2, Some("[\"x\"]"));
+        assert_eq!(out, "52-[\"x\"]");
+    }
+
+    #[test]
+    fn round_trips_every_type() {
+        for text in [
+            "0/chat,",
+            "1/chat,",
+            "2/chat,5[\"e\",1,\"two\"]",
+            "3/chat,5[1]",
+            "4/chat,{\"message\":\"x\"}",
+            "51-/chat,[\"e\",{\"_placeholder\":true,\"num\":0}]",
+            "61-/chat,9[{\"_placeholder\":true,\"num\":0}]",
+        ] {
+            let pk = p(text);
+            let mut out = String::new();
+            encode_into(&mut out, pk.kind, pk.nsp, pk.id, pk.attachments, pk.data);
+            assert_eq!(out, text);
+        }
+    }
+}
