@@ -4,6 +4,7 @@
 
 pub mod engineio;
 pub mod socketio;
+pub mod timestamp;
 
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

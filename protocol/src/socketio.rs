@@ -135,7 +135,11 @@ impl<'a> Packet<'a> {
             pos += 1;
         }
         if pos > id_start {
-            id = Some(text[id_start..pos].parse().map_err(|_| DecodeError::AckId)?);
+            id = Some(
+                text[id_start..pos]
+                    .parse()
+                    .map_err(|_| DecodeError::AckId)?,
+            );
         }
 
         let data = if pos < bytes.len() {
@@ -227,7 +231,8 @@ pub fn encode(kind: PacketType, nsp: &str, id: Option<u64>, data: Option<&str>) 
 
 /// The text of an EVENT packet `[name, ...args]`, each argument already JSON.
 pub fn encode_event(nsp: &str, id: Option<u64>, name: &str, args: &[&str]) -> String {
-    let mut data = String::with_capacity(name.len() + 4 + args.iter().map(|a| a.len() + 1).sum::<usize>());
+    let mut data =
+        String::with_capacity(name.len() + 4 + args.iter().map(|a| a.len() + 1).sum::<usize>());
     data.push('[');
     data.push_str(&serde_json::to_string(name).expect("a string serializes"));
     for a in args {
@@ -258,7 +263,9 @@ impl<'a> Event<'a> {
             .map_err(|e| DecodeError::Json(e.to_string()))?;
         de.end().map_err(|e| DecodeError::Json(e.to_string()))?;
         let mut parts = parts.into_iter();
-        let first = parts.next().ok_or(DecodeError::Shape("an event needs a name"))?;
+        let first = parts
+            .next()
+            .ok_or(DecodeError::Shape("an event needs a name"))?;
         let text = first.get();
         let (name, numeric_name) = if text.starts_with('"') {
             let name = match serde_json::from_str::<&str>(text) {
@@ -272,7 +279,9 @@ impl<'a> Event<'a> {
         } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
             (Cow::Borrowed(text), true)
         } else {
-            return Err(DecodeError::Shape("an event name must be a string or a number"));
+            return Err(DecodeError::Shape(
+                "an event name must be a string or a number",
+            ));
         };
         Ok(Event {
             name,
@@ -354,7 +363,10 @@ mod tests {
     #[test]
     fn decodes_connect_forms() {
         let c = p("0");
-        assert_eq!((c.kind, c.nsp, c.id, c.data), (PacketType::Connect, "/", None, None));
+        assert_eq!(
+            (c.kind, c.nsp, c.id, c.data),
+            (PacketType::Connect, "/", None, None)
+        );
         let c = p("0/chat,");
         assert_eq!((c.nsp, c.data), ("/chat", None));
         let c = p("0/chat,{\"token\":\"t\"}");
@@ -375,7 +387,10 @@ mod tests {
 
         let a = p("3/chat,12[{\"ok\":true}]");
         assert_eq!((a.kind, a.id), (PacketType::Ack, Some(12)));
-        assert_eq!(parse_args(a.data.unwrap()).unwrap()[0].get(), "{\"ok\":true}");
+        assert_eq!(
+            parse_args(a.data.unwrap()).unwrap()[0].get(),
+            "{\"ok\":true}"
+        );
 
         let ce = p("4/chat,{\"message\":\"m\",\"data\":{\"code\":\"NO_TOKEN\"}}");
         assert_eq!(ce.kind, PacketType::ConnectError);
@@ -388,13 +403,22 @@ mod tests {
     #[test]
     fn decodes_binary_headers_and_placeholders() {
         let b = p("51-/chat,[\"up\",{\"_placeholder\":true,\"num\":0}]");
-        assert_eq!((b.kind, b.attachments, b.nsp), (PacketType::BinaryEvent, 1, "/chat"));
+        assert_eq!(
+            (b.kind, b.attachments, b.nsp),
+            (PacketType::BinaryEvent, 1, "/chat")
+        );
         let mut v: serde_json::Value = serde_json::from_str(b.data.unwrap()).unwrap();
         resolve_placeholders(&mut v, &[vec![1, 2]]).unwrap();
         assert_eq!(v, serde_json::json!(["up", [1, 2]]));
         let mut v = serde_json::json!({"_placeholder": true, "num": 3});
-        assert_eq!(resolve_placeholders(&mut v, &[]), Err(DecodeError::Attachments));
-        assert_eq!(Packet::decode("5/chat,[\"x\"]"), Err(DecodeError::Attachments));
+        assert_eq!(
+            resolve_placeholders(&mut v, &[]),
+            Err(DecodeError::Attachments)
+        );
+        assert_eq!(
+            Packet::decode("5/chat,[\"x\"]"),
+            Err(DecodeError::Attachments)
+        );
     }
 
     #[test]
@@ -414,7 +438,10 @@ mod tests {
         ] {
             assert!(Packet::decode(bad).is_err(), "{bad:?} should be rejected");
         }
-        assert!(Packet::decode("2[1,2]").is_ok(), "numeric event names are allowed");
+        assert!(
+            Packet::decode("2[1,2]").is_ok(),
+            "numeric event names are allowed"
+        );
     }
 
     #[test]
@@ -436,9 +463,19 @@ mod tests {
             encode_event("/chat", Some(3), "sendMessage", &["{\"message\":\"hi\"}"]),
             "2/chat,3[\"sendMessage\",{\"message\":\"hi\"}]"
         );
-        assert_eq!(encode(PacketType::Ack, "/chat", Some(3), Some("[]")), "3/chat,3[]");
+        assert_eq!(
+            encode(PacketType::Ack, "/chat", Some(3), Some("[]")),
+            "3/chat,3[]"
+        );
         let mut out = String::new();
-        encode_into(&mut out, PacketType::BinaryEvent, "/", None, 2, Some("[\"x\"]"));
+        encode_into(
+            &mut out,
+            PacketType::BinaryEvent,
+            "/",
+            None,
+            2,
+            Some("[\"x\"]"),
+        );
         assert_eq!(out, "52-[\"x\"]");
     }
 

@@ -1,1 +1,197 @@
-//! gateway
+//! The chorus reference chat gateway: the tutorial's NestJS + socket.io chat
+//! gateway rebuilt on axum, wire-identical in the `seed` profile and hardened
+//! in the `strict` profile (see `shared/PROTOCOL.md`).
+//!
+//! Layers, bottom up: [`engine`] (Engine.IO v4: polling, websocket, upgrade,
+//! heartbeat), `sio` (Socket.IO v5 namespaces and routing, on the
+//! `chorus-protocol` codec), [`chat`] (the `/chat` namespace's rules).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), chorus_gateway::GatewayError> {
+//! use chorus_gateway::{GatewayConfig, Profile};
+//! let config = GatewayConfig { profile: Profile::Seed, jwt_secret: "s3cret".into(), ..GatewayConfig::default() };
+//! let gateway = chorus_gateway::start(config).await?;
+//! println!("listening on {}", gateway.addr());
+//! gateway.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod chat;
+pub mod config;
+pub mod engine;
+pub mod metrics;
+mod sio;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{GatewayConfig, Profile};
+use engine::{CloseReason, Engine};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No JWT secret was given.
+    #[error("no JWT secret: pass --jwt-secret or set JWT_SECRET")]
+    NoSecret,
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// A gateway serving in the background.
+pub struct RunningGateway {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+/// Binds `config.addr` (port 0 picks a free port) and serves until shut down.
+pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
+    if config.jwt_secret.is_empty() {
+        return Err(GatewayError::NoSecret);
+    }
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let engine = Engine::new(config);
+    let app = router(engine.clone());
+    // axum does not set TCP_NODELAY; without it small frames wait for Nagle's timer.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(%err, "cannot set TCP_NODELAY");
+        }
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(err) = serve.await {
+            tracing::error!(%err, "server error");
+        }
+    });
+    tracing::info!(%addr, profile = ?engine.config.profile, "chat gateway listening");
+    Ok(RunningGateway {
+        addr,
+        engine,
+        stop,
+        server,
+    })
+}
+
+fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/socket.io/", get(engine::endpoint).post(engine::endpoint))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(engine): axum::extract::State<Arc<Engine>>| async move {
+                    engine.metrics.render()
+                },
+            ),
+        )
+        .with_state(engine)
+}
+
+impl RunningGateway {
+    /// The address the gateway listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The Prometheus text that `GET /metrics` serves.
+    pub fn metrics_text(&self) -> String {
+        self.engine.metrics.render()
+    }
+
+    /// Graceful shutdown: stop accepting, send `41/chat,` to every socket, let
+    /// queued frames drain (at most the configured drain time), close every
+    /// connection, and return.
+    pub async fn shutdown(self) {
+        self.engine.begin_shutdown();
+        let _ = self.stop.send(());
+        let connections = self.engine.connections();
+        for conn in &connections {
+            sio::server_disconnect(conn);
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.engine.config.shutdown_drain_ms);
+        while Instant::now() < deadline
+            && connections
+                .iter()
+                .any(|c| c.close_reason().is_none() && !c.queue_is_empty())
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for conn in &connections {
+            conn.close(CloseReason::ServerShutdown);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.server).await;
+        tracing::info!("chat gateway stopped");
+    }
+}
+
+/// Installs a `tracing` subscriber for a log filter such as `info` or `debug`.
+/// A bare level applies to the gateway; the libraries under it stay at `info`
+/// so that `debug` shows one line per chat event, not every websocket frame.
+pub fn init_logging(filter: &str) {
+    let directive = if ["error", "warn", "info", "debug", "trace"].contains(&filter) {
+        format!("info,chorus_gateway={filter}")
+    } else {
+        filter.to_owned()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(directive)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs a gateway until SIGINT or SIGTERM, then shuts it down gracefully:
+/// what `chorus-gateway` and `chorus serve` do.
+pub async fn serve_until_signal(config: GatewayConfig) -> Result<(), GatewayError> {
+    let gateway = start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    gateway.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,203 @@
+//! One Engine.IO connection (session): its outgoing queue, heartbeat and close.
+//!
+//! Whatever the transport (polling, websocket, or polling upgraded to
+//! websocket), a connection has exactly one outgoing queue of encoded text
+//! packets. Broadcasts put a shared `Arc<str>` into each receiver's queue
+//! without waiting; the transport that currently owns the queue's receiving
+//! end writes it out. A full queue means the receiver cannot keep up: the
+//! caller gets [`Full`] and disconnects it, so nobody stays connected with a
+//! gap in what it received.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::Engine;
+use crate::sio::SioConn;
+
+/// An encoded Engine.IO text packet, shared by every receiver of a broadcast.
+pub type Frame = Arc<str>;
+
+/// Wraps a Socket.IO packet as an Engine.IO message frame (`4…`).
+pub fn message_frame(sio_packet: &str) -> Frame {
+    let mut out = String::with_capacity(sio_packet.len() + 1);
+    out.push('4');
+    out.push_str(sio_packet);
+    Arc::from(out)
+}
+
+/// The receiver's queue is full: it must be disconnected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// Why a connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client broke the protocol (malformed packet, event before CONNECT, …).
+    ProtocolError,
+    /// An incoming packet exceeded `max_payload`.
+    TooLarge,
+    /// No pong within the ping timeout.
+    PingTimeout,
+    /// The client sent an Engine.IO close packet or closed the transport.
+    ClientClose,
+    /// Reading or writing the transport failed.
+    TransportError,
+    /// The outgoing queue overflowed.
+    SlowConsumer,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The reason as a short label for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ProtocolError => "protocol error",
+            Self::TooLarge => "payload too large",
+            Self::PingTimeout => "ping timeout",
+            Self::ClientClose => "client close",
+            Self::TransportError => "transport error",
+            Self::SlowConsumer => "slow consumer",
+            Self::ServerShutdown => "server shutdown",
+        }
+    }
+}
+
+/// What the handshake request carried that the chat layer needs later.
+#[derive(Debug, Clone, Default)]
+pub struct Handshake {
+    /// Query parameters in order (duplicates kept).
+    pub query: Vec<(String, String)>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+}
+
+/// One Engine.IO connection.
+pub struct Conn {
+    /// The Engine.IO session id.
+    pub sid: Arc<str>,
+    /// Data from the handshake request.
+    pub handshake: Handshake,
+    /// The gateway this connection belongs to.
+    pub engine: Arc<Engine>,
+    /// Socket.IO state (namespace sockets, binary reassembly), locked per incoming packet.
+    pub sio: Mutex<SioConn>,
+    tx: mpsc::Sender<Frame>,
+    /// The receiving end, owned by whichever transport is writing.
+    pub(super) rx: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
+    /// Serializes incoming polling POSTs so packets are handled in order.
+    pub(super) post_lock: tokio::sync::Mutex<()>,
+    pub(super) upgraded: AtomicBool,
+    pong: Notify,
+    closed: watch::Sender<Option<CloseReason>>,
+    close_once: OnceLock<CloseReason>,
+}
+
+impl Conn {
+    pub(super) fn new(engine: Arc<Engine>, sid: Arc<str>, handshake: Handshake) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(engine.config.queue_size.max(1));
+        Arc::new(Self {
+            sid,
+            handshake,
+            engine,
+            sio: Mutex::new(SioConn::default()),
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            post_lock: tokio::sync::Mutex::new(()),
+            upgraded: AtomicBool::new(false),
+            pong: Notify::new(),
+            closed: watch::channel(None).0,
+            close_once: OnceLock::new(),
+        })
+    }
+
+    /// Queues an encoded packet without waiting.
+    pub fn send(&self, frame: Frame) -> Result<(), Full> {
+        match self.tx.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Full),
+            // The receiving end lives as long as the connection: unreachable in practice.
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
+    /// Queues a Socket.IO packet (wrapped as an Engine.IO message); a full
+    /// queue disconnects this connection (it is not called under the chat lock).
+    pub fn send_message(self: &Arc<Self>, sio_packet: &str) {
+        if self.send(message_frame(sio_packet)).is_err() {
+            self.engine.metrics.slow_consumer();
+            self.close(CloseReason::SlowConsumer);
+        }
+    }
+
+    /// Whether nothing is waiting in the outgoing queue.
+    pub fn queue_is_empty(&self) -> bool {
+        self.tx.capacity() == self.tx.max_capacity()
+    }
+
+    /// A pong arrived.
+    pub(super) fn on_pong(&self) {
+        self.pong.notify_one();
+    }
+
+    /// The reason this connection closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_once.get().copied()
+    }
+
+    /// Resolves when the connection closes, with the reason.
+    pub async fn closed(&self) -> CloseReason {
+        let mut rx = self.closed.subscribe();
+        let reason = rx.wait_for(Option::is_some).await.map(|r| *r);
+        reason.ok().flatten().unwrap_or(CloseReason::TransportError)
+    }
+
+    /// Closes the connection once: every namespace socket on it disconnects,
+    /// the session is forgotten, and the transport is told to close.
+    pub fn close(self: &Arc<Self>, reason: CloseReason) {
+        if self.close_once.set(reason).is_err() {
+            return;
+        }
+        tracing::debug!(sid = %self.sid, reason = reason.as_str(), "engine.io connection closed");
+        if reason == CloseReason::ProtocolError {
+            self.engine.metrics.protocol_error();
+        }
+        crate::sio::on_close(self);
+        self.engine.forget(&self.sid);
+        self.closed.send_replace(Some(reason));
+    }
+
+    /// Sends `2` every ping interval and closes the connection when no `3`
+    /// comes back within the ping timeout.
+    pub(super) async fn heartbeat(self: Arc<Self>) {
+        let interval = Duration::from_millis(self.engine.config.ping_interval_ms);
+        let timeout = Duration::from_millis(self.engine.config.ping_timeout_ms);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.closed() => return,
+            }
+            if self.send(Arc::from("2")).is_err() {
+                self.engine.metrics.slow_consumer();
+                self.close(CloseReason::SlowConsumer);
+                return;
+            }
+            tokio::select! {
+                _ = self.pong.notified() => {}
+                _ = tokio::time::sleep(timeout) => {
+                    self.close(CloseReason::PingTimeout);
+                    return;
+                }
+                _ = self.closed() => return,
+            }
+        }
+    }
+
+    /// Whether the connection has been upgraded to websocket.
+    pub fn is_upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,208 @@
+//! The Engine.IO v4 server: handshake, HTTP long-polling, websocket, and the
+//! upgrade from one to the other, on axum. Incoming packets of one connection
+//! are handled in the order they arrived, on the task that read them.
+
+mod conn;
+mod polling;
+mod websocket;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use chorus_protocol::engineio::{OpenPacket, Packet};
+
+pub use conn::{message_frame, CloseReason, Conn, Frame, Full, Handshake};
+
+use crate::chat::Chat;
+use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+
+/// The shared state of one gateway.
+pub struct Engine {
+    /// The configuration it runs with.
+    pub config: GatewayConfig,
+    /// Its counters.
+    pub metrics: Arc<Metrics>,
+    /// The `/chat` namespace.
+    pub chat: Chat,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Conn>>>,
+    shutting_down: AtomicBool,
+}
+
+impl Engine {
+    /// A gateway with no connections yet.
+    pub fn new(config: GatewayConfig) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        Arc::new(Self {
+            chat: Chat::new(&config, metrics.clone()),
+            config,
+            metrics,
+            sessions: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    fn session(&self, sid: &str) -> Option<Arc<Conn>> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .get(sid)
+            .cloned()
+    }
+
+    fn forget(&self, sid: &str) {
+        if self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .remove(sid)
+            .is_some()
+        {
+            self.metrics.connection(-1);
+        }
+    }
+
+    /// Every open connection.
+    pub fn connections(&self) -> Vec<Arc<Conn>> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Marks the gateway as shutting down: new handshakes are refused.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    fn open(self: &Arc<Self>, handshake: Handshake) -> Arc<Conn> {
+        let conn = Conn::new(self.clone(), new_sid(), handshake);
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(conn.sid.clone(), conn.clone());
+        self.metrics.connection(1);
+        tokio::spawn(conn.clone().heartbeat());
+        conn
+    }
+
+    fn open_packet(&self, sid: &str, upgrades: &[&str]) -> String {
+        OpenPacket {
+            sid: sid.to_owned(),
+            upgrades: upgrades.iter().map(|u| u.to_string()).collect(),
+            ping_interval: self.config.ping_interval_ms,
+            ping_timeout: self.config.ping_timeout_ms,
+            max_payload: self.config.max_payload,
+        }
+        .encode()
+    }
+}
+
+/// A 20-character id, like socket.io's `base64id`.
+pub fn new_sid() -> Arc<str> {
+    let bytes: [u8; 15] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(bytes)
+        .into()
+}
+
+/// Handles one incoming text packet (a websocket text frame or one polling record).
+pub(crate) fn on_text(conn: &Arc<Conn>, text: &str) {
+    match Packet::decode(text) {
+        Ok(Packet::Message(msg)) => crate::sio::on_message(conn, msg),
+        Ok(Packet::Pong(_)) => conn.on_pong(),
+        Ok(Packet::Close) => conn.close(CloseReason::ClientClose),
+        Ok(Packet::Binary(bytes)) => crate::sio::on_binary(conn, bytes.into_owned()),
+        // Upgrade packets only make sense on the probing websocket, handled there.
+        Ok(Packet::Ping(_) | Packet::Noop | Packet::Upgrade) => {}
+        Ok(Packet::Open(_)) | Err(_) => conn.close(CloseReason::ProtocolError),
+    }
+}
+
+/// The `/socket.io/` endpoint: every Engine.IO request goes through here.
+pub(crate) async fn endpoint(State(engine): State<Arc<Engine>>, req: Request) -> Response {
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if param("EIO") != Some("4") {
+        return bad_request(5, "Unsupported protocol version");
+    }
+    let sid = param("sid").map(str::to_owned);
+    let transport = param("transport").map(str::to_owned);
+    match (req.method().clone(), transport.as_deref(), sid) {
+        (_, Some("polling"), None) if engine.shutting_down.load(Ordering::Acquire) => {
+            bad_request(4, "Forbidden")
+        }
+        (Method::GET, Some("polling"), None) => {
+            let conn = engine.open(handshake_of(&req, query));
+            text_response(engine.open_packet(&conn.sid, &["websocket"]))
+        }
+        (method, Some("polling"), Some(sid)) => match engine.session(&sid) {
+            None => bad_request(1, "Session ID unknown"),
+            Some(conn) if method == Method::GET => polling::poll(conn).await,
+            Some(conn) if method == Method::POST => polling::post(conn, req.into_body()).await,
+            Some(_) => bad_request(2, "Bad handshake method"),
+        },
+        (Method::GET, Some("websocket"), sid) => {
+            let existing = match sid {
+                Some(sid) => match engine.session(&sid) {
+                    Some(conn) if !conn.is_upgraded() => Some(conn),
+                    _ => return bad_request(3, "Bad request"),
+                },
+                None if engine.shutting_down.load(Ordering::Acquire) => {
+                    return bad_request(4, "Forbidden")
+                }
+                None => None,
+            };
+            let handshake = handshake_of(&req, query);
+            let (mut parts, _) = req.into_parts();
+            match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+                Ok(upgrade) => websocket::accept(engine, upgrade, existing, handshake),
+                Err(rejection) => rejection.into_response(),
+            }
+        }
+        (_, Some("polling" | "websocket"), _) => bad_request(2, "Bad handshake method"),
+        _ => bad_request(0, "Transport unknown"),
+    }
+}
+
+fn handshake_of(req: &Request, query: Vec<(String, String)>) -> Handshake {
+    Handshake {
+        query,
+        authorization: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+fn text_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
+}
+
+/// Engine.IO's JSON error body for a refused request.
+fn bad_request(code: u8, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,164 @@
+//! The websocket transport: a fresh websocket connection, or the upgrade of a
+//! polling connection (`2probe` → `3probe`, then `5`).
+//!
+//! The task that reads frames handles each packet before reading the next, so
+//! a sender's events are processed in order; a separate writer task drains the
+//! connection's queue, batching whatever is ready into one flush.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+
+use super::{on_text, CloseReason, Conn, Engine, Handshake};
+
+/// Frames written before one flush, at most.
+const WRITE_BATCH: usize = 64;
+/// Read buffer per websocket: small, so idle connections stay cheap.
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes buffered before a write reaches the socket (a flush writes sooner).
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// Completes the HTTP upgrade and runs the connection on it.
+pub(super) fn accept(
+    engine: Arc<Engine>,
+    upgrade: WebSocketUpgrade,
+    existing: Option<Arc<Conn>>,
+    handshake: Handshake,
+) -> Response {
+    let max = usize::try_from(engine.config.max_payload).unwrap_or(usize::MAX);
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            match existing {
+                Some(conn) => upgrade_polling(conn, socket).await,
+                None => {
+                    let conn = engine.open(handshake);
+                    let open = engine.open_packet(&conn.sid, &[]);
+                    let (mut sink, stream) = socket.split();
+                    if sink.send(Message::Text(open.into())).await.is_err() {
+                        conn.close(CloseReason::TransportError);
+                        return;
+                    }
+                    run(conn, sink, stream).await;
+                }
+            }
+        })
+}
+
+/// The probe phase of an upgrade: answer `2probe`, release the pending poll
+/// with a noop, and switch over when the client sends `5`.
+async fn upgrade_polling(conn: Arc<Conn>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        let msg = tokio::select! {
+            msg = stream.next() => msg,
+            _ = conn.closed() => return,
+        };
+        let Some(Ok(Message::Text(text))) = msg else {
+            // The probe failed; the polling transport carries on.
+            return;
+        };
+        match text.as_str() {
+            "2probe" => {
+                if sink.send(Message::Text("3probe".into())).await.is_err() {
+                    return;
+                }
+                // A noop makes a waiting GET return so the client can finish the upgrade.
+                let _ = conn.send(Arc::from("6"));
+            }
+            "5" => {
+                conn.upgraded.store(true, Ordering::Release);
+                run(conn, sink, stream).await;
+                return;
+            }
+            _ => {
+                conn.close(CloseReason::ProtocolError);
+                return;
+            }
+        }
+    }
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// Reads and handles frames until the connection closes, with the writer alongside.
+async fn run(conn: Arc<Conn>, sink: Sink, mut stream: SplitStream<WebSocket>) {
+    let writer = tokio::spawn(write_loop(conn.clone(), sink));
+    loop {
+        let msg = tokio::select! {
+            msg = stream.next() => msg,
+            _ = conn.closed() => break,
+        };
+        match msg {
+            Some(Ok(Message::Text(text))) => on_text(&conn, text.as_str()),
+            Some(Ok(Message::Binary(bytes))) => crate::sio::on_binary(&conn, bytes.to_vec()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_))) | None => conn.close(CloseReason::ClientClose),
+            Some(Err(err)) => conn.close(if is_too_large(err) {
+                CloseReason::TooLarge
+            } else {
+                CloseReason::TransportError
+            }),
+        }
+        if conn.close_reason().is_some() {
+            break;
+        }
+    }
+    let _ = writer.await;
+}
+
+/// Whether a read error means the peer sent a message over the size limit.
+fn is_too_large(err: axum::Error) -> bool {
+    matches!(
+        err.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+/// Drains the connection's queue into the socket until it closes, then sends
+/// the close frame: 1009 for an oversized message, no status otherwise (as
+/// engine.io does).
+async fn write_loop(conn: Arc<Conn>, mut sink: Sink) {
+    let mut rx = conn.rx.lock().await;
+    loop {
+        let frame = tokio::select! {
+            frame = rx.recv() => frame,
+            _ = conn.closed() => break,
+        };
+        let Some(frame) = frame else { break };
+        if sink.feed(Message::Text((&*frame).into())).await.is_err() {
+            conn.close(CloseReason::TransportError);
+            return;
+        }
+        for _ in 1..WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(frame) => {
+                    if sink.feed(Message::Text((&*frame).into())).await.is_err() {
+                        conn.close(CloseReason::TransportError);
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if sink.flush().await.is_err() {
+            conn.close(CloseReason::TransportError);
+            return;
+        }
+    }
+    let close = match conn.close_reason() {
+        Some(CloseReason::TooLarge) => Some(CloseFrame {
+            code: 1009,
+            reason: "".into(),
+        }),
+        _ => None,
+    };
+    let _ = sink.send(Message::Close(close)).await;
+}

@@ -1,0 +1,225 @@
+//! The gateway's operational counters, rendered for `GET /metrics` in the
+//! Prometheus text format. Plain atomics: recording never takes a lock.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// A label value and its counter.
+type Labelled<const N: usize> = [(&'static str, AtomicU64); N];
+
+/// Client events the gateway tells apart in `chorus_gateway_events_received_total`.
+pub const EVENT_NAMES: [&str; 4] = ["joinChat", "sendMessage", "typing", "other"];
+/// Server events that are broadcast.
+pub const BROADCAST_NAMES: [&str; 4] = ["userOnline", "newMessage", "userTyping", "userOffline"];
+/// Why a handshake (namespace CONNECT) was refused.
+pub const HANDSHAKE_REFUSALS: [&str; 3] = ["no_token", "invalid_token", "invalid_namespace"];
+/// Why an event was refused.
+pub const EVENT_REFUSALS: [&str; 5] = [
+    "no_token",
+    "invalid_token",
+    "invalid_payload",
+    "internal_error",
+    "rate_limited",
+];
+
+fn labelled<const N: usize>(names: [&'static str; N]) -> Labelled<N> {
+    names.map(|n| (n, AtomicU64::new(0)))
+}
+
+fn bump<const N: usize>(set: &Labelled<N>, name: &str) {
+    if let Some((_, c)) = set.iter().find(|(n, _)| *n == name) {
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+/// All counters and gauges of one gateway.
+#[derive(Debug)]
+pub struct Metrics {
+    connections: AtomicI64,
+    sockets: AtomicI64,
+    joined: AtomicI64,
+    events: Labelled<4>,
+    broadcasts: Labelled<4>,
+    deliveries: AtomicU64,
+    refused_handshakes: Labelled<3>,
+    refused_events: Labelled<5>,
+    slow_consumer_disconnects: AtomicU64,
+    protocol_errors: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            connections: AtomicI64::new(0),
+            sockets: AtomicI64::new(0),
+            joined: AtomicI64::new(0),
+            events: labelled(EVENT_NAMES),
+            broadcasts: labelled(BROADCAST_NAMES),
+            deliveries: AtomicU64::new(0),
+            refused_handshakes: labelled(HANDSHAKE_REFUSALS),
+            refused_events: labelled(EVENT_REFUSALS),
+            slow_consumer_disconnects: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// An Engine.IO connection opened (+1) or closed (-1).
+    pub fn connection(&self, delta: i64) {
+        self.connections.fetch_add(delta, Relaxed);
+    }
+    /// A `/chat` socket connected (+1) or left (-1).
+    pub fn socket(&self, delta: i64) {
+        self.sockets.fetch_add(delta, Relaxed);
+    }
+    /// The number of joined users changed.
+    pub fn joined(&self, delta: i64) {
+        self.joined.fetch_add(delta, Relaxed);
+    }
+    /// A client event arrived on `/chat`.
+    pub fn event(&self, name: &str) {
+        let known = EVENT_NAMES[..3].contains(&name);
+        bump(&self.events, if known { name } else { "other" });
+    }
+    /// A broadcast of `name` went to `receivers` sockets.
+    pub fn broadcast(&self, name: &str, receivers: usize) {
+        bump(&self.broadcasts, name);
+        self.deliveries.fetch_add(receivers as u64, Relaxed);
+    }
+    /// A frame was queued for one receiver outside a broadcast.
+    pub fn delivery(&self) {
+        self.deliveries.fetch_add(1, Relaxed);
+    }
+    /// A namespace CONNECT was refused.
+    pub fn refused_handshake(&self, reason: &str) {
+        bump(&self.refused_handshakes, reason);
+    }
+    /// An event was refused.
+    pub fn refused_event(&self, reason: &str) {
+        bump(&self.refused_events, reason);
+    }
+    /// A receiver was disconnected because its outgoing queue overflowed.
+    pub fn slow_consumer(&self) {
+        self.slow_consumer_disconnects.fetch_add(1, Relaxed);
+    }
+    /// A connection was closed for a protocol error.
+    pub fn protocol_error(&self) {
+        self.protocol_errors.fetch_add(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let gauge = |out: &mut String, name: &str, help: &str, v: &AtomicI64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Relaxed)
+            );
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        };
+        fn family<const N: usize>(
+            out: &mut String,
+            name: &str,
+            label: &str,
+            help: &str,
+            set: &Labelled<N>,
+        ) {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (value, c) in set {
+                let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {}", c.load(Relaxed));
+            }
+        }
+        gauge(
+            &mut out,
+            "chorus_gateway_connections",
+            "Open Engine.IO connections.",
+            &self.connections,
+        );
+        gauge(
+            &mut out,
+            "chorus_gateway_sockets",
+            "Sockets connected to /chat.",
+            &self.sockets,
+        );
+        gauge(
+            &mut out,
+            "chorus_gateway_joined_users",
+            "Entries in the online-users map.",
+            &self.joined,
+        );
+        family(
+            &mut out,
+            "chorus_gateway_events_received_total",
+            "event",
+            "Client events received on /chat.",
+            &self.events,
+        );
+        family(
+            &mut out,
+            "chorus_gateway_broadcasts_total",
+            "event",
+            "Broadcasts sent, by event.",
+            &self.broadcasts,
+        );
+        counter(
+            &mut out,
+            "chorus_gateway_deliveries_total",
+            "Frames queued to receivers by broadcasts and replies.",
+            &self.deliveries,
+        );
+        family(
+            &mut out,
+            "chorus_gateway_refused_handshakes_total",
+            "reason",
+            "Namespace CONNECTs refused.",
+            &self.refused_handshakes,
+        );
+        family(
+            &mut out,
+            "chorus_gateway_refused_events_total",
+            "reason",
+            "Client events refused (rate_limited included).",
+            &self.refused_events,
+        );
+        counter(
+            &mut out,
+            "chorus_gateway_slow_consumer_disconnects_total",
+            "Receivers disconnected because their queue overflowed.",
+            &self.slow_consumer_disconnects,
+        );
+        counter(
+            &mut out,
+            "chorus_gateway_protocol_errors_total",
+            "Connections closed for a protocol error.",
+            &self.protocol_errors,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labelled_counters() {
+        let m = Metrics::default();
+        m.event("sendMessage");
+        m.event("bogus");
+        m.broadcast("newMessage", 3);
+        m.refused_event("rate_limited");
+        let text = m.render();
+        assert!(text.contains("chorus_gateway_events_received_total{event=\"sendMessage\"} 1"));
+        assert!(text.contains("chorus_gateway_events_received_total{event=\"other\"} 1"));
+        assert!(text.contains("chorus_gateway_deliveries_total 3"));
+        assert!(text.contains("chorus_gateway_refused_events_total{reason=\"rate_limited\"} 1"));
+    }
+}

@@ -1,0 +1,44 @@
+//! Installs the official socket.io npm packages that the interop tests drive,
+//! once per machine, so that `cargo test` alone works on a fresh clone.
+//!
+//! Test binaries run in parallel, so the install is guarded by an exclusive
+//! lock file; whoever gets it first runs `npm ci`, the others then find
+//! `node_modules` in place.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The folder holding `package.json` and `node_modules` for the interop tests.
+pub fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("tests/js/package.json").exists())
+        .expect("tests/js/package.json in this crate or a parent")
+        .join("tests/js")
+}
+
+/// Makes sure `tests/js/node_modules` is installed and returns the `tests/js` folder.
+pub fn ensure_node_modules() -> PathBuf {
+    let dir = js_dir();
+    let marker = dir.join("node_modules/.package-lock.json");
+    if marker.exists() {
+        return dir;
+    }
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".install.lock"))
+        .expect("open the npm install lock file");
+    lock.lock().expect("take the npm install lock");
+    if !marker.exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("run npm (Node.js and npm must be installed)");
+        assert!(status.success(), "npm ci failed in {}", dir.display());
+    }
+    dir
+}
