@@ -1,1 +1,197 @@
-fn main() {}
+//! The `chorus` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Load and conformance testing for Socket.IO chat gateways.
+#[derive(Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Play a YAML scenario against a gateway (without a target: against the
+    /// reference gateway started in-process) and write a run directory.
+    ///
+    /// Exit codes: 0 every threshold and check held; 1 one failed; 2 scenario
+    /// or usage error; 3 target unreachable or run aborted.
+    Run {
+        /// The scenario file, e.g. scenarios/smoke.yml.
+        scenario: PathBuf,
+        /// The gateway's base URL, e.g. http://127.0.0.1:3000 (overrides the scenario's `target`).
+        #[arg(long)]
+        target: Option<String>,
+        /// The run directory (default reports/runs/<timestamp>-<scenario>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override a scenario value by its dotted path, e.g. `--set load.phases.0.ramp.to=50`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<chorus::scenario::Override>,
+        /// No progress display and no summary table.
+        #[arg(long)]
+        quiet: bool,
+        /// Do not write report.html and summary.md at the end.
+        #[arg(long)]
+        no_report: bool,
+        /// Profile of the embedded gateway used when no target is given.
+        #[arg(long, value_enum, default_value = "strict")]
+        gateway_profile: chorus_gateway::Profile,
+    },
+    /// Run the reference chat gateway (the same server and flags as `chorus-gateway`).
+    Serve {
+        #[command(flatten)]
+        config: chorus_gateway::GatewayConfig,
+    },
+    /// Write report.html, summary.md (and junit.xml with conformance results) into a run directory.
+    Report {
+        /// The run directory (holding summary.json, timeseries.json, hdr/).
+        run_dir: PathBuf,
+    },
+    /// Compare a run against a baseline; exit 1 on regression, 2 on bad input.
+    Compare {
+        /// Baseline summary.json, or a run directory holding one.
+        baseline: PathBuf,
+        /// Current summary.json, or a run directory holding one.
+        current: PathBuf,
+        /// Override a metric's tolerance, e.g. `delivery.*.p99=10%:1ms` or `connect.max=off`.
+        #[arg(long = "tolerance", value_name = "PATTERN=REL%:ABS")]
+        tolerances: Vec<String>,
+        /// Also write the comparison as Markdown to this file.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            scenario,
+            target,
+            out,
+            overrides,
+            quiet,
+            no_report,
+            gateway_profile,
+        } => {
+            let options = chorus::run::RunOptions {
+                scenario,
+                target,
+                out,
+                overrides,
+                quiet,
+                gateway_profile,
+            };
+            run(options, no_report).await
+        }
+        Command::Report { run_dir } => report(&run_dir),
+        Command::Compare {
+            baseline,
+            current,
+            tolerances,
+            markdown,
+        } => compare(&baseline, &current, &tolerances, markdown.as_deref()),
+        Command::Serve { config } => {
+            chorus_gateway::init_logging(&config.log_level);
+            match chorus_gateway::serve_until_signal(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("chorus: {err}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+/// `chorus run`: plays the scenario, then renders the reports unless told not to.
+async fn run(options: chorus::run::RunOptions, no_report: bool) -> ExitCode {
+    let quiet = options.quiet;
+    match chorus::run::run(options).await {
+        Ok(report) => {
+            if !no_report {
+                match chorus::report::render_run_dir(&report.run_dir) {
+                    Ok(files) if !quiet => {
+                        for path in files.paths() {
+                            eprintln!("wrote {}", path.display());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => eprintln!("chorus: cannot render the report: {err}"),
+                }
+            }
+            if !quiet {
+                eprintln!("verdict: {:?}", report.summary.verdict);
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(err) => {
+            eprintln!("chorus: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// `chorus report`: renders the run directory's reports and prints their paths.
+fn report(run_dir: &Path) -> ExitCode {
+    match chorus::report::render_run_dir(run_dir) {
+        Ok(files) => {
+            for path in files.paths() {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("chorus: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `chorus compare`: prints the comparison table; 1 on regression, 2 on bad input.
+fn compare(
+    baseline: &Path,
+    current: &Path,
+    tolerances: &[String],
+    markdown: Option<&Path>,
+) -> ExitCode {
+    match compare_summaries(baseline, current, tolerances, markdown) {
+        Ok(comparison) => {
+            print!("{}", comparison.render_text());
+            if comparison.regressed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(err) => {
+            eprintln!("chorus: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads both summaries, compares them and writes the Markdown file if asked.
+fn compare_summaries(
+    baseline: &Path,
+    current: &Path,
+    tolerances: &[String],
+    markdown: Option<&Path>,
+) -> Result<chorus::report::Comparison, String> {
+    let tolerances = chorus::report::Tolerances::parse(tolerances.iter().map(String::as_str))
+        .map_err(|e| e.to_string())?;
+    let baseline = chorus::metrics::Summary::read(baseline).map_err(|e| e.to_string())?;
+    let current = chorus::metrics::Summary::read(current).map_err(|e| e.to_string())?;
+    let comparison = chorus::report::compare(&baseline, &current, &tolerances);
+    if let Some(path) = markdown {
+        std::fs::write(path, comparison.render_markdown())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(comparison)
+}

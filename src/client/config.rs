@@ -1,0 +1,210 @@
+//! What a client connects to and how.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::error::ClientError;
+
+/// The Engine.IO transport a client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// A websocket from the start (`transport=websocket`).
+    #[default]
+    Websocket,
+    /// HTTP long-polling only.
+    Polling,
+    /// HTTP long-polling first, then the `2probe`/`3probe`/`5` upgrade to websocket.
+    PollingUpgrade,
+}
+
+/// The settings of one client connection.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http://host:port` or `ws://host:port` (no TLS).
+    pub url: String,
+    /// The Engine.IO path, `/socket.io/` by default.
+    pub path: String,
+    /// The Socket.IO namespace, `/` by default.
+    pub namespace: String,
+    /// The transport.
+    pub transport: Transport,
+    /// Extra query parameters for every request (e.g. `token`), unencoded.
+    pub query: Vec<(String, String)>,
+    /// Extra HTTP headers for the handshake and every polling request.
+    pub headers: Vec<(String, String)>,
+    /// JSON sent in the namespace CONNECT packet (`40/chat,{"token":"…"}`).
+    pub auth: Option<String>,
+    /// The bound on the whole connect sequence.
+    pub connect_timeout: Duration,
+    /// The local address to bind before connecting, to spread connections over 127.0.0.x.
+    pub local_ip: Option<IpAddr>,
+    /// The websocket read buffer capacity kept between frames.
+    pub read_buffer_size: usize,
+    /// The websocket write buffer capacity kept between frames.
+    pub write_buffer_size: usize,
+}
+
+impl ClientConfig {
+    /// The defaults for a server at `url`: websocket, path `/socket.io/`,
+    /// namespace `/`, 10 s connect timeout, 4 KiB buffers.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            path: "/socket.io/".into(),
+            namespace: "/".into(),
+            transport: Transport::Websocket,
+            query: Vec::new(),
+            headers: Vec::new(),
+            auth: None,
+            connect_timeout: Duration::from_secs(10),
+            local_ip: None,
+            read_buffer_size: 4096,
+            write_buffer_size: 4096,
+        }
+    }
+
+    /// Sets the namespace.
+    pub fn namespace(mut self, nsp: impl Into<String>) -> Self {
+        self.namespace = nsp.into();
+        self
+    }
+
+    /// Sets the transport.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Sets the CONNECT `auth` JSON payload.
+    pub fn auth(mut self, json: impl Into<String>) -> Self {
+        self.auth = Some(json.into());
+        self
+    }
+
+    /// Adds a query parameter.
+    pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.query.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds an HTTP header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The host and port of the URL.
+    pub(crate) fn authority(&self) -> Result<Authority<'_>, ClientError> {
+        let invalid = |reason| ClientError::InvalidUrl {
+            url: self.url.clone(),
+            reason,
+        };
+        let rest = ["http://", "ws://"]
+            .iter()
+            .find_map(|scheme| self.url.strip_prefix(scheme))
+            .ok_or_else(|| invalid("the scheme must be http:// or ws://"))?;
+        let host_header = rest.split('/').next().unwrap_or_default();
+        if host_header.is_empty() {
+            return Err(invalid("no host"));
+        }
+        // The port follows the last colon, unless that colon is inside an IPv6 literal.
+        let (name, port) = match host_header.rsplit_once(':') {
+            Some((name, port)) if !port.ends_with(']') => (
+                name,
+                port.parse()
+                    .map_err(|_| invalid("the port is not a number"))?,
+            ),
+            _ => (host_header, 80),
+        };
+        Ok(Authority {
+            host_header,
+            name: name.trim_start_matches('[').trim_end_matches(']'),
+            port,
+        })
+    }
+
+    /// The request target for one Engine.IO request: path, `EIO=4`, the
+    /// transport, the session id once known, then the configured query.
+    pub(crate) fn target(&self, transport: &str, sid: Option<&str>) -> String {
+        let mut out = String::with_capacity(64);
+        out.push_str(&self.path);
+        out.push_str("?EIO=4&transport=");
+        out.push_str(transport);
+        if let Some(sid) = sid {
+            out.push_str("&sid=");
+            percent_encode_into(&mut out, sid);
+        }
+        for (name, value) in &self.query {
+            out.push('&');
+            percent_encode_into(&mut out, name);
+            out.push('=');
+            percent_encode_into(&mut out, value);
+        }
+        out
+    }
+}
+
+/// The server part of the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Authority<'a> {
+    /// `host[:port]` as written, for the `Host` header.
+    pub host_header: &'a str,
+    /// The host name or IP address, without brackets.
+    pub name: &'a str,
+    /// The port, 80 when not written.
+    pub port: u16,
+}
+
+/// Appends `text` with everything but RFC 3986 unreserved characters percent-encoded.
+fn percent_encode_into(out: &mut String, text: &str) {
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_authorities() {
+        let auth = |url: &str| {
+            ClientConfig::new(url)
+                .authority()
+                .map(|a| (a.host_header.to_owned(), a.name.to_owned(), a.port))
+        };
+        assert_eq!(
+            auth("http://127.0.0.1:3000").unwrap(),
+            ("127.0.0.1:3000".into(), "127.0.0.1".into(), 3000)
+        );
+        assert_eq!(
+            auth("ws://localhost/x").unwrap(),
+            ("localhost".into(), "localhost".into(), 80)
+        );
+        assert_eq!(
+            auth("ws://[::1]:81").unwrap(),
+            ("[::1]:81".into(), "::1".into(), 81)
+        );
+        assert_eq!(auth("ws://[::1]").unwrap().2, 80);
+        assert!(auth("https://x").is_err());
+        assert!(auth("http://h:port").is_err());
+        assert!(auth("http:///").is_err());
+    }
+
+    #[test]
+    fn builds_targets_with_encoded_query() {
+        let cfg = ClientConfig::new("http://h:1").query("token", "a b&c=d");
+        assert_eq!(
+            cfg.target("polling", Some("s-1")),
+            "/socket.io/?EIO=4&transport=polling&sid=s-1&token=a%20b%26c%3Dd"
+        );
+        assert_eq!(
+            ClientConfig::new("http://h:1").target("websocket", None),
+            "/socket.io/?EIO=4&transport=websocket"
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! The connect sequence: TCP, transport handshake, open packet, namespace CONNECT.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chorus_protocol::engineio::{self, OpenPacket};
+use chorus_protocol::socketio::{self, PacketType};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+
+use super::config::{Authority, ClientConfig, Transport};
+use super::error::ClientError;
+use super::handler::Handler;
+use super::http::HttpConn;
+use super::polling::{self, PollReader, PollRequest, PollWriter};
+use super::session::{Client, Control, ReadSide, Session, Shared, Writer};
+use super::websocket::{self, WsMessage, WsReader};
+
+/// How long each connect phase took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectTimings {
+    /// Resolving the host and the TCP connect.
+    pub tcp: Duration,
+    /// The websocket upgrade, or the polling handshake GET (which brings the open packet).
+    pub handshake: Duration,
+    /// Websocket: reading the open packet. Polling: connecting the POST connection.
+    /// Polling-then-upgrade: the whole `2probe`/`3probe`/`5` upgrade.
+    pub open: Duration,
+    /// From sending the namespace CONNECT to its answer.
+    pub namespace: Duration,
+}
+
+impl ConnectTimings {
+    /// The whole connect latency.
+    pub fn total(&self) -> Duration {
+        self.tcp + self.handshake + self.open + self.namespace
+    }
+}
+
+/// The transport after the handshake and open packet.
+struct Opened {
+    read: ReadSide,
+    writer: Writer,
+    open: OpenPacket,
+    /// Packets owed to the server already (pongs to pings seen during an upgrade).
+    control: Vec<Control>,
+    handshake_done: Instant,
+}
+
+impl Client {
+    /// Connects to `config.namespace` and starts delivering to `handler`.
+    /// The whole sequence is bounded by `config.connect_timeout`.
+    pub async fn connect<H: Handler>(
+        config: &ClientConfig,
+        handler: H,
+    ) -> Result<(Client, ConnectTimings), ClientError> {
+        let mut phase = "tcp connect";
+        let attempt = connect_phases(config, handler, &mut phase);
+        match tokio::time::timeout(config.connect_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout {
+                phase,
+                after: config.connect_timeout,
+            }),
+        }
+    }
+}
+
+async fn connect_phases<H: Handler>(
+    config: &ClientConfig,
+    handler: H,
+    phase: &mut &'static str,
+) -> Result<(Client, ConnectTimings), ClientError> {
+    let start = Instant::now();
+    let authority = config.authority()?;
+    let addr = resolve(authority, config.local_ip).await?;
+    let stream = tcp_connect(addr, config.local_ip).await?;
+    let tcp_done = Instant::now();
+
+    *phase = "transport handshake";
+    let opened = match config.transport {
+        Transport::Websocket => open_websocket(config, authority, stream, phase).await?,
+        Transport::Polling => open_polling(config, authority, addr, stream, phase).await?,
+        Transport::PollingUpgrade => open_upgrade(config, authority, addr, stream, phase).await?,
+    };
+    let open_done = Instant::now();
+
+    *phase = "namespace connect";
+    let shared = Arc::new(Shared::new(
+        opened.writer,
+        &config.namespace,
+        opened.control,
+    ));
+    let (tx, rx) = oneshot::channel();
+    let session = Session::new(handler, shared.clone(), tx, &opened.open);
+    let mut client = Client {
+        shared,
+        sid: "".into(),
+        reader: tokio::spawn(session.run(opened.read)),
+    };
+    let connect = socketio::encode(
+        PacketType::Connect,
+        &config.namespace,
+        None,
+        config.auth.as_deref(),
+    );
+    client.shared.send(&["4", &connect]).await?;
+    client.sid = rx.await.map_err(|_| ClientError::Closed)??.into();
+    let timings = ConnectTimings {
+        tcp: tcp_done - start,
+        handshake: opened.handshake_done - tcp_done,
+        open: open_done - opened.handshake_done,
+        namespace: open_done.elapsed(),
+    };
+    Ok((client, timings))
+}
+
+/// The first address of the host, of the local address's family when one is set.
+async fn resolve(
+    authority: Authority<'_>,
+    local_ip: Option<IpAddr>,
+) -> Result<SocketAddr, ClientError> {
+    if let Ok(ip) = authority.name.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, authority.port));
+    }
+    let error = |source| ClientError::Resolve {
+        host: authority.host_header.to_owned(),
+        source,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((authority.name, authority.port))
+        .await
+        .map_err(error)?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| local_ip.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| error(std::io::ErrorKind::NotFound.into()))
+}
+
+/// A TCP connection with `TCP_NODELAY`, from `local_ip` when set.
+async fn tcp_connect(addr: SocketAddr, local_ip: Option<IpAddr>) -> Result<TcpStream, ClientError> {
+    let connect = async {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = local_ip {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    };
+    connect
+        .await
+        .map_err(|source| ClientError::Connect { addr, source })
+}
+
+async fn open_websocket(
+    config: &ClientConfig,
+    authority: Authority<'_>,
+    stream: TcpStream,
+    phase: &mut &'static str,
+) -> Result<Opened, ClientError> {
+    let (mut reader, writer) = websocket::handshake(
+        HttpConn::new(stream, config.read_buffer_size),
+        authority.host_header,
+        &config.target("websocket", None),
+        &config.headers,
+        config.read_buffer_size,
+        config.write_buffer_size,
+    )
+    .await?;
+    let handshake_done = Instant::now();
+    *phase = "open packet";
+    let open = read_open(&mut reader).await?;
+    Ok(Opened {
+        read: ReadSide::Ws(reader),
+        writer: Writer::Ws(writer),
+        open,
+        control: Vec::new(),
+        handshake_done,
+    })
+}
+
+async fn read_open(reader: &mut WsReader) -> Result<OpenPacket, ClientError> {
+    let (_, message) = reader.next().await?;
+    let WsMessage::Text(text) = message else {
+        return Err(ClientError::Protocol(format!(
+            "expected the open packet, got {message:?}"
+        )));
+    };
+    let engineio::Packet::Open(data) = engineio::Packet::decode(text)? else {
+        return Err(ClientError::Protocol(format!(
+            "expected the open packet, got {text:?}"
+        )));
+    };
+    Ok(OpenPacket::parse(data)?)
+}
+
+/// The polling handshake on `stream`; returns the connection and the open packet.
+async fn polling_handshake(
+    config: &ClientConfig,
+    authority: Authority<'_>,
+    stream: TcpStream,
+) -> Result<(HttpConn, OpenPacket, Arc<PollRequest>), ClientError> {
+    let mut conn = HttpConn::new(stream, config.read_buffer_size);
+    let target = config.target("polling", None);
+    let open =
+        polling::handshake(&mut conn, authority.host_header, &target, &config.headers).await?;
+    let request = Arc::new(PollRequest {
+        host: authority.host_header.to_owned(),
+        target: config.target("polling", Some(&open.sid)),
+        headers: config.headers.clone(),
+    });
+    Ok((conn, open, request))
+}
+
+async fn open_polling(
+    config: &ClientConfig,
+    authority: Authority<'_>,
+    addr: SocketAddr,
+    stream: TcpStream,
+    phase: &mut &'static str,
+) -> Result<Opened, ClientError> {
+    let (conn, open, request) = polling_handshake(config, authority, stream).await?;
+    let handshake_done = Instant::now();
+    *phase = "polling POST connection";
+    let post = HttpConn::new(
+        tcp_connect(addr, config.local_ip).await?,
+        config.read_buffer_size,
+    );
+    Ok(Opened {
+        read: ReadSide::Polling(PollReader::new(conn, request.clone())),
+        writer: Writer::Polling(PollWriter::new(post, request)),
+        open,
+        control: Vec::new(),
+        handshake_done,
+    })
+}
+
+/// Polling handshake, then the upgrade as the official client does it: a poll
+/// stays pending while the websocket sends `2probe`; on `3probe` we wait for
+/// that poll to come back (the server releases it with a noop), then send `5`.
+async fn open_upgrade(
+    config: &ClientConfig,
+    authority: Authority<'_>,
+    addr: SocketAddr,
+    stream: TcpStream,
+    phase: &mut &'static str,
+) -> Result<Opened, ClientError> {
+    let (conn, open, request) = polling_handshake(config, authority, stream).await?;
+    let handshake_done = Instant::now();
+    if !open.upgrades.iter().any(|u| u == "websocket") {
+        return Err(ClientError::Protocol(
+            "the server offers no websocket upgrade".into(),
+        ));
+    }
+    *phase = "websocket upgrade";
+    let mut poller = PollReader::new(conn, request);
+    let probe = async {
+        let stream = tcp_connect(addr, config.local_ip).await?;
+        let (mut reader, mut writer) = websocket::handshake(
+            HttpConn::new(stream, config.read_buffer_size),
+            authority.host_header,
+            &config.target("websocket", Some(&open.sid)),
+            &config.headers,
+            config.read_buffer_size,
+            config.write_buffer_size,
+        )
+        .await?;
+        writer.send_text(&["2probe"]).await?;
+        let (_, answer) = reader.next().await?;
+        if answer != WsMessage::Text("3probe") {
+            return Err(ClientError::Protocol(format!(
+                "expected 3probe, got {answer:?}"
+            )));
+        }
+        Ok((reader, writer))
+    };
+    let (polled, probed) = tokio::join!(poller.poll(), probe);
+    let (reader, mut writer) = probed?;
+    let (_, body) = polled?;
+    let body = std::str::from_utf8(&body)
+        .map_err(|_| ClientError::Protocol("polling body is not UTF-8".into()))?;
+    let mut control = Vec::new();
+    for record in engineio::split_payload(body) {
+        match engineio::Packet::decode(record)? {
+            engineio::Packet::Noop => {}
+            // Answered over the websocket once it carries the session.
+            engineio::Packet::Ping(_) => control.push(Control::Text("3".into())),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected {other:?} while upgrading"
+                )))
+            }
+        }
+    }
+    writer.send_text(&["5"]).await?;
+    Ok(Opened {
+        read: ReadSide::Ws(reader),
+        writer: Writer::Ws(writer),
+        open,
+        control,
+        handshake_done,
+    })
+}

@@ -1,0 +1,22 @@
+//! The Socket.IO client engine: Engine.IO v4 / Socket.IO v5 over websocket,
+//! HTTP long-polling, or polling upgraded to websocket, built so that one
+//! process can hold thousands of timestamped clients.
+//!
+//! [`Client::connect`] runs the connect sequence and returns the phase
+//! [`ConnectTimings`]; everything received afterwards is handed, inline in the
+//! client's reader task and borrowed from the frame, to a [`Handler`].
+
+mod config;
+mod connect;
+mod error;
+mod handler;
+mod http;
+mod polling;
+mod session;
+mod websocket;
+
+pub use config::{ClientConfig, Transport};
+pub use connect::ConnectTimings;
+pub use error::ClientError;
+pub use handler::{AckReply, CloseReason, Handler, Incoming};
+pub use session::{Client, SentAck};

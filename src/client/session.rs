@@ -1,0 +1,523 @@
+//! A connected client: the handle that sends, and the reader task that
+//! decodes what arrives and hands it to the [`Handler`].
+//!
+//! Writes go straight to the socket under a mutex, so `emit` returns the instant
+//! its frame was written. The reader never waits for that mutex: the packets it
+//! must send (pongs, acks for the server) go to a small queue that it flushes
+//! itself when the writer is free, and that whoever holds the writer flushes
+//! before releasing it, so a pong waits at most for the frame being written.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chorus_protocol::engineio::{self, OpenPacket};
+use chorus_protocol::socketio::{self, Event, PacketType};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::error::ClientError;
+use super::handler::{AckReply, CloseReason, Handler, Incoming};
+use super::polling::{PollReader, PollWriter};
+use super::websocket::{WsMessage, WsReader, WsWriter};
+
+/// How long [`Client::disconnect`] waits for the server to close.
+const DISCONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// The sending side of the transport.
+#[derive(Debug)]
+pub(crate) enum Writer {
+    /// A websocket.
+    Ws(WsWriter),
+    /// HTTP POSTs.
+    Polling(PollWriter),
+    /// The session is over.
+    Closed,
+}
+
+impl Writer {
+    /// Sends one Engine.IO text packet made of `parts`.
+    async fn send_text(&mut self, parts: &[&str]) -> Result<Instant, ClientError> {
+        match self {
+            Self::Ws(w) => w.send_text(parts).await,
+            Self::Polling(p) => p.send_text(parts).await,
+            Self::Closed => Err(ClientError::Closed),
+        }
+    }
+
+    async fn send_control(&mut self, control: &Control) -> Result<(), ClientError> {
+        match (control, &mut *self) {
+            (Control::Text(text), _) => self.send_text(&[text]).await.map(drop),
+            (Control::WsPong(payload), Self::Ws(w)) => w.send_pong(payload).await.map(drop),
+            (Control::WsPong(_), _) => Ok(()),
+        }
+    }
+
+    /// Ends the session from our side: a websocket close frame, or the
+    /// Engine.IO close packet over polling.
+    async fn close(&mut self) -> Result<(), ClientError> {
+        let result = match self {
+            Self::Ws(w) => w.close().await,
+            Self::Polling(p) => p.send_text(&["1"]).await.map(drop),
+            Self::Closed => Ok(()),
+        };
+        *self = Self::Closed;
+        result
+    }
+}
+
+/// A packet the reader needs sent.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// An Engine.IO text packet (a pong `3`, an ACK `43…`).
+    Text(Cow<'static, str>),
+    /// The answer to a websocket-level ping.
+    WsPong(Box<[u8]>),
+}
+
+/// What the client handle and its reader task share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    writer: tokio::sync::Mutex<Writer>,
+    control: Mutex<Vec<Control>>,
+    closing: AtomicBool,
+    next_ack: AtomicU64,
+    nsp: Box<str>,
+}
+
+impl Shared {
+    /// Shares `writer` for the namespace `nsp`, with `control` already queued.
+    pub fn new(writer: Writer, nsp: &str, control: Vec<Control>) -> Self {
+        Self {
+            writer: tokio::sync::Mutex::new(writer),
+            control: Mutex::new(control),
+            closing: AtomicBool::new(false),
+            next_ack: AtomicU64::new(0),
+            nsp: nsp.into(),
+        }
+    }
+
+    /// Sends one Engine.IO text packet made of `parts`, with any queued control packets.
+    pub async fn send(&self, parts: &[&str]) -> Result<Instant, ClientError> {
+        let result = {
+            let mut writer = self.writer.lock().await;
+            self.flush_control(&mut writer).await?;
+            let at = writer.send_text(parts).await;
+            self.flush_control(&mut writer).await?;
+            at
+        };
+        self.flush_if_free().await?;
+        result
+    }
+
+    fn push_control(&self, control: Control) {
+        self.control.lock().expect("control queue").push(control);
+    }
+
+    fn has_control(&self) -> bool {
+        !self.control.lock().expect("control queue").is_empty()
+    }
+
+    async fn flush_control(&self, writer: &mut Writer) -> Result<(), ClientError> {
+        loop {
+            let batch = std::mem::take(&mut *self.control.lock().expect("control queue"));
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for control in &batch {
+                writer.send_control(control).await?;
+            }
+        }
+    }
+
+    /// Flushes the queued control packets unless someone holds the writer (who
+    /// then flushes them). Checked again after each release, so that a packet
+    /// queued while the holder was finishing is not left behind.
+    async fn flush_if_free(&self) -> Result<(), ClientError> {
+        while self.has_control() {
+            let Ok(mut writer) = self.writer.try_lock() else {
+                return Ok(());
+            };
+            self.flush_control(&mut writer).await?;
+        }
+        Ok(())
+    }
+}
+
+/// An emit that asked for an acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentAck {
+    /// The ack id; the answer arrives as [`Incoming::Ack`] with this id.
+    pub id: u64,
+    /// The instant the frame was handed to the socket.
+    pub sent_at: Instant,
+}
+
+/// A client connected to one namespace. Dropping it aborts its reader task and
+/// closes the connection without telling the server (use [`Client::disconnect`]).
+#[derive(Debug)]
+pub struct Client {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) sid: Box<str>,
+    pub(crate) reader: JoinHandle<()>,
+}
+
+impl Client {
+    /// The Socket.IO id the server gave this client's namespace socket.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// Whether the session has ended (the handler got `on_closed`).
+    pub fn is_closed(&self) -> bool {
+        self.reader.is_finished()
+    }
+
+    /// Emits `event` with `args`, each already JSON. Returns the instant the
+    /// frame was handed to the socket.
+    pub async fn emit(&self, event: &str, args: &[&str]) -> Result<Instant, ClientError> {
+        let text = socketio::encode_event(&self.shared.nsp, None, event, args);
+        self.shared.send(&["4", &text]).await
+    }
+
+    /// Emits `event` with an ack id from this client's counter; the server's
+    /// answer is delivered to the handler as [`Incoming::Ack`] with that id.
+    pub async fn emit_with_ack(&self, event: &str, args: &[&str]) -> Result<SentAck, ClientError> {
+        let id = self.shared.next_ack.fetch_add(1, Ordering::Relaxed);
+        let text = socketio::encode_event(&self.shared.nsp, Some(id), event, args);
+        let sent_at = self.shared.send(&["4", &text]).await?;
+        Ok(SentAck { id, sent_at })
+    }
+
+    /// Sends one Socket.IO packet written out in full (e.g. `2/chat,["x",{bad`),
+    /// for conformance tests that need what `emit` cannot produce.
+    pub async fn send_raw(&self, packet: &str) -> Result<Instant, ClientError> {
+        self.shared.send(&["4", packet]).await
+    }
+
+    /// Leaves the namespace (`41<nsp>,`), closes the transport and waits (up to
+    /// 5 s) for the session to end; the handler then gets
+    /// [`CloseReason::ClientDisconnect`].
+    pub async fn disconnect(mut self) -> Result<(), ClientError> {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        let text = socketio::encode(PacketType::Disconnect, &self.shared.nsp, None, None);
+        let result = {
+            let mut writer = self.shared.writer.lock().await;
+            let sent = writer.send_text(&["4", &text]).await;
+            let closed = writer.close().await;
+            sent.and(closed)
+        };
+        if tokio::time::timeout(DISCONNECT_WAIT, &mut self.reader)
+            .await
+            .is_err()
+        {
+            return Err(ClientError::Timeout {
+                phase: "disconnect",
+                after: DISCONNECT_WAIT,
+            });
+        }
+        result
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// The receiving side of the transport.
+#[derive(Debug)]
+pub(crate) enum ReadSide {
+    /// A websocket.
+    Ws(WsReader),
+    /// HTTP long-polling GETs.
+    Polling(PollReader),
+}
+
+/// Binary packet waiting for its attachments.
+#[derive(Debug)]
+struct PendingBinary {
+    header: String,
+    expected: usize,
+    attachments: Vec<Vec<u8>>,
+}
+
+/// The reader task's state.
+pub(crate) struct Session<H> {
+    handler: H,
+    shared: Arc<Shared>,
+    /// Answered with the namespace sid (or the refusal) once, during connect.
+    connect: Option<oneshot::Sender<Result<String, ClientError>>>,
+    binary: Option<PendingBinary>,
+    ping_window: Duration,
+    ping_deadline: tokio::time::Instant,
+}
+
+impl<H: Handler> Session<H> {
+    /// A session for the connection that `open` describes.
+    pub fn new(
+        handler: H,
+        shared: Arc<Shared>,
+        connect: oneshot::Sender<Result<String, ClientError>>,
+        open: &OpenPacket,
+    ) -> Self {
+        let ping_window = Duration::from_millis(open.ping_interval + open.ping_timeout);
+        Self {
+            handler,
+            shared,
+            connect: Some(connect),
+            binary: None,
+            ping_window,
+            ping_deadline: tokio::time::Instant::now() + ping_window,
+        }
+    }
+
+    /// Reads until the session ends, then reports why.
+    pub async fn run(mut self, read: ReadSide) {
+        let (at, reason) = match read {
+            ReadSide::Ws(r) => self.run_ws(r).await,
+            ReadSide::Polling(r) => self.run_polling(r).await,
+        };
+        let reason = if self.shared.closing.load(Ordering::SeqCst) {
+            CloseReason::ClientDisconnect
+        } else {
+            reason
+        };
+        // Drop our half of the transport; the server already ended the session.
+        *self.shared.writer.lock().await = Writer::Closed;
+        match self.connect.take() {
+            Some(tx) => {
+                let err = match reason {
+                    CloseReason::ConnectRefused(data) => ClientError::ConnectRefused {
+                        nsp: self.shared.nsp.to_string(),
+                        data,
+                    },
+                    other => ClientError::Protocol(format!(
+                        "the session ended before the namespace was joined: {other}"
+                    )),
+                };
+                // connect() may have given up already; then nobody needs the answer.
+                let _ = tx.send(Err(err));
+            }
+            None => self.handler.on_closed(at, reason),
+        }
+    }
+
+    async fn run_ws(&mut self, mut reader: WsReader) -> (Instant, CloseReason) {
+        let sleep = tokio::time::sleep_until(self.ping_deadline);
+        tokio::pin!(sleep);
+        loop {
+            let (at, message) = tokio::select! {
+                read = reader.next() => match read {
+                    Ok(m) => m,
+                    Err(e) => return (Instant::now(), reason_of(e)),
+                },
+                () = &mut sleep => return (Instant::now(), CloseReason::PingTimeout),
+            };
+            let deadline = self.ping_deadline;
+            let handled = match message {
+                WsMessage::Text(text) => engineio::Packet::decode(text)
+                    .map_err(|e| CloseReason::Transport(e.to_string()))
+                    .and_then(|p| self.on_packet(at, p)),
+                WsMessage::Binary(bytes) => self.on_attachment(at, bytes),
+                WsMessage::Ping(payload) => {
+                    self.shared.push_control(Control::WsPong(payload.into()));
+                    Ok(())
+                }
+                WsMessage::Close(code) => Err(CloseReason::ServerClosed { code }),
+            };
+            if let Err(reason) = handled {
+                return (at, reason);
+            }
+            if let Err(e) = self.shared.flush_if_free().await {
+                return (Instant::now(), reason_of(e));
+            }
+            if deadline != self.ping_deadline {
+                sleep.as_mut().reset(self.ping_deadline);
+            }
+        }
+    }
+
+    async fn run_polling(&mut self, mut reader: PollReader) -> (Instant, CloseReason) {
+        let sleep = tokio::time::sleep_until(self.ping_deadline);
+        tokio::pin!(sleep);
+        loop {
+            let (at, body) = tokio::select! {
+                read = reader.poll() => match read {
+                    Ok(b) => b,
+                    Err(e) => return (Instant::now(), reason_of(e)),
+                },
+                () = &mut sleep => return (Instant::now(), CloseReason::PingTimeout),
+            };
+            let deadline = self.ping_deadline;
+            let Ok(text) = std::str::from_utf8(&body) else {
+                return (
+                    at,
+                    CloseReason::Transport("polling body is not UTF-8".into()),
+                );
+            };
+            for record in engineio::split_payload(text) {
+                let handled = engineio::Packet::decode(record)
+                    .map_err(|e| CloseReason::Transport(e.to_string()))
+                    .and_then(|p| self.on_packet(at, p));
+                if let Err(reason) = handled {
+                    return (at, reason);
+                }
+            }
+            if let Err(e) = self.shared.flush_if_free().await {
+                return (Instant::now(), reason_of(e));
+            }
+            if deadline != self.ping_deadline {
+                sleep.as_mut().reset(self.ping_deadline);
+            }
+        }
+    }
+
+    fn on_packet(&mut self, at: Instant, packet: engineio::Packet<'_>) -> Result<(), CloseReason> {
+        match packet {
+            engineio::Packet::Ping(data) => {
+                self.ping_deadline = tokio::time::Instant::now() + self.ping_window;
+                let pong = if data.is_empty() {
+                    Cow::Borrowed("3")
+                } else {
+                    Cow::Owned(format!("3{data}"))
+                };
+                self.shared.push_control(Control::Text(pong));
+                Ok(())
+            }
+            engineio::Packet::Message(text) => self.on_socketio(at, text),
+            engineio::Packet::Binary(bytes) => self.on_attachment(at, &bytes),
+            engineio::Packet::Close => Err(CloseReason::ServerClosed { code: None }),
+            engineio::Packet::Open(_)
+            | engineio::Packet::Pong(_)
+            | engineio::Packet::Upgrade
+            | engineio::Packet::Noop => Ok(()),
+        }
+    }
+
+    fn on_socketio(&mut self, at: Instant, text: &str) -> Result<(), CloseReason> {
+        if self.binary.is_some() {
+            return Err(CloseReason::Transport(
+                "a text packet arrived before the binary attachments".into(),
+            ));
+        }
+        let packet =
+            socketio::Packet::decode(text).map_err(|e| CloseReason::Transport(e.to_string()))?;
+        if packet.nsp != &*self.shared.nsp {
+            return Ok(());
+        }
+        let data = packet.data.unwrap_or_default();
+        match packet.kind {
+            PacketType::Connect => {
+                if let Some(tx) = self.connect.take() {
+                    let sid = serde_json::from_str::<ConnectData>(data)
+                        .map(|c| c.sid)
+                        .map_err(|_| {
+                            ClientError::Protocol(format!("CONNECT without a sid: {text}"))
+                        });
+                    let _ = tx.send(sid);
+                }
+                Ok(())
+            }
+            PacketType::ConnectError => Err(CloseReason::ConnectRefused(data.to_owned())),
+            PacketType::Disconnect => Err(CloseReason::NamespaceDisconnect),
+            PacketType::Event | PacketType::Ack => self.deliver(at, packet.kind, packet.id, data),
+            PacketType::BinaryEvent | PacketType::BinaryAck if packet.attachments == 0 => {
+                self.deliver(at, packet.kind, packet.id, data)
+            }
+            PacketType::BinaryEvent | PacketType::BinaryAck => {
+                self.binary = Some(PendingBinary {
+                    header: text.to_owned(),
+                    expected: packet.attachments,
+                    attachments: Vec::with_capacity(packet.attachments),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// One binary attachment; the last one completes the pending packet.
+    fn on_attachment(&mut self, at: Instant, bytes: &[u8]) -> Result<(), CloseReason> {
+        let Some(pending) = self.binary.as_mut() else {
+            return Err(CloseReason::Transport(
+                "binary data without a binary packet".into(),
+            ));
+        };
+        pending.attachments.push(bytes.to_vec());
+        if pending.attachments.len() < pending.expected {
+            return Ok(());
+        }
+        let pending = self.binary.take().expect("checked above");
+        let bad = |e: &dyn std::fmt::Display| CloseReason::Transport(e.to_string());
+        let packet = socketio::Packet::decode(&pending.header).map_err(|e| bad(&e))?;
+        let mut value: serde_json::Value =
+            serde_json::from_str(packet.data.unwrap_or_default()).map_err(|e| bad(&e))?;
+        socketio::resolve_placeholders(&mut value, &pending.attachments).map_err(|e| bad(&e))?;
+        self.deliver(at, packet.kind, packet.id, &value.to_string())
+    }
+
+    /// Hands an EVENT or ACK to the handler, and queues the ACK a server event asks for.
+    fn deliver(
+        &mut self,
+        at: Instant,
+        kind: PacketType,
+        id: Option<u64>,
+        data: &str,
+    ) -> Result<(), CloseReason> {
+        let bad = |e: chorus_protocol::DecodeError| CloseReason::Transport(e.to_string());
+        if matches!(kind, PacketType::Ack | PacketType::BinaryAck) {
+            let id = id.ok_or_else(|| CloseReason::Transport("an ACK without an id".into()))?;
+            let args = socketio::parse_args(data).map_err(bad)?;
+            self.handler
+                .on_message(at, Incoming::Ack { id, args: &args });
+            return Ok(());
+        }
+        let event = Event::parse(data).map_err(bad)?;
+        self.handler.on_message(
+            at,
+            Incoming::Event {
+                name: &event.name,
+                args: &event.args,
+                ack_id: id,
+            },
+        );
+        if let Some(id) = id {
+            let reply = self.handler.ack_reply(&event.name, &event.args);
+            let args = match &reply {
+                AckReply::Empty => "[]",
+                AckReply::Args(args) => args.as_str(),
+                AckReply::Ignore => return Ok(()),
+            };
+            let mut text = String::from("4");
+            socketio::encode_into(
+                &mut text,
+                PacketType::Ack,
+                &self.shared.nsp,
+                Some(id),
+                0,
+                Some(args),
+            );
+            self.shared.push_control(Control::Text(Cow::Owned(text)));
+        }
+        Ok(())
+    }
+}
+
+/// The data of the server's CONNECT answer.
+#[derive(serde::Deserialize)]
+struct ConnectData {
+    sid: String,
+}
+
+/// The close reason for a transport error.
+fn reason_of(error: ClientError) -> CloseReason {
+    match error {
+        ClientError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            CloseReason::ServerClosed { code: None }
+        }
+        ClientError::Io(e) => CloseReason::Io(e.to_string()),
+        other => CloseReason::Transport(other.to_string()),
+    }
+}

@@ -1,0 +1,58 @@
+//! The one error type of the metrics domain.
+
+use std::path::PathBuf;
+
+use hdrhistogram::serialization::interval_log::IntervalLogWriterError;
+use hdrhistogram::serialization::V2DeflateSerializeError;
+
+/// Everything that can go wrong while writing or reading metrics output.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// A file or directory could not be created, written or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON document could not be encoded or decoded.
+    #[error("{path}: {source}")]
+    Json {
+        /// The JSON file involved.
+        path: PathBuf,
+        /// The underlying serde_json error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A histogram could not be appended to an HdrHistogram interval log.
+    #[error("{path}: cannot write interval histogram: {source}")]
+    IntervalLog {
+        /// The `.hlog` file involved.
+        path: PathBuf,
+        /// The underlying serialization error.
+        #[source]
+        source: IntervalLogWriterError<V2DeflateSerializeError>,
+    },
+    /// A `summary.json` declared a schema version this build does not understand.
+    #[error("{path}: unsupported summary schema {found} (this chorus reads schema {expected})")]
+    UnsupportedSchema {
+        /// The summary file involved.
+        path: PathBuf,
+        /// The schema number found in the file.
+        found: u32,
+        /// The schema number this build writes and reads.
+        expected: u32,
+    },
+}
+
+impl MetricsError {
+    /// Wraps an I/O error with the path it concerns.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

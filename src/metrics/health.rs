@@ -1,0 +1,363 @@
+//! Driver self-health: is chorus itself keeping up?
+//!
+//! [`HealthSampler`] is a tokio task that measures, on the runtime that
+//! drives the load, how late a 100 ms `tokio::time::interval` tick fires
+//! (`driver.runtime_lag`, a latency metric), and every second the process's
+//! CPU use in percent of one core (`driver.cpu_percent`, from the utime and
+//! stime of `/proc/self/stat`) and resident memory (`driver.rss_bytes`,
+//! `VmRSS` of `/proc/self/status`, which unlike `statm` needs no page size).
+//! [`assess`] turns those, plus the senders' `schedule_lag`, into the
+//! summary's `driver` section.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use super::registry::{Cumulative, GaugeId, LatencyId, Recorder, Registry};
+use super::table::format_ms;
+
+/// Latency metric: how late the sampler's ticks fire, µs.
+pub const RUNTIME_LAG: &str = "driver.runtime_lag";
+/// Latency metric recorded by the run engine: how late sends go out
+/// relative to their schedule, µs.
+pub const SCHEDULE_LAG: &str = "schedule_lag";
+/// Gauge: process CPU use over the last second, percent of one core.
+pub const CPU_PERCENT: &str = "driver.cpu_percent";
+/// Gauge: resident memory, bytes.
+pub const RSS_BYTES: &str = "driver.rss_bytes";
+
+/// CPU use, as a fraction of all cores, from which chorus counts as the bottleneck.
+pub const CPU_BOTTLENECK_FRACTION: f64 = 0.9;
+/// Runtime lag p99 above which chorus counts as the bottleneck, µs.
+pub const RUNTIME_LAG_P99_LIMIT_US: u64 = 10_000;
+/// Schedule lag p99 above which the senders count as behind schedule, µs.
+pub const SCHEDULE_LAG_P99_LIMIT_US: u64 = 10_000;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, which
+/// Linux fixes at 100 on every architecture's user ABI).
+const USER_HZ: f64 = 100.0;
+
+/// How often the sampler measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Period of the runtime-lag tick.
+    pub lag_period: Duration,
+    /// CPU and memory are sampled every this many ticks.
+    pub ticks_per_resource_sample: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            lag_period: Duration::from_millis(100),
+            ticks_per_resource_sample: 10,
+        }
+    }
+}
+
+/// The running sampler task. Stop it with [`HealthSampler::stop`];
+/// dropping it aborts the task.
+#[derive(Debug)]
+pub struct HealthSampler {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl HealthSampler {
+    /// Spawns the sampler with the default periods (100 ms, 1 s) on the
+    /// current tokio runtime.
+    pub fn spawn(registry: &Registry) -> Self {
+        Self::spawn_with(registry, HealthConfig::default())
+    }
+
+    /// Spawns the sampler with explicit periods on the current tokio runtime.
+    pub fn spawn_with(registry: &Registry, config: HealthConfig) -> Self {
+        let ids = HealthIds {
+            lag: registry.latency(RUNTIME_LAG),
+            cpu: registry.gauge(CPU_PERCENT),
+            rss: registry.gauge(RSS_BYTES),
+        };
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(sample(registry.recorder(), ids, config, stopped));
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops the sampler and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            // An error means the task already ended; nothing to stop.
+            let _ = stop.send(());
+        }
+        // Awaiting a task we do not abort can only fail if it panicked, and
+        // the sampler has no panicking path worth propagating at shutdown.
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for HealthSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Ids the sampler records into.
+struct HealthIds {
+    lag: LatencyId,
+    cpu: GaugeId,
+    rss: GaugeId,
+}
+
+async fn sample(
+    recorder: Recorder,
+    ids: HealthIds,
+    config: HealthConfig,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut ticker = tokio::time::interval(config.lag_period);
+    // Measure each tick's own lateness instead of bursting to catch up.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut cpu = CpuMeter::start();
+    let every = config.ticks_per_resource_sample.max(1);
+    let mut ticks_to_resource_sample = every;
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            scheduled = ticker.tick() => {
+                let lag = Instant::now().saturating_duration_since(scheduled.into_std());
+                recorder.record_duration(ids.lag, lag);
+                ticks_to_resource_sample -= 1;
+                if ticks_to_resource_sample == 0 {
+                    ticks_to_resource_sample = every;
+                    if let Some(percent) = cpu.as_mut().and_then(CpuMeter::sample) {
+                        recorder.set_gauge(ids.cpu, percent);
+                    }
+                    if let Some(rss) = read_rss_bytes() {
+                        recorder.set_gauge(ids.rss, rss as f64);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// CPU time consumed by the process between two samples.
+struct CpuMeter {
+    ticks: u64,
+    at: Instant,
+}
+
+impl CpuMeter {
+    /// `None` where `/proc/self/stat` is unavailable (not Linux).
+    fn start() -> Option<Self> {
+        Some(Self {
+            ticks: read_cpu_ticks()?,
+            at: Instant::now(),
+        })
+    }
+
+    /// Percent of one core used since the previous sample.
+    fn sample(&mut self) -> Option<f64> {
+        let ticks = read_cpu_ticks()?;
+        let now = Instant::now();
+        let wall = now.saturating_duration_since(self.at).as_secs_f64();
+        let used = ticks.saturating_sub(self.ticks) as f64 / USER_HZ;
+        self.ticks = ticks;
+        self.at = now;
+        (wall > 0.0).then(|| 100.0 * used / wall)
+    }
+}
+
+fn read_cpu_ticks() -> Option<u64> {
+    parse_cpu_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The
+/// command name (field 2) may hold spaces and parentheses, so fields are
+/// counted from the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_comm.split_whitespace().skip(11); // field 3 is index 0
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn read_rss_bytes() -> Option<u64> {
+    parse_rss_bytes(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// `VmRSS:  12345 kB` of `/proc/<pid>/status`, in bytes.
+fn parse_rss_bytes(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line["VmRSS:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The summary's `driver` section: did chorus itself keep up?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriverReport {
+    /// True when the numbers say chorus, not the target, limited the run.
+    pub bottleneck: bool,
+    /// Highest one-second CPU use, percent of one core (`null` if never sampled).
+    pub cpu_percent_max: Option<f64>,
+    /// p99 of `driver.runtime_lag`, µs (`null` if never sampled).
+    pub runtime_lag_p99_us: Option<u64>,
+    /// Plain-words explanations.
+    pub notes: Vec<String>,
+}
+
+/// Applies the bottleneck rule to what was collected, for a machine with
+/// `cores` cores: chorus was the bottleneck if its CPU use reached
+/// [`CPU_BOTTLENECK_FRACTION`] of all cores, or the runtime lag p99 exceeded
+/// [`RUNTIME_LAG_P99_LIMIT_US`], or the `schedule_lag` p99 exceeded
+/// [`SCHEDULE_LAG_P99_LIMIT_US`].
+pub fn assess(cumulative: &Cumulative, cores: usize) -> DriverReport {
+    let cpu_percent_max = cumulative.gauge(CPU_PERCENT).map(|g| g.max);
+    let p99 = |name| {
+        cumulative
+            .latency(name)
+            .filter(|h| !h.is_empty())
+            .map(|h| h.value_at_quantile(0.99))
+    };
+    let runtime_lag_p99_us = p99(RUNTIME_LAG);
+    let schedule_lag_p99_us = p99(SCHEDULE_LAG);
+
+    let mut reasons = Vec::new();
+    if let Some(cpu) = cpu_percent_max {
+        if cpu >= CPU_BOTTLENECK_FRACTION * 100.0 * cores as f64 {
+            reasons.push(format!("CPU at {cpu:.0}% of {cores} cores"));
+        }
+    }
+    if let Some(lag) = runtime_lag_p99_us.filter(|&lag| lag > RUNTIME_LAG_P99_LIMIT_US) {
+        reasons.push(format!("runtime lag p99 {} ms", format_ms(lag as f64)));
+    }
+    if let Some(lag) = schedule_lag_p99_us.filter(|&lag| lag > SCHEDULE_LAG_P99_LIMIT_US) {
+        reasons.push(format!(
+            "senders fell behind schedule (schedule lag p99 {} ms)",
+            format_ms(lag as f64)
+        ));
+    }
+
+    let mut notes = Vec::new();
+    if !reasons.is_empty() {
+        notes.push(format!(
+            "chorus itself was the bottleneck: {}; latencies above are not trustworthy",
+            reasons.join(", ")
+        ));
+    }
+    if cpu_percent_max.is_none() && runtime_lag_p99_us.is_none() {
+        notes.push("no driver health samples were taken: chorus's own load is unknown".into());
+    }
+    DriverReport {
+        bottleneck: !reasons.is_empty(),
+        cpu_percent_max,
+        runtime_lag_p99_us,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        let stat = "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 1000 0 0 0 \
+                    250 75 0 0 20 0 8 0 12345 1000000 2500 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+        let status = "Name:\tchorus\nVmPeak:\t  9000 kB\nVmRSS:\t    2048 kB\nThreads:\t3\n";
+        assert_eq!(parse_rss_bytes(status), Some(2048 * 1024));
+        assert_eq!(parse_rss_bytes("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn bottleneck_rule() {
+        let registry = Registry::new();
+        let recorder = registry.recorder();
+        let lag = registry.latency(RUNTIME_LAG);
+        let cpu = registry.gauge(CPU_PERCENT);
+        for _ in 0..100 {
+            recorder.record(lag, 200);
+        }
+        recorder.set_gauge(cpu, 40.0);
+        registry.collect_interval(Instant::now());
+        let healthy = assess(&registry.cumulative(), 2);
+        assert!(!healthy.bottleneck);
+        assert!(healthy.notes.is_empty(), "{:?}", healthy.notes);
+        assert_eq!(healthy.cpu_percent_max, Some(40.0));
+
+        recorder.set_gauge(cpu, 198.0);
+        recorder.set_gauge(cpu, 50.0);
+        for _ in 0..10 {
+            recorder.record(lag, 42_000);
+        }
+        let schedule = registry.latency(SCHEDULE_LAG);
+        for _ in 0..10 {
+            recorder.record(schedule, 120_000);
+        }
+        registry.collect_interval(Instant::now());
+        let busy = assess(&registry.cumulative(), 2);
+        assert!(busy.bottleneck);
+        assert_eq!(busy.cpu_percent_max, Some(198.0));
+        assert_eq!(busy.notes.len(), 1);
+        let note = &busy.notes[0];
+        assert!(note.starts_with("chorus itself was the bottleneck: CPU at 198% of 2 cores, runtime lag p99 42.0 ms, senders fell behind schedule"), "{note}");
+        assert!(
+            note.ends_with("latencies above are not trustworthy"),
+            "{note}"
+        );
+        // The same CPU on a bigger machine is not a bottleneck by itself.
+        assert!(!assess(&registry.cumulative(), 8).notes[0].contains("CPU"));
+    }
+
+    #[test]
+    fn missing_samples_are_reported() {
+        let report = assess(&Registry::new().cumulative(), 2);
+        assert!(!report.bottleneck);
+        assert_eq!(report.runtime_lag_p99_us, None);
+        assert_eq!(report.notes.len(), 1);
+    }
+
+    #[test]
+    fn sampler_measures_a_blocked_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let registry = Registry::new();
+        runtime.block_on(async {
+            let sampler = HealthSampler::spawn_with(
+                &registry,
+                HealthConfig {
+                    lag_period: Duration::from_millis(10),
+                    ticks_per_resource_sample: 5,
+                },
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Block the only worker thread: the next tick must fire late.
+            std::thread::sleep(Duration::from_millis(80));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            sampler.stop().await;
+        });
+        registry.collect_interval(Instant::now());
+        let cumulative = registry.cumulative();
+        let lag = cumulative.latency(RUNTIME_LAG).expect("lag metric");
+        assert!(lag.len() >= 5, "only {} ticks", lag.len());
+        assert!(lag.max() >= 50_000, "max lag {} µs", lag.max());
+        if cfg!(target_os = "linux") {
+            assert!(cumulative.gauge(CPU_PERCENT).is_some());
+            assert!(cumulative.gauge(RSS_BYTES).expect("rss").last > 1_000_000.0);
+        }
+    }
+}

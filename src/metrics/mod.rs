@@ -1,0 +1,69 @@
+//! Latency histograms, counters, thresholds and the run summary.
+//!
+//! # Recording design
+//!
+//! Tens of thousands of tokio tasks on a couple of worker threads record
+//! latencies and bump counters, at ≥ 500,000 samples a second. A shared
+//! histogram behind one lock would make the worker threads contend on every
+//! sample, and a lock-free `SyncHistogram` still needs a per-recorder buffer
+//! and a blocking refresh. So each OS thread gets its own **shard**: a
+//! thread-local, lazily created on the thread's first record and registered
+//! with the [`Registry`]. A shard holds one plain `Histogram<u64>` per
+//! latency metric and one plain `u64` per counter behind a `Mutex` that only
+//! its own thread and the once-a-second collector ever take, so the lock is
+//! uncontended (an atomic swap in and out, no syscall) and the hot path is
+//! "look up the thread's shard, lock, index by id, record, unlock".
+//! Counters live in the same shard (instead of global atomics) so that a
+//! collection drains histograms and counters consistently, and so no cache
+//! line bounces between the worker threads.
+//!
+//! Metric names are interned once at setup ([`Registry::latency`],
+//! [`Registry::counter`]); the hot path works on integer ids, hashes no
+//! string and, once a thread has recorded each metric once, allocates
+//! nothing (checked by a counting global allocator in the unit tests).
+//!
+//! [`Registry::collect_interval`] swaps each shard's non-empty histograms
+//! with a pre-reset spare (double buffering: the lock is held for pointer
+//! swaps only), then merges the drained ones outside the lock into one
+//! interval histogram per metric and into the cumulative histograms. Shards
+//! of exited threads are drained one last time and dropped.
+//!
+//! # Outputs
+//!
+//! - [`IntervalLogs`]: one HdrHistogram interval log per latency metric,
+//!   `<run_dir>/hdr/<metric>.hlog`, one V2-deflate histogram per interval.
+//! - [`TimeSeries`]: per-second p50/p99/max, counter rates and gauges,
+//!   written as `<run_dir>/timeseries.json` for the HTML report.
+//! - [`Summary`]: the versioned `summary.json` contract, with threshold
+//!   lookups ([`Summary::value`]).
+//! - [`render_table`]: the terminal summary table.
+//! - [`render_prometheus`]: Prometheus text exposition of the live totals.
+//! - [`HealthSampler`] and [`assess`]: chorus's own runtime lag, CPU and
+//!   memory, and the "chorus itself was the bottleneck" rule.
+
+mod error;
+mod health;
+mod hlog;
+mod json_file;
+mod prometheus;
+mod registry;
+mod rfc3339;
+mod summary;
+mod table;
+mod timeseries;
+
+pub use error::MetricsError;
+pub use health::{
+    assess, DriverReport, HealthConfig, HealthSampler, CPU_BOTTLENECK_FRACTION, CPU_PERCENT,
+    RSS_BYTES, RUNTIME_LAG, RUNTIME_LAG_P99_LIMIT_US, SCHEDULE_LAG, SCHEDULE_LAG_P99_LIMIT_US,
+};
+pub use hlog::IntervalLogs;
+pub use prometheus::render_prometheus;
+pub use registry::{
+    new_histogram, CounterId, CounterTotal, Cumulative, GaugeId, GaugeReading, IntervalCounter,
+    IntervalSnapshot, LatencyId, NamedHistogram, Recorder, Registry, HIGHEST_TRACKABLE_US,
+    SIGNIFICANT_DIGITS,
+};
+pub use summary::{LatencyStats, RunInfo, Summary, ThresholdResult, Verdict, SCHEMA_VERSION};
+pub use table::{format_ms, render_table};
+pub use timeseries::{PointStats, TimePoint, TimeSeries};

@@ -1,0 +1,58 @@
+//! The one error type of the report domain.
+
+use std::path::PathBuf;
+
+use crate::metrics::MetricsError;
+
+/// Everything that can go wrong while reading a run directory, rendering
+/// its reports or comparing two summaries.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// `summary.json` or `timeseries.json` could not be read.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An optional JSON input (`violations.json`, `conformance.json`) is malformed.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying serde_json error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An HdrHistogram interval log could not be decoded.
+    #[error("{path}: invalid interval log: {reason}")]
+    IntervalLog {
+        /// The `.hlog` file involved.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A tolerance rule such as `delivery.*.p99=10%:1ms` could not be parsed.
+    #[error("invalid tolerance `{rule}`: {reason}")]
+    Tolerance {
+        /// The rule as written.
+        rule: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+impl ReportError {
+    /// Wraps an I/O error with the path it concerns.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Escaping and number formatting shared by the HTML, Markdown, JUnit and
+//! text renderings.
+
+use crate::metrics::{format_ms, Summary, ThresholdResult};
+
+/// Escapes text for HTML and XML content and attribute values.
+pub(crate) fn escape_xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Makes text safe inside a Markdown table cell: pipes escaped, newlines flattened.
+pub(crate) fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
+/// Formats a plain number: integers without decimals, others to 4 places.
+pub(crate) fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.4}")
+    }
+}
+
+/// The measured value of a threshold for display: milliseconds when the
+/// threshold looks at a latency statistic (other than `count`), a plain
+/// number otherwise, `no value` when it could not be resolved.
+pub(crate) fn threshold_value(summary: &Summary, threshold: &ThresholdResult) -> String {
+    let Some(value) = threshold.value else {
+        return "no value".to_string();
+    };
+    let target = threshold
+        .expr
+        .split(|c: char| c.is_whitespace() || c == ':')
+        .next()
+        .unwrap_or_default();
+    let is_latency = summary.latency.keys().any(|metric| {
+        target
+            .strip_prefix(metric.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|stat| stat != "count")
+    });
+    if is_latency {
+        format!("{} ms", format_ms(value))
+    } else {
+        format_number(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_table_cells() {
+        assert_eq!(
+            escape_xml(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(md_cell("a | b\nc"), "a \\| b c");
+        assert_eq!(format_number(3.0), "3");
+        assert_eq!(format_number(0.25), "0.2500");
+    }
+}

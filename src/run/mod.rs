@@ -1,0 +1,461 @@
+//! `chorus run`: plays a scenario against a gateway, measures every delivery,
+//! and writes the run directory.
+//!
+//! The flow of a run: resolve the target (or start the reference gateway
+//! in-process), start virtual users as the load phases say, collect metrics
+//! once a second (interval logs, time series, progress, early abort), and at
+//! the end stop the senders, let in-flight deliveries drain, disconnect
+//! everyone, settle the delivery ledger and write `summary.json`.
+
+mod chat;
+mod context;
+mod correlate;
+mod ledger;
+mod progress;
+mod receiver;
+mod roster;
+mod target;
+mod vu;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chorus_gateway::Profile;
+use rand::SeedableRng;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::client::{ClientConfig, Transport};
+use crate::metrics::{
+    render_table, HealthSampler, IntervalLogs, MetricsError, Registry, RunInfo, Summary,
+    TimeSeries, Verdict,
+};
+use crate::scenario::{Override, Phase, Scenario, ScenarioError, TokenSource};
+
+pub use ledger::{settle, LedgerTotals, ReceiverRecord, SeqRuns};
+
+use context::Context;
+use progress::{Progress, Tick};
+use target::Target;
+use vu::{Stage, Vu};
+
+/// A receiver is owed messages sent this long after it entered the namespace.
+const LEDGER_MARGIN: Duration = Duration::from_millis(100);
+/// A message must reach its receivers within this long to count as delivered
+/// to a receiver that leaves; it is also the drain time at the end of a run.
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(2);
+/// How long virtual users may take to finish after the last phase, when the
+/// scenario sets no `max_duration`.
+const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+
+/// What `chorus run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// `--target`: overrides the scenario's target.
+    pub target: Option<String>,
+    /// `--out`: the run directory (default `reports/runs/<timestamp>-<scenario>/`).
+    pub out: Option<PathBuf>,
+    /// `--set key=value` overrides.
+    pub overrides: Vec<Override>,
+    /// No progress display.
+    pub quiet: bool,
+    /// Profile of the embedded gateway, when no target is given.
+    pub gateway_profile: Profile,
+}
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario does not load.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// The target does not answer.
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable {
+        /// The target URL.
+        url: String,
+        /// What connecting said.
+        reason: String,
+    },
+    /// The embedded gateway did not start.
+    #[error("cannot start the embedded gateway: {0}")]
+    Gateway(String),
+    /// Writing results failed.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The run directory cannot be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// The exit code: 2 for a scenario or usage error, 3 for an unreachable target or I/O.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Scenario(_) => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The summary, as written to `summary.json`.
+    pub summary: Summary,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Whether a threshold breach aborted the run early.
+    pub aborted: bool,
+}
+
+impl RunReport {
+    /// 0 when every threshold and check held, 1 when one failed, 3 when aborted.
+    pub fn exit_code(&self) -> u8 {
+        match (self.aborted, self.summary.verdict) {
+            (true, _) => 3,
+            (false, Verdict::Pass) => 0,
+            (false, Verdict::Fail) => 1,
+        }
+    }
+}
+
+/// Runs a scenario.
+pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
+    let scenario = Scenario::load_with_overrides(&options.scenario, &options.overrides)?;
+    let target = target::resolve(
+        options.target.as_deref(),
+        scenario.target.as_deref(),
+        options.gateway_profile,
+    )
+    .await?;
+    let tokens = match (&scenario.auth, &target) {
+        (None, _) => None,
+        (Some(auth), Target::Embedded { secret, .. }) if auth.jwt.is_some() => {
+            let jwt = auth.jwt.as_ref().expect("checked");
+            Some(TokenSource::jwt(jwt, &scenario.vars, secret.as_bytes()))
+        }
+        (Some(auth), _) => Some(TokenSource::new(auth, &scenario.vars)?),
+    };
+    let run_dir = options
+        .out
+        .clone()
+        .unwrap_or_else(|| default_run_dir(&scenario.name));
+    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::Io {
+        path: run_dir.clone(),
+        source,
+    })?;
+    let scenario_text = std::fs::read_to_string(&options.scenario).unwrap_or_default();
+    write_file(
+        &run_dir.join("scenario.yml"),
+        &scenario_as_run(&scenario_text, &options.overrides),
+    )?;
+
+    let result = play(scenario, &target, tokens, &run_dir, options.quiet).await;
+    target.stop().await;
+    result
+}
+
+/// `reports/runs/<UTC timestamp>-<scenario>`.
+fn default_run_dir(name: &str) -> PathBuf {
+    let stamp = chorus_protocol::timestamp::format_iso(SystemTime::now())
+        .replace([':', '.'], "")
+        .trim_end_matches('Z')
+        .to_owned();
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    PathBuf::from("reports/runs").join(format!("{stamp}-{safe}"))
+}
+
+fn scenario_as_run(text: &str, overrides: &[Override]) -> String {
+    let mut out = String::from(text);
+    for o in overrides {
+        out.push_str(&format!("\n# --set {}={}", o.key, o.value));
+    }
+    out
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
+    std::fs::write(path, text).map_err(|source| RunError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// How many clients the phases start at most (for the progress bar and source addresses).
+fn planned_clients(scenario: &Scenario) -> u64 {
+    let mut level = 0u64;
+    let mut peak = 0u64;
+    let mut arrivals = 0u64;
+    for phase in &scenario.load.phases {
+        match phase {
+            Phase::Ramp { to, .. } => level = *to,
+            Phase::Hold(_) => {}
+            Phase::Arrive {
+                rate,
+                duration,
+                max,
+                ..
+            } => {
+                let n = (rate * duration.as_secs_f64()).ceil() as u64;
+                arrivals += max.map_or(n, |m| n.min(m.max(1) * 4).max(m));
+            }
+        }
+        peak = peak.max(level);
+    }
+    peak + arrivals
+}
+
+async fn play(
+    scenario: Scenario,
+    target: &Target,
+    tokens: Option<TokenSource>,
+    run_dir: &Path,
+    quiet: bool,
+) -> Result<RunReport, RunError> {
+    // Thousands of sockets need thousands of file descriptors.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let planned = planned_clients(&scenario);
+    let registry = Registry::new();
+    let mut client = ClientConfig::new(target.url());
+    client.path = scenario.socketio.path.clone();
+    client.namespace = scenario.socketio.namespace.clone();
+    client.transport = match scenario.socketio.transport {
+        crate::scenario::Transport::Websocket => Transport::Websocket,
+        crate::scenario::Transport::Polling => Transport::Polling,
+        crate::scenario::Transport::PollingUpgrade => Transport::PollingUpgrade,
+    };
+    let local_ips = target::source_addresses(target.url(), planned);
+    let ctx = Arc::new(Context::new(scenario, client, tokens, local_ips, &registry));
+    let health = HealthSampler::spawn(&registry);
+    let mut logs = IntervalLogs::create(run_dir, registry.started_at())?;
+    let mut series = TimeSeries::new(registry.started_at());
+    let mut progress = Progress::new(quiet, planned);
+    let started = Instant::now();
+    let cap = ctx
+        .scenario
+        .max_duration
+        .unwrap_or(ctx.scenario.phases_duration() + DEFAULT_GRACE);
+
+    let (phase_tx, phase_rx) = watch::channel(String::from("start"));
+    let (end_tx, end_rx) = watch::channel(false);
+    let mut driver = tokio::spawn(drive(ctx.clone(), phase_tx, end_rx));
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let mut aborted = false;
+    loop {
+        tokio::select! {
+            _ = &mut driver => break,
+            _ = tick.tick() => {
+                let snapshot = registry.collect_interval(Instant::now());
+                logs.write(&snapshot)?;
+                series.push(&snapshot);
+                let cumulative = registry.cumulative();
+                let errors = cumulative
+                    .counters
+                    .iter()
+                    .filter(|c| c.name.starts_with("errors") || c.name.starts_with("timeouts"))
+                    .map(|c| c.total)
+                    .sum();
+                progress.tick(&Tick {
+                    phase: &phase_rx.borrow(),
+                    connected: ctx.connected.load(Relaxed),
+                    planned,
+                    snapshot: &snapshot,
+                    errors,
+                });
+                let over_time = started.elapsed() >= cap;
+                let breach = ctx.scenario.abort_on_fail && !evaluate(&mut summarize(&registry, &ctx.scenario, target, started), &ctx.scenario);
+                if (over_time || breach) && !*end_tx.borrow() {
+                    aborted |= breach;
+                    let _ = end_tx.send(true);
+                }
+            }
+        }
+    }
+    progress.finish();
+    health.stop().await;
+
+    // Settle the ledger, then collect once more so its counters are in the summary.
+    let (receivers, senders) = ctx.roster.take_ledger();
+    let totals = settle(
+        &receivers,
+        &senders,
+        LEDGER_MARGIN.as_micros() as u64,
+        DELIVERY_DEADLINE.as_micros() as u64,
+    );
+    let rec = registry.recorder();
+    rec.add(registry.counter("deliveries.expected"), totals.expected);
+    rec.add(registry.counter("deliveries.received"), totals.received);
+    rec.add(registry.counter("deliveries.lost"), totals.lost);
+    rec.add(registry.counter("violations.loss"), totals.lost);
+    let snapshot = registry.collect_interval(Instant::now());
+    logs.write(&snapshot)?;
+    series.push(&snapshot);
+    series.write(run_dir)?;
+
+    let mut summary = summarize(&registry, &ctx.scenario, target, started);
+    evaluate(&mut summary, &ctx.scenario);
+    summary.write(&run_dir.join("summary.json"))?;
+    if !quiet {
+        eprintln!("{}", render_table(&summary));
+        eprintln!("run directory: {}", run_dir.display());
+    }
+    Ok(RunReport {
+        summary,
+        run_dir: run_dir.to_owned(),
+        aborted,
+    })
+}
+
+fn summarize(
+    registry: &Registry,
+    scenario: &Scenario,
+    target: &Target,
+    started: Instant,
+) -> Summary {
+    Summary::from_registry(
+        registry,
+        RunInfo {
+            scenario: scenario.name.clone(),
+            target: target.describe(),
+            started_at: registry.started_at(),
+            duration: started.elapsed(),
+        },
+    )
+}
+
+/// Evaluates the scenario's thresholds and the built-in check that no
+/// delivery rule was violated; returns whether all held.
+fn evaluate(summary: &mut Summary, scenario: &Scenario) -> bool {
+    let mut pass = true;
+    for t in &scenario.thresholds {
+        let stat = t.stat.map(|s| s.to_string());
+        pass &= summary.evaluate(t.to_string(), &t.metric, stat.as_deref(), |v| t.check(v));
+    }
+    pass &= summary.evaluate(
+        "violations == 0 (built-in check)",
+        "violations",
+        None,
+        |v| v == 0.0,
+    );
+    pass
+}
+
+/// Starts virtual users as the phases say, then ends the run: lets the flows
+/// finish (or not, when `end` says so), stops the senders, drains, and
+/// disconnects whoever is left.
+async fn drive(ctx: Arc<Context>, phase: watch::Sender<String>, mut end: watch::Receiver<bool>) {
+    let mut vus = JoinSet::new();
+    let mut stages: Vec<watch::Sender<Stage>> = Vec::new();
+    let mut picker = ctx.scenario.group_picker();
+    let mut next_vu = 0u32;
+    let mut spawn = |vus: &mut JoinSet<()>, stages: &mut Vec<watch::Sender<Stage>>| {
+        let Some(group) = picker.next_group() else {
+            return;
+        };
+        let (tx, rx) = watch::channel(Stage::Running);
+        vus.spawn(Vu::new(ctx.clone(), next_vu, group).run(rx));
+        stages.push(tx);
+        next_vu += 1;
+    };
+    let phases = ctx.scenario.load.phases.clone();
+    let count = phases.len();
+    let play_phases = async {
+        let mut level = 0u64;
+        for (i, p) in phases.iter().enumerate() {
+            let start = tokio::time::Instant::now();
+            match p {
+                Phase::Ramp { to, over } => {
+                    phase.send_replace(format!("ramp {}/{count}", i + 1));
+                    let steps = to.abs_diff(level);
+                    for k in 0..steps {
+                        tokio::time::sleep_until(start + over.mul_f64(k as f64 / steps as f64))
+                            .await;
+                        if *to > level {
+                            spawn(&mut vus, &mut stages);
+                        } else if let Some(s) = stages
+                            .iter()
+                            .find(|s| !s.is_closed() && *s.borrow() == Stage::Running)
+                        {
+                            s.send_replace(Stage::Disconnect);
+                        }
+                    }
+                    level = *to;
+                    tokio::time::sleep_until(start + *over).await;
+                }
+                Phase::Hold(d) => {
+                    phase.send_replace(format!("hold {}/{count}", i + 1));
+                    tokio::time::sleep(*d).await;
+                }
+                Phase::Arrive {
+                    rate,
+                    duration,
+                    max,
+                    arrival,
+                } => {
+                    phase.send_replace(format!("arrive {}/{count}", i + 1));
+                    let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
+                    let mut at = start;
+                    loop {
+                        at += arrival.next_gap(*rate, &mut rng);
+                        if at >= start + *duration {
+                            break;
+                        }
+                        tokio::time::sleep_until(at).await;
+                        if max.is_some_and(|m| ctx.connected.load(Relaxed) >= m as i64) {
+                            ctx.recorder.add(ctx.ids.arrivals_dropped, 1);
+                        } else {
+                            spawn(&mut vus, &mut stages);
+                        }
+                    }
+                    tokio::time::sleep_until(start + *duration).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = play_phases => {}
+        _ = end.wait_for(|e| *e) => {}
+    }
+    phase.send_replace("finishing".into());
+    let finished = async { while vus.join_next().await.is_some() {} };
+    tokio::select! {
+        _ = finished => {}
+        _ = end.wait_for(|e| *e) => {}
+    }
+    if !vus.is_empty() {
+        phase.send_replace("draining".into());
+        for s in &stages {
+            s.send_replace(Stage::StopSending);
+        }
+        tokio::time::sleep(DELIVERY_DEADLINE).await;
+        for s in &stages {
+            s.send_replace(Stage::Disconnect);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while vus.join_next().await.is_some() {}
+        })
+        .await;
+        vus.abort_all();
+    }
+}

@@ -1,0 +1,171 @@
+//! Where a run sends its traffic: the `--target` URL, the scenario's
+//! `target`, or else the reference gateway started in-process on 127.0.0.1.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use chorus_gateway::{GatewayConfig, Profile, RunningGateway};
+
+use super::RunError;
+
+/// Clients per local source address before the next 127.0.0.x is used
+/// (the ephemeral port range holds about 28,000 ports per source address).
+const CLIENTS_PER_SOURCE_IP: u64 = 20_000;
+
+/// The gateway a run talks to.
+pub enum Target {
+    /// A gateway somebody else runs.
+    Remote(String),
+    /// The reference gateway, in this process.
+    Embedded {
+        /// The running gateway.
+        gateway: RunningGateway,
+        /// Its URL.
+        url: String,
+        /// The fresh secret its tokens are signed with.
+        secret: String,
+    },
+}
+
+impl Target {
+    /// The base URL clients connect to.
+    pub fn url(&self) -> &str {
+        match self {
+            Target::Remote(url) | Target::Embedded { url, .. } => url,
+        }
+    }
+
+    /// How the summary names the target.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Remote(url) => url.clone(),
+            Target::Embedded { url, .. } => format!("{url} (embedded reference gateway)"),
+        }
+    }
+
+    /// Stops an embedded gateway.
+    pub async fn stop(self) {
+        if let Target::Embedded { gateway, .. } = self {
+            gateway.shutdown().await;
+        }
+    }
+}
+
+/// `--target`, else the scenario's `target`, else an embedded gateway in `profile`.
+pub async fn resolve(
+    flag: Option<&str>,
+    scenario: Option<&str>,
+    profile: Profile,
+) -> Result<Target, RunError> {
+    if let Some(url) = flag.or(scenario) {
+        check_reachable(url).await?;
+        return Ok(Target::Remote(url.trim_end_matches('/').to_owned()));
+    }
+    let secret: String = {
+        use rand::Rng;
+        rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect()
+    };
+    let config = GatewayConfig {
+        addr: (Ipv4Addr::LOCALHOST, 0).into(),
+        profile,
+        jwt_secret: secret.clone(),
+        // The driver's own scenarios decide the rate; the embedded gateway must not.
+        rate_per_sec: 1_000_000.0,
+        rate_burst: 1_000_000,
+        ..GatewayConfig::default()
+    };
+    let gateway = chorus_gateway::start(config)
+        .await
+        .map_err(|e| RunError::Gateway(e.to_string()))?;
+    let url = format!("http://{}", gateway.addr());
+    Ok(Target::Embedded {
+        gateway,
+        url,
+        secret,
+    })
+}
+
+/// One TCP connect to the target's host and port, so that an unreachable
+/// target is reported in one line before any client starts.
+async fn check_reachable(url: &str) -> Result<(), RunError> {
+    let unreachable = |reason: String| RunError::Unreachable {
+        url: url.to_owned(),
+        reason,
+    };
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let authority = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.ends_with(']'))
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&authority),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(unreachable(err.to_string())),
+        Err(_) => Err(unreachable("no answer within 5 s".to_owned())),
+    }
+}
+
+/// Source addresses to spread `clients` connections over, when the target
+/// is on IPv4 loopback and one address would run out of ports.
+pub fn source_addresses(url: &str, clients: u64) -> Vec<IpAddr> {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, r)| r)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    let loopback = host == "localhost" || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback || clients <= CLIENTS_PER_SOURCE_IP {
+        return Vec::new();
+    }
+    let needed = clients.div_ceil(CLIENTS_PER_SOURCE_IP).min(250) as u8;
+    (1..=needed)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_only_large_loopback_runs() {
+        assert!(source_addresses("http://127.0.0.1:3000", 1_000).is_empty());
+        assert!(source_addresses("http://10.1.2.3:3000", 90_000).is_empty());
+        let ips = source_addresses("http://127.0.0.1:3000", 45_000);
+        assert_eq!(ips.len(), 3);
+        assert_eq!(ips[2], IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_target_is_one_clear_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = check_reachable(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        let line = err.to_string();
+        assert!(
+            line.contains(&format!("127.0.0.1:{port}")) && !line.contains('\n'),
+            "{line}"
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! One virtual user: a client playing its group's flow.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::client::{Client, ClientConfig, ClientError};
+use crate::scenario::{json_contains, Emit, Expect, Loop, Step, TokenPlace, VuState};
+
+use super::chat;
+use super::context::Context;
+use super::correlate::Mark;
+use super::receiver::{Inbox, Receiver};
+use super::roster::SenderLog;
+
+/// Where a virtual user is told the run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Play the flow.
+    Running,
+    /// Stop the flow but stay connected, so in-flight deliveries still arrive.
+    StopSending,
+    /// Disconnect now.
+    Disconnect,
+}
+
+/// Why a flow stopped early.
+enum Halt {
+    /// A step failed (counted already); the flow cannot go on.
+    Failed,
+}
+
+type StepResult = Result<(), Halt>;
+
+/// A virtual user.
+pub struct Vu {
+    ctx: Arc<Context>,
+    vu: u32,
+    group: usize,
+    state: VuState,
+    rng: SmallRng,
+    inbox: Arc<Inbox>,
+    log: Arc<SenderLog>,
+    client: Option<Client>,
+}
+
+impl Vu {
+    /// Virtual user number `vu` of group `group`.
+    pub fn new(ctx: Arc<Context>, vu: u32, group: usize) -> Self {
+        let mut rng = SmallRng::from_rng(&mut rand::rng());
+        let state = ctx
+            .scenario
+            .vu_state(u64::from(vu), ctx.tokens.as_ref(), &mut rng)
+            .unwrap_or_else(|_| VuState::new(u64::from(vu)));
+        Self {
+            log: ctx.roster.sender(vu),
+            ctx,
+            vu,
+            group,
+            state,
+            rng,
+            inbox: Arc::new(Inbox::default()),
+            client: None,
+        }
+    }
+
+    /// Plays the flow until it ends or the run says stop, then disconnects.
+    pub async fn run(mut self, mut stage: watch::Receiver<Stage>) {
+        let ctx = self.ctx.clone();
+        let flow = &ctx.scenario.groups[self.group].flow;
+        let stopped = tokio::select! {
+            _ = self.steps(flow) => false,
+            _ = stage.wait_for(|s| *s >= Stage::StopSending) => true,
+        };
+        if stopped {
+            // Stay connected until told to leave, so the ledger sees the drain.
+            let _ = stage.wait_for(|s| *s >= Stage::Disconnect).await;
+        }
+        self.disconnect().await;
+    }
+
+    async fn steps(&mut self, steps: &[Step]) -> StepResult {
+        for step in steps {
+            self.step(step, None).await?;
+        }
+        Ok(())
+    }
+
+    /// One step; boxed because loops nest.
+    fn step<'a>(
+        &'a mut self,
+        step: &'a Step,
+        intended: Option<Instant>,
+    ) -> Pin<Box<dyn Future<Output = StepResult> + Send + 'a>> {
+        Box::pin(async move {
+            match step {
+                Step::Connect => self.connect().await,
+                Step::Emit(emit) => self.emit(emit, intended).await,
+                Step::Expect(expect) => self.expect(expect).await,
+                Step::Think(think) => {
+                    tokio::time::sleep(think.sample(&mut self.rng)).await;
+                    Ok(())
+                }
+                Step::Listen(d) => {
+                    tokio::time::sleep(*d).await;
+                    Ok(())
+                }
+                Step::Loop(lp) => self.run_loop(lp).await,
+                Step::Disconnect => {
+                    self.disconnect().await;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    async fn connect(&mut self) -> StepResult {
+        let ctx = self.ctx.clone();
+        let config = self.client_config();
+        ctx.recorder.add(ctx.ids.connections, 1);
+        let receiver = Receiver::new(ctx.clone(), self.inbox.clone(), self.group);
+        match Client::connect(&config, receiver).await {
+            Ok((client, timings)) => {
+                let now = Instant::now();
+                self.inbox.connected_at_us.store(ctx.micros(now), Relaxed);
+                ctx.recorder
+                    .record_duration(ctx.ids.connect, timings.total());
+                ctx.recorder.add(ctx.ids.connections_ok, 1);
+                ctx.connected.fetch_add(1, Relaxed);
+                self.client = Some(client);
+                Ok(())
+            }
+            Err(ClientError::ConnectRefused { .. }) => {
+                ctx.recorder.add(ctx.ids.connections_refused, 1);
+                Err(Halt::Failed)
+            }
+            Err(err) => {
+                tracing::debug!(vu = self.vu, %err, "connect failed");
+                ctx.recorder.add(ctx.ids.errors_connect, 1);
+                Err(Halt::Failed)
+            }
+        }
+    }
+
+    /// The scenario's connection settings, rendered for this virtual user.
+    fn client_config(&mut self) -> ClientConfig {
+        let ctx = &self.ctx;
+        let sio = &ctx.scenario.socketio;
+        let mut config = ctx.client.clone();
+        if !ctx.local_ips.is_empty() {
+            config.local_ip = Some(ctx.local_ips[self.vu as usize % ctx.local_ips.len()]);
+        }
+        for (name, value) in &sio.query {
+            config
+                .query
+                .push((name.clone(), value.render(&self.state, &mut self.rng)));
+        }
+        for (name, value) in &sio.headers {
+            config
+                .headers
+                .push((name.clone(), value.render(&self.state, &mut self.rng)));
+        }
+        let mut auth = sio
+            .auth
+            .as_ref()
+            .map(|a| a.render(&self.state, &mut self.rng));
+        if let (Some(place), Some(token)) = (
+            ctx.scenario.auth.as_ref().map(|a| a.place),
+            self.state.get("token").map(str::to_owned),
+        ) {
+            match place {
+                TokenPlace::Query => config.query.push(("token".into(), token)),
+                TokenPlace::Header => config
+                    .headers
+                    .push(("Authorization".into(), format!("Bearer {token}"))),
+                TokenPlace::Auth => {
+                    let mut payload = match auth.take() {
+                        Some(Value::Object(map)) => map,
+                        _ => serde_json::Map::new(),
+                    };
+                    payload.insert("token".into(), Value::String(token));
+                    auth = Some(Value::Object(payload));
+                }
+            }
+        }
+        config.auth = auth.map(|a| a.to_string());
+        config
+    }
+
+    async fn emit(&mut self, emit: &Emit, intended: Option<Instant>) -> StepResult {
+        let ctx = self.ctx.clone();
+        let Some(client) = self.client.as_ref() else {
+            ctx.recorder.add(ctx.ids.errors_emit, 1);
+            return Err(Halt::Failed);
+        };
+        let mut data = emit
+            .data
+            .as_ref()
+            .map(|d| d.render(&self.state, &mut self.rng));
+        let now = Instant::now();
+        let intended = intended.unwrap_or(now);
+        let (intended_us, now_us) = (ctx.micros(intended), ctx.micros(now));
+        match emit.event.as_str() {
+            chat::SEND_MESSAGE => {
+                if let Some(Value::String(text)) = data.as_mut().and_then(|d| d.get_mut("message"))
+                {
+                    let mut messages = self.log.messages.lock().expect("log lock");
+                    let mark = Mark {
+                        vu: self.vu,
+                        seq: messages.len() as u64,
+                        intended_us,
+                        sent_us: now_us,
+                    };
+                    mark.append_to(text);
+                    messages.push(now_us);
+                }
+            }
+            chat::TYPING => self
+                .log
+                .typing
+                .lock()
+                .expect("log lock")
+                .push((intended_us, now_us)),
+            chat::JOIN => {
+                if let Some(name) = data
+                    .as_ref()
+                    .and_then(|d| d.get("username"))
+                    .and_then(Value::as_str)
+                {
+                    ctx.roster.name(name, self.vu);
+                }
+                self.log.joined(intended_us, now_us);
+                self.inbox.join_sent(intended_us);
+            }
+            _ => {}
+        }
+        if intended < now {
+            ctx.recorder
+                .record_duration(ctx.ids.schedule_lag, now - intended);
+        }
+        let arg = data.map(|d| d.to_string());
+        let args: Vec<&str> = arg.as_deref().into_iter().collect();
+        ctx.recorder.add(ctx.ids.emits, 1);
+        self.state.seq += 1;
+        if !emit.ack {
+            return match client.emit(&emit.event, &args).await {
+                Ok(_) => Ok(()),
+                Err(_) => {
+                    ctx.recorder.add(ctx.ids.errors_emit, 1);
+                    Err(Halt::Failed)
+                }
+            };
+        }
+        let sent = match client.emit_with_ack(&emit.event, &args).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                ctx.recorder.add(ctx.ids.errors_emit, 1);
+                return Err(Halt::Failed);
+            }
+        };
+        let answer = self.inbox.ack_answer(sent.id);
+        match tokio::time::timeout(emit.ack_timeout, answer).await {
+            Ok(Ok((at, _args))) => {
+                if let Some(id) = ctx.ids.ack.get(&emit.event) {
+                    ctx.recorder
+                        .record_duration(*id, at.saturating_duration_since(sent.sent_at));
+                }
+                Ok(())
+            }
+            _ => {
+                self.inbox.forget_ack(sent.id);
+                ctx.recorder.add(ctx.ids.timeouts_ack, 1);
+                Ok(())
+            }
+        }
+    }
+
+    async fn expect(&mut self, expect: &Expect) -> StepResult {
+        let wanted = expect
+            .matches
+            .as_ref()
+            .map(|m| m.render(&self.state, &mut self.rng));
+        let deadline = tokio::time::Instant::now() + expect.timeout;
+        let found = self
+            .inbox
+            .expect(&expect.event, deadline, |v| {
+                wanted.as_ref().is_none_or(|w| json_contains(v, w))
+            })
+            .await;
+        match found {
+            Some(payload) => {
+                for capture in &expect.capture {
+                    if let Some(value) = capture.extract(&payload) {
+                        self.state.set(capture.var.clone(), value);
+                    }
+                }
+                Ok(())
+            }
+            None => {
+                self.ctx.recorder.add(self.ctx.ids.timeouts_expect, 1);
+                Err(Halt::Failed)
+            }
+        }
+    }
+
+    /// Iterations at the loop's own rate, at the global message schedule's, or back to back.
+    /// A late iteration keeps its intended start time, so latencies measured
+    /// from it include the time spent behind schedule.
+    async fn run_loop(&mut self, lp: &Loop) -> StepResult {
+        let started = Instant::now();
+        let ends = lp.duration.map(|d| started + d);
+        let mut next = started;
+        let mut done = 0u64;
+        loop {
+            if lp.count.is_some_and(|c| done >= c) {
+                return Ok(());
+            }
+            let intended = match lp.rate {
+                Some(rate) => {
+                    let slot = next;
+                    next += lp.arrival.next_gap(rate, &mut self.rng);
+                    Some(slot)
+                }
+                None => self.ctx.next_global_slot(&mut self.rng),
+            };
+            if let Some(slot) = intended {
+                if ends.is_some_and(|e| slot >= e) {
+                    return Ok(());
+                }
+                tokio::time::sleep_until(slot.into()).await;
+            } else if ends.is_some_and(|e| Instant::now() >= e) {
+                return Ok(());
+            }
+            // The iteration's intended start goes to its first step only.
+            let mut slot = intended;
+            for step in &lp.steps {
+                self.step(step, slot.take()).await?;
+            }
+            done += 1;
+        }
+    }
+
+    async fn disconnect(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.log.left(self.ctx.micros(Instant::now()));
+            self.ctx.connected.fetch_sub(1, Relaxed);
+            let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
+        }
+    }
+}

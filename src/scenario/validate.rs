@@ -1,0 +1,258 @@
+//! Semantic checks on a typed scenario, each failure pointing at the YAML node
+//! it is about.
+
+use std::collections::HashSet;
+
+use super::model::{Group, Phase, Scenario, Step};
+use super::template::{JsonTemplate, Template};
+use super::tree::{Node, PathSeg, Pos};
+
+/// Names every template may use, whatever the scope.
+const BUILTINS: &str = "vu, seq, uuid, now, random(…), randint(…)";
+
+/// A validation failure: a message and where it belongs.
+pub(crate) struct Invalid {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Checks `scenario`; `root` is the tree it was typed from (for positions).
+pub(crate) fn validate(scenario: &Scenario, root: &Node) -> Result<(), Invalid> {
+    let fail = |path: &[PathSeg<'_>], message: String| Invalid {
+        pos: root.pos_of(path),
+        message,
+    };
+    use PathSeg::{Index, Key};
+
+    if let Some(target) = &scenario.target {
+        let ok = ["http://", "https://", "ws://", "wss://"]
+            .iter()
+            .any(|s| target.starts_with(s));
+        if !ok {
+            return Err(fail(
+                &[Key("target")],
+                format!("target `{target}` must start with http://, https://, ws:// or wss://"),
+            ));
+        }
+    }
+    for (field, value) in [
+        ("path", &scenario.socketio.path),
+        ("namespace", &scenario.socketio.namespace),
+    ] {
+        if !value.starts_with('/') {
+            return Err(fail(
+                &[Key("socketio"), Key(field)],
+                format!("{field} `{value}` must start with `/`"),
+            ));
+        }
+    }
+
+    // Template scopes: vars see earlier vars; claims see all vars; the
+    // handshake and flows also see `token` (when there is auth) and captures.
+    let mut scope: Vec<&str> = Vec::new();
+    for (name, template) in &scenario.vars {
+        check_names(template, &scope)?;
+        scope.push(name);
+    }
+    if let Some(auth) = &scenario.auth {
+        match (&auth.jwt, &auth.csv) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(fail(
+                    &[Key("auth")],
+                    "auth needs exactly one of `jwt` or `csv`".into(),
+                ))
+            }
+            (Some(jwt), None) => {
+                if !matches!(jwt.claims, JsonTemplate::Object(_)) {
+                    return Err(fail(
+                        &[Key("auth"), Key("jwt"), Key("claims")],
+                        "claims must be a mapping".into(),
+                    ));
+                }
+                check_json(&jwt.claims, &scope)?;
+            }
+            (None, Some(_)) => {}
+        }
+        scope.push("token");
+    }
+    let sio = &scenario.socketio;
+    for (_, template) in sio.query.iter().chain(&sio.headers) {
+        check_names(template, &scope)?;
+    }
+    if let Some(auth) = &sio.auth {
+        check_json(auth, &scope)?;
+    }
+
+    if scenario.groups.is_empty() {
+        return Err(fail(
+            &[Key("groups")],
+            "at least one group is needed".into(),
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut total_weight = 0.0;
+    for (i, group) in scenario.groups.iter().enumerate() {
+        let at = [Key("groups"), Index(i)];
+        if group.name.trim().is_empty() || !names.insert(group.name.as_str()) {
+            return Err(fail(
+                &[Key("groups"), Index(i), Key("name")],
+                format!("group name `{}` is empty or used twice", group.name),
+            ));
+        }
+        total_weight += check_share(group)
+            .map_err(|(field, m)| fail(&[Key("groups"), Index(i), Key(field)], m))?;
+        if group.flow.is_empty() {
+            return Err(fail(
+                &[Key("groups"), Index(i), Key("flow")],
+                "the flow is empty".into(),
+            ));
+        }
+        let mut flow_scope = scope.clone();
+        let mut path = at.to_vec();
+        path.push(Key("flow"));
+        check_flow(&group.flow, false, &mut path, &mut flow_scope, root)?;
+    }
+    let only_weights = scenario.groups.iter().all(|g| g.count.is_none());
+    if only_weights && total_weight <= 0.0 {
+        return Err(fail(&[Key("groups")], "group weights sum to 0".into()));
+    }
+
+    if scenario.load.phases.is_empty() {
+        return Err(fail(
+            &[Key("load"), Key("phases")],
+            "at least one phase is needed".into(),
+        ));
+    }
+    for (i, phase) in scenario.load.phases.iter().enumerate() {
+        if let Phase::Arrive { max: Some(0), .. } = phase {
+            return Err(fail(
+                &[
+                    Key("load"),
+                    Key("phases"),
+                    Index(i),
+                    Key("arrive"),
+                    Key("max"),
+                ],
+                "max must be greater than zero".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Returns the group's weight (0 for counted groups), or the faulty field.
+fn check_share(group: &Group) -> Result<f64, (&'static str, String)> {
+    match (group.weight, group.count) {
+        (Some(_), Some(_)) => Err(("count", "give either `weight` or `count`, not both".into())),
+        (_, Some(0)) => Err(("count", "count must be greater than zero".into())),
+        (_, Some(_)) => Ok(0.0),
+        (Some(w), None) if !(w.is_finite() && w >= 0.0) => Err((
+            "weight",
+            format!("weight {w} must be a non-negative number"),
+        )),
+        (w, None) => Ok(w.unwrap_or(1.0)),
+    }
+}
+
+fn check_flow<'a>(
+    steps: &'a [Step],
+    mut connected: bool,
+    path: &mut Vec<PathSeg<'a>>,
+    scope: &mut Vec<&'a str>,
+    root: &Node,
+) -> Result<bool, Invalid> {
+    for (j, step) in steps.iter().enumerate() {
+        path.push(PathSeg::Index(j));
+        let fail = |message: String| Invalid {
+            pos: root.pos_of(path),
+            message,
+        };
+        let needs_connection = |what: &str| {
+            if connected {
+                Ok(())
+            } else {
+                Err(fail(format!("`{what}` must follow a `connect`")))
+            }
+        };
+        match step {
+            Step::Connect if connected => return Err(fail("already connected".into())),
+            Step::Connect => connected = true,
+            Step::Disconnect => {
+                needs_connection("disconnect")?;
+                connected = false;
+            }
+            Step::Emit(emit) => {
+                needs_connection("emit")?;
+                if emit.event.is_empty() {
+                    return Err(fail("empty event name".into()));
+                }
+                if let Some(data) = &emit.data {
+                    check_json(data, scope)?;
+                }
+            }
+            Step::Expect(expect) => {
+                needs_connection("expect")?;
+                if expect.event.is_empty() {
+                    return Err(fail("empty event name".into()));
+                }
+                if let Some(m) = &expect.matches {
+                    check_json(m, scope)?;
+                }
+                scope.extend(expect.capture.iter().map(|c| c.var.as_str()));
+            }
+            Step::Listen(_) => needs_connection("listen")?,
+            Step::Think(_) => {}
+            Step::Loop(body) => {
+                if body.duration.is_none() && body.count.is_none() {
+                    return Err(fail("a loop needs `duration`, `count` or both".into()));
+                }
+                if body.count == Some(0) {
+                    return Err(fail("loop count must be greater than zero".into()));
+                }
+                if body.steps.is_empty() {
+                    return Err(fail("the loop has no steps".into()));
+                }
+                path.extend([PathSeg::Key("loop"), PathSeg::Key("steps")]);
+                let after = check_flow(&body.steps, connected, path, scope, root)?;
+                path.truncate(path.len() - 2);
+                if after != connected {
+                    return Err(Invalid {
+                        pos: root.pos_of(path),
+                        message: "a loop body must end connected as it started".into(),
+                    });
+                }
+            }
+        }
+        path.pop();
+    }
+    Ok(connected)
+}
+
+fn check_json(value: &JsonTemplate, scope: &[&str]) -> Result<(), Invalid> {
+    value
+        .templates()
+        .into_iter()
+        .try_for_each(|t| check_names(t, scope))
+}
+
+fn check_names(template: &Template, scope: &[&str]) -> Result<(), Invalid> {
+    match template.names().find(|n| !scope.contains(n)) {
+        None => Ok(()),
+        Some(name) => {
+            let mut known = BUILTINS.to_owned();
+            for s in scope {
+                known.push_str(", ");
+                known.push_str(s);
+            }
+            let hint = if name == "token" {
+                " (`token` needs an `auth` section)"
+            } else {
+                ""
+            };
+            Err(Invalid {
+                pos: template.pos(),
+                message: format!("unknown template variable `{name}`{hint}, known here: {known}"),
+            })
+        }
+    }
+}
