@@ -76,7 +76,9 @@ fn write_run_dir(dir: &Path) -> Summary {
         Some("p99"),
         |v| v < 50_000.0,
     );
-    summary.evaluate("deliveries.lost == 0", "deliveries.lost", None, |v| v == 0.0);
+    summary.evaluate("deliveries.lost == 0", "deliveries.lost", None, |v| {
+        v == 0.0
+    });
     summary.write(dir).expect("summary.json");
     series.write(dir).expect("timeseries.json");
     std::fs::write(dir.join("scenario.yml"), SCENARIO_YML).expect("scenario.yml");
@@ -147,7 +149,14 @@ fn report_html_and_summary_md_match_summary_json() {
     assert!(html.contains(
         "<tr><td>1.250</td><td>ack_without_id</td><td>7</td><td>sendMessage</td><td><code>ack id 3</code></td><td><code>43[&quot;ok&quot;]</code></td></tr>"
     ));
-    for chart in ["Clients connected", "Sends and deliveries per second", "Violations per interval", "CPU (percent of one core)", "Runtime lag", "Memory (resident, MB)"] {
+    for chart in [
+        "Clients connected",
+        "Sends and deliveries per second",
+        "Violations per interval",
+        "CPU (percent of one core)",
+        "Runtime lag",
+        "Memory (resident, MB)",
+    ] {
         let heading = format!("<h3>{chart}</h3>\n<svg");
         assert!(html.contains(&heading), "{chart}");
         let svg = &html[html.find(&heading).expect("chart")..];
@@ -163,19 +172,30 @@ fn report_html_and_summary_md_match_summary_json() {
     assert!(!without_target.contains("http://") && !without_target.contains("https://"));
 
     let md = std::fs::read_to_string(&files.markdown).expect("summary.md");
-    assert!(md.starts_with("## chorus `smoke-report`: ❌ FAIL\n"), "{md}");
-    assert!(md.contains(&format!("| ✅ | `delivery.newMessage.p99 < 50ms` | {p99} ms |")));
+    assert!(
+        md.starts_with("## chorus `smoke-report`: ❌ FAIL\n"),
+        "{md}"
+    );
+    assert!(md.contains(&format!(
+        "| ✅ | `delivery.newMessage.p99 < 50ms` | {p99} ms |"
+    )));
     assert!(md.contains("| ❌ | `deliveries.lost == 0` | 15 |"));
     for (name, s) in &summary.latency {
         let cells = [s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us]
             .map(|us| format_ms(us as f64))
             .join(" | ");
-        assert!(md.contains(&format!("| {name} | {} | {cells} |", s.count)), "{name}");
+        assert!(
+            md.contains(&format!("| {name} | {} | {cells} |", s.count)),
+            "{name}"
+        );
     }
     assert!(md.contains("| deliveries.lost | 15 |"));
     assert!(md.contains("| ack_without_id | 3 |"));
     assert!(md.contains("| 1.250 | ack_without_id | 7 | sendMessage | `ack id 3` | `43[\"ok\"]` |"));
-    assert!(md.contains("chorus kept up (CPU max 50.0%, runtime lag p99 "), "{md}");
+    assert!(
+        md.contains("chorus kept up (CPU max 50.0%, runtime lag p99 "),
+        "{md}"
+    );
 
     // With conformance results, junit.xml appears too.
     std::fs::write(
@@ -195,7 +215,9 @@ fn report_html_and_summary_md_match_summary_json() {
 fn empty_violations_say_so() {
     let dir = temp_dir("clean");
     let registry = Registry::new();
-    registry.recorder().record(registry.latency("connect"), 1_000);
+    registry
+        .recorder()
+        .record(registry.latency("connect"), 1_000);
     registry.collect_interval(registry.started() + Duration::from_secs(1));
     let summary = Summary::from_registry(
         &registry,
@@ -236,7 +258,10 @@ fn compare_passes_identical_runs_and_names_a_slower_p99() {
         .p99_us *= 3;
     let comparison = compare(&baseline, &slower, &tolerances);
     assert!(comparison.regressed());
-    let names: Vec<&str> = comparison.regressions().map(|r| r.metric.as_str()).collect();
+    let names: Vec<&str> = comparison
+        .regressions()
+        .map(|r| r.metric.as_str())
+        .collect();
     assert_eq!(names, ["delivery.newMessage.p99"]);
     assert!(comparison
         .render_text()
@@ -265,7 +290,10 @@ fn compare_passes_identical_runs_and_names_a_slower_p99() {
     ]);
     assert_eq!(worse.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&worse.stdout);
-    assert!(stdout.contains("1 regression: delivery.newMessage.p99"), "{stdout}");
+    assert!(
+        stdout.contains("1 regression: delivery.newMessage.p99"),
+        "{stdout}"
+    );
     let md = std::fs::read_to_string(&markdown).expect("markdown");
     assert!(md.starts_with("### ❌ chorus compare: 1 regression: delivery.newMessage.p99"));
 
@@ -281,7 +309,10 @@ fn compare_passes_identical_runs_and_names_a_slower_p99() {
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("chorus: invalid tolerance `p99=10`"), "{stderr}");
+    assert!(
+        stderr.starts_with("chorus: invalid tolerance `p99=10`"),
+        "{stderr}"
+    );
 
     let missing = chorus(&[&dir.join("nope"), &slower_file]);
     assert_eq!(missing.status.code(), Some(2));

@@ -94,6 +94,12 @@ pub struct Packet<'a> {
 impl<'a> Packet<'a> {
     /// Decodes and validates the text of one Socket.IO packet.
     pub fn decode(text: &'a str) -> Result<Self, DecodeError> {
+        Self::decode_with_event(text).map(|(packet, _)| packet)
+    }
+
+    /// Like [`Packet::decode`], also handing back the parsed `[name, ...args]`
+    /// of an EVENT (validation parses it anyway, so readers need not again).
+    pub fn decode_with_event(text: &'a str) -> Result<(Self, Option<Event<'a>>), DecodeError> {
         let bytes = text.as_bytes();
         let first = *bytes.first().ok_or(DecodeError::Empty)?;
         let kind = PacketType::from_digit(first).ok_or(DecodeError::PacketType(first as char))?;
@@ -154,12 +160,24 @@ impl<'a> Packet<'a> {
             id,
             data,
         };
-        packet.validate()?;
-        Ok(packet)
+        let event = packet.validate()?;
+        Ok((packet, event))
     }
 
-    /// Checks the data against what the packet type requires (socket.io-parser's `isPayloadValid`).
-    fn validate(&self) -> Result<(), DecodeError> {
+    /// Checks the data against what the packet type requires (socket.io-parser's
+    /// `isPayloadValid`); an event's data is parsed once, here, and returned.
+    fn validate(&self) -> Result<Option<Event<'a>>, DecodeError> {
+        if matches!(self.kind, PacketType::Event | PacketType::BinaryEvent) {
+            let data = self
+                .data
+                .filter(|d| d.starts_with('['))
+                .ok_or(DecodeError::Shape("an event needs a JSON array"))?;
+            let event = Event::parse(data)?;
+            if RESERVED_EVENTS.contains(&event.name.as_ref()) && !event.numeric_name {
+                return Err(DecodeError::ReservedEvent(event.name.into_owned()));
+            }
+            return Ok(Some(event));
+        }
         let raw = match self.data {
             Some(d) => Some(
                 serde_json::from_str::<&RawValue>(d)
@@ -174,22 +192,10 @@ impl<'a> Packet<'a> {
             PacketType::Disconnect => raw.is_none(),
             PacketType::ConnectError => starts('{') || starts('"'),
             PacketType::Ack | PacketType::BinaryAck => starts('['),
-            PacketType::Event | PacketType::BinaryEvent => {
-                return match raw {
-                    Some(r) if r.starts_with('[') => {
-                        let event = Event::parse(r)?;
-                        if RESERVED_EVENTS.contains(&event.name.as_ref()) && !event.numeric_name {
-                            Err(DecodeError::ReservedEvent(event.name.into_owned()))
-                        } else {
-                            Ok(())
-                        }
-                    }
-                    _ => Err(DecodeError::Shape("an event needs a JSON array")),
-                };
-            }
+            PacketType::Event | PacketType::BinaryEvent => unreachable!("handled above"),
         };
         if ok {
-            Ok(())
+            Ok(None)
         } else {
             Err(DecodeError::Shape("data does not fit the packet type"))
         }

@@ -31,8 +31,8 @@ struct PendingBinary {
 
 /// Handles one Socket.IO packet (the text of an Engine.IO message).
 pub fn on_message(conn: &Arc<Conn>, text: &str) {
-    let packet = match socketio::Packet::decode(text) {
-        Ok(p) => p,
+    let (packet, event) = match socketio::Packet::decode_with_event(text) {
+        Ok(decoded) => decoded,
         Err(err) => {
             tracing::debug!(sid = %conn.sid, %err, "malformed socket.io packet");
             return conn.close(CloseReason::ProtocolError);
@@ -40,7 +40,7 @@ pub fn on_message(conn: &Arc<Conn>, text: &str) {
     };
     if packet.kind.is_binary() {
         if packet.attachments == 0 {
-            return dispatch(conn, &packet);
+            return dispatch(conn, &packet, event);
         }
         let mut sio = conn.sio.lock().expect("sio lock");
         sio.pending = Some(PendingBinary {
@@ -50,7 +50,7 @@ pub fn on_message(conn: &Arc<Conn>, text: &str) {
         });
         return;
     }
-    dispatch(conn, &packet);
+    dispatch(conn, &packet, event);
 }
 
 /// Handles a binary frame: an attachment of the pending binary packet.
@@ -69,7 +69,7 @@ pub fn on_binary(conn: &Arc<Conn>, bytes: Vec<u8>) {
     };
     let packet = socketio::Packet::decode(&complete.header).expect("decoded before");
     let Some(data) = packet.data else {
-        return dispatch(conn, &packet);
+        return dispatch(conn, &packet, None);
     };
     let mut value: serde_json::Value = serde_json::from_str(data).expect("validated JSON");
     if socketio::resolve_placeholders(&mut value, &complete.attachments).is_err() {
@@ -88,10 +88,12 @@ pub fn on_binary(conn: &Arc<Conn>, bytes: Vec<u8>) {
             data: Some(&resolved),
             ..packet
         },
+        None,
     );
 }
 
-fn dispatch(conn: &Arc<Conn>, packet: &socketio::Packet<'_>) {
+/// Routes one packet; `event` is its parsed data when the decoder already has it.
+fn dispatch(conn: &Arc<Conn>, packet: &socketio::Packet<'_>, event: Option<Event<'_>>) {
     let chat = &conn.engine.chat;
     match packet.kind {
         PacketType::Connect => connect(conn, packet.nsp, packet.data),
@@ -115,7 +117,16 @@ fn dispatch(conn: &Arc<Conn>, packet: &socketio::Packet<'_>) {
             let mut sio = conn.sio.lock().expect("sio lock");
             match packet.nsp {
                 CHAT if sio.chat.is_some() => {
-                    let event = Event::parse(packet.data.unwrap_or("[]")).expect("validated event");
+                    let event = match event {
+                        Some(event) => event,
+                        None => match Event::parse(packet.data.unwrap_or_default()) {
+                            Ok(event) => event,
+                            Err(_) => {
+                                drop(sio);
+                                return conn.close(CloseReason::ProtocolError);
+                            }
+                        },
+                    };
                     let socket = sio.chat.as_mut().expect("chat socket");
                     let outcome = chat.event(conn, socket, &event, packet.id);
                     drop(sio);

@@ -403,8 +403,8 @@ impl<H: Handler> Session<H> {
                 "a text packet arrived before the binary attachments".into(),
             ));
         }
-        let packet =
-            socketio::Packet::decode(text).map_err(|e| CloseReason::Transport(e.to_string()))?;
+        let (packet, event) = socketio::Packet::decode_with_event(text)
+            .map_err(|e| CloseReason::Transport(e.to_string()))?;
         if packet.nsp != &*self.shared.nsp {
             return Ok(());
         }
@@ -423,9 +423,11 @@ impl<H: Handler> Session<H> {
             }
             PacketType::ConnectError => Err(CloseReason::ConnectRefused(data.to_owned())),
             PacketType::Disconnect => Err(CloseReason::NamespaceDisconnect),
-            PacketType::Event | PacketType::Ack => self.deliver(at, packet.kind, packet.id, data),
+            PacketType::Event | PacketType::Ack => {
+                self.deliver(at, packet.kind, packet.id, data, event)
+            }
             PacketType::BinaryEvent | PacketType::BinaryAck if packet.attachments == 0 => {
-                self.deliver(at, packet.kind, packet.id, data)
+                self.deliver(at, packet.kind, packet.id, data, event)
             }
             PacketType::BinaryEvent | PacketType::BinaryAck => {
                 self.binary = Some(PendingBinary {
@@ -455,7 +457,7 @@ impl<H: Handler> Session<H> {
         let mut value: serde_json::Value =
             serde_json::from_str(packet.data.unwrap_or_default()).map_err(|e| bad(&e))?;
         socketio::resolve_placeholders(&mut value, &pending.attachments).map_err(|e| bad(&e))?;
-        self.deliver(at, packet.kind, packet.id, &value.to_string())
+        self.deliver(at, packet.kind, packet.id, &value.to_string(), None)
     }
 
     /// Hands an EVENT or ACK to the handler, and queues the ACK a server event asks for.
@@ -465,6 +467,7 @@ impl<H: Handler> Session<H> {
         kind: PacketType,
         id: Option<u64>,
         data: &str,
+        parsed: Option<Event<'_>>,
     ) -> Result<(), CloseReason> {
         let bad = |e: chorus_protocol::DecodeError| CloseReason::Transport(e.to_string());
         if matches!(kind, PacketType::Ack | PacketType::BinaryAck) {
@@ -474,7 +477,10 @@ impl<H: Handler> Session<H> {
                 .on_message(at, Incoming::Ack { id, args: &args });
             return Ok(());
         }
-        let event = Event::parse(data).map_err(bad)?;
+        let event = match parsed {
+            Some(event) => event,
+            None => Event::parse(data).map_err(bad)?,
+        };
         self.handler.on_message(
             at,
             Incoming::Event {

@@ -8,8 +8,11 @@ use super::markup::md_cell;
 use super::tolerance::{Gate, MetricKind, Tolerances};
 use crate::metrics::{format_ms, LatencyStats, Summary};
 
+/// Picks one statistic out of a metric's [`LatencyStats`].
+type StatPicker = fn(&LatencyStats) -> u64;
+
 /// The latency statistics compared, with their key suffix.
-const LATENCY_STATS: [(&str, fn(&LatencyStats) -> u64); 5] = [
+const LATENCY_STATS: [(&str, StatPicker); 5] = [
     ("p50", |s| s.p50_us),
     ("p90", |s| s.p90_us),
     ("p99", |s| s.p99_us),
@@ -44,10 +47,12 @@ impl ComparisonRow {
     /// 0 when both are zero).
     pub fn relative_change(&self) -> Option<f64> {
         let (baseline, change) = (self.baseline?, self.change()?);
-        Some(match (baseline, change) {
-            (_, c) if c == 0.0 => 0.0,
-            (b, c) if b == 0.0 => c.signum() * f64::INFINITY,
-            (b, c) => c / b,
+        Some(if change == 0.0 {
+            0.0
+        } else if baseline == 0.0 {
+            change.signum() * f64::INFINITY
+        } else {
+            change / baseline
         })
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::markup::{escape_xml, threshold_value};
+use super::markup::{escape_xml, json_text, threshold_value};
 use super::run_dir::RunData;
 use super::svg::{percentile_curve, render, Chart, Series, XAxis};
 use crate::metrics::{
@@ -310,7 +310,7 @@ fn violations_section(run: &RunData) -> String {
             "<h3>First violations</h3>\n<p class=\"muted\">{shown} of {} recorded.</p>\n<table><tr><th>t (s)</th><th>kind</th><th>client</th><th>event</th><th>expected</th><th>got</th></tr>",
             run.violations.len()
         );
-        let json = |v: &serde_json::Value| escape_xml(&super::junit::evidence_text(v));
+        let json = |v: &serde_json::Value| escape_xml(&json_text(v));
         for v in &run.violations[..shown] {
             let _ = writeln!(
                 out,

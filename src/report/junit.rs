@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::markup::escape_xml;
+use super::markup::{escape_xml, json_text};
 
 /// Outcome of one conformance case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,15 +45,6 @@ pub struct Conformance {
     pub cases: Vec<ConformanceCase>,
 }
 
-/// Evidence as text: strings as they are, other JSON values as JSON, `null` as nothing.
-pub(crate) fn evidence_text(evidence: &serde_json::Value) -> String {
-    match evidence {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Renders the cases as one JUnit `<testsuite>` named `suite`.
 pub fn render_junit(conformance: &Conformance, suite: &str) -> String {
     let count = |status| {
@@ -87,7 +78,7 @@ pub fn render_junit(conformance: &Conformance, suite: &str) -> String {
             escape_xml(&case.name),
             case.duration_ms / 1000.0
         );
-        let evidence = escape_xml(&evidence_text(&case.evidence));
+        let evidence = escape_xml(&json_text(&case.evidence));
         match case.status {
             CaseStatus::Pass => out.push_str("/>\n"),
             CaseStatus::Fail => {

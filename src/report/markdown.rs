@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 
 use super::html::MAX_VIOLATION_ROWS;
-use super::junit::evidence_text;
-use super::markup::{md_cell, threshold_value};
+use super::markup::{json_text, md_cell, threshold_value};
 use super::run_dir::RunData;
 use crate::metrics::{format_ms, Verdict};
 
@@ -89,10 +88,10 @@ pub(crate) fn render_markdown(run: &RunData) -> String {
                     "| {:.3} | {} | {} | {} | `{}` | `{}` |",
                     v.t_s,
                     md_cell(&v.kind),
-                    md_cell(&evidence_text(&v.client)),
+                    md_cell(&json_text(&v.client)),
                     md_cell(v.event.as_deref().unwrap_or("")),
-                    md_cell(&evidence_text(&v.expected)),
-                    md_cell(&evidence_text(&v.got))
+                    md_cell(&json_text(&v.expected)),
+                    md_cell(&json_text(&v.got))
                 );
             }
         }

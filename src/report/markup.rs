@@ -19,6 +19,15 @@ pub(crate) fn escape_xml(text: &str) -> String {
     out
 }
 
+/// A JSON value as text: strings as they are, other values as JSON, `null` as nothing.
+pub(crate) fn json_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Makes text safe inside a Markdown table cell: pipes escaped, newlines flattened.
 pub(crate) fn md_cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\r', '\n'], " ")
@@ -71,5 +80,38 @@ mod tests {
         assert_eq!(md_cell("a | b\nc"), "a \\| b c");
         assert_eq!(format_number(3.0), "3");
         assert_eq!(format_number(0.25), "0.2500");
+        assert_eq!(json_text(&serde_json::json!("a\"b")), "a\"b");
+        assert_eq!(json_text(&serde_json::json!({"k": 1})), "{\"k\":1}");
+        assert_eq!(json_text(&serde_json::Value::Null), "");
+    }
+
+    #[test]
+    fn threshold_values_use_milliseconds_for_latency_stats_only() {
+        let registry = crate::metrics::Registry::new();
+        let recorder = registry.recorder();
+        recorder.record(registry.latency("delivery.newMessage"), 4_250);
+        recorder.add_by_name("errors.ack", 2);
+        registry.collect_interval(std::time::Instant::now());
+        let mut summary = Summary::from_cumulative(
+            &registry.cumulative(),
+            crate::metrics::RunInfo {
+                scenario: "t".into(),
+                target: "t".into(),
+                started_at: std::time::SystemTime::UNIX_EPOCH,
+                duration: std::time::Duration::from_secs(1),
+            },
+            1,
+        );
+        let d = "delivery.newMessage";
+        summary.evaluate("delivery.newMessage.p99 < 5ms", d, Some("p99"), |_| true);
+        summary.evaluate("delivery.newMessage.count > 0", d, Some("count"), |_| true);
+        summary.evaluate("errors: == 0", "errors", None, |_| false);
+        summary.evaluate("nope == 0", "nope", None, |_| false);
+        let shown: Vec<String> = summary
+            .thresholds
+            .iter()
+            .map(|t| threshold_value(&summary, t))
+            .collect();
+        assert_eq!(shown, ["4.25 ms", "1", "2", "no value"]);
     }
 }

@@ -3,7 +3,7 @@
 //! `violations.json`, `scenario.yml` and `conformance.json` (all optional).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
@@ -45,8 +45,6 @@ pub struct ViolationRecord {
 /// Everything read from one run directory.
 #[derive(Debug)]
 pub struct RunData {
-    /// The run directory.
-    pub dir: PathBuf,
     /// `summary.json`.
     pub summary: Summary,
     /// `timeseries.json`, if present.
@@ -81,7 +79,6 @@ impl RunData {
             None
         };
         Ok(Self {
-            dir: dir.to_path_buf(),
             summary,
             timeseries,
             histograms: read_hlog_dir(&dir.join("hdr"))?,
