@@ -8,5 +8,6 @@
 pub mod client;
 pub mod metrics;
 pub mod report;
+pub mod rules;
 pub mod run;
 pub mod scenario;

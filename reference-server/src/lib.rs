@@ -19,6 +19,8 @@
 pub mod chat;
 pub mod config;
 pub mod engine;
+#[cfg(feature = "faults")]
+pub mod faults;
 pub mod metrics;
 mod sio;
 
@@ -34,6 +36,8 @@ use tokio::task::JoinHandle;
 
 pub use config::{GatewayConfig, Profile};
 use engine::{CloseReason, Engine};
+#[cfg(feature = "faults")]
+pub use faults::Faults;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +95,8 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
             tracing::error!(%err, "server error");
         }
     });
+    #[cfg(feature = "faults")]
+    faults::Injector::arm_crash(&engine, server.abort_handle());
     tracing::info!(%addr, profile = ?engine.config.profile, "chat gateway listening");
     Ok(RunningGateway {
         addr,

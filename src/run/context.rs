@@ -4,15 +4,17 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use crate::client::ClientConfig;
 use crate::metrics::{CounterId, LatencyId, Recorder, Registry};
 use crate::scenario::{Scenario, Step, TokenSource};
 
-use super::chat;
+use super::receiver::Inbox;
 use super::roster::Roster;
+use super::violations::{Evidence, Kind, Violations};
+use crate::rules::ProtocolModel;
 
 /// Interned metric ids for the hot paths.
 #[derive(Debug)]
@@ -23,8 +25,8 @@ pub struct Ids {
     pub join: LatencyId,
     /// `schedule_lag`: how far behind schedule scheduled sends went out.
     pub schedule_lag: LatencyId,
-    /// `delivery.<event>` and `delivery_uncorrected.<event>` per broadcast.
-    pub delivery: HashMap<&'static str, (LatencyId, LatencyId)>,
+    /// `delivery.<event>` and `delivery_uncorrected.<event>` per broadcast and announcement.
+    pub delivery: HashMap<String, (LatencyId, LatencyId)>,
     /// `ack.<event>` per emitted event that asks for acks.
     pub ack: HashMap<String, LatencyId>,
     /// `connections`: attempts.
@@ -45,18 +47,23 @@ pub struct Ids {
     pub timeouts_ack: CounterId,
     /// `emits`.
     pub emits: CounterId,
-    /// `deliveries.received.<event>` per broadcast.
-    pub received: HashMap<&'static str, CounterId>,
-    /// `violations.order`: a sender's messages arrived out of order.
-    pub violations_order: CounterId,
-    /// `violations.duplicate`: a message arrived twice.
-    pub violations_duplicate: CounterId,
+    /// `deliveries.received.<event>` per broadcast and announcement.
+    pub received: HashMap<String, CounterId>,
     /// `arrivals.dropped`: open-model arrivals refused by a phase's `max`.
     pub arrivals_dropped: CounterId,
 }
 
 impl Ids {
-    fn new(registry: &Registry, scenario: &Scenario) -> Self {
+    fn new(registry: &Registry, scenario: &Scenario, model: &ProtocolModel) -> Self {
+        let timed: Vec<&str> = model
+            .broadcasts
+            .iter()
+            .map(|b| b.event.as_str())
+            .chain([
+                model.join.announce.event.as_str(),
+                model.leave.announce.event.as_str(),
+            ])
+            .collect();
         let mut ack = HashMap::new();
         for group in &scenario.groups {
             visit_emits(&group.flow, &mut |event, wants_ack| {
@@ -70,12 +77,12 @@ impl Ids {
             connect: registry.latency("connect"),
             join: registry.latency("join"),
             schedule_lag: registry.latency(crate::metrics::SCHEDULE_LAG),
-            delivery: chat::BROADCASTS
+            delivery: timed
                 .iter()
                 .map(|e| {
                     let corrected = registry.latency(&format!("delivery.{e}"));
                     let uncorrected = registry.latency(&format!("delivery_uncorrected.{e}"));
-                    (*e, (corrected, uncorrected))
+                    (e.to_string(), (corrected, uncorrected))
                 })
                 .collect(),
             ack,
@@ -88,12 +95,15 @@ impl Ids {
             timeouts_expect: registry.counter("timeouts.expect"),
             timeouts_ack: registry.counter("timeouts.ack"),
             emits: registry.counter("emits"),
-            received: chat::BROADCASTS
+            received: timed
                 .iter()
-                .map(|e| (*e, registry.counter(&format!("deliveries.received.{e}"))))
+                .map(|e| {
+                    (
+                        e.to_string(),
+                        registry.counter(&format!("deliveries.received.{e}")),
+                    )
+                })
                 .collect(),
-            violations_order: registry.counter("violations.order"),
-            violations_duplicate: registry.counter("violations.duplicate"),
             arrivals_dropped: registry.counter("arrivals.dropped"),
         }
     }
@@ -123,6 +133,42 @@ fn expected_events(steps: &[Step], out: &mut HashSet<String>) {
     }
 }
 
+/// What an incoming event is, in the protocol model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A broadcast caused by a client event (index into the model's broadcasts).
+    Broadcast(usize),
+    /// The reply to a join.
+    JoinReply,
+    /// The announcement of a join.
+    JoinAnnounce,
+    /// The announcement of a leave.
+    LeaveAnnounce,
+    /// The list of joined sockets on entering.
+    Snapshot,
+    /// The server's error reply.
+    Error,
+}
+
+fn roles(model: &ProtocolModel) -> HashMap<String, Role> {
+    let mut roles: HashMap<String, Role> = model
+        .broadcasts
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.event.clone(), Role::Broadcast(i)))
+        .collect();
+    roles.insert(model.join.reply.event.clone(), Role::JoinReply);
+    roles.insert(model.join.announce.event.clone(), Role::JoinAnnounce);
+    roles.insert(model.leave.announce.event.clone(), Role::LeaveAnnounce);
+    if let Some(snapshot) = &model.snapshot {
+        roles.insert(snapshot.event.clone(), Role::Snapshot);
+    }
+    if let Some(error) = &model.error_event {
+        roles.insert(error.clone(), Role::Error);
+    }
+    roles
+}
+
 /// Shared by every virtual user of a run.
 pub struct Context {
     /// The scenario as run.
@@ -133,6 +179,14 @@ pub struct Context {
     pub tokens: Option<TokenSource>,
     /// Local source addresses to spread connections over (empty: the OS picks).
     pub local_ips: Vec<IpAddr>,
+    /// The delivery rules checked.
+    pub model: ProtocolModel,
+    /// Each server event's role in the model.
+    pub roles: HashMap<String, Role>,
+    /// Violations found so far.
+    pub violations: Violations,
+    /// The inboxes of connected clients, for the liveness watchdog.
+    pub inboxes: Mutex<Vec<Weak<Inbox>>>,
     /// The metrics recording handle.
     pub recorder: Recorder,
     /// Interned metric ids.
@@ -153,6 +207,7 @@ impl Context {
     /// The context of a run.
     pub fn new(
         scenario: Scenario,
+        model: ProtocolModel,
         client: ClientConfig,
         tokens: Option<TokenSource>,
         local_ips: Vec<IpAddr>,
@@ -168,7 +223,11 @@ impl Context {
             })
             .collect();
         Self {
-            ids: Ids::new(registry, &scenario),
+            ids: Ids::new(registry, &scenario, &model),
+            roles: roles(&model),
+            model,
+            violations: Violations::new(registry),
+            inboxes: Mutex::new(Vec::new()),
             recorder: registry.recorder(),
             scenario,
             client,
@@ -180,6 +239,30 @@ impl Context {
             connected: AtomicI64::new(0),
             next_slot: Mutex::new(None),
         }
+    }
+
+    /// Reports `n` violations of `kind` seen by virtual user `vu` at `at_us`.
+    pub fn violation(
+        &self,
+        n: u64,
+        kind: Kind,
+        vu: u32,
+        event: &str,
+        expected: String,
+        got: String,
+        at_us: u64,
+    ) {
+        self.violations.report(
+            n,
+            Evidence {
+                t_s: at_us as f64 / 1e6,
+                kind,
+                client: format!("vu {vu}"),
+                event: event.to_owned(),
+                expected,
+                got,
+            },
+        );
     }
 
     /// Microseconds from the run epoch to `at`.

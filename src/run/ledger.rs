@@ -11,8 +11,11 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 /// Sequence numbers received from one sender, as sorted, disjoint, inclusive runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct SeqRuns {
     runs: Vec<(u64, u64)>,
 }
@@ -84,18 +87,43 @@ impl SeqRuns {
 /// Send times (µs since the run epoch) of one sender's correlated messages, by sequence number.
 pub type SendLog = Vec<u64>;
 
+/// What the ledger needs to know of one sender (times in µs since the run epoch).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderFacts {
+    /// Send time of each correlated message, by sequence number.
+    pub messages: SendLog,
+    /// Send time of each uncorrelated broadcast cause (`typing`), in order.
+    pub typing: Vec<u64>,
+    /// When it sent its latest join.
+    pub join_sent: Option<u64>,
+    /// When it started to leave (or its session ended).
+    pub left: Option<u64>,
+}
+
 /// One receiver's record, handed in when its session ends.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiverRecord {
+    /// The receiving virtual user.
+    pub vu: u32,
     /// When the receiver entered the namespace (µs since the run epoch).
     pub joined_at_us: u64,
     /// When its session ended (µs since the run epoch).
     pub left_at_us: u64,
-    /// Received sequence numbers per sender.
+    /// Correlated sequence numbers received, per sender.
     pub from: HashMap<u32, SeqRuns>,
+    /// Uncorrelated broadcasts (`userTyping`) received, per sender.
+    pub typing_from: HashMap<u32, u64>,
+    /// Senders whose join announcement it received.
+    pub online_seen: Vec<u32>,
+    /// Senders whose leave announcement it received.
+    pub offline_seen: Vec<u32>,
+    /// Whether it sent a join, and whether the join's reply came.
+    pub join_sent: bool,
+    /// Whether the reply to its join arrived.
+    pub join_replied: bool,
 }
 
-/// What the ledger concluded.
+/// Delivery totals of one kind of broadcast.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LedgerTotals {
     /// Deliveries owed to receivers.
@@ -106,40 +134,142 @@ pub struct LedgerTotals {
     pub lost: u64,
 }
 
-/// Adds up what each receiver was owed and got. `margin_us` is how long after
-/// joining a receiver may still miss messages sent concurrently (in flight),
-/// `deadline_us` how long before leaving a message must have been sent to be owed.
+/// A violation found when settling, before it is given a time and words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// `count` correlated messages from `sender` never reached `receiver`.
+    MessagesLost {
+        receiver: u32,
+        sender: u32,
+        count: u64,
+    },
+    /// `count` typing broadcasts from `sender` never reached `receiver`.
+    TypingLost {
+        receiver: u32,
+        sender: u32,
+        count: u64,
+    },
+    /// `receiver` never got the join announcement of `subject`.
+    OnlineMissing { receiver: u32, subject: u32 },
+    /// `receiver` never got the leave announcement of `subject`.
+    OfflineMissing { receiver: u32, subject: u32 },
+    /// `receiver` got a leave announcement for `subject`, which never joined or never left.
+    OfflineSpurious {
+        receiver: u32,
+        subject: u32,
+        joined: bool,
+    },
+    /// `receiver` joined but the join's reply never came.
+    ReplyMissing { receiver: u32 },
+}
+
+/// What settling found.
+#[derive(Debug, Clone, Default)]
+pub struct Settlement {
+    /// Correlated broadcasts (`newMessage`).
+    pub messages: LedgerTotals,
+    /// Uncorrelated broadcasts to others (`userTyping`).
+    pub typing: LedgerTotals,
+    /// Every violation.
+    pub findings: Vec<Finding>,
+}
+
+/// How long around joining and leaving a receiver's dues are uncertain.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// After entering the namespace, messages sent concurrently may still be missed.
+    pub margin_us: u64,
+    /// A message must reach its receivers this fast to be owed to one that leaves.
+    pub deadline_us: u64,
+}
+
+/// Adds up, for every receiver, what it was owed and what it got.
 pub fn settle(
     receivers: &[ReceiverRecord],
-    senders: &HashMap<u32, SendLog>,
-    margin_us: u64,
-    deadline_us: u64,
-) -> LedgerTotals {
-    let mut totals = LedgerTotals::default();
+    senders: &HashMap<u32, SenderFacts>,
+    w: Window,
+) -> Settlement {
+    let mut out = Settlement::default();
     for r in receivers {
-        let from = r.joined_at_us.saturating_add(margin_us);
-        let until = r.left_at_us.saturating_sub(deadline_us);
+        if r.join_sent && !r.join_replied && r.left_at_us > r.joined_at_us + w.deadline_us {
+            out.findings.push(Finding::ReplyMissing { receiver: r.vu });
+        }
+        for &subject in &r.offline_seen {
+            let facts = senders.get(&subject);
+            let joined = facts.is_some_and(|f| f.join_sent.is_some());
+            if !joined || facts.is_some_and(|f| f.left.is_none()) {
+                out.findings.push(Finding::OfflineSpurious {
+                    receiver: r.vu,
+                    subject,
+                    joined,
+                });
+            }
+        }
+        let from = r.joined_at_us.saturating_add(w.margin_us);
+        let until = r.left_at_us.saturating_sub(w.deadline_us);
         if from >= until {
             continue;
         }
-        for (sender, log) in senders {
-            // The log is in send order, so the owed messages form one range of seqs.
-            let lo = log.partition_point(|&t| t < from) as u64;
-            let hi_exclusive = log.partition_point(|&t| t <= until) as u64;
-            if lo >= hi_exclusive {
-                continue;
+        let owed = |t: u64| t >= from && t <= until;
+        for (&sender, facts) in senders {
+            // Sends are in time order, so the owed ones form one range of sequence numbers.
+            let lo = facts.messages.partition_point(|&t| t < from) as u64;
+            let hi = facts.messages.partition_point(|&t| t <= until) as u64;
+            if lo < hi {
+                let got = r
+                    .from
+                    .get(&sender)
+                    .map_or(0, |runs| runs.count_in(lo, hi - 1));
+                add(&mut out.messages, hi - lo, got);
+                if got < hi - lo {
+                    out.findings.push(Finding::MessagesLost {
+                        receiver: r.vu,
+                        sender,
+                        count: hi - lo - got,
+                    });
+                }
             }
-            let owed = hi_exclusive - lo;
-            let got = r
-                .from
-                .get(sender)
-                .map_or(0, |runs| runs.count_in(lo, hi_exclusive - 1));
-            totals.expected += owed;
-            totals.received += got;
-            totals.lost += owed - got;
+            if sender != r.vu {
+                let due = facts.typing.iter().filter(|&&t| owed(t)).count() as u64;
+                if due > 0 {
+                    // Without a mark, deliveries from near the window's edges may
+                    // count too: a loss is only what even they cannot make up.
+                    let got = r.typing_from.get(&sender).copied().unwrap_or(0).min(due);
+                    add(&mut out.typing, due, got);
+                    if got < due {
+                        out.findings.push(Finding::TypingLost {
+                            receiver: r.vu,
+                            sender,
+                            count: due - got,
+                        });
+                    }
+                }
+            }
+            if facts.join_sent.is_some_and(owed) && !r.online_seen.contains(&sender) {
+                out.findings.push(Finding::OnlineMissing {
+                    receiver: r.vu,
+                    subject: sender,
+                });
+            }
+            if sender != r.vu
+                && facts.join_sent.is_some_and(|j| j < from)
+                && facts.left.is_some_and(owed)
+                && !r.offline_seen.contains(&sender)
+            {
+                out.findings.push(Finding::OfflineMissing {
+                    receiver: r.vu,
+                    subject: sender,
+                });
+            }
         }
     }
-    totals
+    out
+}
+
+fn add(totals: &mut LedgerTotals, expected: u64, received: u64) {
+    totals.expected += expected;
+    totals.received += received;
+    totals.lost += expected - received;
 }
 
 #[cfg(test)]
@@ -161,39 +291,132 @@ mod tests {
         assert_eq!(r.count_in(3, 6), 2);
     }
 
+    fn window(margin_us: u64, deadline_us: u64) -> Window {
+        Window {
+            margin_us,
+            deadline_us,
+        }
+    }
+
     #[test]
     fn settle_counts_only_what_was_owed() {
         // Sender 1 sent seqs 0..10 at t = 0, 100, …, 900 µs.
-        let senders = HashMap::from([(1, (0..10).map(|i| i * 100).collect::<SendLog>())]);
+        let facts = SenderFacts {
+            messages: (0..10).map(|i| i * 100).collect(),
+            ..Default::default()
+        };
+        let senders = HashMap::from([(1, facts)]);
         let mut runs = SeqRuns::default();
         for seq in [3, 4, 6] {
             runs.insert(seq);
         }
         // In the namespace from 250 to 950, margin 50, deadline 150: owed seqs 3..=8.
         let r = ReceiverRecord {
+            vu: 2,
             joined_at_us: 250,
             left_at_us: 950,
             from: HashMap::from([(1, runs)]),
+            ..Default::default()
         };
-        let totals = settle(&[r], &senders, 50, 150);
+        let s = settle(&[r], &senders, window(50, 150));
         assert_eq!(
-            totals,
+            s.messages,
             LedgerTotals {
                 expected: 6,
                 received: 3,
                 lost: 3
             }
         );
+        assert_eq!(
+            s.findings,
+            vec![Finding::MessagesLost {
+                receiver: 2,
+                sender: 1,
+                count: 3
+            }]
+        );
     }
 
     #[test]
-    fn a_receiver_that_heard_nothing_lost_everything_owed() {
-        let senders = HashMap::from([(7, vec![10, 20, 30])]);
+    fn presence_and_replies_are_settled() {
+        let senders = HashMap::from([
+            // 1 joined at 100 and left at 500; 3 never joined; 4 joined and never left.
+            (
+                1,
+                SenderFacts {
+                    join_sent: Some(100),
+                    left: Some(500),
+                    ..Default::default()
+                },
+            ),
+            (
+                3,
+                SenderFacts {
+                    left: Some(300),
+                    ..Default::default()
+                },
+            ),
+            (
+                4,
+                SenderFacts {
+                    join_sent: Some(50),
+                    ..Default::default()
+                },
+            ),
+        ]);
         let r = ReceiverRecord {
+            vu: 2,
             joined_at_us: 0,
-            left_at_us: 1_000,
-            from: HashMap::new(),
+            left_at_us: 10_000,
+            offline_seen: vec![3, 4],
+            join_sent: true,
+            ..Default::default()
         };
-        assert_eq!(settle(&[r], &senders, 0, 0).lost, 3);
+        let s = settle(&[r], &senders, window(10, 100));
+        assert!(s.findings.contains(&Finding::OnlineMissing {
+            receiver: 2,
+            subject: 1
+        }));
+        assert!(s.findings.contains(&Finding::OfflineMissing {
+            receiver: 2,
+            subject: 1
+        }));
+        assert!(s.findings.contains(&Finding::OfflineSpurious {
+            receiver: 2,
+            subject: 3,
+            joined: false
+        }));
+        assert!(s.findings.contains(&Finding::OfflineSpurious {
+            receiver: 2,
+            subject: 4,
+            joined: true
+        }));
+        assert!(s.findings.contains(&Finding::ReplyMissing { receiver: 2 }));
+    }
+
+    #[test]
+    fn typing_losses_are_counted_per_sender() {
+        let senders = HashMap::from([(
+            1,
+            SenderFacts {
+                typing: vec![100, 200, 300],
+                ..Default::default()
+            },
+        )]);
+        let r = ReceiverRecord {
+            vu: 2,
+            left_at_us: 1_000,
+            typing_from: HashMap::from([(1, 1)]),
+            ..Default::default()
+        };
+        let s = settle(&[r], &senders, window(0, 0));
+        assert_eq!(
+            s.typing,
+            LedgerTotals {
+                expected: 3,
+                received: 1,
+                lost: 2
+            }
+        );
     }
 }

@@ -7,7 +7,6 @@
 //! the end stop the senders, let in-flight deliveries drain, disconnect
 //! everyone, settle the delivery ledger and write `summary.json`.
 
-mod chat;
 mod context;
 mod correlate;
 mod ledger;
@@ -15,6 +14,7 @@ mod progress;
 mod receiver;
 mod roster;
 mod target;
+mod violations;
 mod vu;
 
 use std::path::{Path, PathBuf};
@@ -32,9 +32,13 @@ use crate::metrics::{
     render_table, HealthSampler, IntervalLogs, MetricsError, Registry, RunInfo, Summary,
     TimeSeries, Verdict,
 };
+use crate::rules::ProtocolModel;
 use crate::scenario::{Override, Phase, Scenario, ScenarioError, TokenSource};
 
-pub use ledger::{settle, LedgerTotals, ReceiverRecord, SeqRuns};
+pub use ledger::{
+    settle, Finding, LedgerTotals, ReceiverRecord, SenderFacts, SeqRuns, Settlement, Window,
+};
+pub use violations::Kind as ViolationKind;
 
 use context::Context;
 use progress::{Progress, Tick};
@@ -160,7 +164,16 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         &scenario_as_run(&scenario_text, &options.overrides),
     )?;
 
-    let result = play(scenario, &target, tokens, &run_dir, options.quiet).await;
+    let model_name =
+        scenario
+            .protocol
+            .clone()
+            .unwrap_or_else(|| match (&target, options.gateway_profile) {
+                (Target::Embedded { .. }, Profile::Strict) => "strict".to_owned(),
+                _ => "seed".to_owned(),
+            });
+    let model = ProtocolModel::resolve(&model_name, &scenario.base_dir)?;
+    let result = play(scenario, model, &target, tokens, &run_dir, options.quiet).await;
     target.stop().await;
     result
 }
@@ -225,6 +238,7 @@ fn planned_clients(scenario: &Scenario) -> u64 {
 
 async fn play(
     scenario: Scenario,
+    model: ProtocolModel,
     target: &Target,
     tokens: Option<TokenSource>,
     run_dir: &Path,
@@ -243,7 +257,18 @@ async fn play(
         crate::scenario::Transport::PollingUpgrade => Transport::PollingUpgrade,
     };
     let local_ips = target::source_addresses(target.url(), planned);
-    let ctx = Arc::new(Context::new(scenario, client, tokens, local_ips, &registry));
+    let ctx = Arc::new(Context::new(
+        scenario, model, client, tokens, local_ips, &registry,
+    ));
+    let p99_of = format!(
+        "delivery.{}",
+        ctx.model
+            .broadcasts
+            .first()
+            .map_or("", |b| b.event.as_str())
+    );
+    let connected_gauge = registry.gauge("clients.connected");
+    let mut quiet_since: Option<Instant> = None;
     let health = HealthSampler::spawn(&registry);
     let mut logs = IntervalLogs::create(run_dir, registry.started_at())?;
     let mut series = TimeSeries::new(registry.started_at());
@@ -276,13 +301,17 @@ async fn play(
                     .filter(|c| c.name.starts_with("errors") || c.name.starts_with("timeouts"))
                     .map(|c| c.total)
                     .sum();
+                let connected = ctx.connected.load(Relaxed);
+                registry.recorder().set_gauge(connected_gauge, connected as f64);
                 progress.tick(&Tick {
                     phase: &phase_rx.borrow(),
-                    connected: ctx.connected.load(Relaxed),
+                    connected,
                     planned,
                     snapshot: &snapshot,
                     errors,
+                    p99_of: &p99_of,
                 });
+                watch_liveness(&ctx, &snapshot, &mut quiet_since);
                 let over_time = started.elapsed() >= cap;
                 let breach = ctx.scenario.abort_on_fail && !evaluate(&mut summarize(&registry, &ctx.scenario, target, started), &ctx.scenario);
                 if (over_time || breach) && !*end_tx.borrow() {
@@ -297,17 +326,21 @@ async fn play(
 
     // Settle the ledger, then collect once more so its counters are in the summary.
     let (receivers, senders) = ctx.roster.take_ledger();
-    let totals = settle(
+    let settlement = settle(
         &receivers,
         &senders,
-        LEDGER_MARGIN.as_micros() as u64,
-        DELIVERY_DEADLINE.as_micros() as u64,
+        Window {
+            margin_us: LEDGER_MARGIN.as_micros() as u64,
+            deadline_us: DELIVERY_DEADLINE.as_micros() as u64,
+        },
     );
-    let rec = registry.recorder();
-    rec.add(registry.counter("deliveries.expected"), totals.expected);
-    rec.add(registry.counter("deliveries.received"), totals.received);
-    rec.add(registry.counter("deliveries.lost"), totals.lost);
-    rec.add(registry.counter("violations.loss"), totals.lost);
+    record_settlement(&ctx, &registry, &settlement);
+    ctx.violations
+        .write(run_dir)
+        .map_err(|source| RunError::Io {
+            path: run_dir.join("violations.json"),
+            source,
+        })?;
     let snapshot = registry.collect_interval(Instant::now());
     logs.write(&snapshot)?;
     series.push(&snapshot);
@@ -325,6 +358,181 @@ async fn play(
         run_dir: run_dir.to_owned(),
         aborted,
     })
+}
+
+/// Turns what settling found into counters and evidence.
+fn record_settlement(ctx: &Context, registry: &Registry, s: &Settlement) {
+    let rec = registry.recorder();
+    for (prefix, totals) in [
+        ("deliveries", s.messages),
+        ("deliveries.unmarked", s.typing),
+    ] {
+        rec.add(
+            registry.counter(&format!("{prefix}.expected")),
+            totals.expected,
+        );
+        rec.add(
+            registry.counter(&format!("{prefix}.received")),
+            totals.received,
+        );
+        rec.add(registry.counter(&format!("{prefix}.lost")), totals.lost);
+    }
+    let model = &ctx.model;
+    let marked = model
+        .broadcasts
+        .iter()
+        .find(|b| b.mark_field.is_some())
+        .map_or("", |b| b.event.as_str());
+    let unmarked = model
+        .broadcasts
+        .iter()
+        .find(|b| b.mark_field.is_none())
+        .map_or("", |b| b.event.as_str());
+    let end = ctx.micros(Instant::now());
+    for f in &s.findings {
+        let (n, kind, vu, event, expected, got) = match f {
+            Finding::MessagesLost {
+                receiver,
+                sender,
+                count,
+            } => (
+                *count,
+                ViolationKind::Loss,
+                *receiver,
+                marked,
+                format!("every message vu {sender} sent while it was in"),
+                format!("{count} never arrived"),
+            ),
+            Finding::TypingLost {
+                receiver,
+                sender,
+                count,
+            } => (
+                *count,
+                ViolationKind::Loss,
+                *receiver,
+                unmarked,
+                format!("every {unmarked} of vu {sender} while it was in"),
+                format!("{count} never arrived"),
+            ),
+            Finding::OnlineMissing { receiver, subject } => (
+                1,
+                ViolationKind::Presence,
+                *receiver,
+                model.join.announce.event.as_str(),
+                format!("the join of vu {subject}"),
+                "never announced".to_owned(),
+            ),
+            Finding::OfflineMissing { receiver, subject } => (
+                1,
+                ViolationKind::Presence,
+                *receiver,
+                model.leave.announce.event.as_str(),
+                format!("the leave of vu {subject}"),
+                "never announced".to_owned(),
+            ),
+            Finding::OfflineSpurious {
+                receiver,
+                subject,
+                joined,
+            } => (
+                1,
+                ViolationKind::Presence,
+                *receiver,
+                model.leave.announce.event.as_str(),
+                "leaves announced only for clients that joined and left".to_owned(),
+                format!(
+                    "vu {subject} announced gone ({})",
+                    if *joined {
+                        "still connected"
+                    } else {
+                        "never joined"
+                    }
+                ),
+            ),
+            Finding::ReplyMissing { receiver } => (
+                1,
+                ViolationKind::Reply,
+                *receiver,
+                model.join.reply.event.as_str(),
+                format!("{} after {}", model.join.reply.event, model.join.event),
+                "never arrived".to_owned(),
+            ),
+        };
+        ctx.violation(n, kind, vu, event, expected, got, end);
+    }
+}
+
+/// How long a client may go without a delivery owed to everyone while
+/// others get them, or the whole run without any delivery while clients
+/// send, before it is a liveness violation.
+const LIVENESS_BOUND: Duration = Duration::from_secs(5);
+
+/// Once a second: a connected client that stopped receiving while others
+/// still receive, or a server that stopped answering, is a violation.
+fn watch_liveness(
+    ctx: &Context,
+    snapshot: &crate::metrics::IntervalSnapshot,
+    quiet_since: &mut Option<Instant>,
+) {
+    let bound = LIVENESS_BOUND.as_micros() as u64;
+    let now = ctx.micros(Instant::now());
+    let live: Vec<_> = {
+        let mut inboxes = ctx.inboxes.lock().expect("inbox list lock");
+        inboxes.retain(|w| w.upgrade().is_some_and(|i| !i.closed.load(Relaxed)));
+        inboxes
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect()
+    };
+    let newest = live
+        .iter()
+        .map(|i| i.last_delivery_us.load(Relaxed))
+        .filter(|&t| t != u64::MAX)
+        .max();
+    if let Some(newest) = newest.filter(|&n| n + bound >= now) {
+        for inbox in &live {
+            let last = inbox.last_delivery_us.load(Relaxed);
+            let connected = inbox.connected_at_us.load(Relaxed);
+            let since = if last == u64::MAX { connected } else { last };
+            if connected != u64::MAX
+                && since + bound < newest
+                && !inbox.reported_stalled.swap(true, Relaxed)
+            {
+                ctx.violation(
+                    1,
+                    ViolationKind::Liveness,
+                    inbox.vu,
+                    "",
+                    "deliveries while others receive them".to_owned(),
+                    format!("nothing for {:.1} s", (newest - since) as f64 / 1e6),
+                    now,
+                );
+            }
+        }
+    }
+    let sent = snapshot.counter("emits").is_some_and(|c| c.delta > 0);
+    let received = snapshot
+        .counters
+        .iter()
+        .any(|c| c.name.starts_with("deliveries.received.") && c.delta > 0);
+    if sent && !received {
+        let since = *quiet_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= LIVENESS_BOUND {
+            ctx.violation(
+                1,
+                ViolationKind::Liveness,
+                0,
+                "",
+                "deliveries for what clients send".to_owned(),
+                format!("none for {} s", LIVENESS_BOUND.as_secs()),
+                now,
+            );
+            *quiet_since = None;
+        }
+    } else {
+        *quiet_since = None;
+    }
 }
 
 fn summarize(

@@ -8,8 +8,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::metrics::{format_ms, IntervalSnapshot};
 
-use super::chat;
-
 /// Seconds between plain progress lines.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
@@ -32,6 +30,8 @@ pub struct Tick<'a> {
     pub snapshot: &'a IntervalSnapshot,
     /// Errors and timeouts so far.
     pub errors: u64,
+    /// The latency metric whose p99 is shown.
+    pub p99_of: &'a str,
 }
 
 impl Progress {
@@ -71,13 +71,16 @@ impl Progress {
     /// Shows one second of the run.
     pub fn tick(&mut self, tick: &Tick<'_>) {
         let sends = tick.snapshot.rate("emits");
-        let deliveries: f64 = chat::BROADCASTS
+        let deliveries: f64 = tick
+            .snapshot
+            .counters
             .iter()
-            .map(|e| tick.snapshot.rate(&format!("deliveries.received.{e}")))
+            .filter(|c| c.name.starts_with("deliveries.received."))
+            .map(|c| tick.snapshot.rate(&c.name))
             .sum();
         let p99 = tick
             .snapshot
-            .latency(&format!("delivery.{}", chat::NEW_MESSAGE))
+            .latency(tick.p99_of)
             .filter(|h| !h.is_empty())
             .map_or_else(
                 || "-".to_owned(),

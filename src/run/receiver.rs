@@ -1,27 +1,34 @@
 //! What a virtual user's client does with everything it receives, inline in
-//! the client's reader task: time every correlated broadcast, keep the
-//! delivery ledger, and pass what the flow is waiting for (expected events,
-//! acks) to the virtual user through its [`Inbox`].
+//! the client's reader task: time every delivery, check it against the
+//! protocol model, keep the delivery ledger, and pass what the flow waits for
+//! (expected events, acks) to the virtual user through its [`Inbox`].
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{oneshot, Notify};
 
 use crate::client::{CloseReason, Handler, Incoming};
+use crate::rules::Recipients;
 
-use super::chat;
-use super::context::Context;
+use super::context::{Context, Role};
 use super::correlate::Mark;
 use super::ledger::{Arrival, ReceiverRecord};
+use super::violations::Kind;
 
 /// How many not-yet-expected events a client keeps for a later `expect` step.
 const BACKLOG: usize = 256;
+/// Every event's payload is checked this many times per client, then one in
+/// [`CHECK_EVERY`], so checking stays cheap at hundreds of thousands of deliveries a second.
+const CHECK_FIRST: u32 = 100;
+/// See [`CHECK_FIRST`].
+const CHECK_EVERY: u32 = 16;
 /// Marks an unset instant.
 const UNSET: u64 = u64::MAX;
 
@@ -33,34 +40,54 @@ enum AckSlot {
     Arrived(AckAnswer),
 }
 
-/// What a client's reader task hands to its virtual user.
+/// What a client's reader task and its virtual user share.
 pub struct Inbox {
+    /// The virtual user.
+    pub vu: u32,
+    /// When the client started to connect (µs since the epoch).
+    pub connect_started_us: AtomicU64,
     /// When the client entered the namespace (µs since the epoch).
     pub connected_at_us: AtomicU64,
-    /// Intended time of a `joinChat` still waiting for its `joined`.
+    /// When it last received a delivery owed to everyone (for the liveness watchdog).
+    pub last_delivery_us: AtomicU64,
+    /// Whether the watchdog already reported this client stalled.
+    pub reported_stalled: AtomicBool,
+    /// Whether its session has ended.
+    pub closed: AtomicBool,
+    /// Intended time of a join still waiting for its reply.
     join_pending_us: AtomicU64,
+    /// Whether it ever sent a join.
+    join_sent: AtomicBool,
+    /// The name it joined with.
+    join_name: Mutex<Option<String>>,
     backlog: Mutex<VecDeque<(String, Value)>>,
     arrived: Notify,
     acks: Mutex<HashMap<u64, AckSlot>>,
-    closed: AtomicBool,
-}
-
-impl Default for Inbox {
-    fn default() -> Self {
-        Self {
-            connected_at_us: AtomicU64::new(UNSET),
-            join_pending_us: AtomicU64::new(UNSET),
-            backlog: Mutex::default(),
-            arrived: Notify::new(),
-            acks: Mutex::default(),
-            closed: AtomicBool::new(false),
-        }
-    }
 }
 
 impl Inbox {
-    /// The virtual user sent `joinChat` meaning to at `intended_us`.
-    pub fn join_sent(&self, intended_us: u64) {
+    /// The inbox of virtual user `vu`.
+    pub fn new(vu: u32) -> Self {
+        Self {
+            vu,
+            connect_started_us: AtomicU64::new(UNSET),
+            connected_at_us: AtomicU64::new(UNSET),
+            last_delivery_us: AtomicU64::new(UNSET),
+            reported_stalled: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            join_pending_us: AtomicU64::new(UNSET),
+            join_sent: AtomicBool::new(false),
+            join_name: Mutex::new(None),
+            backlog: Mutex::default(),
+            arrived: Notify::new(),
+            acks: Mutex::default(),
+        }
+    }
+
+    /// The virtual user sent a join as `name`, meaning to at `intended_us`.
+    pub fn join_sent(&self, name: Option<String>, intended_us: u64) {
+        *self.join_name.lock().expect("name lock") = name;
+        self.join_sent.store(true, Relaxed);
         self.join_pending_us.store(intended_us, Relaxed);
     }
 
@@ -135,13 +162,30 @@ impl Inbox {
     }
 }
 
-/// Only the fields the driver correlates on, borrowed from the frame.
-#[derive(Deserialize)]
-struct Fields<'a> {
-    #[serde(borrow, default)]
-    message: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    username: Option<std::borrow::Cow<'a, str>>,
+/// Two string fields of a JSON object, borrowed when unescaped, found without
+/// building the whole object.
+fn two_fields<'a>(json: &'a str, names: [&str; 2]) -> [Option<Cow<'a, str>>; 2] {
+    struct Pick<'n>([&'n str; 2]);
+    impl<'de> Visitor<'de> for Pick<'_> {
+        type Value = [Option<Cow<'de, str>>; 2];
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = [None, None];
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                match self.0.iter().position(|n| *n == key) {
+                    Some(i) => out[i] = map.next_value::<Option<Cow<'de, str>>>().ok().flatten(),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    de.deserialize_map(Pick(names)).unwrap_or([None, None])
 }
 
 /// The [`Handler`] of one virtual user's client.
@@ -150,101 +194,317 @@ pub struct Receiver {
     inbox: Arc<Inbox>,
     expected: Arc<HashSet<String>>,
     ledger: ReceiverRecord,
-    /// Per sender: how many of its typing events this client has matched.
-    typing_seen: HashMap<u32, usize>,
+    /// Per sender: how many of its unmarked broadcasts this client has matched.
+    unmarked_seen: HashMap<u32, usize>,
+    /// Whether it has seen its own join announcement.
+    own_announce_seen: bool,
+    /// Payload checks per event name, for sampling.
+    checks: HashMap<String, u32>,
 }
 
 impl Receiver {
     /// The handler for a client of group `group`.
     pub fn new(ctx: Arc<Context>, inbox: Arc<Inbox>, group: usize) -> Self {
+        let ledger = ReceiverRecord {
+            vu: inbox.vu,
+            ..Default::default()
+        };
         Self {
             expected: ctx.expected_events[group].clone(),
             ctx,
             inbox,
-            ledger: ReceiverRecord::default(),
-            typing_seen: HashMap::new(),
+            ledger,
+            unmarked_seen: HashMap::new(),
+            own_announce_seen: false,
+            checks: HashMap::new(),
         }
     }
 
-    fn record_delivery(&self, event: &'static str, at_us: u64, intended_us: u64, sent_us: u64) {
-        let ids = &self.ctx.ids;
-        let (corrected, uncorrected) = ids.delivery[event];
-        let rec = &self.ctx.recorder;
-        rec.record(corrected, at_us.saturating_sub(intended_us));
-        rec.record(uncorrected, at_us.saturating_sub(sent_us));
+    fn vu(&self) -> u32 {
+        self.inbox.vu
+    }
+
+    fn violation(&self, kind: Kind, event: &str, expected: String, got: String, at_us: u64) {
+        self.ctx
+            .violation(1, kind, self.vu(), event, expected, got, at_us);
+    }
+
+    fn record_delivery(&self, event: &str, at_us: u64, intended_us: u64, sent_us: u64) {
+        if let Some(&(corrected, uncorrected)) = self.ctx.ids.delivery.get(event) {
+            let rec = &self.ctx.recorder;
+            rec.record(corrected, at_us.saturating_sub(intended_us));
+            rec.record(uncorrected, at_us.saturating_sub(sent_us));
+        }
+    }
+
+    fn count_received(&self, event: &str) {
+        if let Some(&id) = self.ctx.ids.received.get(event) {
+            self.ctx.recorder.add(id, 1);
+        }
+    }
+
+    /// Checks the payload against the model's schema (every one at first, then a sample).
+    fn check_payload(&mut self, name: &str, arg: Option<&RawValue>, at_us: u64) {
+        if !self.ctx.model.payloads.contains_key(name) {
+            return;
+        }
+        let n = match self.checks.get_mut(name) {
+            Some(n) => n,
+            None => self.checks.entry(name.to_owned()).or_default(),
+        };
+        *n += 1;
+        if *n > CHECK_FIRST && *n % CHECK_EVERY != 0 {
+            return;
+        }
+        let value = arg.and_then(|a| serde_json::from_str::<Value>(a.get()).ok());
+        if let Some(problem) =
+            self.ctx
+                .model
+                .payload_problem(name, value.as_ref(), SystemTime::now())
+        {
+            let got = arg.map_or("no payload".to_owned(), |a| a.get().to_owned());
+            self.violation(Kind::Payload, name, problem, got, at_us);
+        }
     }
 
     fn on_event(&mut self, at: Instant, name: &str, args: &[&RawValue]) {
+        let Some(&role) = self.ctx.roles.get(name) else {
+            return;
+        };
         let at_us = self.ctx.micros(at);
-        let fields = args
-            .first()
-            .and_then(|a| serde_json::from_str::<Fields<'_>>(a.get()).ok());
-        let ids = &self.ctx.ids;
-        match name {
-            chat::NEW_MESSAGE => {
-                self.ctx.recorder.add(ids.received[chat::NEW_MESSAGE], 1);
-                let Some(mark) = fields
-                    .as_ref()
-                    .and_then(|f| Mark::find(f.message.as_deref()?))
-                else {
-                    return;
-                };
-                self.record_delivery(chat::NEW_MESSAGE, at_us, mark.intended_us, mark.sent_us);
-                match self
-                    .ledger
-                    .from
-                    .entry(mark.vu)
-                    .or_default()
-                    .insert(mark.seq)
-                {
-                    Arrival::OutOfOrder => self.ctx.recorder.add(ids.violations_order, 1),
-                    Arrival::Duplicate => self.ctx.recorder.add(ids.violations_duplicate, 1),
-                    Arrival::InOrder | Arrival::Gap => {}
+        let arg = args.first().copied();
+        self.check_payload(name, arg, at_us);
+        let model = &self.ctx.model;
+        match role {
+            Role::Broadcast(i) => {
+                let rule = &model.broadcasts[i];
+                self.count_received(name);
+                if rule.to == Recipients::Everyone {
+                    self.inbox.last_delivery_us.store(at_us, Relaxed);
                 }
-            }
-            chat::USER_TYPING | chat::USER_ONLINE | chat::USER_OFFLINE => {
-                let event = chat::BROADCASTS
-                    .iter()
-                    .find(|e| **e == name)
-                    .expect("a broadcast");
-                self.ctx.recorder.add(ids.received[event], 1);
-                let Some((vu, log)) = fields
-                    .as_ref()
-                    .and_then(|f| self.ctx.roster.by_name(f.username.as_deref()?))
-                else {
-                    return;
-                };
-                let times = match *event {
-                    chat::USER_ONLINE => log.join_times(),
-                    chat::USER_OFFLINE => log.leave_time().map(|t| (t, t)),
-                    _ => {
-                        // The k-th typing event seen from a sender is its next one
-                        // sent after this client entered the namespace.
-                        let typing = log.typing.lock().expect("typing lock");
-                        let joined = self.inbox.connected_at_us.load(Relaxed);
-                        let seen = self
-                            .typing_seen
-                            .entry(vu)
-                            .or_insert_with(|| typing.partition_point(|&(_, sent)| sent < joined));
-                        let times = typing.get(*seen).copied();
-                        *seen += 1;
-                        times
+                let [who, text] = arg.map_or([None, None], |a| {
+                    two_fields(
+                        a.get(),
+                        [
+                            rule.name_field.as_str(),
+                            rule.mark_field.as_deref().unwrap_or(""),
+                        ],
+                    )
+                });
+                match text.as_deref().and_then(Mark::find) {
+                    Some(mark) => self.on_marked(name, rule.to, mark, who.as_deref(), at_us),
+                    None if rule.mark_field.is_none() => {
+                        self.on_unmarked(name, rule.to, who.as_deref(), at_us)
                     }
-                };
-                if let Some((intended, sent)) = times.filter(|&(_, sent)| sent <= at_us) {
-                    self.record_delivery(event, at_us, intended, sent);
+                    None => {}
                 }
             }
-            chat::JOINED => {
-                let pending = self.inbox.join_pending_us.swap(UNSET, Relaxed);
-                if pending != UNSET {
-                    self.ctx
-                        .recorder
-                        .record(ids.join, at_us.saturating_sub(pending));
+            Role::JoinAnnounce | Role::LeaveAnnounce => {
+                self.count_received(name);
+                self.inbox.last_delivery_us.store(at_us, Relaxed);
+                let [who, _] = arg.map_or([None, None], |a| {
+                    two_fields(a.get(), [model.join.name_field.as_str(), ""])
+                });
+                let subject = who.as_deref().and_then(|w| self.ctx.roster.by_name(w));
+                if role == Role::JoinAnnounce {
+                    let mine = self.inbox.join_name.lock().expect("name lock").clone();
+                    if who.is_some() && who.as_deref() == mine.as_deref() {
+                        self.own_announce_seen = true;
+                    }
+                    if let Some((vu, log)) = subject {
+                        self.ledger.online_seen.push(vu);
+                        if let Some((intended, sent)) =
+                            log.join_times().filter(|&(_, s)| s <= at_us)
+                        {
+                            self.record_delivery(name, at_us, intended, sent);
+                        }
+                    }
+                } else {
+                    match subject {
+                        Some((vu, log)) => {
+                            self.ledger.offline_seen.push(vu);
+                            if let Some(left) = log.left_at().filter(|&l| l <= at_us) {
+                                self.record_delivery(name, at_us, left, left);
+                            }
+                        }
+                        None => self.violation(
+                            Kind::Presence,
+                            name,
+                            "a leave announcement only for a client that joined".into(),
+                            arg.map_or("no payload".into(), |a| a.get().to_owned()),
+                            at_us,
+                        ),
+                    }
                 }
             }
-            chat::EXCEPTION => self.ctx.recorder.add(ids.errors_exception, 1),
-            _ => {}
+            Role::JoinReply => self.on_join_reply(name, arg, at_us),
+            Role::Snapshot => self.check_snapshot(name, arg, at_us),
+            Role::Error => self.ctx.recorder.add(self.ctx.ids.errors_exception, 1),
+        }
+    }
+
+    fn on_marked(
+        &mut self,
+        event: &str,
+        to: Recipients,
+        mark: Mark,
+        who: Option<&str>,
+        at_us: u64,
+    ) {
+        self.record_delivery(event, at_us, mark.intended_us, mark.sent_us);
+        if to == Recipients::Others && mark.vu == self.vu() {
+            self.violation(
+                Kind::Recipient,
+                event,
+                "never to its sender".into(),
+                format!("its own message #{}", mark.seq),
+                at_us,
+            );
+        }
+        match self
+            .ledger
+            .from
+            .entry(mark.vu)
+            .or_default()
+            .insert(mark.seq)
+        {
+            Arrival::OutOfOrder => self.violation(
+                Kind::Order,
+                event,
+                format!("vu {}'s messages in the order sent", mark.vu),
+                format!("#{} after a later one", mark.seq),
+                at_us,
+            ),
+            Arrival::Duplicate => self.violation(
+                Kind::Duplicate,
+                event,
+                "each message once".into(),
+                format!("vu {}'s #{} again", mark.vu, mark.seq),
+                at_us,
+            ),
+            Arrival::InOrder | Arrival::Gap => {}
+        }
+        let sender_name = self.ctx.roster.sender(mark.vu).name();
+        if let (Some(expected), got) = (sender_name, who) {
+            if got != Some(expected.as_str()) {
+                self.violation(
+                    Kind::Payload,
+                    event,
+                    format!("the sender's name {expected:?}"),
+                    format!("{got:?} on vu {}'s #{}", mark.vu, mark.seq),
+                    at_us,
+                );
+            }
+        }
+    }
+
+    fn on_unmarked(&mut self, event: &str, to: Recipients, who: Option<&str>, at_us: u64) {
+        let Some((vu, log)) = who.and_then(|w| self.ctx.roster.by_name(w)) else {
+            return;
+        };
+        if to == Recipients::Others && vu == self.vu() {
+            self.violation(
+                Kind::Recipient,
+                event,
+                "never to its sender".into(),
+                "its own event".into(),
+                at_us,
+            );
+            return;
+        }
+        *self.ledger.typing_from.entry(vu).or_default() += 1;
+        // Matched in order: the k-th seen from a sender is its next one sent
+        // after this client entered the namespace.
+        let times = {
+            let sent = log.typing.lock().expect("log lock");
+            let joined = self.inbox.connected_at_us.load(Relaxed);
+            let seen = self
+                .unmarked_seen
+                .entry(vu)
+                .or_insert_with(|| sent.partition_point(|&(_, s)| s < joined));
+            let times = sent.get(*seen).copied();
+            *seen += 1;
+            times
+        };
+        if let Some((intended, sent)) = times.filter(|&(_, s)| s <= at_us) {
+            self.record_delivery(event, at_us, intended, sent);
+        }
+    }
+
+    fn on_join_reply(&mut self, event: &str, arg: Option<&RawValue>, at_us: u64) {
+        let pending = self.inbox.join_pending_us.swap(UNSET, Relaxed);
+        if pending == UNSET {
+            return self.violation(
+                Kind::Recipient,
+                event,
+                "only to a client that joined".into(),
+                "a reply to no join".into(),
+                at_us,
+            );
+        }
+        self.ledger.join_replied = true;
+        self.ctx
+            .recorder
+            .record(self.ctx.ids.join, at_us.saturating_sub(pending));
+        self.ctx.roster.sender(self.vu()).join_confirmed(at_us);
+        if !self.own_announce_seen {
+            self.violation(
+                Kind::Order,
+                event,
+                format!("after its own {}", self.ctx.model.join.announce.event),
+                "before it".into(),
+                at_us,
+            );
+        }
+        let mine = self.inbox.join_name.lock().expect("name lock").clone();
+        let [who, _] = arg.map_or([None, None], |a| {
+            two_fields(a.get(), [self.ctx.model.join.name_field.as_str(), ""])
+        });
+        if mine.is_some() && who.as_deref() != mine.as_deref() {
+            self.violation(
+                Kind::Payload,
+                event,
+                format!("the joining name {mine:?}"),
+                format!("{who:?}"),
+                at_us,
+            );
+        }
+    }
+
+    /// The snapshot must hold every client surely joined when this one
+    /// connected, and none surely gone by then.
+    fn check_snapshot(&self, event: &str, arg: Option<&RawValue>, at_us: u64) {
+        let entries: Vec<Value> = arg
+            .and_then(|a| serde_json::from_str(a.get()).ok())
+            .unwrap_or_default();
+        let names: HashSet<&str> = entries.iter().filter_map(|e| e.get(1)?.as_str()).collect();
+        let started = self.inbox.connect_started_us.load(Relaxed);
+        let margin = super::LEDGER_MARGIN.as_micros() as u64;
+        for (vu, log) in self.ctx.roster.joined_senders() {
+            let Some(name) = log.name() else { continue };
+            let surely_in = log
+                .join_confirmed_at()
+                .is_some_and(|c| c + margin < started)
+                && log.left_at().is_none_or(|l| l > at_us);
+            let deadline = super::DELIVERY_DEADLINE.as_micros() as u64;
+            let surely_out = log.left_at().is_some_and(|l| l + deadline < started);
+            if surely_in && !names.contains(name.as_str()) {
+                self.violation(
+                    Kind::Presence,
+                    event,
+                    format!("to list {name:?} (vu {vu}, joined before)"),
+                    "not listed".into(),
+                    at_us,
+                );
+            } else if surely_out && names.contains(name.as_str()) {
+                self.violation(
+                    Kind::Presence,
+                    event,
+                    format!("not to list {name:?} (vu {vu}, gone)"),
+                    "listed".into(),
+                    at_us,
+                );
+            }
         }
     }
 }
@@ -269,7 +529,8 @@ impl Handler for Receiver {
     }
 
     fn on_closed(&mut self, at: Instant, reason: CloseReason) {
-        let label = match reason {
+        let at_us = self.ctx.micros(at);
+        let label = match &reason {
             CloseReason::ClientDisconnect => "client",
             CloseReason::NamespaceDisconnect => "server_namespace",
             CloseReason::ConnectRefused(_) => "refused",
@@ -281,14 +542,47 @@ impl Handler for Receiver {
         self.ctx
             .recorder
             .add_by_name(&format!("disconnects.{label}"), 1);
+        if !matches!(
+            reason,
+            CloseReason::ClientDisconnect | CloseReason::NamespaceDisconnect
+        ) {
+            self.violation(
+                Kind::Liveness,
+                "disconnect",
+                "the session to last until the client leaves".into(),
+                reason.to_string(),
+                at_us,
+            );
+        }
         self.inbox.closed.store(true, Relaxed);
         self.inbox.arrived.notify_waiters();
+        self.ctx.roster.sender(self.vu()).left(at_us);
         let joined = self.inbox.connected_at_us.load(Relaxed);
         if joined != UNSET {
             let mut record = std::mem::take(&mut self.ledger);
+            record.vu = self.vu();
             record.joined_at_us = joined;
-            record.left_at_us = self.ctx.micros(at);
+            record.left_at_us = at_us;
+            record.join_sent = self.inbox.join_sent.load(Relaxed);
             self.ctx.roster.receiver_done(record);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_two_fields_without_building_the_object() {
+        let [a, b] = two_fields(
+            r#"{"x":{"y":[1]},"username":"ann","message":"hi \"you\""}"#,
+            ["username", "message"],
+        );
+        assert_eq!(a.as_deref(), Some("ann"));
+        assert!(matches!(a, Some(Cow::Borrowed(_))));
+        assert_eq!(b.as_deref(), Some("hi \"you\""));
+        assert_eq!(two_fields("[1,2]", ["a", "b"]), [None, None]);
+        assert_eq!(two_fields(r#"{"a":5}"#, ["a", "b"]), [None, None]);
     }
 }

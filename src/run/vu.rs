@@ -14,7 +14,6 @@ use tokio::sync::watch;
 use crate::client::{Client, ClientConfig, ClientError};
 use crate::scenario::{json_contains, Emit, Expect, Loop, Step, TokenPlace, VuState};
 
-use super::chat;
 use super::context::Context;
 use super::correlate::Mark;
 use super::receiver::{Inbox, Receiver};
@@ -66,7 +65,7 @@ impl Vu {
             group,
             state,
             rng,
-            inbox: Arc::new(Inbox::default()),
+            inbox: Arc::new(Inbox::new(vu)),
             client: None,
         }
     }
@@ -125,6 +124,9 @@ impl Vu {
         let ctx = self.ctx.clone();
         let config = self.client_config();
         ctx.recorder.add(ctx.ids.connections, 1);
+        self.inbox
+            .connect_started_us
+            .store(ctx.micros(Instant::now()), Relaxed);
         let receiver = Receiver::new(ctx.clone(), self.inbox.clone(), self.group);
         match Client::connect(&config, receiver).await {
             Ok((client, timings)) => {
@@ -134,6 +136,10 @@ impl Vu {
                     .record_duration(ctx.ids.connect, timings.total());
                 ctx.recorder.add(ctx.ids.connections_ok, 1);
                 ctx.connected.fetch_add(1, Relaxed);
+                ctx.inboxes
+                    .lock()
+                    .expect("inbox list lock")
+                    .push(Arc::downgrade(&self.inbox));
                 self.client = Some(client);
                 Ok(())
             }
@@ -207,39 +213,41 @@ impl Vu {
         let now = Instant::now();
         let intended = intended.unwrap_or(now);
         let (intended_us, now_us) = (ctx.micros(intended), ctx.micros(now));
-        match emit.event.as_str() {
-            chat::SEND_MESSAGE => {
-                if let Some(Value::String(text)) = data.as_mut().and_then(|d| d.get_mut("message"))
-                {
-                    let mut messages = self.log.messages.lock().expect("log lock");
-                    let mark = Mark {
-                        vu: self.vu,
-                        seq: messages.len() as u64,
-                        intended_us,
-                        sent_us: now_us,
-                    };
-                    mark.append_to(text);
-                    messages.push(now_us);
-                }
+        let model = &ctx.model;
+        if emit.event == model.join.event {
+            let name = data
+                .as_ref()
+                .and_then(|d| d.get(&model.join.name_field))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(name) = &name {
+                ctx.roster.name(name, self.vu);
             }
-            chat::TYPING => self
-                .log
-                .typing
-                .lock()
-                .expect("log lock")
-                .push((intended_us, now_us)),
-            chat::JOIN => {
-                if let Some(name) = data
-                    .as_ref()
-                    .and_then(|d| d.get("username"))
-                    .and_then(Value::as_str)
-                {
-                    ctx.roster.name(name, self.vu);
+            self.log.joined(name.clone(), intended_us, now_us);
+            self.inbox.join_sent(name, intended_us);
+        } else if let Some(rule) = model.caused_by(&emit.event) {
+            match &rule.mark_field {
+                Some(field) => {
+                    if let Some(Value::String(text)) = data.as_mut().and_then(|d| d.get_mut(field))
+                    {
+                        let mut messages = self.log.messages.lock().expect("log lock");
+                        let mark = Mark {
+                            vu: self.vu,
+                            seq: messages.len() as u64,
+                            intended_us,
+                            sent_us: now_us,
+                        };
+                        mark.append_to(text);
+                        messages.push(now_us);
+                    }
                 }
-                self.log.joined(intended_us, now_us);
-                self.inbox.join_sent(intended_us);
+                None => self
+                    .log
+                    .typing
+                    .lock()
+                    .expect("log lock")
+                    .push((intended_us, now_us)),
             }
-            _ => {}
         }
         if intended < now {
             ctx.recorder

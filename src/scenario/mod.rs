@@ -80,6 +80,28 @@ impl FromStr for Override {
     }
 }
 
+/// Parses any YAML document into `T` with the scenario loader's positioned
+/// errors (`origin:line:column: message`), for other YAML files chorus reads
+/// (protocol models, conformance cases).
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, ScenarioError> {
+    let invalid = |e: DeError| {
+        let pos = e.pos.unwrap_or_default();
+        ScenarioError::Invalid {
+            at: Location {
+                origin: origin.to_owned(),
+                line: pos.line,
+                column: pos.column,
+            },
+            message: e.message,
+        }
+    };
+    let root = tree::parse(text, 0).map_err(invalid)?;
+    T::deserialize(NodeDeserializer(&root)).map_err(invalid)
+}
+
 impl Scenario {
     /// Loads and validates a scenario file.
     pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {

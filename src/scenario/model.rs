@@ -34,6 +34,11 @@ pub struct Scenario {
     /// Socket.IO connection options.
     #[serde(default)]
     pub socketio: SocketIoConfig,
+    /// The protocol model the run is checked against: `seed`, `strict`, or a
+    /// model file (relative to the scenario). Default: the embedded gateway's
+    /// profile, or `seed` for another target.
+    #[serde(default)]
+    pub protocol: Option<String>,
     /// How each client gets its token.
     #[serde(default)]
     pub auth: Option<AuthConfig>,

@@ -34,6 +34,9 @@ pub struct Chat {
     metrics: Arc<Metrics>,
     limits: strict::Limits,
     state: Mutex<State>,
+    /// Injected faults (tests only).
+    #[cfg(feature = "faults")]
+    pub(crate) faults: crate::faults::Injector,
 }
 
 #[derive(Default)]
@@ -110,6 +113,8 @@ impl Chat {
             metrics,
             limits: strict::Limits::from(config),
             state: Mutex::new(State::default()),
+            #[cfg(feature = "faults")]
+            faults: crate::faults::Injector::new(config.faults.clone()),
         }
     }
 
@@ -132,6 +137,8 @@ impl Chat {
         };
         match self.profile {
             Profile::Seed => socket.token = auth::seed_token(&conn.handshake),
+            #[cfg(feature = "faults")]
+            Profile::Strict if self.faults.faults.accept_any_token => {}
             Profile::Strict => {
                 let verified = auth::strict_token(&conn.handshake, auth)
                     .ok_or(auth::Refusal::Missing)
@@ -166,11 +173,20 @@ impl Chat {
                 Some(&connected),
             )),
         );
-        out.send(
-            conn,
-            payload::event_frame("onlineUsers", &online_users(&state.users)),
-        );
+        #[cfg(feature = "faults")]
+        let snapshot = if self.faults.faults.snapshot_missing_newest {
+            let mut users = state.users.clone();
+            users.pop();
+            online_users(&users)
+        } else {
+            online_users(&state.users)
+        };
+        #[cfg(not(feature = "faults"))]
+        let snapshot = online_users(&state.users);
+        out.send(conn, payload::event_frame("onlineUsers", &snapshot));
         state.members.insert(socket.sid.clone(), conn.clone());
+        #[cfg(feature = "faults")]
+        self.faults.chat_socket_connected(conn);
         drop(state);
         self.metrics.socket(1);
         Ok((socket, out))
@@ -199,15 +215,28 @@ impl Chat {
         let mut state = self.state();
         state.members.swap_remove(&socket.sid);
         let leaving = state.users.get(&socket.sid).cloned();
+        let client_id = payload::string(&socket.sid);
+        #[cfg(feature = "faults")]
+        let skip_offline = self.faults.faults.skip_user_offline;
+        #[cfg(not(feature = "faults"))]
+        let skip_offline = false;
         // A falsy stored name is never removed (seed: the NestJS gateway's leak).
-        if let Some(name) = leaving.filter(payload::truthy) {
+        if let Some(name) = leaving.as_ref().filter(|n| payload::truthy(n)) {
             state.users.shift_remove(&socket.sid);
             let data = payload::object(&[
                 ("username", name.as_deref()),
-                ("clientId", Some(&payload::string(&socket.sid))),
+                ("clientId", Some(&client_id)),
             ]);
-            self.broadcast(&state, "userOffline", &data, None, &mut out);
+            if !skip_offline {
+                self.broadcast(&state, "userOffline", &data, None, &mut out);
+            }
             self.metrics.joined(-1);
+        }
+        #[cfg(feature = "faults")]
+        if leaving.is_none() && self.faults.faults.offline_for_unjoined && !skip_offline {
+            let data =
+                payload::object(&[("username", Some("null")), ("clientId", Some(&client_id))]);
+            self.broadcast(&state, "userOffline", &data, None, &mut out);
         }
         drop(state);
         self.metrics.socket(-1);
@@ -226,7 +255,7 @@ impl Chat {
         self.metrics.event(&event.name);
         let mut out = Outcome::default();
         match self.profile {
-            Profile::Seed => seed::handle(self, conn, socket, event, &mut out),
+            Profile::Seed => seed::handle(self, conn, socket, event, ack, &mut out),
             Profile::Strict => strict::handle(self, conn, socket, event, ack, &mut out),
         }
         tracing::debug!(
@@ -247,8 +276,14 @@ impl Chat {
             ("username", username.as_deref()),
             ("clientId", Some(&client_id)),
         ]);
+        #[cfg(feature = "faults")]
+        let joined_name = username
+            .as_deref()
+            .filter(|_| !self.faults.faults.wrong_joined);
+        #[cfg(not(feature = "faults"))]
+        let joined_name = username.as_deref();
         let joined = payload::object(&[
-            ("username", username.as_deref()),
+            ("username", joined_name),
             ("message", Some(&payload::string(payload::JOINED_MESSAGE))),
         ]);
         let mut state = self.state();
@@ -256,6 +291,10 @@ impl Chat {
             self.metrics.joined(1);
         }
         self.broadcast(&state, "userOnline", &online, None, out);
+        #[cfg(feature = "faults")]
+        if self.faults.faults.joined_as_ack {
+            return joined;
+        }
         out.send(conn, payload::event_frame("joined", &joined));
         self.metrics.delivery();
         joined
@@ -263,12 +302,21 @@ impl Chat {
 
     /// The stored name of a socket that has joined with a truthy name.
     fn joined_name(&self, sid: &str) -> Option<String> {
-        self.state()
+        let name = self
+            .state()
             .users
             .get(sid)
             .filter(|n| payload::truthy(n))
             .cloned()
-            .flatten()
+            .flatten();
+        #[cfg(feature = "faults")]
+        let name = name.or_else(|| {
+            self.faults
+                .faults
+                .unjoined_messages
+                .then(|| "null".to_owned())
+        });
+        name
     }
 
     /// Broadcasts `newMessage` to everyone; returns its timestamp.
@@ -276,10 +324,14 @@ impl Chat {
         let state = self.state();
         // Stamped under the lock so timestamps never go backwards along the broadcast order.
         let timestamp = chorus_protocol::timestamp::format_iso(SystemTime::now());
+        #[cfg(feature = "faults")]
+        let (username, stamp) = self.message_faults(&state, username, &timestamp);
+        #[cfg(not(feature = "faults"))]
+        let stamp = payload::string(&timestamp);
         let data = payload::object(&[
             ("username", Some(username)),
             ("message", message.as_deref()),
-            ("timestamp", Some(&payload::string(&timestamp))),
+            ("timestamp", Some(&stamp)),
         ]);
         self.broadcast(&state, "newMessage", &data, None, out);
         timestamp
@@ -291,8 +343,41 @@ impl Chat {
             ("username", Some(username)),
             ("isTyping", is_typing.as_deref()),
         ]);
+        #[cfg(feature = "faults")]
+        let except = (!self.faults.faults.echo_typing).then_some(sid);
+        #[cfg(not(feature = "faults"))]
+        let except = Some(sid);
         let state = self.state();
-        self.broadcast(&state, "userTyping", &data, Some(sid), out);
+        self.broadcast(&state, "userTyping", &data, except, out);
+    }
+
+    /// The `username` and raw `timestamp` of a `newMessage` under the
+    /// `wrong_username` and `bad_timestamp` faults.
+    #[cfg(feature = "faults")]
+    fn message_faults<'a>(
+        &self,
+        state: &'a State,
+        username: &'a str,
+        timestamp: &str,
+    ) -> (&'a str, String) {
+        let stamp = if self.faults.faults.bad_timestamp {
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            millis.to_string()
+        } else {
+            payload::string(timestamp)
+        };
+        let other = state
+            .users
+            .values()
+            .flatten()
+            .find(|name| name.as_str() != username);
+        match other {
+            Some(other) if self.faults.wrong_username_now() => (other, stamp),
+            _ => (username, stamp),
+        }
     }
 
     /// Queues an event to every member (but `except`), under the state lock.
@@ -305,9 +390,18 @@ impl Chat {
         out: &mut Outcome,
     ) {
         let frame = payload::event_frame(name, data);
+        #[cfg(feature = "faults")]
+        let frames = self.faults.frames(name, data, frame);
         let mut receivers = 0;
         for (sid, conn) in &state.members {
             if except != Some(&**sid) {
+                #[cfg(feature = "faults")]
+                for frame in &frames {
+                    for copy in self.faults.deliver(conn, frame) {
+                        out.send(conn, copy);
+                    }
+                }
+                #[cfg(not(feature = "faults"))]
                 out.send(conn, frame.clone());
                 receivers += 1;
             }

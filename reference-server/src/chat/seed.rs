@@ -17,6 +17,7 @@ pub(super) fn handle(
     conn: &Arc<Conn>,
     socket: &mut ChatSocket,
     event: &Event<'_>,
+    ack: Option<u64>,
     out: &mut Outcome,
 ) {
     let name = event.name.as_ref();
@@ -56,7 +57,14 @@ pub(super) fn handle(
     match name {
         "joinChat" => match payload {
             Some(p) => {
-                chat.join(conn, &socket.sid, payload::property(p, "username"), out);
+                let joined = chat.join(conn, &socket.sid, payload::property(p, "username"), out);
+                // The seed gateway never acks; only the `joined_as_ack` fault does.
+                #[cfg(feature = "faults")]
+                if let Some(id) = ack.filter(|_| chat.faults.faults.joined_as_ack) {
+                    chat.ack(conn, id, &joined, out);
+                }
+                #[cfg(not(feature = "faults"))]
+                let _ = (joined, ack);
             }
             None => internal_error(out),
         },

@@ -30,6 +30,11 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
         _ = conn.closed() => None,
     };
     let Some(first) = first else {
+        // A crashing gateway sends no close packet: the poll just fails.
+        #[cfg(feature = "faults")]
+        if conn.engine.chat.faults.crashed() {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
         return text_response("1".to_owned());
     };
     let mut body = String::from(&*first);
@@ -60,6 +65,8 @@ pub(super) async fn post(conn: Arc<Conn>, body: Body) -> Response {
         return bad_request(3, "Bad request");
     };
     let _order = conn.post_lock.lock().await;
+    #[cfg(feature = "faults")]
+    conn.engine.chat.faults.stall_gate().await;
     for record in split_payload(text) {
         if conn.close_reason().is_some() {
             break;

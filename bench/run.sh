@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# chorus benchmarks on loopback. Usage:
+#   bench/run.sh [idle|memory|fanout|fast|all]   (default: all)
+# Environment knobs (defaults in brackets):
+#   IDLE_CAP [30000]  MEMORY_CLIENTS [5000]  FANOUT_LISTENERS [500]
+#   FANOUT_RATE [1000/s]  FAST_CLIENTS [500]  FAST_MESSAGES [60000]
+#   BENCH_OUT [bench/out]  NO_BUILD (set to skip the release build)
+# The gateway (or the synthetic sender) is pinned to core 0, chorus to core 1.
+# Every step is bounded in time and stops by itself; see bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=target/release
+OUT=${BENCH_OUT:-bench/out}
+PORT=3000
+FAST_PORT=3100
+export JWT_SECRET=${JWT_SECRET:-chorus-bench-secret-0123456789abcdef}
+mkdir -p "$OUT"
+
+SERVER_PID=""
+cleanup() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+trap cleanup EXIT
+
+machine() {
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "nproc: $(nproc)"
+    free -g | sed -n 2p | awk '{print "memory: " $2 " GiB total"}'
+    echo "nofile: soft $(ulimit -Sn), hard $(ulimit -Hn)"
+    echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# CPU seconds (user + system) a process has used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+rss_mib() {
+    awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"
+}
+
+start_gateway() {
+    taskset -c 0 "$BIN/chorus-gateway" --profile strict --addr "127.0.0.1:$PORT" \
+        --ping-interval-ms 300000 --ping-timeout-ms 300000 --queue-size 65536 \
+        --rate-per-sec 1000000 --rate-burst 1000000 --log-level warn &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "the gateway did not start" >&2
+    return 1
+}
+
+# chorus run, pinned to core 1, with a fresh run directory.
+chorus_run() {
+    local dir=$1
+    shift
+    rm -rf "$dir"
+    taskset -c 1 "$BIN/chorus" run "$@" --out "$dir" --quiet --no-report || true
+}
+
+# Per-second deliveries from a run directory's time series: the median and
+# best of the seconds that carried traffic (first and last cut).
+delivery_rate() {
+    jq -r '
+      [ .points[] | .rates["deliveries.received.newMessage"] // 0 | select(. > 0) ] as $v
+      | if ($v | length) == 0 then "no deliveries.received.newMessage in the time series" else
+        ($v | if length > 2 then .[1:-1] else . end | sort) as $mid
+        | "seconds with traffic: \($v | length); median \($mid[($mid | length) / 2 | floor] | floor)/s; best \($mid | max | floor)/s"
+        end' "$1/timeseries.json"
+    jq -r '"deliveries.received.newMessage total \(.counters["deliveries.received.newMessage"]); driver: bottleneck \(.driver.bottleneck), cpu max \(.driver.cpu_percent_max)%, runtime lag p99 \(.driver.runtime_lag_p99_us) us; \(.driver.notes | join("; "))"' "$1/summary.json"
+}
+
+# The highest driver.rss_bytes sample of a run directory, in bytes.
+max_rss() {
+    jq '[ .points[] | .gauges["driver.rss_bytes"] // 0 ] | max' "$1/timeseries.json"
+}
+
+bench_idle() {
+    echo "== idle clients (cap ${IDLE_CAP:-30000}) =="
+    machine
+    start_gateway
+    local start_cpu
+    start_cpu=$(cpu_seconds "$SERVER_PID")
+    taskset -c 1 "$BIN/examples/bench_idle_clients" --target "http://127.0.0.1:$PORT" \
+        --cap "${IDLE_CAP:-30000}" --hold-s 10
+    echo "gateway: rss $(rss_mib "$SERVER_PID") MiB, cpu $(echo "$(cpu_seconds "$SERVER_PID") - $start_cpu" | bc) s"
+    cleanup
+}
+
+bench_memory() {
+    local n=${MEMORY_CLIENTS:-5000}
+    echo "== run-engine memory per idle listener ($n vs 10 listeners) =="
+    machine
+    start_gateway
+    for clients in 10 "$n"; do
+        chorus_run "$OUT/memory-$clients" bench/scenarios/listen.yml \
+            --target "http://127.0.0.1:$PORT" --set "load.phases.0.ramp.to=$clients" \
+            --set load.phases.0.ramp.over=10s --set load.phases.1.hold=15s \
+            --set groups.0.flow.1.listen=20s
+        echo "listeners $clients: connections.ok $(jq '.counters["connections.ok"]' "$OUT/memory-$clients/summary.json"), driver.rss_bytes max $(max_rss "$OUT/memory-$clients")"
+    done
+    cleanup
+}
+
+bench_fanout() {
+    local listeners=${FANOUT_LISTENERS:-500} rate=${FANOUT_RATE:-1000/s}
+    echo "== fanout via the gateway: $listeners listeners + 4 writers, $rate =="
+    machine
+    start_gateway
+    local gw0
+    gw0=$(cpu_seconds "$SERVER_PID")
+    local t0=$SECONDS
+    taskset -c 1 "$BIN/chorus" run bench/scenarios/fanout.yml --target "http://127.0.0.1:$PORT" \
+        --set "load.phases.0.ramp.to=$((listeners + 4))" --set "load.messages.rate=$rate" \
+        --out "$OUT/fanout" --quiet --no-report &
+    local chorus_pid=$!
+    # CPU of both processes over the sending window (seconds 10 to 30).
+    sleep 10
+    local c0 g0
+    c0=$(cpu_seconds "$chorus_pid") g0=$(cpu_seconds "$SERVER_PID")
+    sleep 20
+    local c1 g1
+    c1=$(cpu_seconds "$chorus_pid") g1=$(cpu_seconds "$SERVER_PID")
+    wait "$chorus_pid" || true
+    echo "cpu over 20 s of sending: chorus $(echo "($c1 - $c0) * 5" | bc)%, gateway $(echo "($g1 - $g0) * 5" | bc)% (100% = one core)"
+    echo "run took $((SECONDS - t0)) s; gateway cpu total $(echo "$(cpu_seconds "$SERVER_PID") - $gw0" | bc) s"
+    delivery_rate "$OUT/fanout"
+    cleanup
+}
+
+bench_fast() {
+    local clients=${FAST_CLIENTS:-500} messages=${FAST_MESSAGES:-60000}
+    echo "== chorus alone against the synthetic sender: $clients listeners x $messages messages =="
+    machine
+    taskset -c 0 "$BIN/examples/bench_fast_sender" --addr "127.0.0.1:$FAST_PORT" \
+        --clients "$clients" --messages "$messages" --max-s 150 &
+    SERVER_PID=$!
+    sleep 1
+    chorus_run "$OUT/fast" bench/scenarios/listen.yml --target "http://127.0.0.1:$FAST_PORT" \
+        --set "load.phases.0.ramp.to=$clients" --set groups.0.flow.1.listen=90s \
+        --set load.phases.1.hold=90s &
+    local chorus_pid=$!
+    sleep 15
+    local c0
+    c0=$(cpu_seconds "$chorus_pid")
+    sleep 10
+    echo "chorus cpu over 10 s of receiving: $(echo "($(cpu_seconds "$chorus_pid") - $c0) * 10" | bc)% (100% = one core)"
+    wait "$chorus_pid" || true
+    delivery_rate "$OUT/fast"
+    cleanup
+}
+
+case ${1:-all} in
+    idle | memory | fanout | fast | all) ;;
+    *)
+        echo "usage: $0 [idle|memory|fanout|fast|all]" >&2
+        exit 2
+        ;;
+esac
+[[ -n "${NO_BUILD:-}" ]] || cargo build --release -p chorus -p chorus-gateway --bins --examples
+case ${1:-all} in
+    idle) bench_idle ;;
+    memory) bench_memory ;;
+    fanout) bench_fanout ;;
+    fast) bench_fast ;;
+    all)
+        bench_idle
+        bench_memory
+        bench_fanout
+        bench_fast
+        ;;
+esac

@@ -1,0 +1,529 @@
+//! The case format: YAML files of cases, each a list of steps that a generic
+//! runner plays (see `README-section.md`), and the loader that types them and
+//! points at the offending line and column when they are wrong.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_saphyr::{MessageFormatter, Spanned};
+
+use super::error::ConformError;
+use super::tokens::TokenKind;
+
+/// The case files shipped with chorus, compiled in so that `chorus conform`
+/// works from any directory.
+pub const BUILTIN_FILES: [(&str, &str); 6] = [
+    (
+        "scenarios/conformance/engineio.yml",
+        include_str!("../../scenarios/conformance/engineio.yml"),
+    ),
+    (
+        "scenarios/conformance/socketio.yml",
+        include_str!("../../scenarios/conformance/socketio.yml"),
+    ),
+    (
+        "scenarios/conformance/seed-events.yml",
+        include_str!("../../scenarios/conformance/seed-events.yml"),
+    ),
+    (
+        "scenarios/conformance/seed-auth.yml",
+        include_str!("../../scenarios/conformance/seed-auth.yml"),
+    ),
+    (
+        "scenarios/conformance/seed-malformed.yml",
+        include_str!("../../scenarios/conformance/seed-malformed.yml"),
+    ),
+    (
+        "scenarios/conformance/strict.yml",
+        include_str!("../../scenarios/conformance/strict.yml"),
+    ),
+];
+
+/// A protocol profile a case applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileName {
+    /// PROTOCOL.md sections 1–5.
+    Seed,
+    /// PROTOCOL.md section 7 (and everything of section 2 it keeps).
+    Strict,
+}
+
+impl From<chorus_gateway::Profile> for ProfileName {
+    fn from(profile: chorus_gateway::Profile) -> Self {
+        match profile {
+            chorus_gateway::Profile::Seed => Self::Seed,
+            chorus_gateway::Profile::Strict => Self::Strict,
+        }
+    }
+}
+
+/// What part of the contract a case checks; used to group and select results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// Engine.IO: open packet, heartbeat, polling, upgrade, size limits.
+    Engineio,
+    /// Socket.IO: namespaces, CONNECT / CONNECT_ERROR, malformed packets.
+    Socketio,
+    /// Chat events, recipients, payload shapes and ordering.
+    Events,
+    /// Who may connect or send, and with which token.
+    Auth,
+    /// Input validation and what malformed input leaves behind.
+    Validation,
+    /// Acknowledgements.
+    Ack,
+    /// Rate limits, slow consumers.
+    Limits,
+    /// Graceful shutdown.
+    Lifecycle,
+}
+
+impl Category {
+    /// The lower-case name used in the case files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Engineio => "engineio",
+            Self::Socketio => "socketio",
+            Self::Events => "events",
+            Self::Auth => "auth",
+            Self::Validation => "validation",
+            Self::Ack => "ack",
+            Self::Limits => "limits",
+            Self::Lifecycle => "lifecycle",
+        }
+    }
+}
+
+/// The Engine.IO transport of a case client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportName {
+    /// Websocket from the first request.
+    #[default]
+    Websocket,
+    /// HTTP long-polling only.
+    Polling,
+    /// Polling, then upgraded to websocket.
+    Upgrade,
+}
+
+/// A client a case uses, and how it presents its token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// The transport (default websocket).
+    #[serde(default)]
+    pub transport: TransportName,
+    /// The namespace (default `/chat`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Handshake query `token` parameters, in order (repeat for a duplicated
+    /// parameter). When no token field is given at all: `[valid]`.
+    #[serde(default)]
+    pub query: Option<Vec<TokenKind>>,
+    /// `Authorization: Bearer <token>` on the handshake.
+    #[serde(default)]
+    pub header: Option<TokenKind>,
+    /// A raw `Authorization` header value; `{{token:KIND}}` is replaced by a token.
+    #[serde(default)]
+    pub authorization: Option<String>,
+    /// The socket.io `auth` payload `{"token":"…"}` of the CONNECT packet.
+    #[serde(default)]
+    pub auth: Option<TokenKind>,
+}
+
+/// How the server must have ended a client's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloseExpect {
+    /// The Engine.IO connection closed in any way.
+    Any,
+    /// Websocket close without a status (1005); over polling, any close of the session.
+    NoStatus,
+    /// Websocket close code 1009 (message too big).
+    TooBig,
+    /// The namespace was disconnected by the server (`41<nsp>,`).
+    Namespace,
+}
+
+/// One step of a case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Connect the named client (a refusal is recorded, for `expect: connect_error`).
+    Connect(String),
+    /// Emit an event with JSON arguments.
+    Emit(EmitStep),
+    /// Send one Socket.IO packet written out in full (`{{x:N}}` makes it large).
+    Raw(RawStep),
+    /// One HTTP request on a fresh connection, with the status it must get.
+    Http(HttpStep),
+    /// Sleep, e.g. `3s`.
+    Wait(String),
+    /// Something that must arrive (in order, per client).
+    Expect(ExpectStep),
+    /// Something that must not arrive within a window.
+    ExpectNone(ExpectNoneStep),
+    /// Leave the namespace and close the connection.
+    Disconnect(String),
+}
+
+/// `emit`: an event from a client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmitStep {
+    /// The client.
+    pub client: String,
+    /// The event name.
+    pub event: String,
+    /// The arguments after the name.
+    #[serde(default)]
+    pub args: Vec<Value>,
+    /// Ask for an acknowledgement.
+    #[serde(default)]
+    pub ack: bool,
+}
+
+/// `raw`: a Socket.IO packet as text, e.g. `2/chat,["joinChat",{bad`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// The client.
+    pub client: String,
+    /// The packet, without the Engine.IO `4` prefix.
+    pub text: String,
+}
+
+/// `http`: a plain request to the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStep {
+    /// `GET` or `POST`.
+    pub method: String,
+    /// The request target, e.g. `/socket.io/?EIO=4&transport=polling&sid=nope`.
+    pub target: String,
+    /// The request body.
+    #[serde(default)]
+    pub body: String,
+    /// The status the gateway must answer.
+    pub status: u16,
+}
+
+/// `expect`: exactly one of `event`, `ack`, `connect_error`, `closed`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectStep {
+    /// The client that receives.
+    pub client: String,
+    /// An EVENT with this name.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// The ACK of this client's last `emit` with `ack: true`.
+    #[serde(default)]
+    pub ack: bool,
+    /// The connect was refused with a CONNECT_ERROR carrying this JSON (placeholders allowed).
+    #[serde(default)]
+    pub connect_error: Option<Value>,
+    /// The server ended the session.
+    #[serde(default)]
+    pub closed: Option<CloseExpect>,
+    /// The arguments, exactly (key order included).
+    #[serde(default)]
+    pub args: Option<Vec<Value>>,
+    /// A subset of the arguments (objects: these keys; arrays: these elements).
+    #[serde(default)]
+    pub contains: Option<Vec<Value>>,
+    /// A value that must appear nowhere in the arguments.
+    #[serde(default)]
+    pub excludes: Option<Value>,
+    /// How long to wait (default 2s).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// `expect-none`: no matching event (or, without `event`, no event at all) within `within`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectNoneStep {
+    /// The client watched.
+    pub client: String,
+    /// Only events with this name count.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// Also an ACK counts.
+    #[serde(default)]
+    pub ack: bool,
+    /// Only events whose arguments contain this subset count.
+    #[serde(default)]
+    pub contains: Option<Vec<Value>>,
+    /// The window (default 500ms).
+    #[serde(default)]
+    pub within: Option<String>,
+}
+
+/// One case as written in a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSpec {
+    /// Dotted, stable name, e.g. `seed.auth.no-token-connects`.
+    pub name: String,
+    /// The profiles it applies to.
+    pub profiles: Vec<ProfileName>,
+    /// What part of the contract it checks.
+    pub category: Category,
+    /// The PROTOCOL.md section and sentence it checks.
+    pub statement: String,
+    /// The clients, by name.
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientSpec>,
+    /// The steps, in order.
+    pub steps: Vec<Spanned<Step>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    cases: Vec<Spanned<CaseSpec>>,
+}
+
+/// A loaded case and where it was written.
+#[derive(Debug, Clone)]
+pub struct LoadedCase {
+    /// The case.
+    pub spec: CaseSpec,
+    /// `file:line:col` of the case.
+    pub origin: String,
+}
+
+/// Parses one case file's text; `origin` names it in errors.
+pub fn parse_cases(text: &str, origin: &str) -> Result<Vec<LoadedCase>, ConformError> {
+    let file: CaseFile = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        ConformError::InvalidCase {
+            origin: origin.to_owned(),
+            line,
+            column,
+            message: serde_saphyr::DefaultMessageFormatter
+                .format_message(&e)
+                .into_owned(),
+        }
+    })?;
+    let mut cases = Vec::with_capacity(file.cases.len());
+    for case in file.cases {
+        let at = |loc: serde_saphyr::Location, message: String| ConformError::InvalidCase {
+            origin: origin.to_owned(),
+            line: loc.line(),
+            column: loc.column(),
+            message,
+        };
+        validate(&case.value).map_err(|m| at(case.referenced, m))?;
+        for step in &case.value.steps {
+            validate_step(&case.value, &step.value).map_err(|m| at(step.referenced, m))?;
+        }
+        cases.push(LoadedCase {
+            origin: format!(
+                "{origin}:{}:{}",
+                case.referenced.line(),
+                case.referenced.column()
+            ),
+            spec: case.value,
+        });
+    }
+    Ok(cases)
+}
+
+/// Loads every `*.yml` file of `dir`, in file-name order.
+pub fn load_dir(dir: &Path) -> Result<Vec<LoadedCase>, ConformError> {
+    let io = |source| ConformError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|source| ConformError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        cases.extend(parse_cases(&text, &path.display().to_string())?);
+    }
+    check_unique(&cases)?;
+    Ok(cases)
+}
+
+/// Loads the case files compiled into chorus.
+pub fn load_builtin_files() -> Result<Vec<LoadedCase>, ConformError> {
+    let mut cases = Vec::new();
+    for (origin, text) in BUILTIN_FILES {
+        cases.extend(parse_cases(text, origin)?);
+    }
+    check_unique(&cases)?;
+    Ok(cases)
+}
+
+fn check_unique(cases: &[LoadedCase]) -> Result<(), ConformError> {
+    let mut seen = std::collections::HashMap::new();
+    for case in cases {
+        if let Some(first) = seen.insert(case.spec.name.as_str(), case.origin.as_str()) {
+            return Err(invalid_at(
+                &case.origin,
+                format!("case name {:?} already used at {first}", case.spec.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An [`ConformError::InvalidCase`] at an origin written `file:line:col`.
+fn invalid_at(origin: &str, message: String) -> ConformError {
+    let mut parts = origin.rsplitn(3, ':');
+    let column = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
+    let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(1);
+    ConformError::InvalidCase {
+        origin: parts.next().unwrap_or(origin).to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+fn validate(case: &CaseSpec) -> Result<(), String> {
+    let name_ok = !case.name.is_empty()
+        && case
+            .name
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !name_ok {
+        return Err(format!(
+            "case name {:?} must be dotted words of letters, digits and '-'",
+            case.name
+        ));
+    }
+    if case.profiles.is_empty() {
+        return Err(format!("case {}: `profiles` is empty", case.name));
+    }
+    if case.steps.is_empty() {
+        return Err(format!("case {}: no steps", case.name));
+    }
+    Ok(())
+}
+
+fn validate_step(case: &CaseSpec, step: &Step) -> Result<(), String> {
+    let client = |name: &str| {
+        if case.clients.contains_key(name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "case {}: unknown client {name:?} (declare it under `clients`)",
+                case.name
+            ))
+        }
+    };
+    match step {
+        Step::Connect(c) | Step::Disconnect(c) => client(c),
+        Step::Emit(e) => client(&e.client),
+        Step::Raw(r) => client(&r.client),
+        Step::Http(h) if h.method != "GET" && h.method != "POST" => {
+            Err(format!("http method must be GET or POST, not {:?}", h.method))
+        }
+        Step::Http(_) => Ok(()),
+        Step::Wait(d) => crate::scenario::parse_duration(d)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Step::Expect(e) => {
+            client(&e.client)?;
+            let kinds = [
+                e.event.is_some(),
+                e.ack,
+                e.connect_error.is_some(),
+                e.closed.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                return Err(
+                    "expect needs exactly one of `event`, `ack`, `connect_error`, `closed`".into(),
+                );
+            }
+            if let Some(t) = &e.timeout {
+                crate::scenario::parse_duration(t).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        Step::ExpectNone(e) => {
+            client(&e.client)?;
+            if let Some(t) = &e.within {
+                crate::scenario::parse_duration(t).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether `name` matches the glob `pattern` (`*` any run of characters, `?` one).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Classic two-pointer matching with backtracking to the last `*`.
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_dotted_names() {
+        assert!(glob_match("seed.auth.*", "seed.auth.no-token"));
+        assert!(!glob_match("seed.auth.*", "seed.events.join"));
+        assert!(glob_match("*.join*", "seed.events.join-broadcasts"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn builtin_files_load() {
+        let cases = load_builtin_files().expect("the shipped cases are valid");
+        assert!(cases.len() > 30, "{}", cases.len());
+    }
+
+    #[test]
+    fn bad_yaml_points_at_line_and_column() {
+        let text = "cases:\n  - name: a.b\n    profiles: [seed]\n    category: nope\n";
+        let err = parse_cases(text, "x.yml").unwrap_err().to_string();
+        assert!(err.starts_with("x.yml:4:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_client_is_located_at_its_step() {
+        let text = "cases:\n  - name: a.b\n    profiles: [seed]\n    category: events\n    statement: s\n    clients: {a: {}}\n    steps:\n      - connect: a\n      - connect: b\n";
+        let err = parse_cases(text, "x.yml").unwrap_err().to_string();
+        assert!(err.starts_with("x.yml:9:"), "{err}");
+        assert!(err.contains("unknown client \"b\""), "{err}");
+    }
+}

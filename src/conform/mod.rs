@@ -1,0 +1,457 @@
+//! `chorus conform`: the conformance suite for Socket.IO chat gateways.
+//!
+//! Cases are data: YAML files under `scenarios/conformance/` (compiled in, or
+//! read from `--cases DIR`), each a list of steps played by a generic runner
+//! with real clients; the few that need raw Engine.IO exchanges are written in
+//! Rust ([`BuiltinCase`]). Every case names the PROTOCOL.md statement it checks,
+//! the profiles it applies to and its [`Category`]. Results print one line per
+//! case, with an `expected:` / `got:` evidence block for each failure, and can
+//! be written as `conformance.json` and JUnit XML.
+
+mod builtin;
+mod case;
+mod error;
+mod http;
+mod matcher;
+mod runner;
+mod tokens;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+pub use builtin::BuiltinCase;
+pub use case::{
+    glob_match, load_builtin_files, load_dir, parse_cases, CaseSpec, Category, LoadedCase,
+    ProfileName,
+};
+pub use error::ConformError;
+pub use tokens::{TokenKind, TokenMint};
+
+use crate::report::{render_junit, CaseStatus, Conformance, ConformanceCase};
+
+/// How many cases run at once.
+const BATCH: usize = 8;
+/// The bound on one whole case.
+const CASE_LIMIT: Duration = Duration::from_secs(30);
+/// The heartbeat of the second embedded gateway that the heartbeat cases use,
+/// so that they finish in about a second.
+const FAST_PING_MS: u64 = 400;
+
+/// What `chorus conform` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ConformOptions {
+    /// The gateway's base URL (`http://host:port`); `None` starts the embedded gateway.
+    pub target: Option<String>,
+    /// The profile tested (and the embedded gateway's profile).
+    pub profile: chorus_gateway::Profile,
+    /// Only the cases whose name matches this glob.
+    pub only: Option<String>,
+    /// Write JUnit XML here.
+    pub junit: Option<PathBuf>,
+    /// Write `conformance.json` into this directory.
+    pub out: Option<PathBuf>,
+    /// With a target: the environment variable holding the JWT secret.
+    pub jwt_secret_env: String,
+    /// Read the case files from this directory instead of the compiled-in ones.
+    pub cases_dir: Option<PathBuf>,
+}
+
+/// What a case produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The gateway behaved as the statement requires.
+    Pass,
+    /// It did not; the evidence (`expected: …` / `got: …`).
+    Fail(String),
+    /// The case could not run against this target; why.
+    Skip(String),
+}
+
+/// A case ready to run: its metadata and its body.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The dotted name.
+    pub name: String,
+    /// The profiles it applies to.
+    pub profiles: Vec<ProfileName>,
+    /// Its category.
+    pub category: Category,
+    /// The PROTOCOL.md statement it checks.
+    pub statement: String,
+    body: CaseBody,
+}
+
+#[derive(Debug, Clone)]
+enum CaseBody {
+    Steps(Box<CaseSpec>),
+    Builtin(BuiltinCase),
+}
+
+impl Case {
+    /// Whether the case applies to `profile`.
+    pub fn applies_to(&self, profile: ProfileName) -> bool {
+        self.profiles.contains(&profile)
+    }
+}
+
+/// Every case: the loaded case files, then the built-in cases.
+pub fn all_cases(files: Vec<LoadedCase>) -> Vec<Case> {
+    let data = files.into_iter().map(|c| Case {
+        name: c.spec.name.clone(),
+        profiles: c.spec.profiles.clone(),
+        category: c.spec.category,
+        statement: c.spec.statement.clone(),
+        body: CaseBody::Steps(Box::new(c.spec)),
+    });
+    let builtin = BuiltinCase::ALL.into_iter().map(|b| Case {
+        name: b.name().to_owned(),
+        profiles: b.profiles().to_vec(),
+        category: b.category(),
+        statement: b.statement().to_owned(),
+        body: CaseBody::Builtin(b),
+    });
+    data.chain(builtin).collect()
+}
+
+/// The gateway under test, as the cases see it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The base URL, `http://host:port`.
+    pub url: String,
+    /// `host:port` of the URL, for raw requests.
+    pub authority: String,
+    /// `host:port` of the gateway the heartbeat cases use (the target itself,
+    /// or a second embedded gateway with a fast heartbeat).
+    pub heartbeat_authority: String,
+    /// Mints the case clients' tokens.
+    pub mint: TokenMint,
+    /// The secret, when this run started the gateway itself.
+    pub embedded_secret: Option<String>,
+}
+
+/// The result of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The case name.
+    pub name: String,
+    /// Its category.
+    pub category: Category,
+    /// The PROTOCOL.md statement.
+    pub statement: String,
+    /// What happened.
+    pub verdict: Verdict,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+impl CaseResult {
+    /// The result as text: `PASS name`, `SKIP name (reason)`, or `FAIL name`
+    /// followed by the indented statement and evidence.
+    pub fn render(&self) -> String {
+        match &self.verdict {
+            Verdict::Pass => format!("PASS {}", self.name),
+            Verdict::Skip(reason) => format!("SKIP {} ({reason})", self.name),
+            Verdict::Fail(evidence) => {
+                let mut out = format!("FAIL {}\n    statement: {}", self.name, self.statement);
+                for line in evidence.lines() {
+                    out.push_str("\n    ");
+                    out.push_str(line);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Every result of a run.
+#[derive(Debug, Clone, Default)]
+pub struct ConformReport {
+    /// In case order.
+    pub results: Vec<CaseResult>,
+}
+
+impl ConformReport {
+    fn count(&self, pred: impl Fn(&Verdict) -> bool) -> usize {
+        self.results.iter().filter(|r| pred(&r.verdict)).count()
+    }
+
+    /// The final line: `N passed, N failed` and, when any, `, N skipped`.
+    pub fn summary_line(&self) -> String {
+        let passed = self.count(|v| *v == Verdict::Pass);
+        let failed = self.count(|v| matches!(v, Verdict::Fail(_)));
+        let skipped = self.count(|v| matches!(v, Verdict::Skip(_)));
+        let mut line = format!("{passed} passed, {failed} failed");
+        if skipped > 0 {
+            line.push_str(&format!(", {skipped} skipped"));
+        }
+        line
+    }
+
+    /// 0 when nothing failed, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(self.results.iter().any(|r| matches!(r.verdict, Verdict::Fail(_))))
+    }
+
+    /// The results as `conformance.json` reads them.
+    pub fn to_conformance(&self) -> Conformance {
+        let cases = self
+            .results
+            .iter()
+            .map(|r| {
+                let (status, evidence) = match &r.verdict {
+                    Verdict::Pass => (CaseStatus::Pass, serde_json::Value::Null),
+                    Verdict::Fail(e) => (
+                        CaseStatus::Fail,
+                        format!("{e}\nstatement: {}", r.statement).into(),
+                    ),
+                    Verdict::Skip(reason) => (CaseStatus::Skipped, reason.clone().into()),
+                };
+                ConformanceCase {
+                    name: r.name.clone(),
+                    status,
+                    evidence,
+                    duration_ms: r.duration.as_secs_f64() * 1000.0,
+                }
+            })
+            .collect();
+        Conformance { cases }
+    }
+}
+
+/// Loads and filters the cases, starts (or reaches) the gateway, runs the
+/// cases in small concurrent batches and hands each result to `on_result`,
+/// in case order. Writes `conformance.json` and JUnit XML when asked.
+pub async fn run(
+    options: &ConformOptions,
+    mut on_result: impl FnMut(&CaseResult),
+) -> Result<ConformReport, ConformError> {
+    let files = match &options.cases_dir {
+        Some(dir) => load_dir(dir)?,
+        None => load_builtin_files()?,
+    };
+    let profile = ProfileName::from(options.profile);
+    let cases: Vec<Case> = all_cases(files)
+        .into_iter()
+        .filter(|c| c.applies_to(profile))
+        .filter(|c| options.only.as_deref().is_none_or(|p| glob_match(p, &c.name)))
+        .collect();
+    if cases.is_empty() {
+        return Err(ConformError::Usage(format!(
+            "no case matches --only {:?} in the {profile:?} profile",
+            options.only.as_deref().unwrap_or("*")
+        )));
+    }
+    let gateways = Gateways::start(options).await?;
+    let target = &gateways.target;
+    reachable(target).await?;
+    let mut report = ConformReport::default();
+    let mut results = futures_util::stream::iter(cases.iter().enumerate())
+        .map(|(i, case)| run_one(case, target, i))
+        .buffered(BATCH);
+    while let Some(result) = results.next().await {
+        on_result(&result);
+        report.results.push(result);
+    }
+    drop(results);
+    gateways.stop().await;
+    write_outputs(options, &report)?;
+    Ok(report)
+}
+
+async fn run_one(case: &Case, target: &Target, index: usize) -> CaseResult {
+    let start = Instant::now();
+    let tag = format!("{index:03}{:04x}", rand::random::<u16>());
+    let play = async {
+        match &case.body {
+            CaseBody::Steps(spec) => match runner::run_case(spec, target, &tag).await {
+                Ok(()) => Verdict::Pass,
+                Err(evidence) => Verdict::Fail(evidence),
+            },
+            CaseBody::Builtin(b) => b.run(target).await,
+        }
+    };
+    let verdict = tokio::time::timeout(CASE_LIMIT, play)
+        .await
+        .unwrap_or_else(|_| {
+            Verdict::Fail(format!(
+                "expected: the case to finish within {CASE_LIMIT:?}\ngot: it was still running"
+            ))
+        });
+    CaseResult {
+        name: case.name.clone(),
+        category: case.category,
+        statement: case.statement.clone(),
+        verdict,
+        duration: start.elapsed(),
+    }
+}
+
+/// The gateways this run started, if any, and the target the cases use.
+struct Gateways {
+    target: Target,
+    running: Vec<chorus_gateway::RunningGateway>,
+}
+
+impl Gateways {
+    async fn start(options: &ConformOptions) -> Result<Self, ConformError> {
+        if let Some(url) = &options.target {
+            let secret = std::env::var(&options.jwt_secret_env)
+                .map_err(|_| ConformError::MissingSecret(options.jwt_secret_env.clone()))?;
+            let authority = authority_of(url)?;
+            return Ok(Self {
+                target: Target {
+                    url: url.trim_end_matches('/').to_owned(),
+                    heartbeat_authority: authority.clone(),
+                    authority,
+                    mint: TokenMint::new(secret),
+                    embedded_secret: None,
+                },
+                running: Vec::new(),
+            });
+        }
+        let secret = format!("{:032x}", rand::random::<u128>());
+        let config = chorus_gateway::GatewayConfig {
+            addr: "127.0.0.1:0".parse().expect("a loopback address"),
+            profile: options.profile,
+            jwt_secret: secret.clone(),
+            ..chorus_gateway::GatewayConfig::default()
+        };
+        let fast = chorus_gateway::GatewayConfig {
+            ping_interval_ms: FAST_PING_MS,
+            ping_timeout_ms: FAST_PING_MS,
+            ..config.clone()
+        };
+        let main = chorus_gateway::start(config).await?;
+        let heartbeat = chorus_gateway::start(fast).await?;
+        let authority = main.addr().to_string();
+        Ok(Self {
+            target: Target {
+                url: format!("http://{authority}"),
+                authority,
+                heartbeat_authority: heartbeat.addr().to_string(),
+                mint: TokenMint::new(secret.clone()),
+                embedded_secret: Some(secret),
+            },
+            running: vec![main, heartbeat],
+        })
+    }
+
+    async fn stop(self) {
+        for gateway in self.running {
+            gateway.shutdown().await;
+        }
+    }
+}
+
+/// `host:port` of an `http://` or `ws://` URL.
+fn authority_of(url: &str) -> Result<String, ConformError> {
+    let rest = ["http://", "ws://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))
+        .ok_or_else(|| ConformError::Usage(format!("--target {url}: expected http://host:port")))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(ConformError::Usage(format!("--target {url}: no host")));
+    }
+    Ok(if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    })
+}
+
+/// Checks that the target answers an Engine.IO polling handshake.
+async fn reachable(target: &Target) -> Result<(), ConformError> {
+    let unreachable = |reason: String| ConformError::Unreachable {
+        url: target.url.clone(),
+        reason,
+    };
+    let response = http::http_exchange(
+        &target.authority,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[],
+        b"",
+    )
+    .await
+    .map_err(unreachable)?;
+    if response.status == 200 {
+        Ok(())
+    } else {
+        Err(unreachable(format!(
+            "the Engine.IO handshake got HTTP {}",
+            response.status
+        )))
+    }
+}
+
+/// Writes `conformance.json` (into `--out`, or a temporary directory when
+/// only `--junit` is asked) and renders the JUnit XML from it.
+fn write_outputs(options: &ConformOptions, report: &ConformReport) -> Result<(), ConformError> {
+    if options.out.is_none() && options.junit.is_none() {
+        return Ok(());
+    }
+    let dir = match &options.out {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("chorus-conform-{}", std::process::id())),
+    };
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ConformError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let json_path = dir.join("conformance.json");
+    let json = serde_json::to_string_pretty(&report.to_conformance())
+        .expect("conformance results serialize");
+    std::fs::write(&json_path, json).map_err(io(&json_path))?;
+    if let Some(junit) = &options.junit {
+        let text = std::fs::read_to_string(&json_path).map_err(io(&json_path))?;
+        let conformance: Conformance = serde_json::from_str(&text).map_err(|e| ConformError::Io {
+            path: json_path.clone(),
+            source: e.into(),
+        })?;
+        let suite = format!("chorus conform {:?}", ProfileName::from(options.profile)).to_lowercase();
+        std::fs::write(junit, render_junit(&conformance, &suite)).map_err(io(junit))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_get_a_port() {
+        assert_eq!(authority_of("http://127.0.0.1:3000/").unwrap(), "127.0.0.1:3000");
+        assert_eq!(authority_of("ws://gw").unwrap(), "gw:80");
+        assert!(authority_of("https://gw").is_err());
+    }
+
+    #[test]
+    fn summary_line_and_exit_code() {
+        let result = |verdict| CaseResult {
+            name: "a.b".into(),
+            category: Category::Events,
+            statement: "§2".into(),
+            verdict,
+            duration: Duration::from_millis(5),
+        };
+        let report = ConformReport {
+            results: vec![
+                result(Verdict::Pass),
+                result(Verdict::Fail("expected: x\ngot: y".into())),
+                result(Verdict::Skip("why".into())),
+            ],
+        };
+        assert_eq!(report.summary_line(), "1 passed, 1 failed, 1 skipped");
+        assert_eq!(report.exit_code(), 1);
+        assert_eq!(
+            report.results[1].render(),
+            "FAIL a.b\n    statement: §2\n    expected: x\n    got: y"
+        );
+        let json = report.to_conformance();
+        assert_eq!(json.cases[2].status, CaseStatus::Skipped);
+    }
+}

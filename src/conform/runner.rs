@@ -1,0 +1,537 @@
+//! The generic case runner: plays a case's steps with real clients and
+//! compares what arrives with what the case expects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+
+use super::case::{CaseSpec, ClientSpec, CloseExpect, ExpectNoneStep, ExpectStep, Step, TransportName};
+use super::http::http_exchange;
+use super::matcher::{appears_in, expand, expand_value, matches_exact, matches_subset};
+use super::tokens::TokenKind;
+use super::Target;
+use crate::client::{Client, ClientConfig, ClientError, CloseReason, Handler, Incoming, Transport};
+
+/// How long an `expect` waits unless told otherwise.
+const EXPECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an `expect-none` watches unless told otherwise.
+const QUIET_WINDOW: Duration = Duration::from_millis(500);
+/// The bound on one client's connect sequence.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most received items an evidence block lists.
+const EVIDENCE_ITEMS: usize = 12;
+/// The most characters of one received item an evidence block shows.
+const EVIDENCE_WIDTH: usize = 300;
+
+/// One thing a case client received.
+#[derive(Debug, Clone)]
+enum Item {
+    Event { name: String, args: Value },
+    Ack { id: u64, args: Value },
+    Closed(CloseReason),
+}
+
+#[derive(Debug)]
+struct Received {
+    at: Instant,
+    item: Item,
+}
+
+/// Everything a client received, in order, and a wake-up for waiters.
+#[derive(Debug, Default)]
+struct Inbox {
+    items: Mutex<Vec<Received>>,
+    notify: Notify,
+}
+
+impl Inbox {
+    fn push(&self, at: Instant, item: Item) {
+        self.items.lock().expect("inbox").push(Received { at, item });
+        self.notify.notify_waiters();
+    }
+
+    /// The index of the first item from `from` on that `pred` accepts.
+    fn find(&self, from: usize, pred: impl Fn(&Item) -> bool) -> Option<usize> {
+        let items = self.items.lock().expect("inbox");
+        items.iter().skip(from).position(|r| pred(&r.item)).map(|i| i + from)
+    }
+
+    fn is_closed(&self) -> bool {
+        let items = self.items.lock().expect("inbox");
+        items.iter().any(|r| matches!(r.item, Item::Closed(_)))
+    }
+
+    /// Waits until `pred` accepts an item from `from` on; `None` at `deadline`
+    /// or once the session is over without one.
+    async fn wait_for(
+        &self,
+        from: usize,
+        deadline: tokio::time::Instant,
+        pred: impl Fn(&Item) -> bool,
+    ) -> Option<usize> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(i) = self.find(from, &pred) {
+                return Some(i);
+            }
+            if self.is_closed() {
+                return None;
+            }
+            tokio::time::timeout_at(deadline, notified).await.ok()?;
+        }
+    }
+}
+
+/// The [`Handler`] of a case client: records everything into its inbox.
+struct Recorder(Arc<Inbox>);
+
+fn args_value(args: &[&RawValue]) -> Value {
+    Value::Array(
+        args.iter()
+            .map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null))
+            .collect(),
+    )
+}
+
+impl Handler for Recorder {
+    fn on_message(&mut self, at: Instant, message: Incoming<'_>) {
+        let item = match message {
+            Incoming::Event { name, args, .. } => Item::Event {
+                name: name.to_owned(),
+                args: args_value(args),
+            },
+            Incoming::Ack { id, args } => Item::Ack {
+                id,
+                args: args_value(args),
+            },
+        };
+        self.0.push(at, item);
+    }
+
+    fn on_closed(&mut self, at: Instant, reason: CloseReason) {
+        self.0.push(at, Item::Closed(reason));
+    }
+}
+
+/// A case client's state.
+#[derive(Default)]
+struct CaseClient {
+    spec: ClientSpec,
+    client: Option<Client>,
+    inbox: Option<Arc<Inbox>>,
+    refused: Option<String>,
+    /// Items before this index were consumed by earlier `expect` steps.
+    cursor: usize,
+    last_ack: Option<u64>,
+}
+
+/// One case being played.
+struct Play<'a> {
+    target: &'a Target,
+    tag: &'a str,
+    start: Instant,
+    clients: BTreeMap<String, CaseClient>,
+    sids: HashMap<String, String>,
+}
+
+/// Plays `case` against `target`; `Err` holds the failure's evidence.
+pub(crate) async fn run_case(case: &CaseSpec, target: &Target, tag: &str) -> Result<(), String> {
+    let mut play = Play {
+        target,
+        tag,
+        start: Instant::now(),
+        clients: case
+            .clients
+            .iter()
+            .map(|(name, spec)| {
+                let client = CaseClient {
+                    spec: spec.clone(),
+                    ..CaseClient::default()
+                };
+                (name.clone(), client)
+            })
+            .collect(),
+        sids: HashMap::new(),
+    };
+    for (i, step) in case.steps.iter().enumerate() {
+        play.step(&step.value).await.map_err(|evidence| {
+            format!(
+                "step {}/{} (line {}): {evidence}",
+                i + 1,
+                case.steps.len(),
+                step.referenced.line()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+impl Play<'_> {
+    fn client(&mut self, name: &str) -> &mut CaseClient {
+        self.clients.get_mut(name).expect("validated client name")
+    }
+
+    async fn step(&mut self, step: &Step) -> Result<(), String> {
+        match step {
+            Step::Connect(name) => self.connect(name).await,
+            Step::Emit(e) => {
+                let args: Vec<String> = e
+                    .args
+                    .iter()
+                    .map(|a| expand_value(a, self.tag).to_string())
+                    .collect();
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let c = self.client(&e.client);
+                let client = c.client.as_ref().ok_or_else(|| not_connected(&e.client, c))?;
+                if e.ack {
+                    let sent = client.emit_with_ack(&e.event, &args).await;
+                    c.last_ack = Some(sent.map_err(|err| send_failed(&e.client, &err))?.id);
+                } else {
+                    client
+                        .emit(&e.event, &args)
+                        .await
+                        .map_err(|err| send_failed(&e.client, &err))?;
+                }
+                Ok(())
+            }
+            Step::Raw(r) => {
+                let text = expand(&r.text, self.tag);
+                let c = self.client(&r.client);
+                let client = c.client.as_ref().ok_or_else(|| not_connected(&r.client, c))?;
+                // The server may close while reading a bad packet; what it did
+                // is checked by the following steps, not by this write.
+                let _ = client.send_raw(&text).await;
+                Ok(())
+            }
+            Step::Http(h) => {
+                let body = expand(&h.body, self.tag);
+                let response = http_exchange(
+                    &self.target.authority,
+                    &h.method,
+                    &h.target,
+                    &[],
+                    body.as_bytes(),
+                )
+                .await
+                .map_err(|e| format!("{} {}: {e}", h.method, h.target))?;
+                if response.status == h.status {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "expected: HTTP {} for {} {}\ngot: HTTP {} {}",
+                        h.status,
+                        h.method,
+                        h.target,
+                        response.status,
+                        truncate(&String::from_utf8_lossy(&response.body))
+                    ))
+                }
+            }
+            Step::Wait(d) => {
+                tokio::time::sleep(crate::scenario::parse_duration(d).unwrap_or_default()).await;
+                Ok(())
+            }
+            Step::Expect(e) => self.expect(e).await,
+            Step::ExpectNone(e) => self.expect_none(e).await,
+            Step::Disconnect(name) => {
+                let c = self.client(name);
+                let client = c.client.take().ok_or_else(|| not_connected(name, c))?;
+                client
+                    .disconnect()
+                    .await
+                    .map_err(|e| format!("disconnect {name}: {e}"))
+            }
+        }
+    }
+
+    async fn connect(&mut self, name: &str) -> Result<(), String> {
+        let config = self.client_config(name)?;
+        let inbox = Arc::new(Inbox::default());
+        let result = Client::connect(&config, Recorder(inbox.clone())).await;
+        let c = self.client(name);
+        match result {
+            Ok((client, _)) => {
+                let sid = client.sid().to_owned();
+                c.client = Some(client);
+                c.inbox = Some(inbox);
+                self.sids.insert(name.to_owned(), sid);
+                Ok(())
+            }
+            Err(ClientError::ConnectRefused { data, .. }) => {
+                c.refused = Some(data);
+                Ok(())
+            }
+            Err(e) => Err(format!("connect {name}: {e}")),
+        }
+    }
+
+    fn client_config(&self, name: &str) -> Result<ClientConfig, String> {
+        let spec = &self.clients[name].spec;
+        let mint = |kind| {
+            self.target
+                .mint
+                .mint(kind, &format!("{name}-{}", self.tag))
+                .map_err(|e| e.to_string())
+        };
+        let mut config = ClientConfig::new(self.target.url.clone())
+            .namespace(spec.namespace.as_deref().unwrap_or("/chat"))
+            .transport(match spec.transport {
+                TransportName::Websocket => Transport::Websocket,
+                TransportName::Polling => Transport::Polling,
+                TransportName::Upgrade => Transport::PollingUpgrade,
+            });
+        config.connect_timeout = CONNECT_TIMEOUT;
+        let no_token_field = spec.query.is_none()
+            && spec.header.is_none()
+            && spec.authorization.is_none()
+            && spec.auth.is_none();
+        let query = match &spec.query {
+            Some(kinds) => kinds.clone(),
+            None if no_token_field => vec![TokenKind::Valid],
+            None => Vec::new(),
+        };
+        for kind in query {
+            if let Some(token) = mint(kind)? {
+                config = config.query("token", token);
+            }
+        }
+        if let Some(kind) = spec.header {
+            if let Some(token) = mint(kind)? {
+                config = config.header("Authorization", format!("Bearer {token}"));
+            }
+        }
+        if let Some(raw) = &spec.authorization {
+            config = config.header("Authorization", self.expand_tokens(raw, &mint)?);
+        }
+        if let Some(kind) = spec.auth {
+            if let Some(token) = mint(kind)? {
+                config = config.auth(serde_json::json!({ "token": token }).to_string());
+            }
+        }
+        Ok(config)
+    }
+
+    /// Replaces each `{{token:KIND}}` of `raw` by a token of that kind.
+    fn expand_tokens(
+        &self,
+        raw: &str,
+        mint: &impl Fn(TokenKind) -> Result<Option<String>, String>,
+    ) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = raw;
+        while let Some(start) = rest.find("{{token:") {
+            let len = rest[start..]
+                .find("}}")
+                .ok_or_else(|| format!("unclosed {{{{token:…}}}} in {raw:?}"))?;
+            let kind: TokenKind =
+                serde_json::from_value(Value::String(rest[start + 8..start + len].trim().into()))
+                    .map_err(|e| format!("{raw:?}: {e}"))?;
+            out.push_str(&rest[..start]);
+            out.push_str(&mint(kind)?.unwrap_or_default());
+            rest = &rest[start + len + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    async fn expect(&mut self, e: &ExpectStep) -> Result<(), String> {
+        let timeout = e
+            .timeout
+            .as_deref()
+            .and_then(|t| crate::scenario::parse_duration(t).ok())
+            .unwrap_or(EXPECT_TIMEOUT);
+        let expected_args = e
+            .args
+            .as_ref()
+            .map(|a| expand_value(&Value::Array(a.clone()), self.tag));
+        let contains = e
+            .contains
+            .as_ref()
+            .map(|a| expand_value(&Value::Array(a.clone()), self.tag));
+        let excludes = e.excludes.as_ref().map(|x| expand_value(x, self.tag));
+        let sids = self.sids.clone();
+        let args_ok = |args: &Value| {
+            expected_args
+                .as_ref()
+                .is_none_or(|x| matches_exact(x, args, &sids))
+                && contains.as_ref().is_none_or(|x| matches_subset(x, args, &sids))
+                && excludes.as_ref().is_none_or(|x| !appears_in(x, args, &sids))
+        };
+        let mut wanted = String::new();
+        if let Some(x) = &expected_args {
+            let _ = write!(wanted, " with arguments exactly {x}");
+        }
+        if let Some(x) = &contains {
+            let _ = write!(wanted, " with arguments containing {x}");
+        }
+        if let Some(x) = &excludes {
+            let _ = write!(wanted, " whose arguments nowhere hold {x}");
+        }
+
+        let transport = self.clients[&e.client].spec.transport;
+        let c = &self.clients[&e.client];
+        if let Some(expected) = &e.connect_error {
+            let expected = expand_value(expected, self.tag);
+            let want = format!("expected: {} refused with CONNECT_ERROR {expected}", e.client);
+            return match (&c.refused, &c.client) {
+                (Some(data), _) => {
+                    let got: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                    if matches_exact(&expected, &got, &sids) {
+                        Ok(())
+                    } else {
+                        Err(format!("{want}\ngot: CONNECT_ERROR {data}"))
+                    }
+                }
+                (None, Some(client)) => Err(format!(
+                    "{want}\ngot: {} connected with sid {}",
+                    e.client,
+                    client.sid()
+                )),
+                (None, None) => Err(format!("{want}\ngot: {} never connected", e.client)),
+            };
+        }
+        let Some(inbox) = c.inbox.clone() else {
+            return Err(not_connected(&e.client, c));
+        };
+        let want_ack = e.ack.then_some(c.last_ack);
+        let what = match (&e.event, want_ack, e.closed) {
+            (Some(name), _, _) => format!("event {name:?}{wanted}"),
+            (None, Some(id), _) => format!("the ACK of its last emit (id {id:?}){wanted}"),
+            (None, None, closed) => format!("the server ending the session ({closed:?})"),
+        };
+        let pred = |item: &Item| match item {
+            Item::Event { name, args } => e.event.as_ref() == Some(name) && args_ok(args),
+            Item::Ack { id, args } => want_ack == Some(Some(*id)) && args_ok(args),
+            Item::Closed(reason) => e
+                .closed
+                .is_some_and(|x| close_matches(x, transport, reason)),
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let from = c.cursor;
+        match inbox.wait_for(from, deadline, pred).await {
+            Some(i) => {
+                self.client(&e.client).cursor = i + 1;
+                Ok(())
+            }
+            None => Err(format!(
+                "expected: {} to receive {what} within {timeout:?}\ngot: {}",
+                e.client,
+                self.render_inbox(&e.client, &inbox, from)
+            )),
+        }
+    }
+
+    async fn expect_none(&mut self, e: &ExpectNoneStep) -> Result<(), String> {
+        let window = e
+            .within
+            .as_deref()
+            .and_then(|t| crate::scenario::parse_duration(t).ok())
+            .unwrap_or(QUIET_WINDOW);
+        let contains = e
+            .contains
+            .as_ref()
+            .map(|a| expand_value(&Value::Array(a.clone()), self.tag));
+        let c = &self.clients[&e.client];
+        let Some(inbox) = c.inbox.clone() else {
+            return Err(not_connected(&e.client, c));
+        };
+        let from = c.cursor;
+        tokio::time::sleep(window).await;
+        let sids = &self.sids;
+        let counts = |item: &Item| match item {
+            Item::Event { name, args } => {
+                e.event.as_ref().is_none_or(|n| n == name)
+                    && contains.as_ref().is_none_or(|x| matches_subset(x, args, sids))
+            }
+            Item::Ack { .. } => e.ack || e.event.is_none(),
+            Item::Closed(_) => false,
+        };
+        match inbox.find(from, counts) {
+            None => Ok(()),
+            Some(i) => {
+                let mut what = e.event.as_deref().map_or("no event".to_owned(), |n| {
+                    format!("no {n:?} event")
+                });
+                if let Some(x) = &contains {
+                    let _ = write!(what, " containing {x}");
+                }
+                Err(format!(
+                    "expected: {} to receive {what} within {window:?}\ngot: {}",
+                    e.client,
+                    self.render_inbox(&e.client, &inbox, i)
+                ))
+            }
+        }
+    }
+
+    /// What `name` received from index `from` on, one line per item.
+    fn render_inbox(&self, name: &str, inbox: &Inbox, from: usize) -> String {
+        let items = inbox.items.lock().expect("inbox");
+        let mut out = String::new();
+        for r in items.iter().skip(from).take(EVIDENCE_ITEMS) {
+            let at = r.at.saturating_duration_since(self.start).as_secs_f64();
+            let text = match &r.item {
+                Item::Event { name, args } => {
+                    let mut all = vec![Value::String(name.clone())];
+                    all.extend(args.as_array().cloned().unwrap_or_default());
+                    format!("event {}", Value::Array(all))
+                }
+                Item::Ack { id, args } => format!("ack {id} {args}"),
+                Item::Closed(reason) => format!("closed: {reason}"),
+            };
+            let _ = write!(out, "\n  +{at:.3}s {name} {}", truncate(&text));
+        }
+        let total = items.len().saturating_sub(from);
+        if total > EVIDENCE_ITEMS {
+            let _ = write!(out, "\n  … and {} more", total - EVIDENCE_ITEMS);
+        }
+        if out.is_empty() {
+            format!("nothing ({name} received no further packet)")
+        } else {
+            format!("{name} received:{out}")
+        }
+    }
+}
+
+fn close_matches(expect: CloseExpect, transport: TransportName, reason: &CloseReason) -> bool {
+    let server_end = matches!(
+        reason,
+        CloseReason::ServerClosed { .. } | CloseReason::Transport(_) | CloseReason::Io(_)
+    );
+    match expect {
+        CloseExpect::Any => !matches!(reason, CloseReason::ClientDisconnect),
+        CloseExpect::Namespace => matches!(reason, CloseReason::NamespaceDisconnect),
+        // Polling has no close codes: any end of the session from the server counts.
+        CloseExpect::NoStatus if transport == TransportName::Polling => server_end,
+        CloseExpect::NoStatus => matches!(reason, CloseReason::ServerClosed { code: None }),
+        CloseExpect::TooBig => matches!(reason, CloseReason::ServerClosed { code: Some(1009) }),
+    }
+}
+
+fn not_connected(name: &str, c: &CaseClient) -> String {
+    match &c.refused {
+        Some(data) => format!(
+            "expected: {name} connected\ngot: {name} was refused with CONNECT_ERROR {data}"
+        ),
+        None => format!("expected: {name} connected\ngot: {name} is not connected"),
+    }
+}
+
+fn send_failed(name: &str, err: &ClientError) -> String {
+    format!("expected: {name} can send\ngot: {err}")
+}
+
+/// The first [`EVIDENCE_WIDTH`] characters of `text`.
+fn truncate(text: &str) -> String {
+    match text.char_indices().nth(EVIDENCE_WIDTH) {
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
+        None => text.to_owned(),
+    }
+}
