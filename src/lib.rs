@@ -6,6 +6,7 @@
 //! - [`metrics`]: lossless latency histograms, counters, thresholds and `summary.json`.
 
 pub mod client;
+pub mod conform;
 pub mod metrics;
 pub mod report;
 pub mod rules;

@@ -42,6 +42,34 @@ enum Command {
         #[arg(long, value_enum, default_value = "strict")]
         gateway_profile: chorus_gateway::Profile,
     },
+    /// Run the conformance suite against a gateway (without a target: against
+    /// the reference gateway started in-process in the chosen profile).
+    ///
+    /// Exit codes: 0 every case passed; 1 one failed; 2 bad case file or
+    /// usage; 3 target unreachable.
+    Conform {
+        /// The gateway's base URL, e.g. http://127.0.0.1:3000.
+        #[arg(long)]
+        target: Option<String>,
+        /// The protocol profile to check (and the embedded gateway's profile).
+        #[arg(long, value_enum, default_value = "strict")]
+        profile: chorus_gateway::Profile,
+        /// Also write the results as JUnit XML to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Only the cases whose name matches this glob, e.g. `seed.auth.*`.
+        #[arg(long, value_name = "PATTERN")]
+        only: Option<String>,
+        /// Write conformance.json into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// With --target: the environment variable holding the JWT secret.
+        #[arg(long, value_name = "NAME", default_value = "JWT_SECRET")]
+        jwt_secret_env: String,
+        /// Read the case files from this directory instead of the built-in ones.
+        #[arg(long, value_name = "DIR")]
+        cases: Option<PathBuf>,
+    },
     /// Run the reference chat gateway (the same server and flags as `chorus-gateway`).
     Serve {
         #[command(flatten)]
@@ -90,6 +118,26 @@ async fn main() -> ExitCode {
             };
             run(options, no_report).await
         }
+        Command::Conform {
+            target,
+            profile,
+            junit,
+            only,
+            out,
+            jwt_secret_env,
+            cases,
+        } => {
+            let options = chorus::conform::ConformOptions {
+                target,
+                profile,
+                only,
+                junit,
+                out,
+                jwt_secret_env,
+                cases_dir: cases,
+            };
+            conform(&options).await
+        }
         Command::Report { run_dir } => report(&run_dir),
         Command::Compare {
             baseline,
@@ -129,6 +177,20 @@ async fn run(options: chorus::run::RunOptions, no_report: bool) -> ExitCode {
             if !quiet {
                 eprintln!("verdict: {:?}", report.summary.verdict);
             }
+            ExitCode::from(report.exit_code())
+        }
+        Err(err) => {
+            eprintln!("chorus: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// `chorus conform`: one line per case, evidence under each failure, then the totals.
+async fn conform(options: &chorus::conform::ConformOptions) -> ExitCode {
+    match chorus::conform::run(options, |result| println!("{}", result.render())).await {
+        Ok(report) => {
+            println!("{}", report.summary_line());
             ExitCode::from(report.exit_code())
         }
         Err(err) => {

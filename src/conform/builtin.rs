@@ -194,7 +194,10 @@ async fn ws_send(ws: &mut WsStream, text: &str) -> Result<(), String> {
 }
 
 /// Opens a raw websocket session and returns it with the open packet.
-async fn ws_open(authority: &str, token: Option<&str>) -> Result<(WsStream, String, OpenPacket), String> {
+async fn ws_open(
+    authority: &str,
+    token: Option<&str>,
+) -> Result<(WsStream, String, OpenPacket), String> {
     let mut ws = ws_connect(authority, &endpoint("websocket", None, token)).await?;
     match ws_read(&mut ws, READ_TIMEOUT).await {
         WsRead::Text(text) => {
@@ -236,8 +239,18 @@ async fn open_websocket(target: &Target) -> Result<(), String> {
 }
 
 /// The polling handshake: the open packet's text and the session id.
-async fn polling_handshake(authority: &str, token: Option<&str>) -> Result<(String, OpenPacket), String> {
-    let response = http_exchange(authority, "GET", &endpoint("polling", None, token), &[], b"").await?;
+async fn polling_handshake(
+    authority: &str,
+    token: Option<&str>,
+) -> Result<(String, OpenPacket), String> {
+    let response = http_exchange(
+        authority,
+        "GET",
+        &endpoint("polling", None, token),
+        &[],
+        b"",
+    )
+    .await?;
     let body = String::from_utf8_lossy(&response.body).into_owned();
     if response.status != 200 {
         return Err(format!(
@@ -304,7 +317,8 @@ async fn missing_pong(target: &Target) -> Verdict {
         Ok(session) => session,
         Err(verdict) => return verdict,
     };
-    let limit = Duration::from_millis(open.ping_interval + open.ping_timeout) + Duration::from_secs(1);
+    let limit =
+        Duration::from_millis(open.ping_interval + open.ping_timeout) + Duration::from_secs(1);
     let deadline = tokio::time::Instant::now() + limit;
     let mut seen = Vec::new();
     loop {
@@ -324,9 +338,19 @@ async fn missing_pong(target: &Target) -> Verdict {
 async fn oversized_post(target: &Target) -> Result<(), String> {
     let (_, open) = polling_handshake(&target.authority, None).await?;
     // One message packet one byte over the limit.
-    let body = format!("4{}", "x".repeat(usize::try_from(open.max_payload).unwrap_or(1_000_000)));
+    let body = format!(
+        "4{}",
+        "x".repeat(usize::try_from(open.max_payload).unwrap_or(1_000_000))
+    );
     let target_path = endpoint("polling", Some(&open.sid), None);
-    let response = http_exchange(&target.authority, "POST", &target_path, &[], body.as_bytes()).await?;
+    let response = http_exchange(
+        &target.authority,
+        "POST",
+        &target_path,
+        &[],
+        body.as_bytes(),
+    )
+    .await?;
     if response.status == 413 {
         Ok(())
     } else {
@@ -355,11 +379,17 @@ async fn upgrade_sequence(target: &Target) -> Result<(), String> {
     let poll_path = endpoint("polling", Some(&open.sid), token);
     let pending = http_exchange(&target.authority, "GET", &poll_path, &[], b"");
     let probe = async {
-        let mut ws = ws_connect(&target.authority, &endpoint("websocket", Some(&open.sid), token)).await?;
+        let mut ws = ws_connect(
+            &target.authority,
+            &endpoint("websocket", Some(&open.sid), token),
+        )
+        .await?;
         ws_send(&mut ws, "2probe").await?;
         match ws_read(&mut ws, READ_TIMEOUT).await {
             WsRead::Text(t) if t == "3probe" => Ok(ws),
-            other => Err(format!("expected: 3probe in answer to 2probe\ngot: {other}")),
+            other => Err(format!(
+                "expected: 3probe in answer to 2probe\ngot: {other}"
+            )),
         }
     };
     let (polled, probed) = tokio::join!(pending, probe);
@@ -374,7 +404,9 @@ async fn upgrade_sequence(target: &Target) -> Result<(), String> {
         ));
     }
     ws_send(&mut ws, "5").await?;
-    let connect = engineio::Packet::Message(&socketio::encode(PacketType::Connect, "/chat", None, None)).encode();
+    let connect =
+        engineio::Packet::Message(&socketio::encode(PacketType::Connect, "/chat", None, None))
+            .encode();
     ws_send(&mut ws, &connect).await?;
     loop {
         match ws_read(&mut ws, READ_TIMEOUT).await {
@@ -427,7 +459,9 @@ impl Handler for CloseWatch {
 
 async fn shutdown_disconnects(target: &Target) -> Verdict {
     let Some(secret) = target.embedded_secret.as_deref() else {
-        return Verdict::Skip("needs a gateway this run starts and stops (run without --target)".into());
+        return Verdict::Skip(
+            "needs a gateway this run starts and stops (run without --target)".into(),
+        );
     };
     let config = chorus_gateway::GatewayConfig {
         addr: "127.0.0.1:0".parse().expect("a loopback address"),
@@ -461,7 +495,8 @@ async fn shutdown_disconnects(target: &Target) -> Verdict {
             "expected: 41/chat, (namespace disconnect) on shutdown\ngot: {other}"
         )),
         _ => Verdict::Fail(
-            "expected: 41/chat, (namespace disconnect) on shutdown\ngot: the session did not end".into(),
+            "expected: 41/chat, (namespace disconnect) on shutdown\ngot: the session did not end"
+                .into(),
         ),
     }
 }

@@ -186,6 +186,9 @@ pub struct EmitStep {
     /// Ask for an acknowledgement.
     #[serde(default)]
     pub ack: bool,
+    /// Send it this many times in a row (default 1).
+    #[serde(default)]
+    pub repeat: Option<u32>,
 }
 
 /// `raw`: a Socket.IO packet as text, e.g. `2/chat,["joinChat",{bad`.
@@ -433,9 +436,10 @@ fn validate_step(case: &CaseSpec, step: &Step) -> Result<(), String> {
         Step::Connect(c) | Step::Disconnect(c) => client(c),
         Step::Emit(e) => client(&e.client),
         Step::Raw(r) => client(&r.client),
-        Step::Http(h) if h.method != "GET" && h.method != "POST" => {
-            Err(format!("http method must be GET or POST, not {:?}", h.method))
-        }
+        Step::Http(h) if h.method != "GET" && h.method != "POST" => Err(format!(
+            "http method must be GET or POST, not {:?}",
+            h.method
+        )),
         Step::Http(_) => Ok(()),
         Step::Wait(d) => crate::scenario::parse_duration(d)
             .map(drop)

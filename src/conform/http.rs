@@ -29,9 +29,12 @@ pub(crate) async fn http_exchange(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse, String> {
-    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(authority, method, target, headers, body))
-        .await
-        .map_err(|_| format!("no answer within {EXCHANGE_TIMEOUT:?}"))?
+    tokio::time::timeout(
+        EXCHANGE_TIMEOUT,
+        exchange(authority, method, target, headers, body),
+    )
+    .await
+    .map_err(|_| format!("no answer within {EXCHANGE_TIMEOUT:?}"))?
 }
 
 async fn exchange(
@@ -90,7 +93,11 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
     });
     let status = response.code.unwrap_or_default();
     let rest = &raw[len..];
-    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
     Ok(HttpResponse { status, body })
 }
 
@@ -114,7 +121,8 @@ mod tests {
 
     #[test]
     fn parses_plain_and_chunked_answers() {
-        let plain = parse_response(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno").unwrap();
+        let plain =
+            parse_response(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno").unwrap();
         assert_eq!((plain.status, plain.body.as_slice()), (400, &b"no"[..]));
         let chunked = parse_response(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",

@@ -100,7 +100,10 @@ pub fn expand(text: &str, tag: &str) -> String {
             break;
         };
         let inner = rest[start + 2..start + len].trim();
-        match inner.strip_prefix("x:").and_then(|n| n.trim().parse::<usize>().ok()) {
+        match inner
+            .strip_prefix("x:")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+        {
             Some(n) => out.extend(std::iter::repeat_n('x', n)),
             None if inner == "u" => out.push_str(tag),
             None => out.push_str(&rest[start..start + len + 2]),
@@ -153,14 +156,26 @@ mod tests {
             &json!(["2026-11-26T02:20:51.123Z"]),
             &sids()
         ));
-        assert!(!matches_exact(&json!(["<iso>"]), &json!(["2026-11-26"]), &sids()));
+        assert!(!matches_exact(
+            &json!(["<iso>"]),
+            &json!(["2026-11-26"]),
+            &sids()
+        ));
     }
 
     #[test]
     fn subset_and_appears_in() {
         let list = json!([[["x", "bob"], ["A".repeat(20), null]]]);
-        assert!(matches_subset(&json!([[["<sid:a>", null]]]), &list, &sids()));
-        assert!(!matches_subset(&json!([[["<sid:a>", "al"]]]), &list, &sids()));
+        assert!(matches_subset(
+            &json!([[["<sid:a>", null]]]),
+            &list,
+            &sids()
+        ));
+        assert!(!matches_subset(
+            &json!([[["<sid:a>", "al"]]]),
+            &list,
+            &sids()
+        ));
         assert!(appears_in(&json!("<sid:a>"), &list, &sids()));
         assert!(!appears_in(&json!("nobody"), &list, &sids()));
     }

@@ -191,7 +191,11 @@ impl ConformReport {
 
     /// 0 when nothing failed, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        u8::from(self.results.iter().any(|r| matches!(r.verdict, Verdict::Fail(_))))
+        u8::from(
+            self.results
+                .iter()
+                .any(|r| matches!(r.verdict, Verdict::Fail(_))),
+        )
     }
 
     /// The results as `conformance.json` reads them.
@@ -235,7 +239,12 @@ pub async fn run(
     let cases: Vec<Case> = all_cases(files)
         .into_iter()
         .filter(|c| c.applies_to(profile))
-        .filter(|c| options.only.as_deref().is_none_or(|p| glob_match(p, &c.name)))
+        .filter(|c| {
+            options
+                .only
+                .as_deref()
+                .is_none_or(|p| glob_match(p, &c.name))
+        })
         .collect();
     if cases.is_empty() {
         return Err(ConformError::Usage(format!(
@@ -408,11 +417,13 @@ fn write_outputs(options: &ConformOptions, report: &ConformReport) -> Result<(),
     std::fs::write(&json_path, json).map_err(io(&json_path))?;
     if let Some(junit) = &options.junit {
         let text = std::fs::read_to_string(&json_path).map_err(io(&json_path))?;
-        let conformance: Conformance = serde_json::from_str(&text).map_err(|e| ConformError::Io {
-            path: json_path.clone(),
-            source: e.into(),
-        })?;
-        let suite = format!("chorus conform {:?}", ProfileName::from(options.profile)).to_lowercase();
+        let conformance: Conformance =
+            serde_json::from_str(&text).map_err(|e| ConformError::Io {
+                path: json_path.clone(),
+                source: e.into(),
+            })?;
+        let suite =
+            format!("chorus conform {:?}", ProfileName::from(options.profile)).to_lowercase();
         std::fs::write(junit, render_junit(&conformance, &suite)).map_err(io(junit))?;
     }
     Ok(())
@@ -424,7 +435,10 @@ mod tests {
 
     #[test]
     fn authorities_get_a_port() {
-        assert_eq!(authority_of("http://127.0.0.1:3000/").unwrap(), "127.0.0.1:3000");
+        assert_eq!(
+            authority_of("http://127.0.0.1:3000/").unwrap(),
+            "127.0.0.1:3000"
+        );
         assert_eq!(authority_of("ws://gw").unwrap(), "gw:80");
         assert!(authority_of("https://gw").is_err());
     }

@@ -6,11 +6,13 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use serde_json::value::RawValue;
+use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::case::{CaseSpec, ClientSpec, CloseExpect, ExpectNoneStep, ExpectStep, Step, TransportName};
+use super::case::{
+    CaseSpec, ClientSpec, CloseExpect, ExpectNoneStep, ExpectStep, Step, TransportName,
+};
 use super::http::http_exchange;
 use super::matcher::{appears_in, expand, expand_value, matches_exact, matches_subset};
 use super::tokens::TokenKind;
@@ -51,14 +53,21 @@ struct Inbox {
 
 impl Inbox {
     fn push(&self, at: Instant, item: Item) {
-        self.items.lock().expect("inbox").push(Received { at, item });
+        self.items
+            .lock()
+            .expect("inbox")
+            .push(Received { at, item });
         self.notify.notify_waiters();
     }
 
     /// The index of the first item from `from` on that `pred` accepts.
     fn find(&self, from: usize, pred: impl Fn(&Item) -> bool) -> Option<usize> {
         let items = self.items.lock().expect("inbox");
-        items.iter().skip(from).position(|r| pred(&r.item)).map(|i| i + from)
+        items
+            .iter()
+            .skip(from)
+            .position(|r| pred(&r.item))
+            .map(|i| i + from)
     }
 
     fn is_closed(&self) -> bool {
@@ -127,8 +136,10 @@ struct CaseClient {
     client: Option<Client>,
     inbox: Option<Arc<Inbox>>,
     refused: Option<String>,
-    /// Items before this index were consumed by earlier `expect` steps.
+    /// Events and the close before this index were consumed by earlier `expect` steps.
     cursor: usize,
+    /// The same for ACKs, which are not ordered with events.
+    ack_cursor: usize,
     last_ack: Option<u64>,
 }
 
@@ -189,22 +200,30 @@ impl Play<'_> {
                     .collect();
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let c = self.client(&e.client);
-                let client = c.client.as_ref().ok_or_else(|| not_connected(&e.client, c))?;
-                if e.ack {
-                    let sent = client.emit_with_ack(&e.event, &args).await;
-                    c.last_ack = Some(sent.map_err(|err| send_failed(&e.client, &err))?.id);
-                } else {
-                    client
-                        .emit(&e.event, &args)
-                        .await
-                        .map_err(|err| send_failed(&e.client, &err))?;
+                let client = c
+                    .client
+                    .as_ref()
+                    .ok_or_else(|| not_connected(&e.client, c))?;
+                for _ in 0..e.repeat.unwrap_or(1) {
+                    if e.ack {
+                        let sent = client.emit_with_ack(&e.event, &args).await;
+                        c.last_ack = Some(sent.map_err(|err| send_failed(&e.client, &err))?.id);
+                    } else {
+                        client
+                            .emit(&e.event, &args)
+                            .await
+                            .map_err(|err| send_failed(&e.client, &err))?;
+                    }
                 }
                 Ok(())
             }
             Step::Raw(r) => {
                 let text = expand(&r.text, self.tag);
                 let c = self.client(&r.client);
-                let client = c.client.as_ref().ok_or_else(|| not_connected(&r.client, c))?;
+                let client = c
+                    .client
+                    .as_ref()
+                    .ok_or_else(|| not_connected(&r.client, c))?;
                 // The server may close while reading a bad packet; what it did
                 // is checked by the following steps, not by this write.
                 let _ = client.send_raw(&text).await;
@@ -361,8 +380,12 @@ impl Play<'_> {
             expected_args
                 .as_ref()
                 .is_none_or(|x| matches_exact(x, args, &sids))
-                && contains.as_ref().is_none_or(|x| matches_subset(x, args, &sids))
-                && excludes.as_ref().is_none_or(|x| !appears_in(x, args, &sids))
+                && contains
+                    .as_ref()
+                    .is_none_or(|x| matches_subset(x, args, &sids))
+                && excludes
+                    .as_ref()
+                    .is_none_or(|x| !appears_in(x, args, &sids))
         };
         let mut wanted = String::new();
         if let Some(x) = &expected_args {
@@ -379,7 +402,10 @@ impl Play<'_> {
         let c = &self.clients[&e.client];
         if let Some(expected) = &e.connect_error {
             let expected = expand_value(expected, self.tag);
-            let want = format!("expected: {} refused with CONNECT_ERROR {expected}", e.client);
+            let want = format!(
+                "expected: {} refused with CONNECT_ERROR {expected}",
+                e.client
+            );
             return match (&c.refused, &c.client) {
                 (Some(data), _) => {
                     let got: Value = serde_json::from_str(data).unwrap_or(Value::Null);
@@ -414,17 +440,29 @@ impl Play<'_> {
                 .is_some_and(|x| close_matches(x, transport, reason)),
         };
         let deadline = tokio::time::Instant::now() + timeout;
-        let from = c.cursor;
+        let from = if e.ack { c.ack_cursor } else { c.cursor };
         match inbox.wait_for(from, deadline, pred).await {
             Some(i) => {
-                self.client(&e.client).cursor = i + 1;
+                let c = self.client(&e.client);
+                if e.ack {
+                    c.ack_cursor = i + 1;
+                } else {
+                    c.cursor = i + 1;
+                }
                 Ok(())
             }
-            None => Err(format!(
-                "expected: {} to receive {what} within {timeout:?}\ngot: {}",
-                e.client,
-                self.render_inbox(&e.client, &inbox, from)
-            )),
+            None => {
+                let relevant = |item: &Item| match item {
+                    Item::Event { name, .. } => e.event.as_ref() == Some(name),
+                    Item::Ack { .. } => e.ack,
+                    Item::Closed(_) => true,
+                };
+                Err(format!(
+                    "expected: {} to receive {what} within {timeout:?}\ngot: {}",
+                    e.client,
+                    self.render_inbox(&e.client, &inbox, from, relevant)
+                ))
+            }
         }
     }
 
@@ -447,8 +485,15 @@ impl Play<'_> {
         let sids = &self.sids;
         let counts = |item: &Item| match item {
             Item::Event { name, args } => {
-                e.event.as_ref().is_none_or(|n| n == name)
-                    && contains.as_ref().is_none_or(|x| matches_subset(x, args, sids))
+                // `ack: true` alone watches ACKs only.
+                let named = match &e.event {
+                    Some(n) => n == name,
+                    None => !e.ack,
+                };
+                named
+                    && contains
+                        .as_ref()
+                        .is_none_or(|x| matches_subset(x, args, sids))
             }
             Item::Ack { .. } => e.ack || e.event.is_none(),
             Item::Closed(_) => false,
@@ -456,26 +501,36 @@ impl Play<'_> {
         match inbox.find(from, counts) {
             None => Ok(()),
             Some(i) => {
-                let mut what = e.event.as_deref().map_or("no event".to_owned(), |n| {
-                    format!("no {n:?} event")
-                });
+                let mut what = e
+                    .event
+                    .as_deref()
+                    .map_or("no event".to_owned(), |n| format!("no {n:?} event"));
                 if let Some(x) = &contains {
                     let _ = write!(what, " containing {x}");
                 }
                 Err(format!(
                     "expected: {} to receive {what} within {window:?}\ngot: {}",
                     e.client,
-                    self.render_inbox(&e.client, &inbox, i)
+                    self.render_inbox(&e.client, &inbox, i, |item| counts(item))
                 ))
             }
         }
     }
 
-    /// What `name` received from index `from` on, one line per item.
-    fn render_inbox(&self, name: &str, inbox: &Inbox, from: usize) -> String {
+    /// What `name` received from index `from` on that `relevant` accepts, one
+    /// line per item, and how many other items arrived.
+    fn render_inbox(
+        &self,
+        name: &str,
+        inbox: &Inbox,
+        from: usize,
+        relevant: impl Fn(&Item) -> bool,
+    ) -> String {
         let items = inbox.items.lock().expect("inbox");
+        let (shown, others): (Vec<&Received>, Vec<&Received>) =
+            items.iter().skip(from).partition(|r| relevant(&r.item));
         let mut out = String::new();
-        for r in items.iter().skip(from).take(EVIDENCE_ITEMS) {
+        for r in shown.iter().take(EVIDENCE_ITEMS) {
             let at = r.at.saturating_duration_since(self.start).as_secs_f64();
             let text = match &r.item {
                 Item::Event { name, args } => {
@@ -488,15 +543,33 @@ impl Play<'_> {
             };
             let _ = write!(out, "\n  +{at:.3}s {name} {}", truncate(&text));
         }
-        let total = items.len().saturating_sub(from);
-        if total > EVIDENCE_ITEMS {
-            let _ = write!(out, "\n  … and {} more", total - EVIDENCE_ITEMS);
+        if shown.len() > EVIDENCE_ITEMS {
+            let _ = write!(out, "\n  … and {} more", shown.len() - EVIDENCE_ITEMS);
         }
-        if out.is_empty() {
-            format!("nothing ({name} received no further packet)")
+        let head = if shown.is_empty() {
+            format!("nothing of the kind for {name}")
         } else {
-            format!("{name} received:{out}")
-        }
+            format!("{name} received:")
+        };
+        let mut names: Vec<&str> = others
+            .iter()
+            .filter_map(|r| match &r.item {
+                Item::Event { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let tail = if others.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\n  (and {} other packets: {})",
+                others.len(),
+                names.join(", ")
+            )
+        };
+        format!("{head}{out}{tail}")
     }
 }
 
@@ -517,9 +590,9 @@ fn close_matches(expect: CloseExpect, transport: TransportName, reason: &CloseRe
 
 fn not_connected(name: &str, c: &CaseClient) -> String {
     match &c.refused {
-        Some(data) => format!(
-            "expected: {name} connected\ngot: {name} was refused with CONNECT_ERROR {data}"
-        ),
+        Some(data) => {
+            format!("expected: {name} connected\ngot: {name} was refused with CONNECT_ERROR {data}")
+        }
         None => format!("expected: {name} connected\ngot: {name} is not connected"),
     }
 }

@@ -36,6 +36,7 @@ pub enum TokenKind {
     /// A payload that is a JSON string, not an object.
     StringPayload,
     /// HS256 with `exp` two seconds from now.
+    #[serde(rename = "expiring-in-2s")]
     ExpiringIn2s,
     /// HS256 without `exp`.
     NoExp,

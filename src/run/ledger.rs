@@ -90,6 +90,8 @@ pub type SendLog = Vec<u64>;
 /// What the ledger needs to know of one sender (times in µs since the run epoch).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SenderFacts {
+    /// The name it joined with (announcements and unmarked broadcasts carry it).
+    pub name: Option<String>,
     /// Send time of each correlated message, by sequence number.
     pub messages: SendLog,
     /// Send time of each uncorrelated broadcast cause (`typing`), in order.
@@ -111,12 +113,12 @@ pub struct ReceiverRecord {
     pub left_at_us: u64,
     /// Correlated sequence numbers received, per sender.
     pub from: HashMap<u32, SeqRuns>,
-    /// Uncorrelated broadcasts (`userTyping`) received, per sender.
-    pub typing_from: HashMap<u32, u64>,
-    /// Senders whose join announcement it received.
-    pub online_seen: Vec<u32>,
-    /// Senders whose leave announcement it received.
-    pub offline_seen: Vec<u32>,
+    /// Uncorrelated broadcasts (`userTyping`) received, per sender name.
+    pub typing_from: HashMap<String, u64>,
+    /// Names whose join announcement it received.
+    pub online_seen: Vec<String>,
+    /// Names whose leave announcement it received (empty for a nameless one).
+    pub offline_seen: Vec<String>,
     /// Whether it sent a join, and whether the join's reply came.
     pub join_sent: bool,
     /// Whether the reply to its join arrived.
@@ -153,11 +155,12 @@ pub enum Finding {
     OnlineMissing { receiver: u32, subject: u32 },
     /// `receiver` never got the leave announcement of `subject`.
     OfflineMissing { receiver: u32, subject: u32 },
-    /// `receiver` got a leave announcement for `subject`, which never joined or never left.
+    /// `receiver` got a leave announcement for `name`, which never joined
+    /// (`subject` is `None`) or never left.
     OfflineSpurious {
         receiver: u32,
-        subject: u32,
-        joined: bool,
+        name: String,
+        subject: Option<u32>,
     },
     /// `receiver` joined but the join's reply never came.
     ReplyMissing { receiver: u32 },
@@ -183,25 +186,30 @@ pub struct Window {
     pub deadline_us: u64,
 }
 
-/// Adds up, for every receiver, what it was owed and what it got.
+/// Adds up, for every receiver, what it was owed and what it got. Senders
+/// and receivers may come from several shards: they meet here by id and name.
 pub fn settle(
     receivers: &[ReceiverRecord],
     senders: &HashMap<u32, SenderFacts>,
     w: Window,
 ) -> Settlement {
     let mut out = Settlement::default();
+    let by_name: HashMap<&str, u32> = senders
+        .iter()
+        .filter(|(_, f)| f.join_sent.is_some())
+        .filter_map(|(vu, f)| Some((f.name.as_deref()?, *vu)))
+        .collect();
     for r in receivers {
         if r.join_sent && !r.join_replied && r.left_at_us > r.joined_at_us + w.deadline_us {
             out.findings.push(Finding::ReplyMissing { receiver: r.vu });
         }
-        for &subject in &r.offline_seen {
-            let facts = senders.get(&subject);
-            let joined = facts.is_some_and(|f| f.join_sent.is_some());
-            if !joined || facts.is_some_and(|f| f.left.is_none()) {
+        for name in &r.offline_seen {
+            let subject = by_name.get(name.as_str()).copied();
+            if subject.is_none_or(|s| senders[&s].left.is_none()) {
                 out.findings.push(Finding::OfflineSpurious {
                     receiver: r.vu,
+                    name: name.clone(),
                     subject,
-                    joined,
                 });
             }
         }
@@ -229,12 +237,13 @@ pub fn settle(
                     });
                 }
             }
+            let name = facts.name.as_deref().unwrap_or_default();
             if sender != r.vu {
                 let due = facts.typing.iter().filter(|&&t| owed(t)).count() as u64;
                 if due > 0 {
                     // Without a mark, deliveries from near the window's edges may
                     // count too: a loss is only what even they cannot make up.
-                    let got = r.typing_from.get(&sender).copied().unwrap_or(0).min(due);
+                    let got = r.typing_from.get(name).copied().unwrap_or(0).min(due);
                     add(&mut out.typing, due, got);
                     if got < due {
                         out.findings.push(Finding::TypingLost {
@@ -245,16 +254,17 @@ pub fn settle(
                     }
                 }
             }
-            if facts.join_sent.is_some_and(owed) && !r.online_seen.contains(&sender) {
+            let seen = |names: &[String]| names.iter().any(|n| n == name);
+            if facts.join_sent.is_some_and(owed) && !seen(&r.online_seen) {
                 out.findings.push(Finding::OnlineMissing {
                     receiver: r.vu,
                     subject: sender,
                 });
             }
             if sender != r.vu
-                && facts.join_sent.is_some_and(|j| j < from)
+                && facts.join_sent.is_some()
                 && facts.left.is_some_and(owed)
-                && !r.offline_seen.contains(&sender)
+                && !seen(&r.offline_seen)
             {
                 out.findings.push(Finding::OfflineMissing {
                     receiver: r.vu,
@@ -339,74 +349,63 @@ mod tests {
 
     #[test]
     fn presence_and_replies_are_settled() {
+        let named = |name: &str, join_sent, left| SenderFacts {
+            name: Some(name.into()),
+            join_sent,
+            left,
+            ..Default::default()
+        };
         let senders = HashMap::from([
-            // 1 joined at 100 and left at 500; 3 never joined; 4 joined and never left.
-            (
-                1,
-                SenderFacts {
-                    join_sent: Some(100),
-                    left: Some(500),
-                    ..Default::default()
-                },
-            ),
-            (
-                3,
-                SenderFacts {
-                    left: Some(300),
-                    ..Default::default()
-                },
-            ),
-            (
-                4,
-                SenderFacts {
-                    join_sent: Some(50),
-                    ..Default::default()
-                },
-            ),
+            // a joined at 100 and left at 500; c never joined; d joined and never left.
+            (1, named("a", Some(100), Some(500))),
+            (3, named("c", None, Some(300))),
+            (4, named("d", Some(50), None)),
         ]);
         let r = ReceiverRecord {
             vu: 2,
             joined_at_us: 0,
             left_at_us: 10_000,
-            offline_seen: vec![3, 4],
+            online_seen: vec!["d".into()],
+            offline_seen: vec!["c".into(), "d".into()],
             join_sent: true,
             ..Default::default()
         };
         let s = settle(&[r], &senders, window(10, 100));
-        assert!(s.findings.contains(&Finding::OnlineMissing {
+        let has = |f: Finding| s.findings.contains(&f);
+        assert!(has(Finding::OnlineMissing {
             receiver: 2,
             subject: 1
         }));
-        assert!(s.findings.contains(&Finding::OfflineMissing {
+        assert!(has(Finding::OfflineMissing {
             receiver: 2,
             subject: 1
         }));
-        assert!(s.findings.contains(&Finding::OfflineSpurious {
+        assert!(has(Finding::OfflineSpurious {
             receiver: 2,
-            subject: 3,
-            joined: false
+            name: "c".into(),
+            subject: None
         }));
-        assert!(s.findings.contains(&Finding::OfflineSpurious {
+        assert!(has(Finding::OfflineSpurious {
             receiver: 2,
-            subject: 4,
-            joined: true
+            name: "d".into(),
+            subject: Some(4)
         }));
-        assert!(s.findings.contains(&Finding::ReplyMissing { receiver: 2 }));
+        assert!(has(Finding::ReplyMissing { receiver: 2 }));
+        assert_eq!(s.findings.len(), 5, "{:?}", s.findings);
     }
 
     #[test]
     fn typing_losses_are_counted_per_sender() {
-        let senders = HashMap::from([(
-            1,
-            SenderFacts {
-                typing: vec![100, 200, 300],
-                ..Default::default()
-            },
-        )]);
+        let facts = SenderFacts {
+            name: Some("a".into()),
+            typing: vec![100, 200, 300],
+            ..Default::default()
+        };
+        let senders = HashMap::from([(1, facts)]);
         let r = ReceiverRecord {
             vu: 2,
             left_at_us: 1_000,
-            typing_from: HashMap::from([(1, 1)]),
+            typing_from: HashMap::from([("a".into(), 1)]),
             ..Default::default()
         };
         let s = settle(&[r], &senders, window(0, 0));

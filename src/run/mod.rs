@@ -433,22 +433,18 @@ fn record_settlement(ctx: &Context, registry: &Registry, s: &Settlement) {
             ),
             Finding::OfflineSpurious {
                 receiver,
+                name,
                 subject,
-                joined,
             } => (
                 1,
                 ViolationKind::Presence,
                 *receiver,
                 model.leave.announce.event.as_str(),
                 "leaves announced only for clients that joined and left".to_owned(),
-                format!(
-                    "vu {subject} announced gone ({})",
-                    if *joined {
-                        "still connected"
-                    } else {
-                        "never joined"
-                    }
-                ),
+                match subject {
+                    Some(vu) => format!("{name:?} (vu {vu}) announced gone while still connected"),
+                    None => format!("{name:?} announced gone but never joined"),
+                },
             ),
             Finding::ReplyMissing { receiver } => (
                 1,

@@ -162,6 +162,55 @@ impl Inbox {
     }
 }
 
+/// A JSON string, borrowed from the input when it has no escapes; any other
+/// JSON value is skipped and read as `None`.
+struct MaybeStr<'de>(Option<Cow<'de, str>>);
+
+impl<'de> serde::Deserialize<'de> for MaybeStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaybeStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeStr(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeStr(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Two string fields of a JSON object, borrowed when unescaped, found without
 /// building the whole object.
 fn two_fields<'a>(json: &'a str, names: [&str; 2]) -> [Option<Cow<'a, str>>; 2] {
@@ -173,9 +222,13 @@ fn two_fields<'a>(json: &'a str, names: [&str; 2]) -> [Option<Cow<'a, str>>; 2] 
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = [None, None];
-            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                match self.0.iter().position(|n| *n == key) {
-                    Some(i) => out[i] = map.next_value::<Option<Cow<'de, str>>>().ok().flatten(),
+            while let Some(MaybeStr(key)) = map.next_key::<MaybeStr<'de>>()? {
+                match self
+                    .0
+                    .iter()
+                    .position(|n| !n.is_empty() && key.as_deref() == Some(*n))
+                {
+                    Some(i) => out[i] = map.next_value::<MaybeStr<'de>>()?.0,
                     None => {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -305,36 +358,26 @@ impl Receiver {
                 let [who, _] = arg.map_or([None, None], |a| {
                     two_fields(a.get(), [model.join.name_field.as_str(), ""])
                 });
+                // Settled by name at the end (senders may be in other shards);
+                // timed here when the sender is in this process.
                 let subject = who.as_deref().and_then(|w| self.ctx.roster.by_name(w));
+                let who = who.map(Cow::into_owned).unwrap_or_default();
                 if role == Role::JoinAnnounce {
                     let mine = self.inbox.join_name.lock().expect("name lock").clone();
-                    if who.is_some() && who.as_deref() == mine.as_deref() {
+                    if mine.as_deref() == Some(who.as_str()) {
                         self.own_announce_seen = true;
                     }
-                    if let Some((vu, log)) = subject {
-                        self.ledger.online_seen.push(vu);
-                        if let Some((intended, sent)) =
-                            log.join_times().filter(|&(_, s)| s <= at_us)
-                        {
-                            self.record_delivery(name, at_us, intended, sent);
-                        }
+                    let times = subject.and_then(|(_, log)| log.join_times());
+                    if let Some((intended, sent)) = times.filter(|&(_, s)| s <= at_us) {
+                        self.record_delivery(name, at_us, intended, sent);
                     }
+                    self.ledger.online_seen.push(who);
                 } else {
-                    match subject {
-                        Some((vu, log)) => {
-                            self.ledger.offline_seen.push(vu);
-                            if let Some(left) = log.left_at().filter(|&l| l <= at_us) {
-                                self.record_delivery(name, at_us, left, left);
-                            }
-                        }
-                        None => self.violation(
-                            Kind::Presence,
-                            name,
-                            "a leave announcement only for a client that joined".into(),
-                            arg.map_or("no payload".into(), |a| a.get().to_owned()),
-                            at_us,
-                        ),
+                    let left = subject.and_then(|(_, log)| log.left_at());
+                    if let Some(left) = left.filter(|&l| l <= at_us) {
+                        self.record_delivery(name, at_us, left, left);
                     }
+                    self.ledger.offline_seen.push(who);
                 }
             }
             Role::JoinReply => self.on_join_reply(name, arg, at_us),
@@ -399,10 +442,9 @@ impl Receiver {
     }
 
     fn on_unmarked(&mut self, event: &str, to: Recipients, who: Option<&str>, at_us: u64) {
-        let Some((vu, log)) = who.and_then(|w| self.ctx.roster.by_name(w)) else {
-            return;
-        };
-        if to == Recipients::Others && vu == self.vu() {
+        let Some(who) = who else { return };
+        let mine = self.inbox.join_name.lock().expect("name lock").clone();
+        if to == Recipients::Others && mine.as_deref() == Some(who) {
             self.violation(
                 Kind::Recipient,
                 event,
@@ -412,7 +454,16 @@ impl Receiver {
             );
             return;
         }
-        *self.ledger.typing_from.entry(vu).or_default() += 1;
+        match self.ledger.typing_from.get_mut(who) {
+            Some(n) => *n += 1,
+            None => {
+                self.ledger.typing_from.insert(who.to_owned(), 1);
+            }
+        }
+        // Timed when the sender is in this process.
+        let Some((vu, log)) = self.ctx.roster.by_name(who) else {
+            return;
+        };
         // Matched in order: the k-th seen from a sender is its next one sent
         // after this client entered the namespace.
         let times = {

@@ -77,6 +77,7 @@ impl SenderLog {
 
     fn facts(&self) -> SenderFacts {
         SenderFacts {
+            name: self.name(),
             messages: self.messages.lock().expect("log lock").clone(),
             typing: self
                 .typing
