@@ -41,6 +41,18 @@ enum Command {
         /// Profile of the embedded gateway used when no target is given.
         #[arg(long, value_enum, default_value = "strict")]
         gateway_profile: chorus_gateway::Profile,
+        /// Play part I of N of the clients (a distributed run; combine with `chorus merge`).
+        #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+        shard: Option<chorus::run::Shard>,
+        /// Like `--shard`, with I read from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+        #[arg(long, value_name = "N")]
+        shards: Option<u32>,
+        /// Start at this UTC instant (`2026-11-26T05:00:00Z` or `@<unix seconds>`), so shards start together.
+        #[arg(long, value_parser = chorus::run::parse_start_at)]
+        start_at: Option<std::time::SystemTime>,
+        /// Serve the run's live metrics in the Prometheus format at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Run the conformance suite against a gateway (without a target: against
     /// the reference gateway started in-process in the chosen profile).
@@ -107,7 +119,22 @@ async fn main() -> ExitCode {
             quiet,
             no_report,
             gateway_profile,
+            shard,
+            shards,
+            start_at,
+            metrics_addr,
         } => {
+            let shard = match (shard, shards) {
+                (Some(shard), _) => shard,
+                (None, Some(count)) => match chorus::run::Shard::from_job_index(count) {
+                    Ok(shard) => shard,
+                    Err(err) => {
+                        eprintln!("chorus: {err}");
+                        return ExitCode::from(2);
+                    }
+                },
+                (None, None) => chorus::run::Shard::WHOLE,
+            };
             let options = chorus::run::RunOptions {
                 scenario,
                 target,
@@ -115,6 +142,9 @@ async fn main() -> ExitCode {
                 overrides,
                 quiet,
                 gateway_profile,
+                shard,
+                start_at,
+                metrics_addr,
             };
             run(options, no_report).await
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chorus::metrics::{LatencyStats, Summary, Verdict};
-use chorus::run::{run, RunError, RunOptions, RunReport};
+use chorus::run::{run, RunError, RunOptions, RunReport, Shard};
 use chorus::scenario::Override;
 use chorus_gateway::{Faults, GatewayConfig, Profile, RunningGateway};
 
@@ -35,6 +35,9 @@ fn options(scenario: &str, target: Option<String>, overrides: &[&str]) -> RunOpt
             .collect(),
         quiet: true,
         gateway_profile: Profile::Seed,
+        shard: Shard::WHOLE,
+        start_at: None,
+        metrics_addr: None,
     }
 }
 

@@ -35,6 +35,14 @@ pub enum MetricsError {
         #[source]
         source: IntervalLogWriterError<V2DeflateSerializeError>,
     },
+    /// An interval log could not be read.
+    #[error("{path}: invalid interval log: {reason}")]
+    InvalidLog {
+        /// The `.hlog` file involved.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A `summary.json` declared a schema version this build does not understand.
     #[error("{path}: unsupported summary schema {found} (this chorus reads schema {expected})")]
     UnsupportedSchema {

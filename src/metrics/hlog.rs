@@ -8,15 +8,104 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-use hdrhistogram::serialization::V2DeflateSerializer;
+use base64::Engine as _;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry,
+};
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
 
 use super::error::MetricsError;
 use super::registry::IntervalSnapshot;
 
 /// One open `.hlog` file.
+/// The header comment naming a log's metric: `#chorus latency metric <name>, values in microseconds`.
+const NAME_PREFIX: &str = "chorus latency metric ";
+const NAME_SUFFIX: &str = ", values in microseconds";
+
+/// One interval read back from a log.
+#[derive(Debug, Clone)]
+pub struct LoggedInterval {
+    /// Start, relative to the log's base time.
+    pub start: Duration,
+    /// Length.
+    pub duration: Duration,
+    /// The interval's histogram.
+    pub histogram: Histogram<u64>,
+}
+
+/// An interval log read back: its metric, base time and intervals.
+#[derive(Debug, Clone)]
+pub struct IntervalLog {
+    /// The metric (from the header comment, else the file name).
+    pub name: String,
+    /// The instant interval starts are relative to.
+    pub base_time: SystemTime,
+    /// Every interval, in file order.
+    pub intervals: Vec<LoggedInterval>,
+}
+
+impl IntervalLog {
+    /// Reads `<metric>.hlog`.
+    pub fn read(path: &Path) -> Result<Self, MetricsError> {
+        let bytes = std::fs::read(path).map_err(|e| MetricsError::io(path, e))?;
+        let invalid = |reason: String| MetricsError::InvalidLog {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let name = String::from_utf8_lossy(&bytes)
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix('#')?
+                    .strip_prefix(NAME_PREFIX)?
+                    .strip_suffix(NAME_SUFFIX)
+                    .map(str::to_string)
+            })
+            .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        let mut base_time = UNIX_EPOCH;
+        let mut intervals = Vec::new();
+        let mut deserializer = Deserializer::new();
+        for entry in IntervalLogIterator::new(&bytes) {
+            match entry.map_err(|e| invalid(format!("{e:?}")))? {
+                LogEntry::BaseTime(t) => base_time = UNIX_EPOCH + t,
+                LogEntry::StartTime(_) => {}
+                LogEntry::Interval(interval) => {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(interval.encoded_histogram())
+                        .map_err(|e| invalid(e.to_string()))?;
+                    let histogram = deserializer
+                        .deserialize(&mut raw.as_slice())
+                        .map_err(|e| invalid(format!("{e:?}")))?;
+                    intervals.push(LoggedInterval {
+                        start: interval.start_timestamp(),
+                        duration: interval.duration(),
+                        histogram,
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            name,
+            base_time,
+            intervals,
+        })
+    }
+
+    /// The sum of every interval.
+    pub fn total(&self) -> Histogram<u64> {
+        let mut total = super::registry::new_histogram();
+        for i in &self.intervals {
+            total
+                .add(&i.histogram)
+                .expect("histograms of one range add up");
+        }
+        total
+    }
+}
+
 struct MetricLog {
     name: Arc<str>,
     path: PathBuf,
@@ -99,9 +188,7 @@ impl IntervalLogs {
         let file = File::create(&path).map_err(|e| MetricsError::io(&path, e))?;
         let mut writer = BufWriter::new(file);
         IntervalLogWriterBuilder::new()
-            .add_comment(&format!(
-                "chorus latency metric {name}, values in microseconds"
-            ))
+            .add_comment(&format!("{NAME_PREFIX}{name}{NAME_SUFFIX}"))
             .with_start_time(self.started_at)
             .with_base_time(self.started_at)
             .begin_log_with(&mut writer, &mut self.serializer)

@@ -57,7 +57,7 @@ pub use health::{
     assess, DriverReport, HealthConfig, HealthSampler, CPU_BOTTLENECK_FRACTION, CPU_PERCENT,
     RSS_BYTES, RUNTIME_LAG, RUNTIME_LAG_P99_LIMIT_US, SCHEDULE_LAG, SCHEDULE_LAG_P99_LIMIT_US,
 };
-pub use hlog::IntervalLogs;
+pub use hlog::{IntervalLog, IntervalLogs, LoggedInterval};
 pub use prometheus::render_prometheus;
 pub use registry::{
     new_histogram, CounterId, CounterTotal, Cumulative, GaugeId, GaugeReading, IntervalCounter,

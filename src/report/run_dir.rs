@@ -5,21 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use base64::Engine as _;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::ReportError;
 use super::junit::Conformance;
-use crate::metrics::{new_histogram, Summary, TimeSeries};
-
-/// Comment that [`IntervalLogs`](crate::metrics::IntervalLogs) writes at the
-/// top of each log, around the metric's real (unsanitized) name.
-const HLOG_NAME_PREFIX: &str = "#chorus latency metric ";
-const HLOG_NAME_SUFFIX: &str = ", values in microseconds";
+use crate::metrics::{IntervalLog, Summary, TimeSeries};
 
 /// One protocol violation with its evidence, as listed in `violations.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,41 +115,8 @@ fn read_hlog_dir(dir: &Path) -> Result<BTreeMap<String, Histogram<u64>>, ReportE
     Ok(histograms)
 }
 
-/// Reads one interval log: the metric name (from the header comment, else
-/// the file stem) and the sum of its interval histograms.
+/// Reads one interval log: the metric name and the sum of its intervals.
 pub(crate) fn read_hlog(path: &Path) -> Result<(String, Histogram<u64>), ReportError> {
-    let bytes = std::fs::read(path).map_err(|e| ReportError::io(path, e))?;
-    let invalid = |reason: String| ReportError::IntervalLog {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let name = String::from_utf8_lossy(&bytes)
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(HLOG_NAME_PREFIX)?
-                .strip_suffix(HLOG_NAME_SUFFIX)
-                .map(str::to_string)
-        })
-        .or_else(|| {
-            path.file_stem()
-                .map(|stem| stem.to_string_lossy().into_owned())
-        })
-        .unwrap_or_default();
-    let mut total = new_histogram();
-    let mut deserializer = Deserializer::new();
-    for entry in IntervalLogIterator::new(&bytes) {
-        let LogEntry::Interval(interval) = entry.map_err(|e| invalid(format!("{e:?}")))? else {
-            continue;
-        };
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(interval.encoded_histogram())
-            .map_err(|e| invalid(e.to_string()))?;
-        let histogram: Histogram<u64> = deserializer
-            .deserialize(&mut raw.as_slice())
-            .map_err(|e| invalid(format!("{e:?}")))?;
-        total
-            .add(&histogram)
-            .map_err(|e| invalid(format!("{e:?}")))?;
-    }
-    Ok((name, total))
+    let log = IntervalLog::read(path)?;
+    Ok((log.name.clone(), log.total()))
 }

@@ -13,6 +13,7 @@ use crate::scenario::{Scenario, Step, TokenSource};
 
 use super::receiver::Inbox;
 use super::roster::Roster;
+use super::shard::Shard;
 use super::violations::{Evidence, Kind, Violations};
 use crate::rules::ProtocolModel;
 
@@ -197,6 +198,11 @@ pub struct Context {
     pub expected_events: Vec<Arc<HashSet<String>>>,
     /// The run's time origin.
     pub epoch: Instant,
+    /// The time origin as microseconds since the UNIX epoch: ledger and mark
+    /// times are wall-clock based, so that shards on other processes agree.
+    epoch_unix_us: u64,
+    /// This process's part of the run.
+    pub shard: Shard,
     /// Clients connected right now.
     pub connected: AtomicI64,
     /// Next slot of the global message schedule, once it has started.
@@ -211,6 +217,7 @@ impl Context {
         client: ClientConfig,
         tokens: Option<TokenSource>,
         local_ips: Vec<IpAddr>,
+        shard: Shard,
         registry: &Registry,
     ) -> Self {
         let expected_events = scenario
@@ -236,15 +243,19 @@ impl Context {
             roster: Roster::default(),
             expected_events,
             epoch: registry.started(),
+            epoch_unix_us: registry
+                .started_at()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            shard,
             connected: AtomicI64::new(0),
             next_slot: Mutex::new(None),
         }
     }
 
-    /// Reports `n` violations of `kind` seen by virtual user `vu` at `at_us`.
+    /// Reports a violation of `kind` seen by virtual user `vu` at `at_us`.
     pub fn violation(
         &self,
-        n: u64,
         kind: Kind,
         vu: u32,
         event: &str,
@@ -253,9 +264,9 @@ impl Context {
         at_us: u64,
     ) {
         self.violations.report(
-            n,
+            1,
             Evidence {
-                t_s: at_us as f64 / 1e6,
+                t_s: at_us.saturating_sub(self.epoch_unix_us) as f64 / 1e6,
                 kind,
                 client: format!("vu {vu}"),
                 event: event.to_owned(),
@@ -265,9 +276,10 @@ impl Context {
         );
     }
 
-    /// Microseconds from the run epoch to `at`.
+    /// `at` in microseconds since the UNIX epoch, on this process's clock.
     pub fn micros(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+        let since = at.saturating_duration_since(self.epoch).as_micros();
+        self.epoch_unix_us + u64::try_from(since).unwrap_or(u64::MAX / 2)
     }
 
     /// Claims the next slot of the global message schedule (`load.messages`),
@@ -277,7 +289,9 @@ impl Context {
         let schedule = self.scenario.load.messages.as_ref()?;
         let mut next = self.next_slot.lock().expect("schedule lock");
         let slot = next.unwrap_or_else(Instant::now);
-        *next = Some(slot + schedule.arrival.next_gap(schedule.rate, rng));
+        // Each shard keeps its share of the global rate.
+        let rate = schedule.rate / f64::from(self.shard.count);
+        *next = Some(slot + schedule.arrival.next_gap(rate, rng));
         Some(slot)
     }
 }

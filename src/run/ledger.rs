@@ -125,6 +125,45 @@ pub struct ReceiverRecord {
     pub join_replied: bool,
 }
 
+/// A shard's half of the ledger, `ledger.json` in its run directory: what
+/// `chorus merge` settles across shards.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LedgerFile {
+    /// The protocol model the run was checked against (a shipped name or a path).
+    pub protocol: String,
+    /// Which shard wrote it (`I/N`).
+    pub shard: String,
+    /// Every receiver of the shard.
+    pub receivers: Vec<ReceiverRecord>,
+    /// Every sender of the shard.
+    pub senders: HashMap<u32, SenderFacts>,
+}
+
+impl LedgerFile {
+    /// The file's name in a run directory.
+    pub const FILE: &'static str = "ledger.json";
+
+    /// Writes `ledger.json` into `run_dir`.
+    pub fn write(&self, run_dir: &std::path::Path) -> Result<(), super::RunError> {
+        let path = run_dir.join(Self::FILE);
+        let json = serde_json::to_vec(self).expect("the ledger serializes");
+        std::fs::write(&path, json).map_err(|source| super::RunError::Io { path, source })
+    }
+
+    /// Reads `ledger.json` from `run_dir`.
+    pub fn read(run_dir: &std::path::Path) -> Result<Self, super::RunError> {
+        let path = run_dir.join(Self::FILE);
+        let bytes = std::fs::read(&path).map_err(|source| super::RunError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| super::RunError::Io {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })
+    }
+}
+
 /// Delivery totals of one kind of broadcast.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LedgerTotals {

@@ -10,9 +10,13 @@
 mod context;
 mod correlate;
 mod ledger;
+mod live;
+mod merge;
 mod progress;
 mod receiver;
 mod roster;
+mod settlement;
+mod shard;
 mod target;
 mod violations;
 mod vu;
@@ -36,8 +40,11 @@ use crate::rules::ProtocolModel;
 use crate::scenario::{Override, Phase, Scenario, ScenarioError, TokenSource};
 
 pub use ledger::{
-    settle, Finding, LedgerTotals, ReceiverRecord, SenderFacts, SeqRuns, Settlement, Window,
+    settle, Finding, LedgerFile, LedgerTotals, ReceiverRecord, SenderFacts, SeqRuns, Settlement,
+    Window,
 };
+pub use merge::merge;
+pub use shard::{parse_start_at, Shard};
 pub use violations::Kind as ViolationKind;
 
 use context::Context;
@@ -69,6 +76,12 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Profile of the embedded gateway, when no target is given.
     pub gateway_profile: Profile,
+    /// This process's part of a distributed run (`Shard::WHOLE` for all of it).
+    pub shard: Shard,
+    /// When to start (all shards of a distributed run start together).
+    pub start_at: Option<SystemTime>,
+    /// Serve live metrics in the Prometheus format here during the run.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Why a run could not be carried out.
@@ -91,6 +104,14 @@ pub enum RunError {
     /// Writing results failed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The live metrics endpoint cannot listen.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsAddr {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The run directory cannot be written.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -173,7 +194,23 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
                 _ => "seed".to_owned(),
             });
     let model = ProtocolModel::resolve(&model_name, &scenario.base_dir)?;
-    let result = play(scenario, model, &target, tokens, &run_dir, options.quiet).await;
+    if let Some(start) = options.start_at {
+        if let Ok(wait) = start.duration_since(SystemTime::now()) {
+            if !options.quiet {
+                eprintln!("waiting {:.1} s for --start-at", wait.as_secs_f64());
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let result = play(
+        scenario,
+        (model, &model_name),
+        &target,
+        tokens,
+        &run_dir,
+        &options,
+    )
+    .await;
     target.stop().await;
     result
 }
@@ -238,15 +275,16 @@ fn planned_clients(scenario: &Scenario) -> u64 {
 
 async fn play(
     scenario: Scenario,
-    model: ProtocolModel,
+    (model, model_source): (ProtocolModel, &str),
     target: &Target,
     tokens: Option<TokenSource>,
     run_dir: &Path,
-    quiet: bool,
+    options: &RunOptions,
 ) -> Result<RunReport, RunError> {
+    let quiet = options.quiet;
     // Thousands of sockets need thousands of file descriptors.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let planned = planned_clients(&scenario);
+    let planned = planned_clients(&scenario).div_ceil(u64::from(options.shard.count));
     let registry = Registry::new();
     let mut client = ClientConfig::new(target.url());
     client.path = scenario.socketio.path.clone();
@@ -258,8 +296,18 @@ async fn play(
     };
     let local_ips = target::source_addresses(target.url(), planned);
     let ctx = Arc::new(Context::new(
-        scenario, model, client, tokens, local_ips, &registry,
+        scenario,
+        model,
+        client,
+        tokens,
+        local_ips,
+        options.shard,
+        &registry,
     ));
+    let live = match options.metrics_addr {
+        Some(addr) => Some(live::serve(addr, registry.clone()).await?),
+        None => None,
+    };
     let p99_of = format!(
         "delivery.{}",
         ctx.model
@@ -323,18 +371,41 @@ async fn play(
     }
     progress.finish();
     health.stop().await;
+    if let Some(live) = live {
+        live.abort();
+    }
 
     // Settle the ledger, then collect once more so its counters are in the summary.
+    // A shard cannot: its receivers heard senders of other shards. It writes
+    // its half of the ledger for `chorus merge` instead.
     let (receivers, senders) = ctx.roster.take_ledger();
-    let settlement = settle(
-        &receivers,
-        &senders,
-        Window {
-            margin_us: LEDGER_MARGIN.as_micros() as u64,
-            deadline_us: DELIVERY_DEADLINE.as_micros() as u64,
-        },
-    );
-    record_settlement(&ctx, &registry, &settlement);
+    if ctx.shard.count > 1 {
+        let ledger = LedgerFile {
+            protocol: model_source.to_owned(),
+            shard: ctx.shard.to_string(),
+            receivers,
+            senders,
+        };
+        ledger.write(run_dir)?;
+    } else {
+        let settlement = settle(
+            &receivers,
+            &senders,
+            Window {
+                margin_us: LEDGER_MARGIN.as_micros() as u64,
+                deadline_us: DELIVERY_DEADLINE.as_micros() as u64,
+            },
+        );
+        let rec = registry.recorder();
+        for (name, n) in settlement::counters(&settlement) {
+            rec.add(registry.counter(&name), n);
+        }
+        for (n, evidence) in
+            settlement::evidence(&settlement, &ctx.model, started.elapsed().as_secs_f64())
+        {
+            ctx.violations.report(n, evidence);
+        }
+    }
     ctx.violations
         .write(run_dir)
         .map_err(|source| RunError::Io {
@@ -358,105 +429,6 @@ async fn play(
         run_dir: run_dir.to_owned(),
         aborted,
     })
-}
-
-/// Turns what settling found into counters and evidence.
-fn record_settlement(ctx: &Context, registry: &Registry, s: &Settlement) {
-    let rec = registry.recorder();
-    for (prefix, totals) in [
-        ("deliveries", s.messages),
-        ("deliveries.unmarked", s.typing),
-    ] {
-        rec.add(
-            registry.counter(&format!("{prefix}.expected")),
-            totals.expected,
-        );
-        rec.add(
-            registry.counter(&format!("{prefix}.received")),
-            totals.received,
-        );
-        rec.add(registry.counter(&format!("{prefix}.lost")), totals.lost);
-    }
-    let model = &ctx.model;
-    let marked = model
-        .broadcasts
-        .iter()
-        .find(|b| b.mark_field.is_some())
-        .map_or("", |b| b.event.as_str());
-    let unmarked = model
-        .broadcasts
-        .iter()
-        .find(|b| b.mark_field.is_none())
-        .map_or("", |b| b.event.as_str());
-    let end = ctx.micros(Instant::now());
-    for f in &s.findings {
-        let (n, kind, vu, event, expected, got) = match f {
-            Finding::MessagesLost {
-                receiver,
-                sender,
-                count,
-            } => (
-                *count,
-                ViolationKind::Loss,
-                *receiver,
-                marked,
-                format!("every message vu {sender} sent while it was in"),
-                format!("{count} never arrived"),
-            ),
-            Finding::TypingLost {
-                receiver,
-                sender,
-                count,
-            } => (
-                *count,
-                ViolationKind::Loss,
-                *receiver,
-                unmarked,
-                format!("every {unmarked} of vu {sender} while it was in"),
-                format!("{count} never arrived"),
-            ),
-            Finding::OnlineMissing { receiver, subject } => (
-                1,
-                ViolationKind::Presence,
-                *receiver,
-                model.join.announce.event.as_str(),
-                format!("the join of vu {subject}"),
-                "never announced".to_owned(),
-            ),
-            Finding::OfflineMissing { receiver, subject } => (
-                1,
-                ViolationKind::Presence,
-                *receiver,
-                model.leave.announce.event.as_str(),
-                format!("the leave of vu {subject}"),
-                "never announced".to_owned(),
-            ),
-            Finding::OfflineSpurious {
-                receiver,
-                name,
-                subject,
-            } => (
-                1,
-                ViolationKind::Presence,
-                *receiver,
-                model.leave.announce.event.as_str(),
-                "leaves announced only for clients that joined and left".to_owned(),
-                match subject {
-                    Some(vu) => format!("{name:?} (vu {vu}) announced gone while still connected"),
-                    None => format!("{name:?} announced gone but never joined"),
-                },
-            ),
-            Finding::ReplyMissing { receiver } => (
-                1,
-                ViolationKind::Reply,
-                *receiver,
-                model.join.reply.event.as_str(),
-                format!("{} after {}", model.join.reply.event, model.join.event),
-                "never arrived".to_owned(),
-            ),
-        };
-        ctx.violation(n, kind, vu, event, expected, got, end);
-    }
 }
 
 /// How long a client may go without a delivery owed to everyone while
@@ -496,7 +468,6 @@ fn watch_liveness(
                 && !inbox.reported_stalled.swap(true, Relaxed)
             {
                 ctx.violation(
-                    1,
                     ViolationKind::Liveness,
                     inbox.vu,
                     "",
@@ -516,7 +487,6 @@ fn watch_liveness(
         let since = *quiet_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= LIVENESS_BOUND {
             ctx.violation(
-                1,
                 ViolationKind::Liveness,
                 0,
                 "",
@@ -550,7 +520,7 @@ fn summarize(
 
 /// Evaluates the scenario's thresholds and the built-in check that no
 /// delivery rule was violated; returns whether all held.
-fn evaluate(summary: &mut Summary, scenario: &Scenario) -> bool {
+pub(crate) fn evaluate(summary: &mut Summary, scenario: &Scenario) -> bool {
     let mut pass = true;
     for t in &scenario.thresholds {
         let stat = t.stat.map(|s| s.to_string());
@@ -572,16 +542,28 @@ async fn drive(ctx: Arc<Context>, phase: watch::Sender<String>, mut end: watch::
     let mut vus = JoinSet::new();
     let mut stages: Vec<watch::Sender<Stage>> = Vec::new();
     let mut picker = ctx.scenario.group_picker();
+    let shard = ctx.shard;
+    // Every process numbers and assigns all virtual users alike; each plays its own.
     let mut next_vu = 0u32;
-    let mut spawn = |vus: &mut JoinSet<()>, stages: &mut Vec<watch::Sender<Stage>>| {
-        let Some(group) = picker.next_group() else {
-            return;
+    // An arrival over a phase's `max` still takes its number, so shards stay in step.
+    let mut spawn =
+        |vus: &mut JoinSet<()>, stages: &mut Vec<watch::Sender<Stage>>, capped: bool| {
+            let Some(group) = picker.next_group() else {
+                return;
+            };
+            let k = next_vu;
+            next_vu += 1;
+            if !shard.owns(k) {
+                return;
+            }
+            if capped {
+                ctx.recorder.add(ctx.ids.arrivals_dropped, 1);
+                return;
+            }
+            let (tx, rx) = watch::channel(Stage::Running);
+            vus.spawn(Vu::new(ctx.clone(), k, group).run(rx));
+            stages.push(tx);
         };
-        let (tx, rx) = watch::channel(Stage::Running);
-        vus.spawn(Vu::new(ctx.clone(), next_vu, group).run(rx));
-        stages.push(tx);
-        next_vu += 1;
-    };
     let phases = ctx.scenario.load.phases.clone();
     let count = phases.len();
     let play_phases = async {
@@ -596,7 +578,9 @@ async fn drive(ctx: Arc<Context>, phase: watch::Sender<String>, mut end: watch::
                         tokio::time::sleep_until(start + over.mul_f64(k as f64 / steps as f64))
                             .await;
                         if *to > level {
-                            spawn(&mut vus, &mut stages);
+                            spawn(&mut vus, &mut stages, false);
+                        } else if !shard.owns(k as u32) {
+                            // Another shard stops this one.
                         } else if let Some(s) = stages
                             .iter()
                             .find(|s| !s.is_closed() && *s.borrow() == Stage::Running)
@@ -618,7 +602,13 @@ async fn drive(ctx: Arc<Context>, phase: watch::Sender<String>, mut end: watch::
                     arrival,
                 } => {
                     phase.send_replace(format!("arrive {}/{count}", i + 1));
-                    let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
+                    // Shards draw the same arrival times, so together they make one run's.
+                    let mut rng = if shard.count > 1 {
+                        rand::rngs::SmallRng::seed_from_u64(i as u64)
+                    } else {
+                        rand::rngs::SmallRng::from_rng(&mut rand::rng())
+                    };
+                    let max = max.map(|m| m.div_ceil(u64::from(shard.count)));
                     let mut at = start;
                     loop {
                         at += arrival.next_gap(*rate, &mut rng);
@@ -626,11 +616,8 @@ async fn drive(ctx: Arc<Context>, phase: watch::Sender<String>, mut end: watch::
                             break;
                         }
                         tokio::time::sleep_until(at).await;
-                        if max.is_some_and(|m| ctx.connected.load(Relaxed) >= m as i64) {
-                            ctx.recorder.add(ctx.ids.arrivals_dropped, 1);
-                        } else {
-                            spawn(&mut vus, &mut stages);
-                        }
+                        let capped = max.is_some_and(|m| ctx.connected.load(Relaxed) >= m as i64);
+                        spawn(&mut vus, &mut stages, capped);
                     }
                     tokio::time::sleep_until(start + *duration).await;
                 }

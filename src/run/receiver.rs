@@ -279,7 +279,7 @@ impl Receiver {
 
     fn violation(&self, kind: Kind, event: &str, expected: String, got: String, at_us: u64) {
         self.ctx
-            .violation(1, kind, self.vu(), event, expected, got, at_us);
+            .violation(kind, self.vu(), event, expected, got, at_us);
     }
 
     fn record_delivery(&self, event: &str, at_us: u64, intended_us: u64, sent_us: u64) {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::{CounterId, Recorder, Registry};
 
@@ -13,7 +13,7 @@ use crate::metrics::{CounterId, Recorder, Registry};
 const MAX_EVIDENCE: usize = 200;
 
 /// The kinds of violation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A broadcast owed to a receiver never reached it.
@@ -62,7 +62,7 @@ impl Kind {
 }
 
 /// One violation with its evidence.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evidence {
     /// Seconds since the run started.
     pub t_s: f64,
@@ -118,9 +118,27 @@ impl Violations {
 
     /// Writes `violations.json`: the kept evidence, in time order.
     pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
-        let mut kept = self.kept.lock().expect("evidence lock").clone();
-        kept.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
-        let json = serde_json::to_string_pretty(&kept).expect("evidence serializes");
-        std::fs::write(run_dir.join("violations.json"), json)
+        write_evidence(run_dir, self.kept.lock().expect("evidence lock").clone())
+    }
+}
+
+/// The evidence file's name in a run directory.
+pub const EVIDENCE_FILE: &str = "violations.json";
+
+/// Writes evidence to `violations.json`, in time order, at most the first ones kept.
+pub fn write_evidence(run_dir: &Path, mut evidence: Vec<Evidence>) -> std::io::Result<()> {
+    evidence.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+    evidence.truncate(MAX_EVIDENCE);
+    let json = serde_json::to_string_pretty(&evidence).expect("evidence serializes");
+    std::fs::write(run_dir.join(EVIDENCE_FILE), json)
+}
+
+/// Reads `violations.json` (none when absent).
+pub fn read_evidence(run_dir: &Path) -> std::io::Result<Vec<Evidence>> {
+    match std::fs::read(run_dir.join(EVIDENCE_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
 }

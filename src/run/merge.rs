@@ -1,0 +1,300 @@
+//! `chorus merge`: combines the run directories of the shards of one
+//! distributed run into one, exactly: interval histograms added losslessly
+//! second by second, counters summed, and the delivery ledger settled across
+//! shards as a single process would have (a client of shard 1 owed what a
+//! client of shard 2 sent).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+
+use crate::metrics::{
+    new_histogram, CounterTotal, Cumulative, GaugeReading, IntervalCounter, IntervalLog,
+    IntervalLogs, IntervalSnapshot, NamedHistogram, RunInfo, Summary, TimeSeries,
+};
+use crate::rules::ProtocolModel;
+use crate::scenario::Scenario;
+
+use super::ledger::{settle, LedgerFile, Window};
+use super::violations::{read_evidence, write_evidence, Evidence};
+use super::{settlement, RunError, DELIVERY_DEADLINE, LEDGER_MARGIN};
+
+/// One shard's run directory, read.
+struct ShardDir {
+    dir: PathBuf,
+    summary: Summary,
+    logs: Vec<IntervalLog>,
+    series: Option<TimeSeries>,
+    ledger: Option<LedgerFile>,
+    evidence: Vec<Evidence>,
+    scenario: String,
+}
+
+fn invalid(dir: &Path, what: impl std::fmt::Display) -> RunError {
+    RunError::Io {
+        path: dir.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string()),
+    }
+}
+
+impl ShardDir {
+    fn read(dir: &Path) -> Result<Self, RunError> {
+        let io = |path: PathBuf| move |source| RunError::Io { path, source };
+        let summary = Summary::read(&dir.join("summary.json"))?;
+        let mut logs = Vec::new();
+        let hdr = dir.join("hdr");
+        for entry in std::fs::read_dir(&hdr).map_err(io(hdr.clone()))? {
+            let path = entry.map_err(io(hdr.clone()))?.path();
+            if path.extension().is_some_and(|e| e == "hlog") {
+                logs.push(IntervalLog::read(&path)?);
+            }
+        }
+        let series_path = dir.join("timeseries.json");
+        let series = series_path
+            .exists()
+            .then(|| TimeSeries::read(&series_path))
+            .transpose()?;
+        let ledger = dir
+            .join(LedgerFile::FILE)
+            .exists()
+            .then(|| LedgerFile::read(dir))
+            .transpose()?;
+        let scenario_path = dir.join("scenario.yml");
+        Ok(Self {
+            summary,
+            logs,
+            series,
+            ledger,
+            evidence: read_evidence(dir).map_err(io(dir.join(super::violations::EVIDENCE_FILE)))?,
+            scenario: std::fs::read_to_string(&scenario_path).map_err(io(scenario_path))?,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// When the shard's clock started (the interval logs' base time).
+    fn started_at(&self) -> Option<SystemTime> {
+        self.logs.first().map(|l| l.base_time)
+    }
+}
+
+/// Per-second totals of all shards.
+#[derive(Default)]
+struct Second {
+    latencies: BTreeMap<String, Histogram<u64>>,
+    deltas: BTreeMap<String, f64>,
+    gauges: BTreeMap<String, f64>,
+}
+
+/// Merges the shard run directories `dirs` into `out` and returns the merged summary.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
+    let shards = dirs
+        .iter()
+        .map(|d| ShardDir::read(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = shards
+        .first()
+        .ok_or_else(|| invalid(out, "no run directories to merge"))?;
+    let with_ledger = shards.iter().filter(|s| s.ledger.is_some()).count();
+    if with_ledger != 0 && with_ledger != shards.len() {
+        return Err(invalid(
+            out,
+            "some directories are shards (have ledger.json) and some are not",
+        ));
+    }
+    let base = shards
+        .iter()
+        .filter_map(ShardDir::started_at)
+        .min()
+        .ok_or_else(|| invalid(&first.dir, "no interval logs"))?;
+    std::fs::create_dir_all(out).map_err(|source| RunError::Io {
+        path: out.to_owned(),
+        source,
+    })?;
+
+    // Second by second: interval histograms added, counter increases and gauges summed.
+    let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
+    let second_of = |start: SystemTime| start.duration_since(base).unwrap_or_default().as_secs();
+    let mut totals: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    for shard in &shards {
+        for log in &shard.logs {
+            let total = totals.entry(log.name.clone()).or_insert_with(new_histogram);
+            for interval in &log.intervals {
+                let second = seconds
+                    .entry(second_of(log.base_time + interval.start))
+                    .or_default();
+                let h = second
+                    .latencies
+                    .entry(log.name.clone())
+                    .or_insert_with(new_histogram);
+                h.add(&interval.histogram)
+                    .map_err(|e| invalid(&shard.dir, format!("{e:?}")))?;
+                total
+                    .add(&interval.histogram)
+                    .map_err(|e| invalid(&shard.dir, format!("{e:?}")))?;
+            }
+        }
+        let (Some(series), Some(started)) = (&shard.series, shard.started_at()) else {
+            continue;
+        };
+        for point in &series.points {
+            let start = started + Duration::from_secs_f64((point.t_s - point.duration_s).max(0.0));
+            let second = seconds.entry(second_of(start)).or_default();
+            for (name, rate) in &point.rates {
+                *second.deltas.entry(name.clone()).or_default() += rate * point.duration_s;
+            }
+            for (name, value) in &point.gauges {
+                *second.gauges.entry(name.clone()).or_default() += value;
+            }
+        }
+    }
+    let latency_names: BTreeSet<&String> = totals.keys().collect();
+    let counter_names: BTreeSet<String> = seconds
+        .values()
+        .flat_map(|s| s.deltas.keys().cloned())
+        .collect();
+    let mut logs = IntervalLogs::create(out, base)?;
+    let mut series = TimeSeries::new(base);
+    let mut running: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut gauge_max: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (&second, data) in &seconds {
+        let snapshot = IntervalSnapshot {
+            start: Duration::from_secs(second),
+            duration: Duration::from_secs(1),
+            // Every metric in every interval, in one order: the logs expect it.
+            latencies: latency_names
+                .iter()
+                .map(|name| NamedHistogram {
+                    name: Arc::from(name.as_str()),
+                    histogram: data
+                        .latencies
+                        .get(*name)
+                        .cloned()
+                        .unwrap_or_else(new_histogram),
+                })
+                .collect(),
+            counters: counter_names
+                .iter()
+                .map(|name| {
+                    let delta = data.deltas.get(name).copied().unwrap_or(0.0).round() as u64;
+                    let total = running.entry(name).or_default();
+                    *total += delta;
+                    IntervalCounter {
+                        name: Arc::from(name.as_str()),
+                        delta,
+                        total: *total,
+                    }
+                })
+                .collect(),
+            gauges: data
+                .gauges
+                .iter()
+                .map(|(name, &value)| {
+                    let entry = gauge_max.entry(name.clone()).or_insert((value, value));
+                    *entry = (value, entry.1.max(value));
+                    GaugeReading {
+                        name: Arc::from(name.as_str()),
+                        last: value,
+                        max: entry.1,
+                    }
+                })
+                .collect(),
+        };
+        logs.write(&snapshot)?;
+        series.push(&snapshot);
+    }
+    series.write(out)?;
+
+    // Totals: counters are exact in each shard's summary; the ledger is settled across shards.
+    let mut counters: BTreeMap<String, u64> = BTreeMap::new();
+    for shard in &shards {
+        for (name, n) in &shard.summary.counters {
+            *counters.entry(name.clone()).or_default() += n;
+        }
+        for (kind, n) in &shard.summary.violations {
+            *counters.entry(format!("violations.{kind}")).or_default() += n;
+        }
+    }
+    let mut evidence: Vec<Evidence> = shards
+        .iter()
+        .flat_map(|s| s.evidence.iter().cloned())
+        .collect();
+    let duration_s = shards
+        .iter()
+        .map(|s| s.summary.duration_s)
+        .fold(0.0, f64::max);
+    if with_ledger > 0 {
+        let ledgers: Vec<&LedgerFile> = shards.iter().filter_map(|s| s.ledger.as_ref()).collect();
+        let receivers: Vec<_> = ledgers
+            .iter()
+            .flat_map(|l| l.receivers.iter().cloned())
+            .collect();
+        let senders: HashMap<_, _> = ledgers.iter().flat_map(|l| l.senders.clone()).collect();
+        let settlement = settle(
+            &receivers,
+            &senders,
+            Window {
+                margin_us: LEDGER_MARGIN.as_micros() as u64,
+                deadline_us: DELIVERY_DEADLINE.as_micros() as u64,
+            },
+        );
+        for (name, n) in settlement::counters(&settlement) {
+            *counters.entry(name).or_default() += n;
+        }
+        let model = ProtocolModel::resolve(&ledgers[0].protocol, &first.dir)?;
+        for (n, e) in settlement::evidence(&settlement, &model, duration_s) {
+            *counters
+                .entry(format!("violations.{}", e.kind.as_str()))
+                .or_default() += n;
+            evidence.push(e);
+        }
+    }
+    let cumulative = Cumulative {
+        elapsed: Duration::from_secs_f64(duration_s),
+        latencies: totals
+            .into_iter()
+            .map(|(name, histogram)| NamedHistogram {
+                name: Arc::from(name),
+                histogram,
+            })
+            .collect(),
+        counters: counters
+            .into_iter()
+            .map(|(name, total)| CounterTotal {
+                name: Arc::from(name),
+                total,
+            })
+            .collect(),
+        gauges: gauge_max
+            .into_iter()
+            .map(|(name, (last, max))| GaugeReading {
+                name: Arc::from(name),
+                last,
+                max,
+            })
+            .collect(),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let info = RunInfo {
+        scenario: first.summary.scenario.clone(),
+        target: first.summary.target.clone(),
+        started_at: base,
+        duration: Duration::from_secs_f64(duration_s),
+    };
+    let mut summary = Summary::from_cumulative(&cumulative, info, cores);
+    let scenario_path = first.dir.join("scenario.yml");
+    let scenario = Scenario::from_str(&first.scenario, &scenario_path.display().to_string())?;
+    super::evaluate(&mut summary, &scenario);
+    summary.write(&out.join("summary.json"))?;
+    write_evidence(out, evidence).map_err(|source| RunError::Io {
+        path: out.join("violations.json"),
+        source,
+    })?;
+    std::fs::write(out.join("scenario.yml"), &first.scenario).map_err(|source| RunError::Io {
+        path: out.join("scenario.yml"),
+        source,
+    })?;
+    Ok(summary)
+}
