@@ -82,6 +82,20 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         cases: Option<PathBuf>,
     },
+    /// Combine the run directories of the shards of one distributed run into
+    /// one: histograms merged losslessly, counters summed, the delivery ledger
+    /// settled across shards. Exit codes as for `run`.
+    Merge {
+        /// The shards' run directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The merged run directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Do not write report.html and summary.md.
+        #[arg(long)]
+        no_report: bool,
+    },
     /// Run the reference chat gateway (the same server and flags as `chorus-gateway`).
     Serve {
         #[command(flatten)]
@@ -148,6 +162,11 @@ async fn main() -> ExitCode {
             };
             run(options, no_report).await
         }
+        Command::Merge {
+            dirs,
+            out,
+            no_report,
+        } => merge(&dirs, &out, no_report),
         Command::Conform {
             target,
             profile,
@@ -194,14 +213,12 @@ async fn run(options: chorus::run::RunOptions, no_report: bool) -> ExitCode {
     match chorus::run::run(options).await {
         Ok(report) => {
             if !no_report {
-                match chorus::report::render_run_dir(&report.run_dir) {
-                    Ok(files) if !quiet => {
-                        for path in files.paths() {
-                            eprintln!("wrote {}", path.display());
-                        }
+                if quiet {
+                    if let Err(err) = chorus::report::render_run_dir(&report.run_dir) {
+                        eprintln!("chorus: cannot render the report: {err}");
                     }
-                    Ok(_) => {}
-                    Err(err) => eprintln!("chorus: cannot render the report: {err}"),
+                } else {
+                    report_quietly(&report.run_dir);
                 }
             }
             if !quiet {
@@ -227,6 +244,43 @@ async fn conform(options: &chorus::conform::ConformOptions) -> ExitCode {
             eprintln!("chorus: {err}");
             ExitCode::from(err.exit_code())
         }
+    }
+}
+
+/// `chorus merge`: merges shard run directories, then renders the reports.
+fn merge(dirs: &[PathBuf], out: &Path, no_report: bool) -> ExitCode {
+    match chorus::run::merge(dirs, out) {
+        Ok(summary) => {
+            eprintln!("{}", chorus::metrics::render_table(&summary));
+            if !no_report {
+                report_quietly(out);
+            }
+            eprintln!(
+                "merged into {} — verdict: {:?}",
+                out.display(),
+                summary.verdict
+            );
+            ExitCode::from(match summary.verdict {
+                chorus::metrics::Verdict::Pass => 0,
+                chorus::metrics::Verdict::Fail => 1,
+            })
+        }
+        Err(err) => {
+            eprintln!("chorus: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Renders a run directory's reports, saying where they went (or why not).
+fn report_quietly(run_dir: &Path) {
+    match chorus::report::render_run_dir(run_dir) {
+        Ok(files) => {
+            for path in files.paths() {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        Err(err) => eprintln!("chorus: cannot render the report: {err}"),
     }
 }
 

@@ -114,6 +114,11 @@ impl Roster {
             .clone()
     }
 
+    /// The log of virtual user `vu`, if it plays in this process.
+    pub fn get(&self, vu: u32) -> Option<Arc<SenderLog>> {
+        self.senders.read().expect("roster lock").get(&vu).cloned()
+    }
+
     /// Looks up a sender by the name it joined with.
     pub fn by_name(&self, name: &str) -> Option<(u32, Arc<SenderLog>)> {
         let vu = *self.names.read().expect("roster lock").get(name)?;
