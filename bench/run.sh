@@ -27,7 +27,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Waits (at most QUIET_WAIT_S, default 180 s) until the machine is nearly
+# idle: less than 15% of one core busy over 2 s.
+wait_quiet() {
+    local deadline=$((SECONDS + ${QUIET_WAIT_S:-180})) m0 m1 busy
+    while ((SECONDS < deadline)); do
+        m0=$(machine_busy_seconds)
+        sleep 2
+        m1=$(machine_busy_seconds)
+        busy=$(echo "($m1 - $m0) * 50" | bc)
+        if (($(echo "$busy < 15" | bc))); then
+            return 0
+        fi
+    done
+    echo "warning: the machine stayed busy (${busy}% of one core); measuring anyway" >&2
+}
+
 machine() {
+    wait_quiet
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "nproc: $(nproc)"
     free -g | sed -n 2p | awk '{print "memory: " $2 " GiB total"}'
@@ -38,6 +55,29 @@ machine() {
 # CPU seconds (user + system) a process has used so far.
 cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# Busy CPU seconds of the whole machine (every core), from /proc/stat.
+machine_busy_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print ($2 + $3 + $4 + $7 + $8 + $9) / hz}' /proc/stat
+}
+
+# Softirq CPU seconds of the whole machine, from /proc/stat.
+machine_softirq_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print $8 / hz}' /proc/stat
+}
+
+# Samples the CPU use of chorus ($1) and the server ($2) over $3 seconds, and
+# of everything else on the machine (other processes and kernel softirq work).
+cpu_window() {
+    local c0 s0 m0 q0 c1 s1 m1 q1
+    c0=$(cpu_seconds "$1") s0=$(cpu_seconds "$2") m0=$(machine_busy_seconds) q0=$(machine_softirq_seconds)
+    sleep "$3"
+    c1=$(cpu_seconds "$1") s1=$(cpu_seconds "$2") m1=$(machine_busy_seconds) q1=$(machine_softirq_seconds)
+    echo "cpu over $3 s (100% = one core): chorus $(echo "scale=1; ($c1 - $c0) * 100 / $3" | bc)%," \
+        "server $(echo "scale=1; ($s1 - $s0) * 100 / $3" | bc)%," \
+        "everything else $(echo "scale=1; (($m1 - $m0) - ($c1 - $c0) - ($s1 - $s0)) * 100 / $3" | bc)%" \
+        "(of which kernel softirq $(echo "scale=1; ($q1 - $q0) * 100 / $3" | bc)%)"
 }
 
 rss_mib() {
@@ -114,23 +154,15 @@ bench_fanout() {
     echo "== fanout via the gateway: $listeners listeners + 4 writers, $rate =="
     machine
     start_gateway
-    local gw0
-    gw0=$(cpu_seconds "$SERVER_PID")
-    local t0=$SECONDS
+    rm -rf "$OUT/fanout"
     taskset -c 1 "$BIN/chorus" run bench/scenarios/fanout.yml --target "http://127.0.0.1:$PORT" \
         --set "load.phases.0.ramp.to=$((listeners + 4))" --set "load.messages.rate=$rate" \
         --out "$OUT/fanout" --quiet --no-report &
     local chorus_pid=$!
-    # CPU of both processes over the sending window (seconds 10 to 30).
-    sleep 10
-    local c0 g0
-    c0=$(cpu_seconds "$chorus_pid") g0=$(cpu_seconds "$SERVER_PID")
-    sleep 20
-    local c1 g1
-    c1=$(cpu_seconds "$chorus_pid") g1=$(cpu_seconds "$SERVER_PID")
+    # CPU over the sending window (seconds 12 to 32 of the run).
+    sleep 12
+    cpu_window "$chorus_pid" "$SERVER_PID" 20
     wait "$chorus_pid" || true
-    echo "cpu over 20 s of sending: chorus $(echo "($c1 - $c0) * 5" | bc)%, gateway $(echo "($g1 - $g0) * 5" | bc)% (100% = one core)"
-    echo "run took $((SECONDS - t0)) s; gateway cpu total $(echo "$(cpu_seconds "$SERVER_PID") - $gw0" | bc) s"
     delivery_rate "$OUT/fanout"
     cleanup
 }
@@ -143,15 +175,14 @@ bench_fast() {
         --clients "$clients" --messages "$messages" --max-s 150 &
     SERVER_PID=$!
     sleep 1
-    chorus_run "$OUT/fast" bench/scenarios/listen.yml --target "http://127.0.0.1:$FAST_PORT" \
-        --set "load.phases.0.ramp.to=$clients" --set groups.0.flow.1.listen=90s \
-        --set load.phases.1.hold=90s &
+    rm -rf "$OUT/fast"
+    taskset -c 1 "$BIN/chorus" run bench/scenarios/listen.yml --target "http://127.0.0.1:$FAST_PORT" \
+        --set "load.phases.0.ramp.to=$clients" --set groups.0.flow.1.listen=60s \
+        --set load.phases.1.hold=60s --out "$OUT/fast" --quiet --no-report &
     local chorus_pid=$!
-    sleep 15
-    local c0
-    c0=$(cpu_seconds "$chorus_pid")
+    # CPU over the receiving window (seconds 10 to 30 of the run).
     sleep 10
-    echo "chorus cpu over 10 s of receiving: $(echo "($(cpu_seconds "$chorus_pid") - $c0) * 10" | bc)% (100% = one core)"
+    cpu_window "$chorus_pid" "$SERVER_PID" 20
     wait "$chorus_pid" || true
     delivery_rate "$OUT/fast"
     cleanup

@@ -1,5 +1,5 @@
 //! The case format: YAML files of cases, each a list of steps that a generic
-//! runner plays (see `README-section.md`), and the loader that types them and
+//! runner plays (see the README's "Conformance" section), and the loader that types them and
 //! points at the offending line and column when they are wrong.
 
 use std::collections::BTreeMap;

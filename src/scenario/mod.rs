@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Every error names the file (or the `--set` key), line and column of the
-//! offending value. The language reference is in `README-section.md`.
+//! offending value. The language reference is the README's "The scenario language".
 
 mod error;
 mod model;

@@ -1,0 +1,611 @@
+//! Every fault the reference gateway can inject (`chorus_gateway::Faults`)
+//! is caught: a short run against the faulty gateway fails, and its report
+//! names the kind of violation that matches the fault, with evidence in
+//! `violations.json`; the same runs against a fault-free gateway pass with no
+//! violation at all. Faults a run cannot show (a strict gateway admitting any
+//! token, unjoined sockets' messages handled) fail a conformance case instead.
+//!
+//! `stall_once` and `delay_all` only slow the gateway down; they are
+//! measurement fixtures, covered by `run_accuracy.rs`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chorus::conform::{self, ConformOptions};
+use chorus::metrics::{Summary, Verdict};
+use chorus::run::{run, RunOptions, Shard};
+use chorus::scenario::Override;
+use chorus_gateway::{Faults, GatewayConfig, Profile, RunningGateway};
+use serde_json::Value;
+
+/// The runs measure time: one at a time, so they do not skew each other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The environment variable the fault scenarios read their JWT secret from.
+const SECRET_ENV: &str = "CHORUS_TEST_SECRET_FAULTS";
+const SECRET: &str = "secret-for-the-fault-tests";
+
+const CHAT: &str = "tests/scenarios/faults-chat.yml";
+const PRESENCE: &str = "tests/scenarios/faults-presence.yml";
+const LOAD: &str = "tests/scenarios/faults-load.yml";
+
+/// Every violation kind, as named in `summary.json` and `violations.json`.
+const KINDS: [&str; 8] = [
+    "loss",
+    "duplicate",
+    "order",
+    "recipient",
+    "presence",
+    "payload",
+    "reply",
+    "liveness",
+];
+
+/// A gateway of `profile` on 127.0.0.1 port 0 injecting `faults`.
+async fn gateway(profile: Profile, faults: Faults) -> RunningGateway {
+    std::env::set_var(SECRET_ENV, SECRET);
+    chorus_gateway::start(GatewayConfig {
+        addr: "127.0.0.1:0".parse().expect("a loopback address"),
+        profile,
+        jwt_secret: SECRET.to_owned(),
+        faults,
+        ..GatewayConfig::default()
+    })
+    .await
+    .expect("the gateway starts")
+}
+
+/// What a run against a faulty gateway left behind.
+struct Outcome {
+    summary: Summary,
+    evidence: Vec<Value>,
+    run_dir: PathBuf,
+    took: Duration,
+}
+
+impl Outcome {
+    fn violations(&self, kind: &str) -> u64 {
+        self.summary.violations.get(kind).copied().unwrap_or(0)
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        self.summary.counters.get(name).copied().unwrap_or(0)
+    }
+
+    /// The evidence entries of one kind.
+    fn evidence_of(&self, kind: &str) -> Vec<&Value> {
+        self.evidence.iter().filter(|e| e["kind"] == kind).collect()
+    }
+
+    /// The run failed, counted violations of `kind` and kept evidence of
+    /// them, and counted none of the kinds in `unrelated`.
+    fn assert_caught(&self, kind: &str, unrelated: &[&str]) {
+        let v = &self.summary.violations;
+        assert_eq!(self.summary.verdict, Verdict::Fail, "{v:?}");
+        assert!(self.violations(kind) > 0, "no {kind} violation: {v:?}");
+        assert!(
+            !self.evidence_of(kind).is_empty(),
+            "no {kind} evidence in violations.json: {:?}",
+            self.evidence
+        );
+        for other in unrelated {
+            assert_eq!(self.violations(other), 0, "{other} counted too: {v:?}");
+        }
+    }
+
+    /// The run passed with no violation of any kind and no evidence.
+    fn assert_clean(&self) {
+        for kind in KINDS {
+            assert_eq!(self.violations(kind), 0, "{:?}", self.evidence);
+        }
+        assert!(self.evidence.is_empty(), "{:?}", self.evidence);
+        assert_eq!(
+            self.summary.verdict,
+            Verdict::Pass,
+            "{:?}",
+            self.summary.thresholds
+        );
+    }
+}
+
+/// Plays `scenario` (with `overrides`) against a seed gateway injecting
+/// `faults`, and reads back what the run wrote.
+async fn run_against(faults: Faults, scenario: &str, overrides: &[&str]) -> Outcome {
+    let gw = gateway(Profile::Seed, faults).await;
+    let tag = scenario.rsplit('/').next().unwrap_or(scenario);
+    let run_dir = std::env::temp_dir().join(format!(
+        "chorus-faults-{}-{}-{:08x}",
+        tag.trim_end_matches(".yml"),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let options = RunOptions {
+        scenario: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(scenario),
+        target: Some(format!("http://{}", gw.addr())),
+        out: Some(run_dir.clone()),
+        overrides: overrides
+            .iter()
+            .map(|o| Override::parse(o).expect("a valid override"))
+            .collect(),
+        quiet: true,
+        gateway_profile: Profile::Seed,
+        shard: Shard::WHOLE,
+        start_at: None,
+        metrics_addr: None,
+    };
+    let started = Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(90), run(options))
+        .await
+        .expect("the run ends in time")
+        .expect("the run completes");
+    let took = started.elapsed();
+    gw.shutdown().await;
+    let evidence = read_json(&report.run_dir.join("violations.json"));
+    eprintln!(
+        "{tag}: {:.1} s, verdict {:?}, violations {:?}",
+        took.as_secs_f64(),
+        report.summary.verdict,
+        report.summary.violations
+    );
+    Outcome {
+        summary: report.summary,
+        evidence: evidence.as_array().cloned().unwrap_or_default(),
+        run_dir: report.run_dir,
+        took,
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// Runs the conformance cases matching `only` of `profile` against a gateway
+/// injecting `faults`; returns each case's name and whether it passed.
+async fn conform_against(profile: Profile, faults: Faults, only: &str) -> Vec<(String, bool)> {
+    let gw = gateway(profile, faults).await;
+    let options = ConformOptions {
+        target: Some(format!("http://{}", gw.addr())),
+        profile,
+        only: Some(only.to_owned()),
+        junit: None,
+        out: None,
+        jwt_secret_env: SECRET_ENV.to_owned(),
+        cases_dir: None,
+    };
+    let report = conform::run(&options, |r| eprintln!("{}", r.render()))
+        .await
+        .expect("the suite runs");
+    gw.shutdown().await;
+    report
+        .results
+        .into_iter()
+        .map(|r| (r.name, r.verdict == conform::Verdict::Pass))
+        .collect()
+}
+
+// ---- fault-free baselines -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_scenario_is_clean_against_a_fault_free_gateway() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(Faults::default(), CHAT, &[]).await;
+    out.assert_clean();
+    // Every check had something to look at.
+    assert!(out.counter("deliveries.expected") > 0);
+    assert!(out.counter("deliveries.unmarked.expected") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_scenario_is_clean_against_a_fault_free_gateway() {
+    let _serial = SERIAL.lock().await;
+    run_against(Faults::default(), PRESENCE, &[])
+        .await
+        .assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_scenario_is_clean_against_a_fault_free_gateway() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(Faults::default(), LOAD, &[]).await;
+    out.assert_clean();
+    assert!(out.counter("deliveries.expected") > 50_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_cases_pass_against_fault_free_gateways() {
+    let _serial = SERIAL.lock().await;
+    for (profile, only) in [
+        (Profile::Strict, "strict.auth.*-token-refused"),
+        (Profile::Seed, "events.unjoined.send-and-typing-ignored"),
+    ] {
+        let results = conform_against(profile, Faults::default(), only).await;
+        assert!(!results.is_empty(), "{only}");
+        assert!(results.iter().all(|(_, pass)| *pass), "{results:?}");
+    }
+}
+
+// ---- broadcast delivery ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_deliveries_are_loss() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            drop_fraction: 0.05,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    // Dropped announcements may show as presence violations too.
+    out.assert_caught("loss", &["duplicate", "order", "recipient", "payload"]);
+    assert!(out.counter("deliveries.lost") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_percent_drop_is_caught_by_a_thirty_second_load() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            drop_fraction: 0.01,
+            ..Faults::default()
+        },
+        LOAD,
+        &[],
+    )
+    .await;
+    out.assert_caught("loss", &["duplicate", "order", "recipient", "payload"]);
+    let (expected, lost) = (
+        out.counter("deliveries.expected"),
+        out.counter("deliveries.lost"),
+    );
+    // About 1 % of some 70,000 owed deliveries.
+    assert!(expected > 50_000, "{expected}");
+    assert!(
+        lost * 200 > expected && lost * 50 < expected,
+        "{lost} of {expected}"
+    );
+    assert!(out.took < Duration::from_secs(45), "{:?}", out.took);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_deliveries_are_duplicate() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            duplicate_fraction: 0.05,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "duplicate",
+        &["loss", "order", "recipient", "presence", "payload", "reply"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_messages_are_order() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            reorder: true,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "order",
+        &["loss", "duplicate", "recipient", "presence", "payload"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_delayed_past_the_deadline_are_loss() {
+    let _serial = SERIAL.lock().await;
+    // 10 s is past the 2 s delivery deadline and past the receivers' stay:
+    // the late copies arrive after everyone left, so they are lost.
+    let out = run_against(
+        Faults {
+            delay_fraction: 0.05,
+            delay: Duration::from_secs(10),
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught("loss", &["duplicate", "recipient", "payload"]);
+    assert!(out.counter("deliveries.lost") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_that_stops_getting_broadcasts_is_liveness_within_bound() {
+    let _serial = SERIAL.lock().await;
+    // The first socket gets nothing from its connection on; others keep
+    // receiving for ~8 s (240 messages at 30/s), longer than the 5 s bound.
+    let out = run_against(
+        Faults {
+            stall_socket: Some(1),
+            ..Faults::default()
+        },
+        CHAT,
+        &["groups.0.flow.6.loop.count=240"],
+    )
+    .await;
+    out.assert_caught("liveness", &["duplicate", "order", "recipient", "payload"]);
+    // The stall starts as the run's first socket connects, near t = 0: the
+    // watchdog (5 s bound, checked once a second) reports it by ~6 s.
+    let first = out.evidence_of("liveness")[0]["t_s"]
+        .as_f64()
+        .expect("a time");
+    assert!(first < 7.0, "liveness reported at {first} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_gateway_is_liveness_and_the_run_ends_with_partial_results() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            crash_after: Some(Duration::from_secs(2)),
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught("liveness", &["duplicate", "order", "recipient", "payload"]);
+    // Every client's session ended without its leaving.
+    assert!(
+        out.counter("disconnects.transport_error") + out.counter("disconnects.io_error") > 0,
+        "{:?}",
+        out.summary.counters
+    );
+    assert!(out.took < Duration::from_secs(15), "{:?}", out.took);
+    let written = read_json(&out.run_dir.join("summary.json"));
+    assert_eq!(written["verdict"], "fail", "{written}");
+    assert!(written["counters"]["emits"].as_u64().unwrap_or(0) > 0);
+}
+
+// ---- typing ----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_echoed_to_its_sender_is_recipient() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            echo_typing: true,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "recipient",
+        &["loss", "duplicate", "order", "presence", "payload"],
+    );
+    assert!(out.evidence_of("recipient")[0]["event"] == "userTyping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_typing_is_loss_of_user_typing() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            drop_typing: true,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "loss",
+        &["duplicate", "order", "recipient", "presence", "payload"],
+    );
+    assert_eq!(out.counter("deliveries.lost"), 0);
+    assert!(out.counter("deliveries.unmarked.lost") > 0);
+    assert!(out
+        .evidence_of("loss")
+        .iter()
+        .all(|e| e["event"] == "userTyping"));
+}
+
+// ---- presence ----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_user_offline_is_presence() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            skip_user_offline: true,
+            ..Faults::default()
+        },
+        PRESENCE,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "presence",
+        &["loss", "duplicate", "order", "recipient", "payload"],
+    );
+    assert!(out
+        .evidence_of("presence")
+        .iter()
+        .any(|e| e["event"] == "userOffline"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_offline_for_a_socket_that_never_joined_is_presence() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            offline_for_unjoined: true,
+            ..Faults::default()
+        },
+        PRESENCE,
+        &[],
+    )
+    .await;
+    // Its `username` is null, which the payload check flags as well.
+    out.assert_caught("presence", &["loss", "duplicate", "order", "recipient"]);
+    assert!(out.evidence_of("presence").iter().any(|e| e["got"]
+        .as_str()
+        .is_some_and(|g| g.contains("never joined"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_without_the_newest_user_is_presence() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            snapshot_missing_newest: true,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "presence",
+        &["loss", "duplicate", "order", "recipient", "payload"],
+    );
+    assert!(out
+        .evidence_of("presence")
+        .iter()
+        .all(|e| e["event"] == "onlineUsers"));
+}
+
+// ---- payloads and replies ------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_without_username_is_payload() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            wrong_joined: true,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "payload",
+        &["loss", "duplicate", "order", "recipient", "presence", "reply"],
+    );
+    assert!(out
+        .evidence_of("payload")
+        .iter()
+        .all(|e| e["event"] == "joined"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_sent_as_an_ack_is_a_missing_reply() {
+    let _serial = SERIAL.lock().await;
+    // The seed model wants the `joined` event; the faulty gateway only acks
+    // joins that ask for an ack, and these do not: `joined` never comes.
+    let out = run_against(
+        Faults {
+            joined_as_ack: true,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "reply",
+        &["loss", "duplicate", "order", "recipient", "presence", "payload"],
+    );
+    assert!(out.counter("timeouts.expect") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_timestamp_is_payload() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            bad_timestamp: true,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "payload",
+        &["loss", "duplicate", "order", "recipient", "presence", "reply"],
+    );
+    assert!(out
+        .evidence_of("payload")
+        .iter()
+        .all(|e| e["event"] == "newMessage"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_under_another_users_name_is_payload() {
+    let _serial = SERIAL.lock().await;
+    let out = run_against(
+        Faults {
+            wrong_username: true,
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "payload",
+        &["loss", "duplicate", "order", "recipient", "presence", "reply"],
+    );
+    assert!(out.evidence_of("payload").iter().all(|e| e["expected"]
+        .as_str()
+        .is_some_and(|x| x.contains("sender's name"))));
+}
+
+// ---- conformance -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_gateway_admitting_any_token_fails_the_auth_cases() {
+    let _serial = SERIAL.lock().await;
+    let results = conform_against(
+        Profile::Strict,
+        Faults {
+            accept_any_token: true,
+            ..Faults::default()
+        },
+        "strict.auth.*-token-refused",
+    )
+    .await;
+    // no-token, garbage, expired, nbf, wrong secret, alg none, hs384, hs512,
+    // string payload, no exp: every one is admitted, so every case fails.
+    assert_eq!(results.len(), 10, "{results:?}");
+    assert!(results.iter().all(|(_, pass)| !pass), "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_of_unjoined_sockets_fail_the_unjoined_case() {
+    let _serial = SERIAL.lock().await;
+    let results = conform_against(
+        Profile::Seed,
+        Faults {
+            unjoined_messages: true,
+            ..Faults::default()
+        },
+        "events.unjoined.send-and-typing-ignored",
+    )
+    .await;
+    assert_eq!(
+        results,
+        vec![("events.unjoined.send-and-typing-ignored".to_owned(), false)]
+    );
+}

@@ -1,0 +1,92 @@
+//! Shared by the tests that drive the `chorus` binary end to end: a seed
+//! gateway on a loopback port, fresh run directories, and `chorus` child
+//! processes bounded in time.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use chorus::metrics::Summary;
+use chorus_gateway::{Faults, GatewayConfig, Profile, RunningGateway};
+
+/// No `chorus` child process of these tests may take longer than this.
+const CHILD_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A path relative to the crate root.
+pub fn crate_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A fresh, empty directory for one test's run directories.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chorus-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the temp dir");
+    dir
+}
+
+/// A seed gateway on 127.0.0.1 port 0 injecting `faults`, signing tokens with `secret`.
+pub async fn start_gateway(faults: Faults, secret: &str) -> RunningGateway {
+    chorus_gateway::start(GatewayConfig {
+        addr: "127.0.0.1:0".parse().expect("a loopback address"),
+        profile: Profile::Seed,
+        jwt_secret: secret.to_owned(),
+        faults,
+        ..GatewayConfig::default()
+    })
+    .await
+    .expect("the gateway starts")
+}
+
+/// The gateway's base URL.
+pub fn url_of(gateway: &RunningGateway) -> String {
+    format!("http://{}", gateway.addr())
+}
+
+/// A `chorus` command with `args`, the environment variable `secret_env`
+/// set to `secret`, killed if the test drops it.
+pub fn chorus<I, S>(args: I, (secret_env, secret): (&str, &str)) -> tokio::process::Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"));
+    command
+        .args(args)
+        .env(secret_env, secret)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `command` to the end (at most [`CHILD_DEADLINE`]) and returns what it printed.
+pub async fn finish(mut command: tokio::process::Command) -> Output {
+    tokio::time::timeout(CHILD_DEADLINE, command.output())
+        .await
+        .expect("chorus ends in time")
+        .expect("chorus starts")
+}
+
+/// Panics with the child's output unless it exited with `code`.
+pub fn assert_exit(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: stdout\n{}\nstderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `summary.json` of a run directory.
+pub fn read_summary(run_dir: &Path) -> Summary {
+    Summary::read(&run_dir.join("summary.json")).expect("summary.json reads")
+}
+
+/// A counter of a summary, which must be there.
+pub fn counter(summary: &Summary, name: &str) -> u64 {
+    *summary
+        .counters
+        .get(name)
+        .unwrap_or_else(|| panic!("no counter {name}: {:?}", summary.counters))
+}
