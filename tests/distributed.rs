@@ -13,8 +13,7 @@ use chorus::metrics::Summary;
 use chorus::run::LedgerFile;
 use chorus_gateway::Faults;
 use harness::{
-    assert_exit, chorus, counter, crate_path, finish, read_summary, start_gateway, temp_dir,
-    url_of,
+    assert_exit, chorus, counter, crate_path, finish, read_summary, start_gateway, temp_dir, url_of,
 };
 
 const SCENARIO: &str = "tests/scenarios/shards.yml";
@@ -199,7 +198,10 @@ async fn shards_with_a_job_index_play_that_shard() {
     .map(String::from)
     .to_vec();
     // Which clients a shard plays does not depend on how long they listen.
-    for set in ["groups.0.flow.3.listen=200ms", "groups.0.flow.6.listen=300ms"] {
+    for set in [
+        "groups.0.flow.3.listen=200ms",
+        "groups.0.flow.6.listen=300ms",
+    ] {
         args.extend(["--set".into(), set.into()]);
     }
 

@@ -500,7 +500,14 @@ async fn joined_without_username_is_payload() {
     .await;
     out.assert_caught(
         "payload",
-        &["loss", "duplicate", "order", "recipient", "presence", "reply"],
+        &[
+            "loss",
+            "duplicate",
+            "order",
+            "recipient",
+            "presence",
+            "reply",
+        ],
     );
     assert!(out
         .evidence_of("payload")
@@ -524,7 +531,14 @@ async fn joined_sent_as_an_ack_is_a_missing_reply() {
     .await;
     out.assert_caught(
         "reply",
-        &["loss", "duplicate", "order", "recipient", "presence", "payload"],
+        &[
+            "loss",
+            "duplicate",
+            "order",
+            "recipient",
+            "presence",
+            "payload",
+        ],
     );
     assert!(out.counter("timeouts.expect") > 0);
 }
@@ -543,7 +557,14 @@ async fn numeric_timestamp_is_payload() {
     .await;
     out.assert_caught(
         "payload",
-        &["loss", "duplicate", "order", "recipient", "presence", "reply"],
+        &[
+            "loss",
+            "duplicate",
+            "order",
+            "recipient",
+            "presence",
+            "reply",
+        ],
     );
     assert!(out
         .evidence_of("payload")
@@ -565,7 +586,14 @@ async fn message_under_another_users_name_is_payload() {
     .await;
     out.assert_caught(
         "payload",
-        &["loss", "duplicate", "order", "recipient", "presence", "reply"],
+        &[
+            "loss",
+            "duplicate",
+            "order",
+            "recipient",
+            "presence",
+            "reply",
+        ],
     );
     assert!(out.evidence_of("payload").iter().all(|e| e["expected"]
         .as_str()

@@ -225,6 +225,14 @@ pub struct Window {
     pub deadline_us: u64,
 }
 
+impl Window {
+    /// The window every run and merge settles with.
+    pub const RUN: Window = Window {
+        margin_us: super::LEDGER_MARGIN.as_micros() as u64,
+        deadline_us: super::DELIVERY_DEADLINE.as_micros() as u64,
+    };
+}
+
 /// Adds up, for every receiver, what it was owed and what it got. Senders
 /// and receivers may come from several shards: they meet here by id and name.
 pub fn settle(

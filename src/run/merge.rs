@@ -20,7 +20,7 @@ use crate::scenario::Scenario;
 
 use super::ledger::{settle, LedgerFile, Window};
 use super::violations::{read_evidence, write_evidence, Evidence};
-use super::{settlement, RunError, DELIVERY_DEADLINE, LEDGER_MARGIN};
+use super::{settlement, RunError};
 
 /// One shard's run directory, read.
 struct ShardDir {
@@ -232,14 +232,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
             .flat_map(|l| l.receivers.iter().cloned())
             .collect();
         let senders: HashMap<_, _> = ledgers.iter().flat_map(|l| l.senders.clone()).collect();
-        let settlement = settle(
-            &receivers,
-            &senders,
-            Window {
-                margin_us: LEDGER_MARGIN.as_micros() as u64,
-                deadline_us: DELIVERY_DEADLINE.as_micros() as u64,
-            },
-        );
+        let settlement = settle(&receivers, &senders, Window::RUN);
         for (name, n) in settlement::counters(&settlement) {
             *counters.entry(name).or_default() += n;
         }

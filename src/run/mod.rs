@@ -388,14 +388,7 @@ async fn play(
         };
         ledger.write(run_dir)?;
     } else {
-        let settlement = settle(
-            &receivers,
-            &senders,
-            Window {
-                margin_us: LEDGER_MARGIN.as_micros() as u64,
-                deadline_us: DELIVERY_DEADLINE.as_micros() as u64,
-            },
-        );
+        let settlement = settle(&receivers, &senders, Window::RUN);
         let rec = registry.recorder();
         for (name, n) in settlement::counters(&settlement) {
             rec.add(registry.counter(&name), n);

@@ -414,8 +414,11 @@ fn shipped_scenarios_load() {
 #[test]
 fn readme_example_loads() {
     let readme = include_str!("../../README.md");
-    let section = readme.find("## The scenario language").expect("the language section");
-    let start = section + readme[section..].find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let section = readme
+        .find("## The scenario language")
+        .expect("the language section");
+    let start =
+        section + readme[section..].find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
     let end = start + readme[start..].find("```").expect("closed block");
     let s = load(&readme[start..end]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.groups.len(), 2);
