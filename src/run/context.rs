@@ -205,6 +205,8 @@ pub struct Context {
     pub shard: Shard,
     /// Clients connected right now.
     pub connected: AtomicI64,
+    /// Emits being written right now (the driver's send backlog).
+    pub sending: AtomicI64,
     /// Next slot of the global message schedule, once it has started.
     next_slot: Mutex<Option<Instant>>,
 }
@@ -249,6 +251,7 @@ impl Context {
                 .map_or(0, |d| d.as_micros() as u64),
             shard,
             connected: AtomicI64::new(0),
+            sending: AtomicI64::new(0),
             next_slot: Mutex::new(None),
         }
     }

@@ -316,6 +316,7 @@ async fn play(
             .map_or("", |b| b.event.as_str())
     );
     let connected_gauge = registry.gauge("clients.connected");
+    let backlog_gauge = registry.gauge("driver.send_backlog");
     let mut quiet_since: Option<Instant> = None;
     let health = HealthSampler::spawn(&registry);
     let mut logs = IntervalLogs::create(run_dir, registry.started_at())?;
@@ -351,6 +352,7 @@ async fn play(
                     .sum();
                 let connected = ctx.connected.load(Relaxed);
                 registry.recorder().set_gauge(connected_gauge, connected as f64);
+                registry.recorder().set_gauge(backlog_gauge, ctx.sending.load(Relaxed) as f64);
                 progress.tick(&Tick {
                     phase: &phase_rx.borrow(),
                     connected,

@@ -257,17 +257,17 @@ impl Vu {
         let args: Vec<&str> = arg.as_deref().into_iter().collect();
         ctx.recorder.add(ctx.ids.emits, 1);
         self.state.seq += 1;
-        if !emit.ack {
-            return match client.emit(&emit.event, &args).await {
-                Ok(_) => Ok(()),
-                Err(_) => {
-                    ctx.recorder.add(ctx.ids.errors_emit, 1);
-                    Err(Halt::Failed)
-                }
-            };
-        }
-        let sent = match client.emit_with_ack(&emit.event, &args).await {
-            Ok(sent) => sent,
+        // Sends waiting on the socket right now: the driver's send backlog.
+        ctx.sending.fetch_add(1, Relaxed);
+        let sent = if emit.ack {
+            client.emit_with_ack(&emit.event, &args).await.map(Some)
+        } else {
+            client.emit(&emit.event, &args).await.map(|_| None)
+        };
+        ctx.sending.fetch_sub(1, Relaxed);
+        let sent = match sent {
+            Ok(Some(sent)) => sent,
+            Ok(None) => return Ok(()),
             Err(_) => {
                 ctx.recorder.add(ctx.ids.errors_emit, 1);
                 return Err(Halt::Failed);
