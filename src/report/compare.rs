@@ -124,6 +124,9 @@ pub struct Comparison {
     pub rows: Vec<ComparisonRow>,
 }
 
+/// Latency metrics with fewer samples than this on either side are not gated.
+pub const MIN_GATED_SAMPLES: u64 = 100;
+
 /// Compares `current` against `baseline`. Latency metrics are compared on
 /// p50, p90, p99, p99.9 and max; counters and violations on their totals,
 /// a counter missing on one side counting as 0.
@@ -137,15 +140,24 @@ pub fn compare(baseline: &Summary, current: &Summary, tolerances: &Tolerances) -
     for name in latency_names {
         let stats = |summary: &Summary| summary.latency.get(name).filter(|s| s.count > 0).copied();
         let (base, cur) = (stats(baseline), stats(current));
+        // A percentile of a handful of samples is noise: shown, not gated.
+        let few = base
+            .zip(cur)
+            .is_some_and(|(b, c)| b.count.min(c.count) < MIN_GATED_SAMPLES);
         for (stat, value) in LATENCY_STATS {
             let metric = format!("{name}.{stat}");
-            rows.push(row(
+            let mut r = row(
                 tolerances,
                 metric,
                 MetricKind::Latency,
                 base.as_ref().map(|s| value(s) as f64),
                 cur.as_ref().map(|s| value(s) as f64),
-            ));
+            );
+            if few {
+                r.gate = Gate::Off;
+                r.regressed = false;
+            }
+            rows.push(r);
         }
     }
     let counters = |summary: &Summary| {

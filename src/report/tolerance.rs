@@ -194,6 +194,12 @@ impl Tolerances {
         }
         match kind {
             MetricKind::Latency if key.ends_with(".max") => Gate::Off,
+            // They measure chorus itself, not the gateway.
+            MetricKind::Latency
+                if key.starts_with("driver.") || key.starts_with("schedule_lag.") =>
+            {
+                Gate::Off
+            }
             MetricKind::Latency => Gate::Limit {
                 relative: DEFAULT_LATENCY_RELATIVE,
                 absolute: DEFAULT_LATENCY_ABSOLUTE_US,
