@@ -2,8 +2,9 @@
 //! is caught: a short run against the faulty gateway fails, and its report
 //! names the kind of violation that matches the fault, with evidence in
 //! `violations.json`; the same runs against a fault-free gateway pass with no
-//! violation at all. Faults a run cannot show (a strict gateway admitting any
-//! token, unjoined sockets' messages handled) fail a conformance case instead.
+//! violation at all. A strict gateway admitting any token cannot show in a
+//! run: it fails the conformance auth cases instead; unjoined sockets'
+//! messages being handled fail both a conformance case and a run.
 //!
 //! `stall_once` and `delay_all` only slow the gateway down; they are
 //! measurement fixtures, covered by `run_accuracy.rs`.
@@ -240,8 +241,9 @@ async fn dropped_deliveries_are_loss() {
         &[],
     )
     .await;
-    // Dropped announcements may show as presence violations too.
-    out.assert_caught("loss", &["duplicate", "order", "recipient", "payload"]);
+    // A dropped announcement is a presence violation too, and a joiner's own
+    // dropped `userOnline` leaves its `joined` without it (order).
+    out.assert_caught("loss", &["duplicate", "recipient", "payload", "reply"]);
     assert!(out.counter("deliveries.lost") > 0);
 }
 
@@ -257,7 +259,8 @@ async fn one_percent_drop_is_caught_by_a_thirty_second_load() {
         &[],
     )
     .await;
-    out.assert_caught("loss", &["duplicate", "order", "recipient", "payload"]);
+    // As above: presence and order may show the dropped announcements too.
+    out.assert_caught("loss", &["duplicate", "recipient", "payload", "reply"]);
     let (expected, lost) = (
         out.counter("deliveries.expected"),
         out.counter("deliveries.lost"),
@@ -324,6 +327,36 @@ async fn deliveries_delayed_past_the_deadline_are_loss() {
     .await;
     out.assert_caught("loss", &["duplicate", "recipient", "payload"]);
     assert!(out.counter("deliveries.lost") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_delayed_within_the_deadline_fail_the_latency_threshold() {
+    let _serial = SERIAL.lock().await;
+    // 1.5 s is within the 2 s deadline and the receivers' stay: nothing is
+    // lost, but the scenario's `delivery.newMessage.max < 1s` fails, and a
+    // late message arrives after its sender's later ones (order).
+    let out = run_against(
+        Faults {
+            delay_fraction: 0.05,
+            delay: Duration::from_millis(1500),
+            ..Faults::default()
+        },
+        CHAT,
+        &[],
+    )
+    .await;
+    out.assert_caught("order", &["loss", "duplicate", "recipient", "payload"]);
+    let threshold = out
+        .summary
+        .thresholds
+        .iter()
+        .find(|t| t.expr.starts_with("delivery.newMessage.max"))
+        .expect("the latency threshold");
+    assert!(!threshold.pass, "{threshold:?}");
+    assert!(
+        threshold.value.is_some_and(|us| us >= 1_500_000.0),
+        "{threshold:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -642,4 +675,33 @@ async fn messages_of_unjoined_sockets_fail_the_unjoined_case() {
         results,
         vec![("events.unjoined.send-and-typing-ignored".to_owned(), false)]
     );
+    // In a run, the presence scenario's lurkers send without joining: their
+    // broadcasts carry `username: null`, which the payload check flags.
+    let out = run_against(
+        Faults {
+            unjoined_messages: true,
+            ..Faults::default()
+        },
+        PRESENCE,
+        &[],
+    )
+    .await;
+    out.assert_caught(
+        "payload",
+        &[
+            "loss",
+            "duplicate",
+            "order",
+            "recipient",
+            "presence",
+            "reply",
+        ],
+    );
+    let events: Vec<&Value> = out
+        .evidence_of("payload")
+        .iter()
+        .map(|e| &e["event"])
+        .collect();
+    assert!(events.contains(&&Value::from("newMessage")), "{events:?}");
+    assert!(events.contains(&&Value::from("userTyping")), "{events:?}");
 }

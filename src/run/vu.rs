@@ -225,7 +225,12 @@ impl Vu {
             }
             self.log.joined(name.clone(), intended_us, now_us);
             self.inbox.join_sent(name, intended_us);
-        } else if let Some(rule) = model.caused_by(&emit.event) {
+        } else if let Some(rule) = model
+            .caused_by(&emit.event)
+            // The model ignores a socket's broadcast causes until it has
+            // joined: only then are their deliveries owed.
+            .filter(|_| self.log.join_times().is_some())
+        {
             match &rule.mark_field {
                 Some(field) => {
                     if let Some(Value::String(text)) = data.as_mut().and_then(|d| d.get_mut(field))
