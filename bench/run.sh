@@ -77,7 +77,7 @@ cpu_window() {
     echo "cpu over $3 s (100% = one core): chorus $(echo "scale=1; ($c1 - $c0) * 100 / $3" | bc)%," \
         "server $(echo "scale=1; ($s1 - $s0) * 100 / $3" | bc)%," \
         "everything else $(echo "scale=1; (($m1 - $m0) - ($c1 - $c0) - ($s1 - $s0)) * 100 / $3" | bc)%" \
-        "(of which kernel softirq $(echo "scale=1; ($q1 - $q0) * 100 / $3" | bc)%)"
+        "(kernel softirq, partly charged to the two processes: $(echo "scale=1; ($q1 - $q0) * 100 / $3" | bc)%)"
 }
 
 rss_mib() {
@@ -142,8 +142,8 @@ bench_memory() {
     for clients in 10 "$n"; do
         chorus_run "$OUT/memory-$clients" bench/scenarios/listen.yml \
             --target "http://127.0.0.1:$PORT" --set "load.phases.0.ramp.to=$clients" \
-            --set load.phases.0.ramp.over=10s --set load.phases.1.hold=15s \
-            --set groups.0.flow.1.listen=20s
+            --set load.phases.0.ramp.over=30s --set load.phases.1.hold=20s \
+            --set groups.0.flow.1.listen=45s
         echo "listeners $clients: connections.ok $(jq '.counters["connections.ok"]' "$OUT/memory-$clients/summary.json"), driver.rss_bytes max $(max_rss "$OUT/memory-$clients")"
     done
     cleanup

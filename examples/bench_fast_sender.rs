@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
 use chorus_protocol::engineio::{self, OpenPacket};
 use chorus_protocol::socketio::{self, PacketType};
 use clap::Parser;
@@ -37,6 +36,35 @@ use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 const PAYLOAD: &str = "5f0c2c1e-8a4b-4d7e-9c3a-2b6f1e0d9a87";
 /// Bytes per `write_all` of the pre-encoded stream.
 const WRITE_SLICE: usize = 64 * 1024;
+
+/// Why serving one client (or starting) failed.
+#[derive(Debug, thiserror::Error)]
+enum SenderError {
+    /// A socket or system call failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The upgrade request is not HTTP.
+    #[error("bad upgrade request: {0}")]
+    Http(#[from] httparse::Error),
+    /// A websocket frame header is invalid.
+    #[error("bad frame: {0}")]
+    Frame(#[from] tokio_tungstenite::tungstenite::Error),
+    /// A text frame is not an Engine.IO / Socket.IO packet.
+    #[error("bad packet: {0}")]
+    Decode(#[from] chorus_protocol::DecodeError),
+    /// A text frame is not UTF-8.
+    #[error(transparent)]
+    Utf8(#[from] std::str::Utf8Error),
+    /// A frame length does not fit in memory.
+    #[error(transparent)]
+    Length(#[from] std::num::TryFromIntError),
+    /// A task failed, or `main` went away.
+    #[error("task failed: {0}")]
+    Task(String),
+    /// The client did something other than the connect sequence.
+    #[error("{0}")]
+    Protocol(String),
+}
 
 /// A synthetic gateway that floods its clients with `newMessage` broadcasts.
 #[derive(Parser)]
@@ -102,7 +130,7 @@ async fn read_frame(
     stream: &mut (impl AsyncRead + Unpin),
     buf: &mut Vec<u8>,
     payload: &mut Vec<u8>,
-) -> anyhow::Result<OpCode> {
+) -> Result<OpCode, SenderError> {
     loop {
         let mut cursor = Cursor::new(&buf[..]);
         if let Some((header, len)) = FrameHeader::parse(&mut cursor)? {
@@ -121,16 +149,18 @@ async fn read_frame(
             }
         }
         if stream.read_buf(buf).await? == 0 {
-            bail!("the client closed the connection");
+            return Err(SenderError::Protocol(
+                "the client closed the connection".into(),
+            ));
         }
     }
 }
 
 /// The websocket upgrade: reads the request, answers 101.
-async fn upgrade(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+async fn upgrade(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), SenderError> {
     loop {
         if stream.read_buf(buf).await? == 0 {
-            bail!("closed during the handshake");
+            return Err(SenderError::Protocol("closed during the handshake".into()));
         }
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
@@ -141,7 +171,7 @@ async fn upgrade(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<()
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
-            .context("no Sec-WebSocket-Key")?
+            .ok_or_else(|| SenderError::Protocol("no Sec-WebSocket-Key".into()))?
             .value;
         let response = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
@@ -161,7 +191,7 @@ async fn serve(
     blast: Arc<[u8]>,
     mut start: watch::Receiver<bool>,
     progress: Arc<Progress>,
-) -> anyhow::Result<()> {
+) -> Result<(), SenderError> {
     stream.set_nodelay(true)?;
     let mut buf = Vec::with_capacity(4096);
     let mut payload = Vec::new();
@@ -182,11 +212,15 @@ async fn serve(
     let opcode = read_frame(&mut stream, &mut buf, &mut payload).await?;
     let text = std::str::from_utf8(&payload)?;
     let engineio::Packet::Message(sio) = engineio::Packet::decode(text)? else {
-        bail!("expected the namespace CONNECT, got {text:?} ({opcode:?})");
+        return Err(SenderError::Protocol(format!(
+            "expected the namespace CONNECT, got {text:?} ({opcode:?})"
+        )));
     };
     let packet = socketio::Packet::decode(sio)?;
     if packet.kind != PacketType::Connect || packet.nsp != &*nsp {
-        bail!("expected a CONNECT to {nsp}, got {sio:?}");
+        return Err(SenderError::Protocol(format!(
+            "expected a CONNECT to {nsp}, got {sio:?}"
+        )));
     }
     let data = format!(r#"{{"sid":"{sid}"}}"#);
     let mut answer = String::from("4");
@@ -205,12 +239,15 @@ async fn serve(
         }
     });
     progress.joined.fetch_add(1, Relaxed);
-    start.wait_for(|s| *s).await?;
+    start
+        .wait_for(|s| *s)
+        .await
+        .map_err(|e| SenderError::Task(e.to_string()))?;
     for slice in blast.chunks(WRITE_SLICE) {
         write.write_all(slice).await?;
     }
     progress.sent_all.fetch_add(1, Relaxed);
-    reader.await?;
+    reader.await.map_err(|e| SenderError::Task(e.to_string()))?;
     Ok(())
 }
 
@@ -222,7 +259,7 @@ async fn wait_until(deadline: Instant, done: impl Fn() -> bool) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), SenderError> {
     let args = Args::parse();
     rlimit::increase_nofile_limit(u64::MAX)?;
     let nsp: Arc<str> = args.namespace.as_str().into();

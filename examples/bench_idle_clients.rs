@@ -16,11 +16,33 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context as _};
 use clap::Parser;
 use tokio::task::JoinSet;
 
 use chorus::client::{Client, ClientConfig, CloseReason, Handler, Incoming};
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    /// A system call or `/proc` read failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A token could not be signed.
+    #[error("cannot sign a token: {0}")]
+    Token(#[from] jsonwebtoken::errors::Error),
+    /// A connect task panicked.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// `/proc/self/status` has no readable `VmRSS` line.
+    #[error("no VmRSS in /proc/self/status")]
+    NoRss,
+    /// More clients than 127.0.0.1 to 127.0.0.255 can carry.
+    #[error("out of 127.0.0.x source addresses")]
+    OutOfSourceAddresses,
+    /// Not a single client connected.
+    #[error("no client connected: {0:?}")]
+    NoneConnected(Vec<String>),
+}
 
 /// File descriptors kept free for the runtime, stdio and the like.
 const FD_RESERVE: u64 = 32;
@@ -43,8 +65,11 @@ struct Args {
     /// Clients connected concurrently per batch.
     #[arg(long, default_value_t = 500)]
     batch: u64,
-    /// Clients per 127.0.0.x source address before the next one is used.
-    #[arg(long, default_value_t = 15_000)]
+    /// Clients per 127.0.0.x source address before the next one is used. A
+    /// client binds its source address before connecting, so the kernel picks
+    /// its port at bind time and cannot reuse ports still in TIME_WAIT from an
+    /// earlier run: keep this well under the ~28,000 ephemeral ports.
+    #[arg(long, default_value_t = 10_000)]
     per_source_ip: u64,
     /// Seconds to hold the clients idle before counting them.
     #[arg(long, default_value_t = 10)]
@@ -72,19 +97,21 @@ impl Handler for IdleHandler {
 }
 
 /// The process's resident memory in bytes (`VmRSS` of `/proc/self/status`).
-fn rss_bytes() -> anyhow::Result<u64> {
+fn rss_bytes() -> Result<u64, BenchError> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let kib = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .context("no VmRSS in /proc/self/status")?;
+        .ok_or(BenchError::NoRss)?;
     Ok(kib * 1024)
 }
 
 /// An HS256 token for client `i`, valid for two hours.
-fn token(key: &jsonwebtoken::EncodingKey, i: u64) -> anyhow::Result<String> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+fn token(key: &jsonwebtoken::EncodingKey, i: u64) -> Result<String, BenchError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let claims = serde_json::json!({
         "sub": format!("idle-{i}"),
         "username": format!("idle-{i}"),
@@ -99,7 +126,7 @@ fn token(key: &jsonwebtoken::EncodingKey, i: u64) -> anyhow::Result<String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), BenchError> {
     let args = Args::parse();
     let fd_limit = rlimit::increase_nofile_limit(u64::MAX)?;
     let cap = args.cap.min(fd_limit.saturating_sub(FD_RESERVE));
@@ -114,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
     let rss_before = rss_bytes()?;
     let started = Instant::now();
     let mut clients: Vec<Client> = Vec::with_capacity(cap as usize);
+    let mut failed_total = 0u64;
     let mut failures: Vec<String> = Vec::new();
     while (clients.len() as u64) < cap {
         let first = clients.len() as u64;
@@ -121,8 +149,8 @@ async fn main() -> anyhow::Result<()> {
         let mut batch = JoinSet::new();
         for i in first..first + size {
             let mut config = base_config.clone().query("token", token(&key, i)?);
-            let host =
-                u8::try_from(1 + i / args.per_source_ip).context("out of source addresses")?;
+            let host = u8::try_from(1 + i / args.per_source_ip)
+                .map_err(|_| BenchError::OutOfSourceAddresses)?;
             config.local_ip = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)));
             let handler = IdleHandler(counts.clone());
             batch.spawn(async move { Client::connect(&config, handler).await });
@@ -133,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
                 Ok((client, _)) => clients.push(client),
                 Err(err) => {
                     failed += 1;
+                    failed_total += 1;
                     if failures.len() < 5 {
                         failures.push(err.to_string());
                     }
@@ -147,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
     let connect_time = started.elapsed();
     let connected = clients.len() as u64;
     if connected == 0 {
-        bail!("no client connected: {failures:?}");
+        return Err(BenchError::NoneConnected(failures));
     }
     // Let the post-connect packets (onlineUsers) arrive before measuring.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -161,10 +190,7 @@ async fn main() -> anyhow::Result<()> {
         "connected:            {connected} in {:.1} s",
         connect_time.as_secs_f64()
     );
-    println!(
-        "failed connects:      {} (first: {failures:?})",
-        failures.len()
-    );
+    println!("failed connects:      {failed_total} (first: {failures:?})");
     println!("still open after {} s: {still_open}", args.hold_s);
     println!("closed by server:     {}", counts.closed.load(Relaxed));
     println!("events received:      {}", counts.events.load(Relaxed));

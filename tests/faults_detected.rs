@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use chorus::conform::{self, ConformOptions};
 use chorus::metrics::{Summary, Verdict};
-use chorus::run::{run, RunOptions, Shard};
-use chorus::scenario::Override;
-use chorus_gateway::{Faults, GatewayConfig, Profile, RunningGateway};
+use chorus::run::run;
+use chorus_gateway::{Faults, Profile, RunningGateway};
+
+#[path = "support/harness.rs"]
+#[allow(dead_code)]
+mod harness;
 use serde_json::Value;
 
 /// The runs measure time: one at a time, so they do not skew each other.
@@ -45,15 +48,7 @@ const KINDS: [&str; 8] = [
 /// A gateway of `profile` on 127.0.0.1 port 0 injecting `faults`.
 async fn gateway(profile: Profile, faults: Faults) -> RunningGateway {
     std::env::set_var(SECRET_ENV, SECRET);
-    chorus_gateway::start(GatewayConfig {
-        addr: "127.0.0.1:0".parse().expect("a loopback address"),
-        profile,
-        jwt_secret: SECRET.to_owned(),
-        faults,
-        ..GatewayConfig::default()
-    })
-    .await
-    .expect("the gateway starts")
+    harness::start_gateway_in(profile, faults, SECRET).await
 }
 
 /// What a run against a faulty gateway left behind.
@@ -114,26 +109,12 @@ impl Outcome {
 async fn run_against(faults: Faults, scenario: &str, overrides: &[&str]) -> Outcome {
     let gw = gateway(Profile::Seed, faults).await;
     let tag = scenario.rsplit('/').next().unwrap_or(scenario);
-    let run_dir = std::env::temp_dir().join(format!(
-        "chorus-faults-{}-{}-{:08x}",
+    let run_dir = harness::temp_dir(&format!(
+        "faults-{}-{:08x}",
         tag.trim_end_matches(".yml"),
-        std::process::id(),
         rand::random::<u32>()
     ));
-    let options = RunOptions {
-        scenario: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(scenario),
-        target: Some(format!("http://{}", gw.addr())),
-        out: Some(run_dir.clone()),
-        overrides: overrides
-            .iter()
-            .map(|o| Override::parse(o).expect("a valid override"))
-            .collect(),
-        quiet: true,
-        gateway_profile: Profile::Seed,
-        shard: Shard::WHOLE,
-        start_at: None,
-        metrics_addr: None,
-    };
+    let options = harness::run_options(scenario, Some(harness::url_of(&gw)), run_dir, overrides);
     let started = Instant::now();
     let report = tokio::time::timeout(Duration::from_secs(90), run(options))
         .await

@@ -2,43 +2,33 @@
 //! measures are right, against gateways with known injected faults (the
 //! gateway's `faults` feature, enabled by this crate's dev-dependency).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chorus::metrics::{LatencyStats, Summary, Verdict};
-use chorus::run::{run, RunError, RunOptions, RunReport, Shard};
-use chorus::scenario::Override;
-use chorus_gateway::{Faults, GatewayConfig, Profile, RunningGateway};
+use chorus::run::{run, RunError, RunOptions, RunReport};
+use chorus_gateway::{Faults, RunningGateway};
+
+#[path = "support/harness.rs"]
+#[allow(dead_code)]
+mod harness;
 
 /// The runs measure time: one at a time, so they do not skew each other.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const MS: u64 = 1_000;
 
-fn path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
-fn out_dir(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("chorus-run-{tag}-{}", std::process::id()))
-}
-
 fn options(scenario: &str, target: Option<String>, overrides: &[&str]) -> RunOptions {
-    let tag = scenario.rsplit('/').next().unwrap_or(scenario);
-    RunOptions {
-        scenario: path(scenario),
+    let tag = scenario
+        .rsplit('/')
+        .next()
+        .unwrap_or(scenario)
+        .trim_end_matches(".yml");
+    harness::run_options(
+        scenario,
         target,
-        out: Some(out_dir(tag.trim_end_matches(".yml"))),
-        overrides: overrides
-            .iter()
-            .map(|o| Override::parse(o).expect("a valid override"))
-            .collect(),
-        quiet: true,
-        gateway_profile: Profile::Seed,
-        shard: Shard::WHOLE,
-        start_at: None,
-        metrics_addr: None,
-    }
+        harness::temp_dir(&format!("run-{tag}")),
+        overrides,
+    )
 }
 
 /// A seed gateway on 127.0.0.1 port 0 injecting `faults`, whose secret is
@@ -46,15 +36,7 @@ fn options(scenario: &str, target: Option<String>, overrides: &[&str]) -> RunOpt
 async fn faulty_gateway(faults: Faults, secret_env: &str) -> RunningGateway {
     let secret = format!("secret-for-{secret_env}");
     std::env::set_var(secret_env, &secret);
-    chorus_gateway::start(GatewayConfig {
-        addr: "127.0.0.1:0".parse().expect("a loopback address"),
-        profile: Profile::Seed,
-        jwt_secret: secret,
-        faults,
-        ..GatewayConfig::default()
-    })
-    .await
-    .expect("the gateway starts")
+    harness::start_gateway(faults, &secret).await
 }
 
 async fn run_bounded(options: RunOptions) -> Result<RunReport, RunError> {

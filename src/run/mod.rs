@@ -84,6 +84,25 @@ pub struct RunOptions {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+impl RunOptions {
+    /// Options for playing `scenario` as the command line's defaults would:
+    /// the embedded strict gateway unless the scenario names a target, the
+    /// default run directory, progress shown, the whole run in this process.
+    pub fn new(scenario: impl Into<PathBuf>) -> Self {
+        Self {
+            scenario: scenario.into(),
+            target: None,
+            out: None,
+            overrides: Vec::new(),
+            quiet: false,
+            gateway_profile: Profile::Strict,
+            shard: Shard::WHOLE,
+            start_at: None,
+            metrics_addr: None,
+        }
+    }
+}
+
 /// Why a run could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

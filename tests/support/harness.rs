@@ -27,15 +27,41 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// A seed gateway on 127.0.0.1 port 0 injecting `faults`, signing tokens with `secret`.
 pub async fn start_gateway(faults: Faults, secret: &str) -> RunningGateway {
+    start_gateway_in(Profile::Seed, faults, secret).await
+}
+
+/// A gateway in `profile` on 127.0.0.1 port 0 injecting `faults`, signing tokens with `secret`.
+pub async fn start_gateway_in(profile: Profile, faults: Faults, secret: &str) -> RunningGateway {
     chorus_gateway::start(GatewayConfig {
         addr: "127.0.0.1:0".parse().expect("a loopback address"),
-        profile: Profile::Seed,
+        profile,
         jwt_secret: secret.to_owned(),
         faults,
         ..GatewayConfig::default()
     })
     .await
     .expect("the gateway starts")
+}
+
+/// Quiet in-process run options for a scenario file (relative to the crate
+/// root) against `target`, with `--set` style `overrides`, into `out`.
+pub fn run_options(
+    scenario: &str,
+    target: Option<String>,
+    out: PathBuf,
+    overrides: &[&str],
+) -> chorus::run::RunOptions {
+    chorus::run::RunOptions {
+        target,
+        out: Some(out),
+        overrides: overrides
+            .iter()
+            .map(|o| chorus::scenario::Override::parse(o).expect("a valid override"))
+            .collect(),
+        quiet: true,
+        gateway_profile: Profile::Seed,
+        ..chorus::run::RunOptions::new(crate_path(scenario))
+    }
 }
 
 /// The gateway's base URL.
