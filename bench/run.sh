@@ -3,8 +3,9 @@
 #   bench/run.sh [idle|memory|fanout|fast|all]   (default: all)
 # Environment knobs (defaults in brackets):
 #   IDLE_CAP [30000]  MEMORY_CLIENTS [5000]  FANOUT_LISTENERS [500]
-#   FANOUT_RATE [1000/s]  FAST_CLIENTS [500]  FAST_MESSAGES [60000]
+#   FANOUT_RATE [2000/s]  FAST_CLIENTS [500]  FAST_MESSAGES [60000]
 #   BENCH_OUT [bench/out]  NO_BUILD (set to skip the release build)
+#   QUIET_WAIT_S [180]: how long to wait for an idle machine before each run
 # The gateway (or the synthetic sender) is pinned to core 0, chorus to core 1.
 # Every step is bounded in time and stops by itself; see bench/README.md.
 set -euo pipefail
@@ -150,7 +151,7 @@ bench_memory() {
 }
 
 bench_fanout() {
-    local listeners=${FANOUT_LISTENERS:-500} rate=${FANOUT_RATE:-1000/s}
+    local listeners=${FANOUT_LISTENERS:-500} rate=${FANOUT_RATE:-2000/s}
     echo "== fanout via the gateway: $listeners listeners + 4 writers, $rate =="
     machine
     start_gateway
