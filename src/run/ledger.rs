@@ -68,6 +68,17 @@ impl SeqRuns {
         Arrival::OutOfOrder
     }
 
+    /// Whether `seq` was received.
+    pub fn contains(&self, seq: u64) -> bool {
+        let i = self.runs.partition_point(|&(_, end)| end < seq);
+        self.runs.get(i).is_some_and(|&(start, _)| start <= seq)
+    }
+
+    /// Every received number, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.runs.iter().flat_map(|&(s, e)| s..=e)
+    }
+
     /// How many received numbers lie in `lo..=hi`.
     pub fn count_in(&self, lo: u64, hi: u64) -> u64 {
         self.runs
@@ -81,6 +92,48 @@ impl SeqRuns {
                 }
             })
             .sum()
+    }
+}
+
+/// A 64-bit FNV-1a hash of a name: how a receiver remembers a name it
+/// could not resolve to a sender of its own process (a sender of another shard).
+pub fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The senders a receiver heard announced: those of its own process by
+/// virtual-user number, as compact runs (joins come in order, so usually one
+/// run); others by [`name_hash`]. A few words per receiver, whatever the crowd.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// Announced senders of this process.
+    pub vus: SeqRuns,
+    /// Hashes of announced names not resolved here, sorted once the session ends.
+    pub names: Vec<u64>,
+}
+
+impl Seen {
+    /// Records an announcement of `name`, resolved to `vu` when the sender plays here.
+    pub fn add(&mut self, vu: Option<u32>, name: &str) {
+        match vu {
+            Some(vu) => {
+                self.vus.insert(u64::from(vu));
+            }
+            None => self.names.push(name_hash(name)),
+        }
+    }
+
+    /// Sorts the name hashes for lookups (call once, when the session ends).
+    pub fn seal(&mut self) {
+        self.names.sort_unstable();
+        self.names.dedup();
+    }
+
+    /// Whether sender `vu` called `name` was announced.
+    pub fn contains(&self, vu: u32, name: &str) -> bool {
+        self.vus.contains(u64::from(vu)) || self.names.binary_search(&name_hash(name)).is_ok()
     }
 }
 
@@ -113,12 +166,12 @@ pub struct ReceiverRecord {
     pub left_at_us: u64,
     /// Correlated sequence numbers received, per sender.
     pub from: HashMap<u32, SeqRuns>,
-    /// Uncorrelated broadcasts (`userTyping`) received, per sender name.
-    pub typing_from: HashMap<String, u64>,
-    /// Names whose join announcement it received.
-    pub online_seen: Vec<String>,
-    /// Names whose leave announcement it received (empty for a nameless one).
-    pub offline_seen: Vec<String>,
+    /// Uncorrelated broadcasts (`userTyping`) received, per sender ([`name_hash`] of its name).
+    pub typing_from: HashMap<u64, u64>,
+    /// Whose join announcement it received.
+    pub online_seen: Seen,
+    /// Whose leave announcement it received (a nameless one as the empty name).
+    pub offline_seen: Seen,
     /// Whether it sent a join, and whether the join's reply came.
     pub join_sent: bool,
     /// Whether the reply to its join arrived.
@@ -194,13 +247,9 @@ pub enum Finding {
     OnlineMissing { receiver: u32, subject: u32 },
     /// `receiver` never got the leave announcement of `subject`.
     OfflineMissing { receiver: u32, subject: u32 },
-    /// `receiver` got a leave announcement for `name`, which never joined
-    /// (`subject` is `None`) or never left.
-    OfflineSpurious {
-        receiver: u32,
-        name: String,
-        subject: Option<u32>,
-    },
+    /// `receiver` got a leave announcement for a client that never joined
+    /// (`subject` is `None`: no sender has that name) or never left.
+    OfflineSpurious { receiver: u32, subject: Option<u32> },
     /// `receiver` joined but the join's reply never came.
     ReplyMissing { receiver: u32 },
 }
@@ -241,21 +290,24 @@ pub fn settle(
     w: Window,
 ) -> Settlement {
     let mut out = Settlement::default();
-    let by_name: HashMap<&str, u32> = senders
+    let by_hash: HashMap<u64, u32> = senders
         .iter()
         .filter(|(_, f)| f.join_sent.is_some())
-        .filter_map(|(vu, f)| Some((f.name.as_deref()?, *vu)))
+        .filter_map(|(vu, f)| Some((name_hash(f.name.as_deref()?), *vu)))
         .collect();
     for r in receivers {
         if r.join_sent && !r.join_replied && r.left_at_us > r.joined_at_us + w.deadline_us {
             out.findings.push(Finding::ReplyMissing { receiver: r.vu });
         }
-        for name in &r.offline_seen {
-            let subject = by_name.get(name.as_str()).copied();
-            if subject.is_none_or(|s| senders[&s].left.is_none()) {
+        let announced_gone = r.offline_seen.vus.iter().map(|vu| Some(vu as u32));
+        let announced_by_name = r.offline_seen.names.iter().map(|h| by_hash.get(h).copied());
+        for subject in announced_gone.chain(announced_by_name) {
+            let legit = subject
+                .and_then(|s| senders.get(&s))
+                .is_some_and(|f| f.join_sent.is_some() && f.left.is_some());
+            if !legit {
                 out.findings.push(Finding::OfflineSpurious {
                     receiver: r.vu,
-                    name: name.clone(),
                     subject,
                 });
             }
@@ -290,7 +342,12 @@ pub fn settle(
                 if due > 0 {
                     // Without a mark, deliveries from near the window's edges may
                     // count too: a loss is only what even they cannot make up.
-                    let got = r.typing_from.get(name).copied().unwrap_or(0).min(due);
+                    let got = r
+                        .typing_from
+                        .get(&name_hash(name))
+                        .copied()
+                        .unwrap_or(0)
+                        .min(due);
                     add(&mut out.typing, due, got);
                     if got < due {
                         out.findings.push(Finding::TypingLost {
@@ -301,8 +358,7 @@ pub fn settle(
                     }
                 }
             }
-            let seen = |names: &[String]| names.iter().any(|n| n == name);
-            if facts.join_sent.is_some_and(owed) && !seen(&r.online_seen) {
+            if facts.join_sent.is_some_and(owed) && !r.online_seen.contains(sender, name) {
                 out.findings.push(Finding::OnlineMissing {
                     receiver: r.vu,
                     subject: sender,
@@ -311,7 +367,7 @@ pub fn settle(
             if sender != r.vu
                 && facts.join_sent.is_some()
                 && facts.left.is_some_and(owed)
-                && !seen(&r.offline_seen)
+                && !r.offline_seen.contains(sender, name)
             {
                 out.findings.push(Finding::OfflineMissing {
                     receiver: r.vu,
@@ -346,6 +402,23 @@ mod tests {
         assert_eq!(r.insert(2), Arrival::OutOfOrder);
         assert_eq!(r.count_in(0, 100), 6);
         assert_eq!(r.count_in(3, 6), 2);
+    }
+
+    fn seen(entries: &[(Option<u32>, &str)]) -> Seen {
+        let mut s = Seen::default();
+        for (vu, name) in entries {
+            s.add(*vu, name);
+        }
+        s.seal();
+        s
+    }
+
+    #[test]
+    fn names_from_other_shards_are_found_by_hash() {
+        let s = seen(&[(Some(3), "c"), (None, "far-away")]);
+        assert!(s.contains(3, "anything"));
+        assert!(s.contains(99, "far-away"));
+        assert!(!s.contains(4, "near"));
     }
 
     fn window(margin_us: u64, deadline_us: u64) -> Window {
@@ -412,8 +485,8 @@ mod tests {
             vu: 2,
             joined_at_us: 0,
             left_at_us: 10_000,
-            online_seen: vec!["d".into()],
-            offline_seen: vec!["c".into(), "d".into()],
+            online_seen: seen(&[(Some(4), "d")]),
+            offline_seen: seen(&[(None, "c"), (Some(4), "d")]),
             join_sent: true,
             ..Default::default()
         };
@@ -452,7 +525,7 @@ mod tests {
         let r = ReceiverRecord {
             vu: 2,
             left_at_us: 1_000,
-            typing_from: HashMap::from([("a".into(), 1)]),
+            typing_from: HashMap::from([(name_hash("a"), 1)]),
             ..Default::default()
         };
         let s = settle(&[r], &senders, window(0, 0));

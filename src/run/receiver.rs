@@ -19,7 +19,7 @@ use crate::rules::Recipients;
 
 use super::context::{Context, Role};
 use super::correlate::Mark;
-use super::ledger::{Arrival, ReceiverRecord};
+use super::ledger::{name_hash, Arrival, ReceiverRecord};
 use super::violations::Kind;
 
 /// How many not-yet-expected events a client keeps for a later `expect` step.
@@ -361,23 +361,24 @@ impl Receiver {
                 // Settled by name at the end (senders may be in other shards);
                 // timed here when the sender is in this process.
                 let subject = who.as_deref().and_then(|w| self.ctx.roster.by_name(w));
-                let who = who.map(Cow::into_owned).unwrap_or_default();
+                let subject_vu = subject.as_ref().map(|(vu, _)| *vu);
+                let who = who.unwrap_or_default();
                 if role == Role::JoinAnnounce {
                     let mine = self.inbox.join_name.lock().expect("name lock").clone();
-                    if mine.as_deref() == Some(who.as_str()) {
+                    if mine.as_deref() == Some(&*who) {
                         self.own_announce_seen = true;
                     }
                     let times = subject.and_then(|(_, log)| log.join_times());
                     if let Some((intended, sent)) = times.filter(|&(_, s)| s <= at_us) {
                         self.record_delivery(name, at_us, intended, sent);
                     }
-                    self.ledger.online_seen.push(who);
+                    self.ledger.online_seen.add(subject_vu, &who);
                 } else {
                     let left = subject.and_then(|(_, log)| log.left_at());
                     if let Some(left) = left.filter(|&l| l <= at_us) {
                         self.record_delivery(name, at_us, left, left);
                     }
-                    self.ledger.offline_seen.push(who);
+                    self.ledger.offline_seen.add(subject_vu, &who);
                 }
             }
             Role::JoinReply => self.on_join_reply(name, arg, at_us),
@@ -455,12 +456,7 @@ impl Receiver {
             );
             return;
         }
-        match self.ledger.typing_from.get_mut(who) {
-            Some(n) => *n += 1,
-            None => {
-                self.ledger.typing_from.insert(who.to_owned(), 1);
-            }
-        }
+        *self.ledger.typing_from.entry(name_hash(who)).or_default() += 1;
         // Timed when the sender is in this process.
         let Some((vu, log)) = self.ctx.roster.by_name(who) else {
             return;
@@ -616,6 +612,8 @@ impl Handler for Receiver {
             record.joined_at_us = joined;
             record.left_at_us = at_us;
             record.join_sent = self.inbox.join_sent.load(Relaxed);
+            record.online_seen.seal();
+            record.offline_seen.seal();
             self.ctx.roster.receiver_done(record);
         }
     }

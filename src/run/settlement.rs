@@ -76,21 +76,15 @@ pub fn evidence(s: &Settlement, model: &ProtocolModel, t_s: f64) -> Vec<(u64, Ev
                     format!("the leave of vu {subject}"),
                     "never announced".to_owned(),
                 ),
-                Finding::OfflineSpurious {
-                    receiver,
-                    name,
-                    subject,
-                } => (
+                Finding::OfflineSpurious { receiver, subject } => (
                     1,
                     Kind::Presence,
                     *receiver,
                     model.leave.announce.event.as_str(),
                     "leaves announced only for clients that joined and left".to_owned(),
                     match subject {
-                        Some(vu) => {
-                            format!("{name:?} (vu {vu}) announced gone while still connected")
-                        }
-                        None => format!("{name:?} announced gone but never joined"),
+                        Some(vu) => format!("vu {vu} announced gone while still connected"),
+                        None => "a client that never joined announced gone".to_owned(),
                     },
                 ),
                 Finding::ReplyMissing { receiver } => (

@@ -93,31 +93,26 @@ impl Vu {
     }
 
     /// One step; boxed because loops nest.
+    /// One step. Boxed because loops nest; each step gets a box of its own
+    /// size, so a client listening for an hour does not hold the space of a
+    /// connect.
     fn step<'a>(
         &'a mut self,
         step: &'a Step,
         intended: Option<Instant>,
     ) -> Pin<Box<dyn Future<Output = StepResult> + Send + 'a>> {
-        Box::pin(async move {
-            match step {
-                Step::Connect => self.connect().await,
-                Step::Emit(emit) => self.emit(emit, intended).await,
-                Step::Expect(expect) => self.expect(expect).await,
-                Step::Think(think) => {
-                    tokio::time::sleep(think.sample(&mut self.rng)).await;
-                    Ok(())
-                }
-                Step::Listen(d) => {
-                    tokio::time::sleep(*d).await;
-                    Ok(())
-                }
-                Step::Loop(lp) => self.run_loop(lp).await,
-                Step::Disconnect => {
-                    self.disconnect().await;
-                    Ok(())
-                }
-            }
-        })
+        match step {
+            Step::Connect => Box::pin(self.connect()),
+            Step::Emit(emit) => Box::pin(self.emit(emit, intended)),
+            Step::Expect(expect) => Box::pin(self.expect(expect)),
+            Step::Think(think) => Box::pin(pause(think.sample(&mut self.rng))),
+            Step::Listen(d) => Box::pin(pause(*d)),
+            Step::Loop(lp) => Box::pin(self.run_loop(lp)),
+            Step::Disconnect => Box::pin(async move {
+                self.disconnect().await;
+                Ok(())
+            }),
+        }
     }
 
     async fn connect(&mut self) -> StepResult {
@@ -367,4 +362,9 @@ impl Vu {
             let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
         }
     }
+}
+
+async fn pause(d: Duration) -> StepResult {
+    tokio::time::sleep(d).await;
+    Ok(())
 }
