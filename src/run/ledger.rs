@@ -502,12 +502,10 @@ mod tests {
         }));
         assert!(has(Finding::OfflineSpurious {
             receiver: 2,
-            name: "c".into(),
             subject: None
         }));
         assert!(has(Finding::OfflineSpurious {
             receiver: 2,
-            name: "d".into(),
             subject: Some(4)
         }));
         assert!(has(Finding::ReplyMissing { receiver: 2 }));
