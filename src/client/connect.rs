@@ -149,6 +149,7 @@ async fn tcp_connect(addr: SocketAddr, local_ip: Option<IpAddr>) -> Result<TcpSt
             TcpSocket::new_v6()?
         };
         if let Some(ip) = local_ip {
+            defer_port_choice(&socket)?;
             socket.bind(SocketAddr::new(ip, 0))?;
         }
         let stream = socket.connect(addr).await?;
@@ -158,6 +159,36 @@ async fn tcp_connect(addr: SocketAddr, local_ip: Option<IpAddr>) -> Result<TcpSt
     connect
         .await
         .map_err(|source| ClientError::Connect { addr, source })
+}
+
+/// Lets the kernel pick the source port at connect time rather than at bind
+/// time (`IP_BIND_ADDRESS_NO_PORT`), so that ports in TIME_WAIT towards other
+/// destinations can be reused and a bound source address serves its full
+/// ephemeral range.
+#[cfg(target_os = "linux")]
+fn defer_port_choice(socket: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor, and a pointer to a c_int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn defer_port_choice(_socket: &TcpSocket) -> std::io::Result<()> {
+    Ok(())
 }
 
 async fn open_websocket(
@@ -308,4 +339,20 @@ async fn open_upgrade(
         control,
         handshake_done,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connects_from_the_chosen_loopback_source_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let source: IpAddr = "127.0.0.3".parse().unwrap();
+        let (stream, accepted) = tokio::join!(tcp_connect(addr, Some(source)), listener.accept());
+        let stream = stream.unwrap();
+        assert!(stream.nodelay().unwrap());
+        assert_eq!(accepted.unwrap().1.ip(), source);
+    }
 }
