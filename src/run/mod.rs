@@ -11,7 +11,9 @@ mod context;
 mod correlate;
 mod ledger;
 mod live;
+mod liveness;
 mod merge;
+mod phases;
 mod progress;
 mod receiver;
 mod roster;
@@ -27,9 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chorus_gateway::Profile;
-use rand::SeedableRng;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::client::{ClientConfig, Transport};
 use crate::metrics::{
@@ -50,7 +50,6 @@ pub use violations::Kind as ViolationKind;
 use context::Context;
 use progress::{Progress, Tick};
 use target::Target;
-use vu::{Stage, Vu};
 
 /// A receiver is owed messages sent this long after it entered the namespace.
 const LEDGER_MARGIN: Duration = Duration::from_millis(100);
@@ -349,7 +348,7 @@ async fn play(
 
     let (phase_tx, phase_rx) = watch::channel(String::from("start"));
     let (end_tx, end_rx) = watch::channel(false);
-    let mut driver = tokio::spawn(drive(ctx.clone(), phase_tx, end_rx));
+    let mut driver = tokio::spawn(phases::drive(ctx.clone(), phase_tx, end_rx));
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(1),
         Duration::from_secs(1),
@@ -380,7 +379,7 @@ async fn play(
                     errors,
                     p99_of: &p99_of,
                 });
-                watch_liveness(&ctx, &snapshot, &mut quiet_since);
+                liveness::watch_liveness(&ctx, &snapshot, &mut quiet_since);
                 let over_time = started.elapsed() >= cap;
                 let breach = ctx.scenario.abort_on_fail && !evaluate(&mut summarize(&registry, &ctx.scenario, target, started), &ctx.scenario);
                 if (over_time || breach) && !*end_tx.borrow() {
@@ -445,76 +444,6 @@ async fn play(
     })
 }
 
-/// How long a client may go without a delivery owed to everyone while
-/// others get them, or the whole run without any delivery while clients
-/// send, before it is a liveness violation.
-const LIVENESS_BOUND: Duration = Duration::from_secs(5);
-
-/// Once a second: a connected client that stopped receiving while others
-/// still receive, or a server that stopped answering, is a violation.
-fn watch_liveness(
-    ctx: &Context,
-    snapshot: &crate::metrics::IntervalSnapshot,
-    quiet_since: &mut Option<Instant>,
-) {
-    let bound = LIVENESS_BOUND.as_micros() as u64;
-    let now = ctx.micros(Instant::now());
-    let live: Vec<_> = {
-        let mut inboxes = ctx.inboxes.lock().expect("inbox list lock");
-        inboxes.retain(|w| w.upgrade().is_some_and(|i| !i.closed.load(Relaxed)));
-        inboxes
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .collect()
-    };
-    let newest = live
-        .iter()
-        .map(|i| i.last_delivery_us.load(Relaxed))
-        .filter(|&t| t != u64::MAX)
-        .max();
-    if let Some(newest) = newest.filter(|&n| n + bound >= now) {
-        for inbox in &live {
-            let last = inbox.last_delivery_us.load(Relaxed);
-            let connected = inbox.connected_at_us.load(Relaxed);
-            let since = if last == u64::MAX { connected } else { last };
-            if connected != u64::MAX
-                && since + bound < newest
-                && !inbox.reported_stalled.swap(true, Relaxed)
-            {
-                ctx.violation(
-                    ViolationKind::Liveness,
-                    inbox.vu,
-                    "",
-                    "deliveries while others receive them".to_owned(),
-                    format!("nothing for {:.1} s", (newest - since) as f64 / 1e6),
-                    now,
-                );
-            }
-        }
-    }
-    let sent = snapshot.counter("emits").is_some_and(|c| c.delta > 0);
-    let received = snapshot
-        .counters
-        .iter()
-        .any(|c| c.name.starts_with("deliveries.received.") && c.delta > 0);
-    if sent && !received {
-        let since = *quiet_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= LIVENESS_BOUND {
-            ctx.violation(
-                ViolationKind::Liveness,
-                0,
-                "",
-                "deliveries for what clients send".to_owned(),
-                format!("none for {} s", LIVENESS_BOUND.as_secs()),
-                now,
-            );
-            *quiet_since = None;
-        }
-    } else {
-        *quiet_since = None;
-    }
-}
-
 fn summarize(
     registry: &Registry,
     scenario: &Scenario,
@@ -547,120 +476,4 @@ pub(crate) fn evaluate(summary: &mut Summary, scenario: &Scenario) -> bool {
         |v| v == 0.0,
     );
     pass
-}
-
-/// Starts virtual users as the phases say, then ends the run: lets the flows
-/// finish (or not, when `end` says so), stops the senders, drains, and
-/// disconnects whoever is left.
-async fn drive(ctx: Arc<Context>, phase: watch::Sender<String>, mut end: watch::Receiver<bool>) {
-    let mut vus = JoinSet::new();
-    let mut stages: Vec<watch::Sender<Stage>> = Vec::new();
-    let mut picker = ctx.scenario.group_picker();
-    let shard = ctx.shard;
-    // Every process numbers and assigns all virtual users alike; each plays its own.
-    let mut next_vu = 0u32;
-    // An arrival over a phase's `max` still takes its number, so shards stay in step.
-    let mut spawn =
-        |vus: &mut JoinSet<()>, stages: &mut Vec<watch::Sender<Stage>>, capped: bool| {
-            let Some(group) = picker.next_group() else {
-                return;
-            };
-            let k = next_vu;
-            next_vu += 1;
-            if !shard.owns(k) {
-                return;
-            }
-            if capped {
-                ctx.recorder.add(ctx.ids.arrivals_dropped, 1);
-                return;
-            }
-            let (tx, rx) = watch::channel(Stage::Running);
-            vus.spawn(Vu::new(ctx.clone(), k, group).run(rx));
-            stages.push(tx);
-        };
-    let phases = ctx.scenario.load.phases.clone();
-    let count = phases.len();
-    let play_phases = async {
-        let mut level = 0u64;
-        for (i, p) in phases.iter().enumerate() {
-            let start = tokio::time::Instant::now();
-            match p {
-                Phase::Ramp { to, over } => {
-                    phase.send_replace(format!("ramp {}/{count}", i + 1));
-                    let steps = to.abs_diff(level);
-                    for k in 0..steps {
-                        tokio::time::sleep_until(start + over.mul_f64(k as f64 / steps as f64))
-                            .await;
-                        if *to > level {
-                            spawn(&mut vus, &mut stages, false);
-                        } else if !shard.owns(k as u32) {
-                            // Another shard stops this one.
-                        } else if let Some(s) = stages
-                            .iter()
-                            .find(|s| !s.is_closed() && *s.borrow() == Stage::Running)
-                        {
-                            s.send_replace(Stage::Disconnect);
-                        }
-                    }
-                    level = *to;
-                    tokio::time::sleep_until(start + *over).await;
-                }
-                Phase::Hold(d) => {
-                    phase.send_replace(format!("hold {}/{count}", i + 1));
-                    tokio::time::sleep(*d).await;
-                }
-                Phase::Arrive {
-                    rate,
-                    duration,
-                    max,
-                    arrival,
-                } => {
-                    phase.send_replace(format!("arrive {}/{count}", i + 1));
-                    // Shards draw the same arrival times, so together they make one run's.
-                    let mut rng = if shard.count > 1 {
-                        rand::rngs::SmallRng::seed_from_u64(i as u64)
-                    } else {
-                        rand::rngs::SmallRng::from_rng(&mut rand::rng())
-                    };
-                    let max = max.map(|m| m.div_ceil(u64::from(shard.count)));
-                    let mut at = start;
-                    loop {
-                        at += arrival.next_gap(*rate, &mut rng);
-                        if at >= start + *duration {
-                            break;
-                        }
-                        tokio::time::sleep_until(at).await;
-                        let capped = max.is_some_and(|m| ctx.connected.load(Relaxed) >= m as i64);
-                        spawn(&mut vus, &mut stages, capped);
-                    }
-                    tokio::time::sleep_until(start + *duration).await;
-                }
-            }
-        }
-    };
-    tokio::select! {
-        _ = play_phases => {}
-        _ = end.wait_for(|e| *e) => {}
-    }
-    phase.send_replace("finishing".into());
-    let finished = async { while vus.join_next().await.is_some() {} };
-    tokio::select! {
-        _ = finished => {}
-        _ = end.wait_for(|e| *e) => {}
-    }
-    if !vus.is_empty() {
-        phase.send_replace("draining".into());
-        for s in &stages {
-            s.send_replace(Stage::StopSending);
-        }
-        tokio::time::sleep(DELIVERY_DEADLINE).await;
-        for s in &stages {
-            s.send_replace(Stage::Disconnect);
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), async {
-            while vus.join_next().await.is_some() {}
-        })
-        .await;
-        vus.abort_all();
-    }
 }
