@@ -4,6 +4,7 @@
 # reports/baselines/<scenario>/. The soak is recorded shortened to a few
 # minutes (its shape, not its 30 minutes); the command says how.
 # Compare a run with one: chorus compare reports/baselines/smoke RUN_DIR
+# Usage: reports/baselines/refresh.sh [SCENARIO...]   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q
@@ -17,9 +18,12 @@ run() {
     cp "$out/summary.json" "reports/baselines/$name/summary.json"
     rm -rf "$out"
 }
-run smoke
-run chat-load
-run presence-churn
-run typing-storm
-run soak --set load.phases.0.ramp.over=20s --set load.phases.1.hold=2m \
-    --set groups.0.flow.3.loop.duration=2m --set groups.1.flow.3.listen=2m
+# Which baselines: the ones named on the command line, or all.
+wanted=("${@:-smoke chat-load presence-churn typing-storm soak}")
+for name in ${wanted[@]}; do
+    case $name in
+        soak) run soak --set load.phases.0.ramp.over=20s --set load.phases.1.hold=2m \
+            --set groups.0.flow.3.loop.duration=2m --set groups.1.flow.3.listen=2m ;;
+        *) run "$name" ;;
+    esac
+done

@@ -22,8 +22,13 @@ use super::table::format_ms;
 /// Latency metric: how late the sampler's ticks fire, µs.
 pub const RUNTIME_LAG: &str = "driver.runtime_lag";
 /// Latency metric recorded by the run engine: how late sends go out
-/// relative to their schedule, µs.
+/// relative to their schedule, µs, whatever the cause (a flow that waits for
+/// answers falls behind by design).
 pub const SCHEDULE_LAG: &str = "schedule_lag";
+/// Latency metric recorded by the run engine: how late a sender that was
+/// waiting for its slot woke up, µs — the part of falling behind that is
+/// chorus's own.
+pub const WAKEUP_LAG: &str = "driver.wakeup_lag";
 /// Gauge: process CPU use over the last second, percent of one core.
 pub const CPU_PERCENT: &str = "driver.cpu_percent";
 /// Gauge: resident memory, bytes.
@@ -33,8 +38,8 @@ pub const RSS_BYTES: &str = "driver.rss_bytes";
 pub const CPU_BOTTLENECK_FRACTION: f64 = 0.9;
 /// Runtime lag p99 above which chorus counts as the bottleneck, µs.
 pub const RUNTIME_LAG_P99_LIMIT_US: u64 = 10_000;
-/// Schedule lag p99 above which the senders count as behind schedule, µs.
-pub const SCHEDULE_LAG_P99_LIMIT_US: u64 = 10_000;
+/// Wake-up lag p99 above which the senders count as held back by chorus, µs.
+pub const WAKEUP_LAG_P99_LIMIT_US: u64 = 10_000;
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, which
 /// Linux fixes at 100 on every architecture's user ABI).
@@ -219,8 +224,8 @@ pub struct DriverReport {
 /// Applies the bottleneck rule to what was collected, for a machine with
 /// `cores` cores: chorus was the bottleneck if its CPU use reached
 /// [`CPU_BOTTLENECK_FRACTION`] of all cores, or the runtime lag p99 exceeded
-/// [`RUNTIME_LAG_P99_LIMIT_US`], or the `schedule_lag` p99 exceeded
-/// [`SCHEDULE_LAG_P99_LIMIT_US`].
+/// [`RUNTIME_LAG_P99_LIMIT_US`], or senders waiting for their slot woke up
+/// late ([`WAKEUP_LAG`] p99 over [`WAKEUP_LAG_P99_LIMIT_US`]).
 pub fn assess(cumulative: &Cumulative, cores: usize) -> DriverReport {
     let cpu_percent_max = cumulative.gauge(CPU_PERCENT).map(|g| g.max);
     let p99 = |name| {
@@ -230,7 +235,7 @@ pub fn assess(cumulative: &Cumulative, cores: usize) -> DriverReport {
             .map(|h| h.value_at_quantile(0.99))
     };
     let runtime_lag_p99_us = p99(RUNTIME_LAG);
-    let schedule_lag_p99_us = p99(SCHEDULE_LAG);
+    let wakeup_lag_p99_us = p99(WAKEUP_LAG);
 
     let mut reasons = Vec::new();
     if let Some(cpu) = cpu_percent_max {
@@ -241,9 +246,9 @@ pub fn assess(cumulative: &Cumulative, cores: usize) -> DriverReport {
     if let Some(lag) = runtime_lag_p99_us.filter(|&lag| lag > RUNTIME_LAG_P99_LIMIT_US) {
         reasons.push(format!("runtime lag p99 {} ms", format_ms(lag as f64)));
     }
-    if let Some(lag) = schedule_lag_p99_us.filter(|&lag| lag > SCHEDULE_LAG_P99_LIMIT_US) {
+    if let Some(lag) = wakeup_lag_p99_us.filter(|&lag| lag > WAKEUP_LAG_P99_LIMIT_US) {
         reasons.push(format!(
-            "senders fell behind schedule (schedule lag p99 {} ms)",
+            "senders woke up late for their schedule (wake-up lag p99 {} ms)",
             format_ms(lag as f64)
         ));
     }
@@ -302,9 +307,12 @@ mod tests {
         for _ in 0..10 {
             recorder.record(lag, 42_000);
         }
+        // Falling behind schedule is the flow's doing unless the wake-ups were late.
         let schedule = registry.latency(SCHEDULE_LAG);
+        let wakeup = registry.latency(WAKEUP_LAG);
         for _ in 0..10 {
             recorder.record(schedule, 120_000);
+            recorder.record(wakeup, 25_000);
         }
         registry.collect_interval(Instant::now());
         let busy = assess(&registry.cumulative(), 2);
@@ -312,7 +320,7 @@ mod tests {
         assert_eq!(busy.cpu_percent_max, Some(198.0));
         assert_eq!(busy.notes.len(), 1);
         let note = &busy.notes[0];
-        assert!(note.starts_with("chorus itself was the bottleneck: CPU at 198% of 2 cores, runtime lag p99 42.0 ms, senders fell behind schedule"), "{note}");
+        assert!(note.starts_with("chorus itself was the bottleneck: CPU at 198% of 2 cores, runtime lag p99 42.0 ms, senders woke up late"), "{note}");
         assert!(
             note.ends_with("latencies above are not trustworthy"),
             "{note}"

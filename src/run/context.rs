@@ -26,6 +26,8 @@ pub struct Ids {
     pub join: LatencyId,
     /// `schedule_lag`: how far behind schedule scheduled sends went out.
     pub schedule_lag: LatencyId,
+    /// `driver.wakeup_lag`: how late a sender waiting for its slot woke up.
+    pub wakeup_lag: LatencyId,
     /// `delivery.<event>` and `delivery_uncorrected.<event>` per broadcast and announcement.
     pub delivery: HashMap<String, (LatencyId, LatencyId)>,
     /// `ack.<event>` per emitted event that asks for acks.
@@ -78,6 +80,7 @@ impl Ids {
             connect: registry.latency("connect"),
             join: registry.latency("join"),
             schedule_lag: registry.latency(crate::metrics::SCHEDULE_LAG),
+            wakeup_lag: registry.latency(crate::metrics::WAKEUP_LAG),
             delivery: timed
                 .iter()
                 .map(|e| {

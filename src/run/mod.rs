@@ -335,7 +335,7 @@ async fn play(
     );
     let connected_gauge = registry.gauge("clients.connected");
     let backlog_gauge = registry.gauge("driver.send_backlog");
-    let mut quiet_since: Option<Instant> = None;
+    let mut liveness = liveness::Watch::default();
     let health = HealthSampler::spawn(&registry);
     let mut logs = IntervalLogs::create(run_dir, registry.started_at())?;
     let mut series = TimeSeries::new(registry.started_at());
@@ -379,7 +379,7 @@ async fn play(
                     errors,
                     p99_of: &p99_of,
                 });
-                liveness::watch_liveness(&ctx, &snapshot, &mut quiet_since);
+                liveness::watch_liveness(&ctx, &snapshot, &mut liveness);
                 let over_time = started.elapsed() >= cap;
                 let breach = ctx.scenario.abort_on_fail && !evaluate(&mut summarize(&registry, &ctx.scenario, target, started), &ctx.scenario);
                 if (over_time || breach) && !*end_tx.borrow() {

@@ -342,7 +342,14 @@ impl Vu {
                 if ends.is_some_and(|e| slot >= e) {
                     return Ok(());
                 }
-                tokio::time::sleep_until(slot.into()).await;
+                // Waiting for the slot: how late the wake-up comes is chorus's own lag.
+                if slot > Instant::now() {
+                    tokio::time::sleep_until(slot.into()).await;
+                    let late = Instant::now().saturating_duration_since(slot);
+                    self.ctx
+                        .recorder
+                        .record_duration(self.ctx.ids.wakeup_lag, late);
+                }
             } else if ends.is_some_and(|e| Instant::now() >= e) {
                 return Ok(());
             }
