@@ -127,7 +127,8 @@ fn distribution_section(run: &RunData) -> String {
         out.push_str("</tr>\n");
     }
     out.push_str("</table>\n<p class=\"muted\">Curves: the whole run's histogram rebuilt from <code>hdr/*.hlog</code>; x is the percentile on a log scale of 1/(1-p).</p>\n");
-    for (name, histogram) in &run.histograms {
+    // Metrics that saw no sample stay in the table; they get no chart.
+    for (name, histogram) in run.histograms.iter().filter(|(_, h)| !h.is_empty()) {
         let _ = writeln!(out, "<h3>{}</h3>", escape_xml(name));
         out.push_str(&render(&Chart {
             title: &format!("{name} percentile distribution"),
@@ -238,7 +239,14 @@ fn latency_over_time_section(run: &RunData) -> String {
         return NO_TIMESERIES.to_string();
     };
     let mut out = String::new();
-    for name in run.summary.latency.keys().filter(|n| !is_driver_latency(n)) {
+    let sampled = |name: &&String| run.summary.latency.get(*name).is_some_and(|s| s.count > 0);
+    for name in run
+        .summary
+        .latency
+        .keys()
+        .filter(|n| !is_driver_latency(n))
+        .filter(sampled)
+    {
         out.push_str(&chart(name, &ms_label, latency_series(series, name)));
     }
     if out.is_empty() {
