@@ -192,7 +192,7 @@ fn unknown_field_points_at_the_key() {
     );
     assert_eq!(
         error_of(&format!("{MINIMAL}colour: red\n")),
-        "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `socketio`, \
+        "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `socketio`, `protocol`, \
          `auth`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
     );
 }
