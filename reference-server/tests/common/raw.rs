@@ -161,9 +161,20 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr)
+    try_http(addr, method, target, headers, body)
         .await
-        .expect("connect to the gateway");
+        .expect("connect to the gateway")
+}
+
+/// Like [`http`], returning the connect error instead of panicking on it.
+pub async fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect(addr).await?;
     let mut head = format!(
         "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -191,7 +202,7 @@ pub async fn http(
         raw
     };
     let ((), raw) = tokio::join!(write, read);
-    parse_response(&raw)
+    Ok(parse_response(&raw))
 }
 
 fn parse_response(raw: &[u8]) -> HttpResponse {
@@ -271,7 +282,13 @@ impl Polling {
         let target = endpoint(Transport::Polling, "", Some(&sid));
         let poller = tokio::spawn(async move {
             loop {
-                let response = http(addr, "GET", &target, &[], b"").await;
+                let response = match try_http(addr, "GET", &target, &[], b"").await {
+                    Ok(response) => response,
+                    Err(err) => {
+                        let _ = tx.send(Incoming::Ended(format!("poll could not connect: {err}")));
+                        return;
+                    }
+                };
                 if response.status != 200 {
                     let _ = tx.send(Incoming::Ended(format!(
                         "poll got HTTP {}",
