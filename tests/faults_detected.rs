@@ -89,6 +89,18 @@ impl Outcome {
         }
     }
 
+    /// Like [`Outcome::assert_caught`], with every other kind but liveness
+    /// counted at zero (liveness is left to the liveness tests: a faulty
+    /// gateway on a loaded machine may also slow some receiver).
+    fn assert_only(&self, kind: &str) {
+        let others: Vec<&str> = KINDS
+            .iter()
+            .copied()
+            .filter(|k| *k != kind && *k != "liveness")
+            .collect();
+        self.assert_caught(kind, &others);
+    }
+
     /// The run passed with no violation of any kind and no evidence.
     fn assert_clean(&self) {
         for kind in KINDS {
@@ -267,10 +279,7 @@ async fn duplicated_deliveries_are_duplicate() {
         &[],
     )
     .await;
-    out.assert_caught(
-        "duplicate",
-        &["loss", "order", "recipient", "presence", "payload", "reply"],
-    );
+    out.assert_only("duplicate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -518,17 +527,7 @@ async fn joined_without_username_is_payload() {
         &[],
     )
     .await;
-    out.assert_caught(
-        "payload",
-        &[
-            "loss",
-            "duplicate",
-            "order",
-            "recipient",
-            "presence",
-            "reply",
-        ],
-    );
+    out.assert_only("payload");
     assert!(out
         .evidence_of("payload")
         .iter()
@@ -549,17 +548,7 @@ async fn joined_sent_as_an_ack_is_a_missing_reply() {
         &[],
     )
     .await;
-    out.assert_caught(
-        "reply",
-        &[
-            "loss",
-            "duplicate",
-            "order",
-            "recipient",
-            "presence",
-            "payload",
-        ],
-    );
+    out.assert_only("reply");
     assert!(out.counter("timeouts.expect") > 0);
 }
 
@@ -575,17 +564,7 @@ async fn numeric_timestamp_is_payload() {
         &[],
     )
     .await;
-    out.assert_caught(
-        "payload",
-        &[
-            "loss",
-            "duplicate",
-            "order",
-            "recipient",
-            "presence",
-            "reply",
-        ],
-    );
+    out.assert_only("payload");
     assert!(out
         .evidence_of("payload")
         .iter()
@@ -604,17 +583,7 @@ async fn message_under_another_users_name_is_payload() {
         &[],
     )
     .await;
-    out.assert_caught(
-        "payload",
-        &[
-            "loss",
-            "duplicate",
-            "order",
-            "recipient",
-            "presence",
-            "reply",
-        ],
-    );
+    out.assert_only("payload");
     assert!(out.evidence_of("payload").iter().all(|e| e["expected"]
         .as_str()
         .is_some_and(|x| x.contains("sender's name"))));
@@ -667,17 +636,7 @@ async fn messages_of_unjoined_sockets_fail_the_unjoined_case() {
         &[],
     )
     .await;
-    out.assert_caught(
-        "payload",
-        &[
-            "loss",
-            "duplicate",
-            "order",
-            "recipient",
-            "presence",
-            "reply",
-        ],
-    );
+    out.assert_only("payload");
     let events: Vec<&Value> = out
         .evidence_of("payload")
         .iter()
