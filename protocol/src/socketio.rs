@@ -167,17 +167,15 @@ impl<'a> Packet<'a> {
     /// Checks the data against what the packet type requires (socket.io-parser's
     /// `isPayloadValid`); an event's data is parsed once, here, and returned.
     fn validate(&self) -> Result<Option<Event<'a>>, DecodeError> {
-        if matches!(self.kind, PacketType::Event | PacketType::BinaryEvent) {
-            let data = self
-                .data
-                .filter(|d| d.starts_with('['))
-                .ok_or(DecodeError::Shape("an event needs a JSON array"))?;
-            let event = Event::parse(data)?;
-            if RESERVED_EVENTS.contains(&event.name.as_ref()) && !event.numeric_name {
-                return Err(DecodeError::ReservedEvent(event.name.into_owned()));
+        let fits: fn(Option<&str>) -> bool = match self.kind {
+            PacketType::Event | PacketType::BinaryEvent => return self.event().map(Some),
+            PacketType::Connect => |raw| raw.is_none_or(|r| r.starts_with('{')),
+            PacketType::Disconnect => |raw| raw.is_none(),
+            PacketType::ConnectError => |raw| raw.is_some_and(|r| r.starts_with(['{', '"'])),
+            PacketType::Ack | PacketType::BinaryAck => {
+                |raw| raw.is_some_and(|r| r.starts_with('['))
             }
-            return Ok(Some(event));
-        }
+        };
         let raw = match self.data {
             Some(d) => Some(
                 serde_json::from_str::<&RawValue>(d)
@@ -186,19 +184,24 @@ impl<'a> Packet<'a> {
             ),
             None => None,
         };
-        let starts = |c: char| raw.is_some_and(|r| r.starts_with(c));
-        let ok = match self.kind {
-            PacketType::Connect => raw.is_none() || starts('{'),
-            PacketType::Disconnect => raw.is_none(),
-            PacketType::ConnectError => starts('{') || starts('"'),
-            PacketType::Ack | PacketType::BinaryAck => starts('['),
-            PacketType::Event | PacketType::BinaryEvent => unreachable!("handled above"),
-        };
-        if ok {
+        if fits(raw) {
             Ok(None)
         } else {
             Err(DecodeError::Shape("data does not fit the packet type"))
         }
+    }
+
+    /// An EVENT's `[name, ...args]`, parsed; reserved names are refused.
+    fn event(&self) -> Result<Event<'a>, DecodeError> {
+        let data = self
+            .data
+            .filter(|d| d.starts_with('['))
+            .ok_or(DecodeError::Shape("an event needs a JSON array"))?;
+        let event = Event::parse(data)?;
+        if RESERVED_EVENTS.contains(&event.name.as_ref()) && !event.numeric_name {
+            return Err(DecodeError::ReservedEvent(event.name.into_owned()));
+        }
+        Ok(event)
     }
 }
 
