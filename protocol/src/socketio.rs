@@ -505,4 +505,28 @@ mod tests {
             assert_eq!(out, text);
         }
     }
+
+    /// Decoding arbitrary text never panics: it is an `Ok` or an `Err`.
+    #[test]
+    fn decoding_noise_never_panics() {
+        let alphabet: Vec<char> = "0123456789-/,[]{}\"\\:chat xyz_placeholder\u{1e}é中"
+            .chars()
+            .collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..50_000 {
+            let len = (next() % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let _ = Packet::decode(&text);
+            let _ = crate::engineio::Packet::decode(&text);
+            let _ = Event::parse(&text);
+        }
+    }
 }
