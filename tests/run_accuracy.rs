@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chorus::metrics::{LatencyStats, Summary, Verdict};
 use chorus::run::{run, RunError, RunOptions, RunReport};
-use chorus_gateway::{Faults, RunningGateway};
+use chorus_gateway::Faults;
 
 #[path = "support/harness.rs"]
 #[allow(dead_code)]
@@ -33,10 +33,17 @@ fn options(scenario: &str, target: Option<String>, overrides: &[&str]) -> RunOpt
 
 /// A seed gateway on 127.0.0.1 port 0 injecting `faults`, whose secret is
 /// put in the environment variable `secret_env` for the scenario's tokens.
-async fn faulty_gateway(faults: Faults, secret_env: &str) -> RunningGateway {
+/// Plays `scenario` against a seed gateway injecting `faults`, whose secret is
+/// put in the environment variable `secret_env` for the scenario's tokens.
+async fn run_against(faults: Faults, secret_env: &str, scenario: &str) -> Summary {
     let secret = format!("secret-for-{secret_env}");
     std::env::set_var(secret_env, &secret);
-    harness::start_gateway(faults, &secret).await
+    let gw = harness::start_gateway(faults, &secret).await;
+    let report = run_bounded(options(scenario, Some(harness::url_of(&gw)), &[]))
+        .await
+        .expect("the run completes");
+    gw.shutdown().await;
+    report.summary
 }
 
 async fn run_bounded(options: RunOptions) -> Result<RunReport, RunError> {
@@ -102,23 +109,16 @@ async fn smoke_counts_add_up_against_the_embedded_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measured_delivery_latency_matches_a_known_gateway_delay() {
     let _serial = SERIAL.lock().await;
-    let gw = faulty_gateway(
+    let summary = run_against(
         Faults {
             delay_all: Duration::from_millis(50),
             ..Faults::default()
         },
         "CHORUS_TEST_SECRET_ACCURACY",
+        "tests/scenarios/accuracy.yml",
     )
     .await;
-    let report = run_bounded(options(
-        "tests/scenarios/accuracy.yml",
-        Some(format!("http://{}", gw.addr())),
-        &[],
-    ))
-    .await
-    .expect("the run completes");
-    gw.shutdown().await;
-    let s = &report.summary;
+    let s = &summary;
     let delivery = latency(s, "delivery.newMessage");
     // 5 senders × 20 messages, each to the 5 clients.
     assert_eq!(delivery.count, 5 * 20 * 5, "{delivery:?}");
@@ -134,23 +134,16 @@ async fn measured_delivery_latency_matches_a_known_gateway_delay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_stall_shows_in_corrected_latency_but_not_in_uncorrected() {
     let _serial = SERIAL.lock().await;
-    let gw = faulty_gateway(
+    let summary = run_against(
         Faults {
             stall_once: Some((Duration::from_secs(3), Duration::from_secs(1))),
             ..Faults::default()
         },
         "CHORUS_TEST_SECRET_CO",
+        "tests/scenarios/coordinated-omission.yml",
     )
     .await;
-    let report = run_bounded(options(
-        "tests/scenarios/coordinated-omission.yml",
-        Some(format!("http://{}", gw.addr())),
-        &[],
-    ))
-    .await
-    .expect("the run completes");
-    gw.shutdown().await;
-    let s = &report.summary;
+    let s = &summary;
     let corrected = latency(s, "delivery.newMessage");
     let uncorrected = latency(s, "delivery_uncorrected.newMessage");
     eprintln!("corrected {corrected:?}\nuncorrected {uncorrected:?}");
