@@ -318,9 +318,7 @@ impl<H: Handler> Session<H> {
             };
             let deadline = self.ping_deadline;
             let handled = match message {
-                WsMessage::Text(text) => engineio::Packet::decode(text)
-                    .map_err(|e| CloseReason::Transport(e.to_string()))
-                    .and_then(|p| self.on_packet(at, p)),
+                WsMessage::Text(text) => self.on_text(at, text),
                 WsMessage::Binary(bytes) => self.on_attachment(at, bytes),
                 WsMessage::Ping(payload) => {
                     self.shared.push_control(Control::WsPong(payload.into()));
@@ -359,10 +357,7 @@ impl<H: Handler> Session<H> {
                 );
             };
             for record in engineio::split_payload(text) {
-                let handled = engineio::Packet::decode(record)
-                    .map_err(|e| CloseReason::Transport(e.to_string()))
-                    .and_then(|p| self.on_packet(at, p));
-                if let Err(reason) = handled {
+                if let Err(reason) = self.on_text(at, record) {
                     return (at, reason);
                 }
             }
@@ -373,6 +368,13 @@ impl<H: Handler> Session<H> {
                 sleep.as_mut().reset(self.ping_deadline);
             }
         }
+    }
+
+    /// One Engine.IO text packet: a websocket text frame or a polling record.
+    fn on_text(&mut self, at: Instant, text: &str) -> Result<(), CloseReason> {
+        let packet =
+            engineio::Packet::decode(text).map_err(|e| CloseReason::Transport(e.to_string()))?;
+        self.on_packet(at, packet)
     }
 
     fn on_packet(&mut self, at: Instant, packet: engineio::Packet<'_>) -> Result<(), CloseReason> {
