@@ -11,7 +11,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use chorus_gateway::Faults;
-use harness::{assert_exit, chorus, crate_path, finish, start_gateway, temp_dir, url_of};
+use harness::{assert_exit, chorus, finish, run_args, start_gateway, temp_dir, url_of};
 
 const SECRET: (&str, &str) = ("CHORUS_TEST_SECRET_STEADY", "secret-for-compare");
 
@@ -31,17 +31,7 @@ const TOLERANCES: [&str; 6] = [
 /// Plays `tests/scenarios/steady-chat.yml` against `target` into `out`;
 /// `chorus run` must exit with `code`.
 async fn play(target: &str, out: &Path, code: i32) {
-    let scenario = crate_path("tests/scenarios/steady-chat.yml");
-    let args = [
-        "run",
-        &scenario.display().to_string(),
-        "--target",
-        target,
-        "--out",
-        &out.display().to_string(),
-        "--quiet",
-        "--no-report",
-    ];
+    let args = run_args("tests/scenarios/steady-chat.yml", target, out);
     assert_exit(&finish(chorus(args, SECRET)).await, code, "chorus run");
 }
 

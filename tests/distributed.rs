@@ -6,14 +6,14 @@
 #[path = "support/harness.rs"]
 mod harness;
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chorus::metrics::Summary;
 use chorus::run::LedgerFile;
 use chorus_gateway::Faults;
 use harness::{
-    assert_exit, chorus, counter, crate_path, finish, read_summary, start_gateway, temp_dir, url_of,
+    assert_exit, chorus, counter, crate_path, finish, read_summary, run_args, start_gateway,
+    temp_dir, url_of,
 };
 
 const SCENARIO: &str = "tests/scenarios/shards.yml";
@@ -31,23 +31,6 @@ const EXACT_HISTOGRAMS: [&str; 4] = [
     "delivery.newMessage",
     "delivery_uncorrected.newMessage",
 ];
-
-/// `chorus run` arguments for the scenario into `out`, without reports.
-fn run_args(target: &str, out: &Path) -> Vec<String> {
-    let scenario = crate_path(SCENARIO);
-    [
-        "run",
-        &scenario.display().to_string(),
-        "--target",
-        target,
-        "--out",
-        &out.display().to_string(),
-        "--quiet",
-        "--no-report",
-    ]
-    .map(String::from)
-    .to_vec()
-}
 
 /// The counters that must not depend on how the clients were spread.
 fn exact_counters(summary: &Summary) -> Vec<(&str, u64)> {
@@ -99,7 +82,7 @@ async fn merged_shards_count_exactly_what_one_process_counts() {
         .iter()
         .enumerate()
         .map(|(i, out)| {
-            let mut args = run_args(&target, out);
+            let mut args = run_args(SCENARIO, &target, out);
             args.extend([
                 "--shard".into(),
                 format!("{i}/{SHARDS}"),
@@ -129,7 +112,7 @@ async fn merged_shards_count_exactly_what_one_process_counts() {
     // The same scenario in one process, against the same gateway, after the shards.
     let single_dir = dir.join("single");
     assert_exit(
-        &finish(chorus(run_args(&target, &single_dir), SECRET)).await,
+        &finish(chorus(run_args(SCENARIO, &target, &single_dir), SECRET)).await,
         0,
         "the single run",
     );

@@ -64,6 +64,24 @@ pub fn run_options(
     }
 }
 
+/// `chorus run` arguments for a scenario (relative to the crate root)
+/// against `target` into `out`, quiet and without reports.
+pub fn run_args(scenario: &str, target: &str, out: &Path) -> Vec<String> {
+    let scenario = crate_path(scenario);
+    [
+        "run",
+        &scenario.display().to_string(),
+        "--target",
+        target,
+        "--out",
+        &out.display().to_string(),
+        "--quiet",
+        "--no-report",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// The gateway's base URL.
 pub fn url_of(gateway: &RunningGateway) -> String {
     format!("http://{}", gateway.addr())
