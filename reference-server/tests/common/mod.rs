@@ -5,6 +5,7 @@
 // Every test binary compiles this module but uses only part of it.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod js;
 pub mod raw;
 pub mod tokens;
