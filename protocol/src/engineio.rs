@@ -40,9 +40,9 @@ impl<'a> Packet<'a> {
     /// Decodes a text packet: one websocket text frame, or one record of a polling body.
     /// A record starting with `b` is a base64 binary packet (polling only).
     pub fn decode(text: &'a str) -> Result<Self, DecodeError> {
-        let mut chars = text.char_indices();
-        let (_, first) = chars.next().ok_or(DecodeError::Empty)?;
-        let rest = &text[first.len_utf8()..];
+        let mut chars = text.chars();
+        let first = chars.next().ok_or(DecodeError::Empty)?;
+        let rest = chars.as_str();
         Ok(match first {
             '0' => Packet::Open(rest),
             '1' => Packet::Close,
@@ -139,8 +139,24 @@ pub struct OpenPacket {
 impl OpenPacket {
     /// The full text packet: `0{"sid":…}`.
     pub fn encode(&self) -> String {
-        let json = serde_json::to_string(self).expect("open packet serializes");
-        Packet::Open(&json).encode()
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(128);
+        out.push_str("0{\"sid\":");
+        crate::json::write_string(&mut out, &self.sid);
+        out.push_str(",\"upgrades\":[");
+        for (i, upgrade) in self.upgrades.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            crate::json::write_string(&mut out, upgrade);
+        }
+        // Writing into a String cannot fail.
+        let _ = write!(
+            out,
+            "],\"pingInterval\":{},\"pingTimeout\":{},\"maxPayload\":{}}}",
+            self.ping_interval, self.ping_timeout, self.max_payload
+        );
+        out
     }
 
     /// Parses the JSON data of an open packet.

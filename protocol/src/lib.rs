@@ -1,8 +1,21 @@
 //! The pure Engine.IO v4 / Socket.IO v5 codec that the chorus driver and the
 //! reference gateway share. Nothing here does I/O, so every packet form can be
 //! unit-tested and fuzzed on its own.
+//!
+//! Everything here reads untrusted bytes, so outside tests it may not unwrap,
+//! expect, panic or index unchecked.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod engineio;
+pub mod json;
 pub mod socketio;
 pub mod timestamp;
 
@@ -22,6 +35,14 @@ pub enum DecodeError {
     /// placeholder names an attachment that did not arrive.
     #[error("invalid binary attachment header or placeholder")]
     Attachments,
+    /// A binary packet announces more attachments than
+    /// [`socketio::MAX_ATTACHMENTS`] (socket.io-parser's limit).
+    #[error("too many binary attachments (at most {0})")]
+    TooManyAttachments(usize),
+    /// The JSON data nests arrays and objects deeper than the limit
+    /// ([`json::MAX_DEPTH`]).
+    #[error("JSON nested deeper than {0}")]
+    TooDeep(usize),
     /// The ack id is not a number that fits in 64 bits.
     #[error("invalid ack id")]
     AckId,

@@ -66,6 +66,16 @@ impl PacketType {
     }
 }
 
+/// The most binary attachments one packet may announce (socket.io-parser's
+/// `maxAttachments` default); a packet announcing more is refused.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// Splits `s` after its leading ASCII digits.
+fn split_digits(s: &str) -> (&str, &str) {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    s.split_at_checked(end).unwrap_or((s, ""))
+}
+
 /// Event names that a client may not emit (socket.io-parser's `RESERVED_EVENTS`).
 pub const RESERVED_EVENTS: [&str; 6] = [
     "connect",
@@ -99,60 +109,61 @@ impl<'a> Packet<'a> {
 
     /// Like [`Packet::decode`], also handing back the parsed `[name, ...args]`
     /// of an EVENT (validation parses it anyway, so readers need not again).
+    ///
+    /// A binary packet may announce at most [`MAX_ATTACHMENTS`] attachments and
+    /// the data may nest at most [`crate::json::MAX_DEPTH`] deep: both are
+    /// checked before anything is allocated or parsed.
     pub fn decode_with_event(text: &'a str) -> Result<(Self, Option<Event<'a>>), DecodeError> {
-        let bytes = text.as_bytes();
-        let first = *bytes.first().ok_or(DecodeError::Empty)?;
-        let kind = PacketType::from_digit(first).ok_or(DecodeError::PacketType(first as char))?;
-        let mut pos = 1;
+        let mut chars = text.chars();
+        let first = chars.next().ok_or(DecodeError::Empty)?;
+        let kind = u8::try_from(first)
+            .ok()
+            .and_then(PacketType::from_digit)
+            .ok_or(DecodeError::PacketType(first))?;
+        let mut rest = chars.as_str();
 
         let mut attachments = 0;
         if kind.is_binary() {
-            let start = pos;
-            while pos < bytes.len() && bytes[pos].is_ascii_digit() {
-                pos += 1;
-            }
-            if pos == start || bytes.get(pos) != Some(&b'-') {
+            let (digits, after) = split_digits(rest);
+            let after = after.strip_prefix('-').ok_or(DecodeError::Attachments)?;
+            if digits.is_empty() {
                 return Err(DecodeError::Attachments);
             }
-            attachments = text[start..pos]
-                .parse()
-                .map_err(|_| DecodeError::Attachments)?;
-            pos += 1;
+            // Any count over the cap is refused, however many digits it has.
+            attachments = digits
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= MAX_ATTACHMENTS)
+                .ok_or(DecodeError::TooManyAttachments(MAX_ATTACHMENTS))?;
+            rest = after;
         }
 
         let mut nsp = "/";
-        if bytes.get(pos) == Some(&b'/') {
-            let start = pos;
-            match text[pos..].find(',') {
-                Some(comma) => {
-                    nsp = &text[start..pos + comma];
-                    pos += comma + 1;
+        if rest.starts_with('/') {
+            match rest.split_once(',') {
+                Some((name, after)) => {
+                    nsp = name;
+                    rest = after;
                 }
                 None => {
-                    nsp = &text[start..];
-                    pos = bytes.len();
+                    nsp = rest;
+                    rest = "";
                 }
             }
         }
 
-        let mut id = None;
-        let id_start = pos;
-        while pos < bytes.len() && bytes[pos].is_ascii_digit() {
-            pos += 1;
-        }
-        if pos > id_start {
-            id = Some(
-                text[id_start..pos]
-                    .parse()
-                    .map_err(|_| DecodeError::AckId)?,
-            );
-        }
-
-        let data = if pos < bytes.len() {
-            Some(&text[pos..])
-        } else {
+        let (digits, after) = split_digits(rest);
+        let id = if digits.is_empty() {
             None
+        } else {
+            Some(digits.parse().map_err(|_| DecodeError::AckId)?)
         };
+        rest = after;
+
+        let data = if rest.is_empty() { None } else { Some(rest) };
+        if let Some(d) = data {
+            crate::json::check_depth(d, crate::json::MAX_DEPTH)?;
+        }
         let packet = Packet {
             kind,
             attachments,
@@ -243,7 +254,7 @@ pub fn encode_event(nsp: &str, id: Option<u64>, name: &str, args: &[&str]) -> St
     let mut data =
         String::with_capacity(name.len() + 4 + args.iter().map(|a| a.len() + 1).sum::<usize>());
     data.push('[');
-    data.push_str(&serde_json::to_string(name).expect("a string serializes"));
+    crate::json::write_string(&mut data, name);
     for a in args {
         data.push(',');
         data.push_str(a);
@@ -346,7 +357,8 @@ pub fn resolve_placeholders(
             let num = map
                 .get("num")
                 .and_then(Value::as_u64)
-                .ok_or(DecodeError::Attachments)? as usize;
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or(DecodeError::Attachments)?;
             let bytes = attachments.get(num).ok_or(DecodeError::Attachments)?;
             *value = Value::Array(bytes.iter().map(|b| Value::from(*b)).collect());
             Ok(())
@@ -451,6 +463,47 @@ mod tests {
             Packet::decode("2[1,2]").is_ok(),
             "numeric event names are allowed"
         );
+    }
+
+    #[test]
+    fn bounds_attachment_counts_before_allocating() {
+        let ten = p("510-/chat,[\"x\"]");
+        assert_eq!(ten.attachments, MAX_ATTACHMENTS);
+        for bad in [
+            "511-/chat,[\"x\"]",
+            "510000000000000-[\"x\"]",
+            "518446744073709551615-[\"x\"]",
+            "5999999999999999999999999999999-[\"x\"]",
+            "611-/chat,1[1]",
+        ] {
+            assert_eq!(
+                Packet::decode(bad),
+                Err(DecodeError::TooManyAttachments(MAX_ATTACHMENTS)),
+                "{bad}"
+            );
+        }
+        for bad in ["5-[\"x\"]", "51[\"x\"]", "5", "5x-[\"x\"]"] {
+            assert_eq!(Packet::decode(bad), Err(DecodeError::Attachments), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_depth_limit_for_every_packet_type() {
+        let max = crate::json::MAX_DEPTH;
+        let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        // `["x", <nest>]` nests one deeper than `<nest>`.
+        let ok = format!("2/chat,[\"x\",{}]", nest(max - 1));
+        let (_, event) = Packet::decode_with_event(&ok).unwrap();
+        let arg = event.unwrap().args[0].get().to_owned();
+        assert!(serde_json::from_str::<serde_json::Value>(&arg).is_ok());
+        for text in [
+            format!("2/chat,[\"x\",{}]", nest(max)),
+            format!("51-/chat,[\"x\",{}]", nest(200)),
+            format!("3/chat,1[{}]", nest(max)),
+            format!("0/chat,{{\"a\":{}}}", nest(max)),
+        ] {
+            assert_eq!(Packet::decode(&text), Err(DecodeError::TooDeep(max)));
+        }
     }
 
     #[test]

@@ -37,11 +37,11 @@ pub fn parse_iso(text: &str) -> Option<SystemTime> {
         (19, b'.'),
         (23, b'Z'),
     ];
-    if seps.iter().any(|&(i, c)| b[i] != c) {
+    if seps.iter().any(|&(i, c)| b.get(i) != Some(&c)) {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = &text[r];
+        let s = text.get(r)?;
         s.bytes()
             .all(|c| c.is_ascii_digit())
             .then(|| s.parse().ok())?
