@@ -57,11 +57,13 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 4096)]
     pub max_message_bytes: usize,
 
-    /// Sustained `sendMessage` + `typing` events per second per socket (strict profile).
+    /// Sustained `sendMessage` + `typing` + `joinChat` events per second, for each token
+    /// subject (`sub`, else the token) and each Engine.IO connection: reconnecting does not
+    /// refill it (strict profile).
     #[arg(long, env = "GATEWAY_RATE_PER_SEC", default_value_t = 20.0)]
     pub rate_per_sec: f64,
 
-    /// Burst size of the per-socket rate limit (strict profile).
+    /// Burst size of the event rate limit (strict profile).
     #[arg(long, env = "GATEWAY_RATE_BURST", default_value_t = 40)]
     pub rate_burst: u32,
 
@@ -73,6 +75,61 @@ pub struct GatewayConfig {
     /// Milliseconds that graceful shutdown waits for queued frames to drain.
     #[arg(long, env = "GATEWAY_SHUTDOWN_DRAIN_MS", default_value_t = 5_000)]
     pub shutdown_drain_ms: u64,
+
+    /// Outgoing bytes queued per connection (a broadcast frame counts its length for
+    /// each receiver); a receiver over it is disconnected as a slow consumer.
+    #[arg(long, env = "GATEWAY_QUEUE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub queue_bytes: usize,
+
+    /// Milliseconds an Engine.IO session may stay without any namespace CONNECT
+    /// before it is closed (socket.io's `connectTimeout`).
+    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT_MS", default_value_t = 45_000)]
+    pub connect_timeout_ms: u64,
+
+    /// Most Engine.IO sessions open at once; further handshakes get HTTP 503
+    /// (counted in `chorus_gateway_refused_connections_total`).
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Milliseconds within which an HTTP request head must be complete, counted
+    /// from the connection's accept or the end of its previous response.
+    #[arg(long, env = "GATEWAY_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
+    /// Milliseconds within which a polling POST body must arrive in full (else HTTP 408).
+    #[arg(long, env = "GATEWAY_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive HTTP connection may sit with no request and no
+    /// incoming byte before it is closed (Node's `keepAliveTimeout` is 5 s).
+    #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Largest HTTP request head (request line and headers) in bytes; larger
+    /// heads get HTTP 431 (Node's default is 16 KiB).
+    #[arg(long, env = "GATEWAY_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Namespace CONNECTs one Engine.IO connection may make in its lifetime (every
+    /// namespace, both profiles); the next one closes the connection as abuse (counted in
+    /// `chorus_gateway_abuse_total{reason="connect_cycles"}`). socket.io-client connects a
+    /// namespace once per connection and reconnects over a new connection.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTS_PER_CONN", default_value_t = 100)]
+    pub max_connects_per_conn: u32,
+
+    /// Sustained `joinChat` events (joins and renames) per second, for each token subject
+    /// and each Engine.IO connection, on top of the event rate limit (strict profile).
+    #[arg(long, env = "GATEWAY_JOIN_RATE_PER_SEC", default_value_t = 1.0)]
+    pub join_rate_per_sec: f64,
+
+    /// Burst size of the `joinChat` rate limit (strict profile).
+    #[arg(long, env = "GATEWAY_JOIN_BURST", default_value_t = 5)]
+    pub join_burst: u32,
+
+    /// Token subjects whose rate-limit buckets the gateway remembers (strict profile);
+    /// when full, buckets that have refilled are forgotten first, then the oldest.
+    #[arg(long, env = "GATEWAY_MAX_RATE_SUBJECTS", default_value_t = 100_000)]
+    pub max_rate_subjects: usize,
 
     /// Log filter (`error`, `warn`, `info`, `debug` for one line per event, `trace`, or a tracing directive).
     #[arg(long, env = "GATEWAY_LOG_LEVEL", default_value = "info")]
@@ -92,6 +149,8 @@ impl Default for GatewayConfig {
             config: GatewayConfig,
         }
         // Parse an empty command line so the defaults live in one place: the flags above.
+        // The command line is a constant, never client input: it parses or no test passes.
+        #[allow(clippy::expect_used)]
         let mut config =
             <Defaults as clap::Parser>::try_parse_from(["gateway", "--jwt-secret", ""])
                 .expect("the gateway's defaults parse")

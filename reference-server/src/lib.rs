@@ -29,9 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{GatewayConfig, Profile};
@@ -53,15 +52,22 @@ pub enum GatewayError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The SIGINT / SIGTERM handlers could not be installed.
+    #[error("cannot install the signal handlers: {0}")]
+    Signal(std::io::Error),
 }
 
 /// A gateway serving in the background.
 pub struct RunningGateway {
     addr: SocketAddr,
     engine: Arc<Engine>,
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     server: JoinHandle<()>,
 }
+
+/// How long shutdown waits, after closing every session, for the transport
+/// tasks to write their last frames and end.
+const TASKS_WAIT: Duration = Duration::from_secs(2);
 
 /// Binds `config.addr` (port 0 picks a free port) and serves until shut down.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
@@ -80,21 +86,8 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     })?;
     let engine = Engine::new(config);
     let app = router(engine.clone());
-    // axum does not set TCP_NODELAY; without it small frames wait for Nagle's timer.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "cannot set TCP_NODELAY");
-        }
-    });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(err) = serve.await {
-            tracing::error!(%err, "server error");
-        }
-    });
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(engine::http::serve(listener, engine.clone(), app, stopped));
     #[cfg(feature = "faults")]
     faults::Injector::arm_crash(&engine, server.abort_handle());
     tracing::info!(%addr, profile = ?engine.config.profile, "chat gateway listening");
@@ -132,12 +125,13 @@ impl RunningGateway {
         self.engine.metrics.render()
     }
 
-    /// Graceful shutdown: stop accepting, send `41/chat,` to every socket, let
-    /// queued frames drain (at most the configured drain time), close every
-    /// connection, and return.
+    /// Graceful shutdown: refuse new Engine.IO sessions, send `41/chat,` to
+    /// every socket, let queued frames drain (at most the configured drain
+    /// time; polling sessions may still fetch theirs meanwhile), close every
+    /// session, stop accepting, let in-flight responses and websocket close
+    /// frames go out (at most 2 s more), and return.
     pub async fn shutdown(self) {
         self.engine.begin_shutdown();
-        let _ = self.stop.send(());
         let connections = self.engine.connections();
         for conn in &connections {
             sio::server_disconnect(conn);
@@ -153,7 +147,14 @@ impl RunningGateway {
         for conn in &connections {
             conn.close(CloseReason::ServerShutdown);
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.server).await;
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(TASKS_WAIT, self.server).await;
+        if !self.engine.tasks.wait_idle(TASKS_WAIT).await {
+            tracing::warn!(
+                tasks = self.engine.tasks.live(),
+                "transport tasks still running at shutdown"
+            );
+        }
         tracing::info!("chat gateway stopped");
     }
 }
@@ -179,26 +180,34 @@ pub fn init_logging(filter: &str) {
 /// Runs a gateway until SIGINT or SIGTERM, then shuts it down gracefully:
 /// what `chorus-gateway` and `chorus serve` do.
 pub async fn serve_until_signal(config: GatewayConfig) -> Result<(), GatewayError> {
+    // The handlers are installed before the gateway listens (and logs its
+    // address), so a signal sent as soon as it is reachable is never fatal.
+    let signal = shutdown_signal()?;
     let gateway = start(config).await?;
-    shutdown_signal().await;
+    signal.await;
     tracing::info!("shutting down");
     gateway.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install the SIGTERM handler");
+/// Installs the SIGINT and SIGTERM handlers; the future resolves on either.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, GatewayError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).map_err(GatewayError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(GatewayError::Signal)?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    })
+}
+
+/// Installs the Ctrl-C handler; the future resolves on it.
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, GatewayError> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

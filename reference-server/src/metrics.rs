@@ -13,6 +13,20 @@ pub const EVENT_NAMES: [&str; 4] = ["joinChat", "sendMessage", "typing", "other"
 pub const BROADCAST_NAMES: [&str; 4] = ["userOnline", "newMessage", "userTyping", "userOffline"];
 /// Why a handshake (namespace CONNECT) was refused.
 pub const HANDSHAKE_REFUSALS: [&str; 3] = ["no_token", "invalid_token", "invalid_namespace"];
+/// Why the transport layer closed an HTTP connection or an Engine.IO session
+/// on a time limit, in `chorus_gateway_timeouts_total`.
+pub const TIMEOUTS: [&str; 4] = ["header", "body", "idle", "connect"];
+/// Where an incoming packet over `max_payload` arrived.
+pub const OVERSIZE_TRANSPORTS: [&str; 2] = ["websocket", "polling"];
+/// Why the engine refused a request on a live session.
+pub const REFUSED_REQUESTS: [&str; 2] = ["overlapping_get", "overlapping_post"];
+/// Why the Socket.IO layer closed a connection as abusive, in `chorus_gateway_abuse_total`.
+pub const ABUSE_REASONS: [&str; 4] = [
+    "too_many_attachments",
+    "attachment_bytes",
+    "json_depth",
+    "connect_cycles",
+];
 /// Why an event was refused.
 pub const EVENT_REFUSALS: [&str; 5] = [
     "no_token",
@@ -45,6 +59,12 @@ pub struct Metrics {
     refused_events: Labelled<5>,
     slow_consumer_disconnects: AtomicU64,
     protocol_errors: AtomicU64,
+    http_connections: AtomicI64,
+    refused_connections: AtomicU64,
+    timeouts: Labelled<4>,
+    oversized: Labelled<2>,
+    refused_requests: Labelled<2>,
+    abuse: Labelled<4>,
 }
 
 impl Default for Metrics {
@@ -60,6 +80,12 @@ impl Default for Metrics {
             refused_events: labelled(EVENT_REFUSALS),
             slow_consumer_disconnects: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
+            http_connections: AtomicI64::new(0),
+            refused_connections: AtomicU64::new(0),
+            timeouts: labelled(TIMEOUTS),
+            oversized: labelled(OVERSIZE_TRANSPORTS),
+            refused_requests: labelled(REFUSED_REQUESTS),
+            abuse: labelled(ABUSE_REASONS),
         }
     }
 }
@@ -79,7 +105,7 @@ impl Metrics {
     }
     /// A client event arrived on `/chat`.
     pub fn event(&self, name: &str) {
-        let known = EVENT_NAMES[..3].contains(&name);
+        let known = EVENT_NAMES.iter().take(3).any(|n| *n == name);
         bump(&self.events, if known { name } else { "other" });
     }
     /// A broadcast of `name` went to `receivers` sockets.
@@ -106,6 +132,28 @@ impl Metrics {
     /// A connection was closed for a protocol error.
     pub fn protocol_error(&self) {
         self.protocol_errors.fetch_add(1, Relaxed);
+    }
+
+    /// An accepted TCP connection started (+1) or stopped (-1) being served as HTTP
+    /// (a websocket upgrade stops it).
+    pub fn http_connection(&self, delta: i64) {
+        self.http_connections.fetch_add(delta, Relaxed);
+    }
+    /// An Engine.IO handshake was refused because `max_connections` sessions were open.
+    pub fn refused_connection(&self) {
+        self.refused_connections.fetch_add(1, Relaxed);
+    }
+    /// A time limit closed something: `header`, `body`, `idle` or `connect` (see [`TIMEOUTS`]).
+    pub fn timeout(&self, kind: &str) {
+        bump(&self.timeouts, kind);
+    }
+    /// An incoming packet over `max_payload` arrived on `transport` (see [`OVERSIZE_TRANSPORTS`]).
+    pub fn oversized(&self, transport: &str) {
+        bump(&self.oversized, transport);
+    }
+    /// A request on a live session was refused (see [`REFUSED_REQUESTS`]).
+    pub fn refused_request(&self, reason: &str) {
+        bump(&self.refused_requests, reason);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -201,7 +249,52 @@ impl Metrics {
             "Connections closed for a protocol error.",
             &self.protocol_errors,
         );
+        gauge(
+            &mut out,
+            "chorus_gateway_http_connections",
+            "TCP connections being served as HTTP (websockets not included).",
+            &self.http_connections,
+        );
+        counter(
+            &mut out,
+            "chorus_gateway_refused_connections_total",
+            "Engine.IO handshakes refused because max_connections sessions were open.",
+            &self.refused_connections,
+        );
+        family(
+            &mut out,
+            "chorus_gateway_timeouts_total",
+            "kind",
+            "HTTP connections, requests and sessions closed by a time limit.",
+            &self.timeouts,
+        );
+        family(
+            &mut out,
+            "chorus_gateway_oversized_packets_total",
+            "transport",
+            "Incoming packets over max_payload.",
+            &self.oversized,
+        );
+        family(
+            &mut out,
+            "chorus_gateway_refused_requests_total",
+            "reason",
+            "Polling requests refused on a live session.",
+            &self.refused_requests,
+        );
+        family(
+            &mut out,
+            "chorus_gateway_abuse_total",
+            "reason",
+            "Connections closed by a Socket.IO-layer limit (attachments, JSON depth, CONNECT cycles).",
+            &self.abuse,
+        );
         out
+    }
+
+    /// The Socket.IO layer closed a connection on a limit (see [`ABUSE_REASONS`]).
+    pub fn abuse(&self, reason: &str) {
+        bump(&self.abuse, reason);
     }
 }
 

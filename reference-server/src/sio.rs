@@ -224,3 +224,10 @@ pub fn on_close(conn: &Arc<Conn>) {
         conn.engine.chat.disconnect(socket);
     }
 }
+
+/// Whether any namespace (`/` or `/chat`) is connected on this Engine.IO
+/// connection (the engine's connect timeout asks).
+pub fn has_namespace(conn: &Conn) -> bool {
+    let sio = conn.sio.lock();
+    sio.root.is_some() || sio.chat.is_some()
+}

@@ -4,12 +4,13 @@
 //! websocket), a connection has exactly one outgoing queue of encoded text
 //! packets. Broadcasts put a shared `Arc<str>` into each receiver's queue
 //! without waiting; the transport that currently owns the queue's receiving
-//! end writes it out. A full queue means the receiver cannot keep up: the
-//! caller gets [`Full`] and disconnects it, so nobody stays connected with a
-//! gap in what it received.
+//! end writes it out. The queue is bounded in packets (`queue_size`) and in
+//! bytes (`queue_bytes`, a shared frame counting once per receiver). A full
+//! queue means the receiver cannot keep up: the caller gets [`Full`] and
+//! disconnects it, so nobody stays connected with a gap in what it received.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
@@ -49,6 +50,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// The server is shutting down.
     ServerShutdown,
+    /// No namespace was connected within the connect timeout.
+    ConnectTimeout,
 }
 
 impl CloseReason {
@@ -62,16 +65,19 @@ impl CloseReason {
             Self::TransportError => "transport error",
             Self::SlowConsumer => "slow consumer",
             Self::ServerShutdown => "server shutdown",
+            Self::ConnectTimeout => "connect timeout",
         }
     }
 }
 
-/// What the handshake request carried that the chat layer needs later.
+/// What the handshake request carried that the chat layer needs later, and
+/// nothing more: a session keeps this for its whole life.
 #[derive(Debug, Clone, Default)]
 pub struct Handshake {
-    /// Query parameters in order (duplicates kept).
+    /// The query's `token` parameters, in order (duplicates kept); no other
+    /// parameter is kept.
     pub query: Vec<(String, String)>,
-    /// The `Authorization` header, if any.
+    /// The `Authorization` header, if any (bounded by the header size limit).
     pub authorization: Option<String>,
 }
 
@@ -84,8 +90,10 @@ pub struct Conn {
     /// The gateway this connection belongs to.
     pub engine: Arc<Engine>,
     /// Socket.IO state (namespace sockets, binary reassembly), locked per incoming packet.
-    pub sio: Mutex<SioConn>,
+    pub sio: parking_lot::Mutex<SioConn>,
     tx: mpsc::Sender<Frame>,
+    /// Bytes of the frames waiting in the queue.
+    queued_bytes: AtomicUsize,
     /// The receiving end, owned by whichever transport is writing.
     pub(super) rx: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
     /// Serializes incoming polling POSTs so packets are handled in order.
@@ -103,8 +111,9 @@ impl Conn {
             sid,
             handshake,
             engine,
-            sio: Mutex::new(SioConn::default()),
+            sio: parking_lot::Mutex::new(SioConn::default()),
             tx,
+            queued_bytes: AtomicUsize::new(0),
             rx: tokio::sync::Mutex::new(rx),
             post_lock: tokio::sync::Mutex::new(()),
             upgraded: AtomicBool::new(false),
@@ -114,14 +123,38 @@ impl Conn {
         })
     }
 
-    /// Queues an encoded packet without waiting.
+    /// Queues an encoded packet without waiting; [`Full`] when the queue
+    /// holds `queue_size` packets or this one would take it over `queue_bytes`
+    /// (a single frame larger than `queue_bytes` still fits an empty queue).
     pub fn send(&self, frame: Frame) -> Result<(), Full> {
+        let len = frame.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before.saturating_add(len) > self.engine.config.queue_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(Full);
+        }
         match self.tx.try_send(frame) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(Full),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                Err(Full)
+            }
             // The receiving end lives as long as the connection: unreachable in practice.
-            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                Ok(())
+            }
         }
+    }
+
+    /// A transport took `frame` out of the queue.
+    pub(super) fn dequeued(&self, frame: &Frame) {
+        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+    }
+
+    /// Bytes waiting in the outgoing queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Queues a Socket.IO packet (wrapped as an Engine.IO message); a full
@@ -193,6 +226,20 @@ impl Conn {
                 }
                 _ = self.closed() => return,
             }
+        }
+    }
+
+    /// Closes the session if no namespace is connected once the connect timeout
+    /// has passed (socket.io's `connectTimeout`).
+    pub(super) async fn connect_deadline(self: Arc<Self>) {
+        let timeout = Duration::from_millis(self.engine.config.connect_timeout_ms);
+        tokio::select! {
+            _ = tokio::time::sleep(timeout) => {}
+            _ = self.closed() => return,
+        }
+        if self.close_reason().is_none() && !crate::sio::has_namespace(&self) {
+            self.engine.metrics.timeout("connect");
+            self.close(CloseReason::ConnectTimeout);
         }
     }
 

@@ -3,18 +3,20 @@
 //! are handled in the order they arrived, on the task that read them.
 
 mod conn;
+pub mod http;
 mod polling;
 mod websocket;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chorus_protocol::engineio::{OpenPacket, Packet};
+use parking_lot::Mutex;
 
 pub use conn::{message_frame, CloseReason, Conn, Frame, Full, Handshake};
 
@@ -30,6 +32,8 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     /// The `/chat` namespace.
     pub chat: Chat,
+    /// The running transport tasks (HTTP connections, websockets).
+    pub tasks: Arc<http::Tasks>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Conn>>>,
     shutting_down: AtomicBool,
 }
@@ -42,39 +46,35 @@ impl Engine {
             chat: Chat::new(&config, metrics.clone()),
             config,
             metrics,
+            tasks: Arc::default(),
             sessions: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
         })
     }
 
     fn session(&self, sid: &str) -> Option<Arc<Conn>> {
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .get(sid)
-            .cloned()
+        self.sessions.lock().get(sid).cloned()
     }
 
     fn forget(&self, sid: &str) {
-        if self
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .remove(sid)
-            .is_some()
-        {
+        if self.sessions.lock().remove(sid).is_some() {
             self.metrics.connection(-1);
         }
     }
 
     /// Every open connection.
     pub fn connections(&self) -> Vec<Arc<Conn>> {
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .values()
-            .cloned()
-            .collect()
+        self.sessions.lock().values().cloned().collect()
+    }
+
+    /// Whether `max_connections` sessions are open.
+    fn is_full(&self) -> bool {
+        self.sessions.lock().len() >= self.config.max_connections
+    }
+
+    /// Whether the gateway is shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
     }
 
     /// Marks the gateway as shutting down: new handshakes are refused.
@@ -82,15 +82,22 @@ impl Engine {
         self.shutting_down.store(true, Ordering::Release);
     }
 
-    fn open(self: &Arc<Self>, handshake: Handshake) -> Arc<Conn> {
+    /// Opens a session, or `None` (counted) when `max_connections` are open.
+    fn open(self: &Arc<Self>, handshake: Handshake) -> Option<Arc<Conn>> {
         let conn = Conn::new(self.clone(), new_sid(), handshake);
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .insert(conn.sid.clone(), conn.clone());
+        {
+            let mut sessions = self.sessions.lock();
+            if sessions.len() >= self.config.max_connections {
+                drop(sessions);
+                self.metrics.refused_connection();
+                return None;
+            }
+            sessions.insert(conn.sid.clone(), conn.clone());
+        }
         self.metrics.connection(1);
         tokio::spawn(conn.clone().heartbeat());
-        conn
+        tokio::spawn(conn.clone().connect_deadline());
+        Some(conn)
     }
 
     fn open_packet(&self, sid: &str, upgrades: &[&str]) -> String {
@@ -145,13 +152,11 @@ pub(crate) async fn endpoint(State(engine): State<Arc<Engine>>, req: Request) ->
     let sid = param("sid").map(str::to_owned);
     let transport = param("transport").map(str::to_owned);
     match (req.method().clone(), transport.as_deref(), sid) {
-        (_, Some("polling"), None) if engine.shutting_down.load(Ordering::Acquire) => {
-            bad_request(4, "Forbidden")
-        }
-        (Method::GET, Some("polling"), None) => {
-            let conn = engine.open(handshake_of(&req, query));
-            text_response(engine.open_packet(&conn.sid, &["websocket"]))
-        }
+        (_, Some("polling"), None) if engine.is_shutting_down() => bad_request(4, "Forbidden"),
+        (Method::GET, Some("polling"), None) => match engine.open(handshake_of(&req, query)) {
+            Some(conn) => text_response(engine.open_packet(&conn.sid, &["websocket"])),
+            None => server_full(),
+        },
         (method, Some("polling"), Some(sid)) => match engine.session(&sid) {
             None => bad_request(1, "Session ID unknown"),
             Some(conn) if method == Method::GET => polling::poll(conn).await,
@@ -164,8 +169,10 @@ pub(crate) async fn endpoint(State(engine): State<Arc<Engine>>, req: Request) ->
                     Some(conn) if !conn.is_upgraded() => Some(conn),
                     _ => return bad_request(3, "Bad request"),
                 },
-                None if engine.shutting_down.load(Ordering::Acquire) => {
-                    return bad_request(4, "Forbidden")
+                None if engine.is_shutting_down() => return bad_request(4, "Forbidden"),
+                None if engine.is_full() => {
+                    engine.metrics.refused_connection();
+                    return server_full();
                 }
                 None => None,
             };
@@ -181,7 +188,11 @@ pub(crate) async fn endpoint(State(engine): State<Arc<Engine>>, req: Request) ->
     }
 }
 
-fn handshake_of(req: &Request, query: Vec<(String, String)>) -> Handshake {
+/// Keeps what the chat layer reads later: the `token` query entries and the
+/// `Authorization` header; the rest of the request is dropped with it.
+fn handshake_of(req: &Request, mut query: Vec<(String, String)>) -> Handshake {
+    query.retain(|(k, _)| k == "token");
+    query.shrink_to_fit();
     Handshake {
         query,
         authorization: req
@@ -194,6 +205,18 @@ fn handshake_of(req: &Request, query: Vec<(String, String)>) -> Handshake {
 
 fn text_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
+}
+
+/// The refusal of a handshake while `max_connections` sessions are open:
+/// HTTP 503 with an Engine.IO JSON error body.
+fn server_full() -> Response {
+    let body = serde_json::json!({ "code": 4, "message": "Too many connections" }).to_string();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// Engine.IO's JSON error body for a refused request.

@@ -3,8 +3,10 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
+use futures_util::StreamExt as _;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chorus_protocol::engineio::{split_payload, RECORD_SEPARATOR};
@@ -22,6 +24,7 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
     }
     // Two polls at once break the protocol; socket.io closes the session.
     let Ok(mut rx) = conn.rx.try_lock() else {
+        conn.engine.metrics.refused_request("overlapping_get");
         conn.close(CloseReason::ProtocolError);
         return bad_request(3, "Bad request");
     };
@@ -37,10 +40,12 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
         }
         return text_response("1".to_owned());
     };
+    conn.dequeued(&first);
     let mut body = String::from(&*first);
     while body.len() < MAX_POLL_BODY {
         match rx.try_recv() {
             Ok(frame) => {
+                conn.dequeued(&frame);
                 body.push(RECORD_SEPARATOR);
                 body.push_str(&frame);
             }
@@ -51,20 +56,39 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
 }
 
 /// A `POST`: hands each packet of the body to the connection, in order.
+///
+/// As in engine.io: a second POST while one is being read closes the session
+/// (HTTP 400); a body over `max_payload` gets HTTP 413 and the session stays
+/// open; a body that does not arrive within the body timeout gets HTTP 408 and
+/// the session closes (Node drops such a request's socket).
 pub(super) async fn post(conn: Arc<Conn>, body: Body) -> Response {
+    let Ok(_order) = conn.post_lock.try_lock() else {
+        conn.engine.metrics.refused_request("overlapping_post");
+        conn.close(CloseReason::ProtocolError);
+        return bad_request(3, "Bad request");
+    };
     let limit = usize::try_from(conn.engine.config.max_payload).unwrap_or(usize::MAX);
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
+    let timeout = Duration::from_millis(conn.engine.config.body_timeout_ms);
+    let bytes = match tokio::time::timeout(timeout, read_body(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyError::TooLarge)) => {
+            conn.engine.metrics.oversized("polling");
+            return closing(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        Ok(Err(BodyError::Transport)) => {
+            conn.close(CloseReason::TransportError);
+            return closing(StatusCode::BAD_REQUEST);
+        }
         Err(_) => {
-            conn.close(CloseReason::TooLarge);
-            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+            conn.engine.metrics.timeout("body");
+            conn.close(CloseReason::TransportError);
+            return closing(StatusCode::REQUEST_TIMEOUT);
         }
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         conn.close(CloseReason::ProtocolError);
         return bad_request(3, "Bad request");
     };
-    let _order = conn.post_lock.lock().await;
     #[cfg(feature = "faults")]
     conn.engine.chat.faults.stall_gate().await;
     for record in split_payload(text) {
@@ -74,4 +98,38 @@ pub(super) async fn post(conn: Arc<Conn>, body: Body) -> Response {
         on_text(&conn, record);
     }
     ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
+}
+
+/// An empty response with `status` that also closes the HTTP connection, so
+/// the rest of an unread body is never waited for.
+fn closing(status: StatusCode) -> Response {
+    (status, [(header::CONNECTION, "close")]).into_response()
+}
+
+/// Why a POST body could not be read.
+enum BodyError {
+    /// It is longer than the limit (announced or seen).
+    TooLarge,
+    /// The connection failed while reading it.
+    Transport,
+}
+
+/// Reads a body of at most `limit` bytes, refusing at once a longer one
+/// announced by its `Content-Length`.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let announced = body.size_hint().lower();
+    if usize::try_from(announced).map_or(true, |n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut stream = body.into_data_stream();
+    // Grown as bytes arrive: an announced length alone reserves nothing.
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Transport)?;
+        if bytes.len().saturating_add(chunk.len()) > limit {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }

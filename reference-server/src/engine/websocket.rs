@@ -36,10 +36,15 @@ pub(super) fn accept(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
+            // Shutdown waits for this task: the socket's last frames get written.
+            let _task = engine.tasks.enter();
             match existing {
                 Some(conn) => upgrade_polling(conn, socket).await,
                 None => {
-                    let conn = engine.open(handshake);
+                    // Refused when the limit was reached since the request was checked.
+                    let Some(conn) = engine.open(handshake) else {
+                        return;
+                    };
                     let open = engine.open_packet(&conn.sid, &[]);
                     let (mut sink, stream) = socket.split();
                     if sink.send(Message::Text(open.into())).await.is_err() {
@@ -71,7 +76,11 @@ async fn upgrade_polling(conn: Arc<Conn>, socket: WebSocket) {
                     return;
                 }
                 // A noop makes a waiting GET return so the client can finish the upgrade.
-                let _ = conn.send(Arc::from("6"));
+                if conn.send(Arc::from("6")).is_err() {
+                    conn.engine.metrics.slow_consumer();
+                    conn.close(CloseReason::SlowConsumer);
+                    return;
+                }
             }
             "5" => {
                 conn.upgraded.store(true, Ordering::Release);
@@ -103,11 +112,14 @@ async fn run(conn: Arc<Conn>, sink: Sink, mut stream: SplitStream<WebSocket>) {
             Some(Ok(Message::Binary(bytes))) => crate::sio::on_binary(&conn, bytes.to_vec()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             Some(Ok(Message::Close(_))) | None => conn.close(CloseReason::ClientClose),
-            Some(Err(err)) => conn.close(if is_too_large(err) {
-                CloseReason::TooLarge
-            } else {
-                CloseReason::TransportError
-            }),
+            Some(Err(err)) => {
+                if is_too_large(err) {
+                    conn.engine.metrics.oversized("websocket");
+                    conn.close(CloseReason::TooLarge);
+                } else {
+                    conn.close(CloseReason::TransportError);
+                }
+            }
         }
         if conn.close_reason().is_some() {
             break;
@@ -135,6 +147,7 @@ async fn write_loop(conn: Arc<Conn>, mut sink: Sink) {
             _ = conn.closed() => break,
         };
         let Some(frame) = frame else { break };
+        conn.dequeued(&frame);
         if sink.feed(Message::Text((&*frame).into())).await.is_err() {
             conn.close(CloseReason::TransportError);
             return;
@@ -142,6 +155,7 @@ async fn write_loop(conn: Arc<Conn>, mut sink: Sink) {
         for _ in 1..WRITE_BATCH {
             match rx.try_recv() {
                 Ok(frame) => {
+                    conn.dequeued(&frame);
                     if sink.feed(Message::Text((&*frame).into())).await.is_err() {
                         conn.close(CloseReason::TransportError);
                         return;
