@@ -42,11 +42,76 @@ pub struct ClientConfig {
     pub read_buffer_size: usize,
     /// The websocket write buffer capacity kept between frames.
     pub write_buffer_size: usize,
+    /// The bounds on what the server may send.
+    pub limits: Limits,
+}
+
+/// The bounds on everything a server controls. A server that goes over one
+/// ends that client's connection with [`super::ClientError::Limit`] (while
+/// connecting) or [`super::CloseReason::Limit`] (afterwards), never with a
+/// crash or an allocation of the size it announced. The defaults are far above
+/// what a real Socket.IO gateway sends (socket.io's own `maxHttpBufferSize` is
+/// 1 MB, its pings 25 s + 20 s) and bound what one client can be made to hold
+/// to about the largest message (16 MiB) plus its buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most bytes of one HTTP response head, status line and headers: 64 KiB.
+    pub max_http_head: usize,
+    /// The most headers in one HTTP response: 64.
+    pub max_http_headers: usize,
+    /// The most bytes of one HTTP response body (a polling payload): 16 MiB.
+    /// A larger `Content-Length` is refused before anything is read; chunks
+    /// count together.
+    pub max_http_body: usize,
+    /// The most bytes of one websocket frame's payload: 16 MiB. The length
+    /// field is checked before any buffer is grown for it.
+    pub max_ws_frame: usize,
+    /// The most bytes of one websocket message, its fragments together: 16 MiB.
+    pub max_ws_message: usize,
+    /// The most bytes of the Engine.IO open packet (real ones are about 100): 64 KiB.
+    pub max_open_packet: usize,
+    /// The most binary attachments one Socket.IO packet may announce: 10,
+    /// socket.io-parser's own `maxAttachments`, so what a real client accepts.
+    pub max_attachments: usize,
+    /// The most bytes of one packet's attachments together: 16 MiB.
+    pub max_attachment_bytes: usize,
+    /// The largest `pingInterval` the open packet may announce: 1 hour
+    /// (socket.io's default is 25 s). A larger one refuses the connection
+    /// rather than wait for pings that long.
+    pub max_ping_interval: Duration,
+    /// The largest `pingTimeout` the open packet may announce: 1 hour
+    /// (socket.io's default is 20 s).
+    pub max_ping_timeout: Duration,
+    /// How long the server may take to answer a polling POST, or to take a
+    /// websocket frame off our hands (a server that stops reading): 30 s.
+    pub io_timeout: Duration,
+    /// The most pongs and acks queued for a server while a write to it is in
+    /// progress (a server that floods pings but does not read): 4096.
+    pub max_pending_replies: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_http_head: 64 << 10,
+            max_http_headers: 64,
+            max_http_body: 16 << 20,
+            max_ws_frame: 16 << 20,
+            max_ws_message: 16 << 20,
+            max_open_packet: 64 << 10,
+            max_attachments: 10,
+            max_attachment_bytes: 16 << 20,
+            max_ping_interval: Duration::from_secs(3600),
+            max_ping_timeout: Duration::from_secs(3600),
+            io_timeout: Duration::from_secs(30),
+            max_pending_replies: 4096,
+        }
+    }
 }
 
 impl ClientConfig {
     /// The defaults for a server at `url`: websocket, path `/socket.io/`,
-    /// namespace `/`, 10 s connect timeout, 4 KiB buffers.
+    /// namespace `/`, 10 s connect timeout, 4 KiB buffers, the default [`Limits`].
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -60,6 +125,7 @@ impl ClientConfig {
             local_ip: None,
             read_buffer_size: 4096,
             write_buffer_size: 4096,
+            limits: Limits::default(),
         }
     }
 

@@ -9,8 +9,8 @@ use chorus_protocol::socketio::{self, PacketType};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 
-use super::config::{Authority, ClientConfig, Transport};
-use super::error::ClientError;
+use super::config::{Authority, ClientConfig, Limits, Transport};
+use super::error::{ClientError, Limit, LimitExceeded};
 use super::handler::Handler;
 use super::http::HttpConn;
 use super::polling::{self, PollReader, PollRequest, PollWriter};
@@ -93,7 +93,7 @@ async fn connect_phases<H: Handler>(
         opened.control,
     ));
     let (tx, rx) = oneshot::channel();
-    let session = Session::new(handler, shared.clone(), tx, &opened.open);
+    let session = Session::new(handler, shared.clone(), tx, &opened.open, &config.limits);
     let mut client = Client {
         shared,
         sid: "".into(),
@@ -198,7 +198,7 @@ async fn open_websocket(
     phase: &mut &'static str,
 ) -> Result<Opened, ClientError> {
     let (mut reader, writer) = websocket::handshake(
-        HttpConn::new(stream, config.read_buffer_size),
+        HttpConn::new(stream, config.read_buffer_size, config.limits),
         authority.host_header,
         &config.target("websocket", None),
         &config.headers,
@@ -208,7 +208,7 @@ async fn open_websocket(
     .await?;
     let handshake_done = Instant::now();
     *phase = "open packet";
-    let open = read_open(&mut reader).await?;
+    let open = read_open(&mut reader, &config.limits).await?;
     Ok(Opened {
         read: ReadSide::Ws(reader),
         writer: Writer::Ws(writer),
@@ -218,8 +218,25 @@ async fn open_websocket(
     })
 }
 
-async fn read_open(reader: &mut WsReader) -> Result<OpenPacket, ClientError> {
-    let (_, message) = reader.next().await?;
+/// Reads the open packet, allowing it only `limits.max_open_packet` bytes.
+async fn read_open(reader: &mut WsReader, limits: &Limits) -> Result<OpenPacket, ClientError> {
+    let sizes = reader.max_sizes();
+    let small = limits.max_open_packet.min(sizes.0);
+    reader.set_max_sizes((small, small));
+    let read = reader.next().await;
+    let (_, message) = read.map_err(|e| match e {
+        ClientError::Limit(
+            breach @ LimitExceeded {
+                limit: Limit::WsFrameSize | Limit::WsMessageSize,
+                ..
+            },
+        ) => LimitExceeded {
+            limit: Limit::OpenPacketSize,
+            ..breach
+        }
+        .into(),
+        other => other,
+    })?;
     let WsMessage::Text(text) = message else {
         return Err(ClientError::Protocol(format!(
             "expected the open packet, got {message:?}"
@@ -230,7 +247,34 @@ async fn read_open(reader: &mut WsReader) -> Result<OpenPacket, ClientError> {
             "expected the open packet, got {text:?}"
         )));
     };
-    Ok(OpenPacket::parse(data)?)
+    let open = parse_open(data, limits);
+    reader.set_max_sizes(sizes);
+    open
+}
+
+/// Parses the open packet's JSON and checks the ping interval and timeout it
+/// announces against `limits` (they are added to instants later).
+pub(crate) fn parse_open(data: &str, limits: &Limits) -> Result<OpenPacket, ClientError> {
+    LimitExceeded::check(Limit::OpenPacketSize, data.len(), limits.max_open_packet)?;
+    let open = OpenPacket::parse(data)?;
+    for (limit, announced, max) in [
+        (
+            Limit::PingInterval,
+            open.ping_interval,
+            limits.max_ping_interval,
+        ),
+        (
+            Limit::PingTimeout,
+            open.ping_timeout,
+            limits.max_ping_timeout,
+        ),
+    ] {
+        let max = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        if announced > max {
+            return Err(LimitExceeded::new(limit, announced, max).into());
+        }
+    }
+    Ok(open)
 }
 
 /// The polling handshake on `stream`; returns the connection and the open packet.
@@ -239,7 +283,7 @@ async fn polling_handshake(
     authority: Authority<'_>,
     stream: TcpStream,
 ) -> Result<(HttpConn, OpenPacket, Arc<PollRequest>), ClientError> {
-    let mut conn = HttpConn::new(stream, config.read_buffer_size);
+    let mut conn = HttpConn::new(stream, config.read_buffer_size, config.limits);
     let target = config.target("polling", None);
     let open =
         polling::handshake(&mut conn, authority.host_header, &target, &config.headers).await?;
@@ -264,6 +308,7 @@ async fn open_polling(
     let post = HttpConn::new(
         tcp_connect(addr, config.local_ip).await?,
         config.read_buffer_size,
+        config.limits,
     );
     Ok(Opened {
         read: ReadSide::Polling(PollReader::new(conn, request.clone())),
@@ -296,7 +341,7 @@ async fn open_upgrade(
     let probe = async {
         let stream = tcp_connect(addr, config.local_ip).await?;
         let (mut reader, mut writer) = websocket::handshake(
-            HttpConn::new(stream, config.read_buffer_size),
+            HttpConn::new(stream, config.read_buffer_size, config.limits),
             authority.host_header,
             &config.target("websocket", Some(&open.sid)),
             &config.headers,
@@ -354,5 +399,59 @@ mod tests {
         let stream = stream.unwrap();
         assert!(stream.nodelay().unwrap());
         assert_eq!(accepted.unwrap().1.ip(), source);
+    }
+
+    fn open_json(interval: &str, timeout: &str) -> String {
+        format!(
+            r#"{{"sid":"s","upgrades":[],"pingInterval":{interval},"pingTimeout":{timeout},"maxPayload":1000000}}"#
+        )
+    }
+
+    fn limit_of(result: Result<OpenPacket, ClientError>) -> Limit {
+        match result {
+            Err(ClientError::Limit(b)) => b.limit,
+            other => panic!("expected a limit breach, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn absurd_ping_settings_are_refused_by_name() {
+        let l = Limits::default();
+        let open = parse_open(&open_json("25000", "20000"), &l).unwrap();
+        assert_eq!((open.ping_interval, open.ping_timeout), (25000, 20000));
+        let max = "3600000";
+        assert!(parse_open(&open_json(max, max), &l).is_ok());
+        let huge = u64::MAX.to_string();
+        assert_eq!(
+            limit_of(parse_open(&open_json(&huge, "20000"), &l)),
+            Limit::PingInterval
+        );
+        assert_eq!(
+            limit_of(parse_open(&open_json("25000", &huge), &l)),
+            Limit::PingTimeout
+        );
+        assert_eq!(
+            limit_of(parse_open(&open_json("3600001", "1"), &l)),
+            Limit::PingInterval
+        );
+        // Past u64: not an open packet at all.
+        assert!(matches!(
+            parse_open(&open_json("18446744073709551616", "1"), &l),
+            Err(ClientError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn the_open_packet_is_bounded() {
+        let l = Limits {
+            max_open_packet: 200,
+            ..Limits::default()
+        };
+        let padded = open_json("1", "1").replace(
+            "\"sid\"",
+            &format!("\"pad\":\"{}\",\"sid\"", "p".repeat(200)),
+        );
+        assert_eq!(limit_of(parse_open(&padded, &l)), Limit::OpenPacketSize);
+        assert!(parse_open(&open_json("1", "1"), &l).is_ok());
     }
 }

@@ -66,7 +66,130 @@ pub enum ClientError {
     /// The connection is closed; nothing more can be sent.
     #[error("the connection is closed")]
     Closed,
+    /// The server sent more than a bound of [`super::Limits`] allows.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
     /// A socket error on an established connection.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// A short name for this kind of failure, for metric names
+    /// (`errors.connect.<reason>`): `timeout`, `refused`, `limit.ws_frame_size`, ….
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl { .. } => "invalid_url",
+            Self::Resolve { .. } => "resolve",
+            Self::Connect { .. } => "tcp_connect",
+            Self::Handshake { .. } => "handshake_status",
+            Self::ConnectRefused { .. } => "refused",
+            Self::Timeout { .. } => "timeout",
+            Self::Protocol(_) | Self::Decode(_) => "protocol",
+            Self::Closed => "closed",
+            Self::Limit(e) => e.limit.metric_name(),
+            Self::Io(_) => "io",
+        }
+    }
+}
+
+/// One of the bounds of [`super::Limits`] on what a server may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// [`super::Limits::max_http_head`]: bytes of an HTTP response head.
+    HttpHeadSize,
+    /// [`super::Limits::max_http_headers`]: headers in an HTTP response.
+    HttpHeaderCount,
+    /// [`super::Limits::max_http_body`]: bytes of an HTTP response body
+    /// (its `Content-Length`, one chunk, or the chunks together).
+    HttpBodySize,
+    /// [`super::Limits::max_ws_frame`]: bytes of one websocket frame.
+    WsFrameSize,
+    /// [`super::Limits::max_ws_message`]: bytes of one websocket message, fragments together.
+    WsMessageSize,
+    /// [`super::Limits::max_open_packet`]: bytes of the Engine.IO open packet.
+    OpenPacketSize,
+    /// [`super::Limits::max_attachments`]: binary attachments announced by one packet.
+    Attachments,
+    /// [`super::Limits::max_attachment_bytes`]: bytes of one packet's attachments together.
+    AttachmentBytes,
+    /// [`super::Limits::max_ping_interval`]: the open packet's `pingInterval` (ms).
+    PingInterval,
+    /// [`super::Limits::max_ping_timeout`]: the open packet's `pingTimeout` (ms).
+    PingTimeout,
+    /// [`super::Limits::io_timeout`]: milliseconds a POST's answer or a websocket write took.
+    IoTimeout,
+    /// [`super::Limits::max_pending_replies`]: pongs and acks queued for a server that does not read.
+    PendingReplies,
+}
+
+impl Limit {
+    /// The name in metrics: `limit.<bound>`, e.g. `limit.http_body_size`.
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Self::HttpHeadSize => "limit.http_head_size",
+            Self::HttpHeaderCount => "limit.http_header_count",
+            Self::HttpBodySize => "limit.http_body_size",
+            Self::WsFrameSize => "limit.ws_frame_size",
+            Self::WsMessageSize => "limit.ws_message_size",
+            Self::OpenPacketSize => "limit.open_packet_size",
+            Self::Attachments => "limit.attachments",
+            Self::AttachmentBytes => "limit.attachment_bytes",
+            Self::PingInterval => "limit.ping_interval",
+            Self::PingTimeout => "limit.ping_timeout",
+            Self::IoTimeout => "limit.io_timeout",
+            Self::PendingReplies => "limit.pending_replies",
+        }
+    }
+
+    /// What the bound is on, in words.
+    fn describe(self) -> &'static str {
+        match self {
+            Self::HttpHeadSize => "HTTP response head bytes",
+            Self::HttpHeaderCount => "HTTP response headers",
+            Self::HttpBodySize => "HTTP response body bytes",
+            Self::WsFrameSize => "websocket frame bytes",
+            Self::WsMessageSize => "websocket message bytes",
+            Self::OpenPacketSize => "open packet bytes",
+            Self::Attachments => "binary attachments in one packet",
+            Self::AttachmentBytes => "bytes of one packet's attachments",
+            Self::PingInterval => "pingInterval ms",
+            Self::PingTimeout => "pingTimeout ms",
+            Self::IoTimeout => "ms waiting on the server",
+            Self::PendingReplies => "replies queued for the server",
+        }
+    }
+}
+
+/// The server went over one of the client's bounds; what it sent was dropped
+/// unread (or unallocated) and the connection closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the server went over a client limit: {} {actual} > {max} ({})", limit.describe(), limit.metric_name())]
+pub struct LimitExceeded {
+    /// Which bound.
+    pub limit: Limit,
+    /// What the server sent or announced (`u128` holds any announced number; at least `max + 1`).
+    pub actual: u128,
+    /// The bound.
+    pub max: u128,
+}
+
+impl LimitExceeded {
+    /// `actual` of `limit` over `max`.
+    pub fn new(limit: Limit, actual: impl Into<u128>, max: impl Into<u128>) -> Self {
+        Self {
+            limit,
+            actual: actual.into(),
+            max: max.into(),
+        }
+    }
+
+    /// Fails with this breach when `actual > max`.
+    pub fn check(limit: Limit, actual: usize, max: usize) -> Result<(), LimitExceeded> {
+        if actual > max {
+            Err(Self::new(limit, actual as u64, max as u64))
+        } else {
+            Ok(())
+        }
+    }
 }

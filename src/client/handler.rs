@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
+use super::error::LimitExceeded;
+
 /// One Socket.IO packet received on the client's namespace, borrowing from the
 /// frame it was read from.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +60,8 @@ pub enum CloseReason {
     PingTimeout,
     /// The server broke the protocol (undecodable packet, bad frame, HTTP error).
     Transport(String),
+    /// The server went over one of the client's [`super::Limits`].
+    Limit(LimitExceeded),
     /// A socket error.
     Io(String),
 }
@@ -72,6 +76,7 @@ impl fmt::Display for CloseReason {
             Self::ServerClosed { code: None } => f.write_str("server closed"),
             Self::PingTimeout => f.write_str("ping timeout"),
             Self::Transport(e) => write!(f, "transport error: {e}"),
+            Self::Limit(e) => e.fmt(f),
             Self::Io(e) => write!(f, "i/o error: {e}"),
         }
     }

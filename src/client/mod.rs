@@ -15,8 +15,8 @@ mod polling;
 mod session;
 mod websocket;
 
-pub use config::{ClientConfig, Transport};
+pub use config::{ClientConfig, Limits, Transport};
 pub use connect::ConnectTimings;
-pub use error::ClientError;
+pub use error::{ClientError, Limit, LimitExceeded};
 pub use handler::{AckReply, CloseReason, Handler, Incoming};
 pub use session::{Client, SentAck};

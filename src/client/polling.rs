@@ -6,8 +6,11 @@ use std::time::Instant;
 
 use chorus_protocol::engineio::{self, OpenPacket};
 
-use super::error::ClientError;
+use super::config::Limits;
+use super::connect::parse_open;
+use super::error::{ClientError, Limit, LimitExceeded};
 use super::http::{status_error, HttpConn};
+use super::websocket::io_timeout;
 
 /// What every request of one polling session carries.
 #[derive(Debug)]
@@ -20,14 +23,34 @@ pub(crate) struct PollRequest {
     pub headers: Vec<(String, String)>,
 }
 
-/// Sends the handshake GET and parses the open packet it answers with.
+/// Sends the handshake GET and parses the open packet it answers with. The
+/// body may hold only the open packet: it is bounded by `max_open_packet`.
 pub(crate) async fn handshake(
     conn: &mut HttpConn,
     host: &str,
     target: &str,
     headers: &[(String, String)],
 ) -> Result<OpenPacket, ClientError> {
-    let (_, status, body) = conn.request("GET", target, host, headers, &[]).await?;
+    let limits = *conn.limits();
+    conn.set_limits(Limits {
+        max_http_body: limits.max_open_packet.min(limits.max_http_body),
+        ..limits
+    });
+    let answer = conn.request("GET", target, host, headers, &[]).await;
+    conn.set_limits(limits);
+    let (_, status, body) = answer.map_err(|e| match e {
+        ClientError::Limit(
+            breach @ LimitExceeded {
+                limit: Limit::HttpBodySize,
+                ..
+            },
+        ) => LimitExceeded {
+            limit: Limit::OpenPacketSize,
+            ..breach
+        }
+        .into(),
+        other => other,
+    })?;
     if status != 200 {
         return Err(status_error(status, &body));
     }
@@ -45,7 +68,7 @@ pub(crate) async fn handshake(
             "packets after the open packet in the handshake".into(),
         ));
     }
-    Ok(OpenPacket::parse(data)?)
+    parse_open(data, &limits)
 }
 
 /// The GET side: long-polls for the server's packets.
@@ -93,12 +116,19 @@ impl PollWriter {
     pub async fn send_text(&mut self, parts: &[&str]) -> Result<Instant, ClientError> {
         let body = parts.concat();
         let r = &self.request;
-        self.conn
-            .send_request("POST", &r.target, &r.host, &r.headers, body.as_bytes())
-            .await?;
-        let at = Instant::now();
-        let head = self.conn.read_head().await?;
-        let body = self.conn.read_body(&head).await?;
+        let after = self.conn.limits().io_timeout;
+        let conn = &mut self.conn;
+        let exchange = async {
+            conn.send_request("POST", &r.target, &r.host, &r.headers, body.as_bytes())
+                .await?;
+            let at = Instant::now();
+            let head = conn.read_head().await?;
+            let body = conn.read_body(&head).await?;
+            Ok::<_, ClientError>((at, head, body))
+        };
+        let (at, head, body) = tokio::time::timeout(after, exchange)
+            .await
+            .map_err(|_| io_timeout(after))??;
         if head.status != 200 {
             return Err(status_error(head.status, &body));
         }

@@ -17,7 +17,8 @@ use chorus_protocol::socketio::{self, Event, PacketType};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::error::ClientError;
+use super::config::Limits;
+use super::error::{ClientError, Limit, LimitExceeded};
 use super::handler::{AckReply, CloseReason, Handler, Incoming};
 use super::polling::{PollReader, PollWriter};
 use super::websocket::{WsMessage, WsReader, WsWriter};
@@ -111,8 +112,11 @@ impl Shared {
         result
     }
 
-    fn push_control(&self, control: Control) {
-        self.control.lock().expect("control queue").push(control);
+    /// Queues `control`; returns how many are queued now.
+    fn push_control(&self, control: Control) -> usize {
+        let mut queue = self.control.lock().expect("control queue");
+        queue.push(control);
+        queue.len()
     }
 
     fn has_control(&self) -> bool {
@@ -242,6 +246,8 @@ struct PendingBinary {
     header: String,
     expected: usize,
     attachments: Vec<Vec<u8>>,
+    /// The bytes of `attachments` together.
+    bytes: usize,
 }
 
 /// The reader task's state.
@@ -253,6 +259,7 @@ pub(crate) struct Session<H> {
     binary: Option<PendingBinary>,
     ping_window: Duration,
     ping_deadline: tokio::time::Instant,
+    limits: Limits,
 }
 
 impl<H: Handler> Session<H> {
@@ -262,16 +269,42 @@ impl<H: Handler> Session<H> {
         shared: Arc<Shared>,
         connect: oneshot::Sender<Result<String, ClientError>>,
         open: &OpenPacket,
+        limits: &Limits,
     ) -> Self {
-        let ping_window = Duration::from_millis(open.ping_interval + open.ping_timeout);
-        Self {
+        // Both were checked against the limits when the open packet was read;
+        // saturating all the same, so that no announced number can overflow.
+        let ping_window =
+            Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout));
+        let mut session = Self {
             handler,
             shared,
             connect: Some(connect),
             binary: None,
             ping_window,
-            ping_deadline: tokio::time::Instant::now() + ping_window,
-        }
+            ping_deadline: tokio::time::Instant::now(),
+            limits: *limits,
+        };
+        session.ping_deadline = session.next_ping_deadline();
+        session
+    }
+
+    /// When the next ping is due at the latest, counted from now.
+    fn next_ping_deadline(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now.checked_add(self.ping_window)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+    }
+
+    /// Queues a packet for the server; too many unsent ones (a server that
+    /// floods pings or acked events while not reading) end the session.
+    fn queue(&self, control: Control) -> Result<(), CloseReason> {
+        let queued = self.shared.push_control(control);
+        LimitExceeded::check(
+            Limit::PendingReplies,
+            queued,
+            self.limits.max_pending_replies,
+        )
+        .map_err(CloseReason::Limit)
     }
 
     /// Reads until the session ends, then reports why.
@@ -320,10 +353,7 @@ impl<H: Handler> Session<H> {
             let handled = match message {
                 WsMessage::Text(text) => self.on_text(at, text),
                 WsMessage::Binary(bytes) => self.on_attachment(at, bytes),
-                WsMessage::Ping(payload) => {
-                    self.shared.push_control(Control::WsPong(payload.into()));
-                    Ok(())
-                }
+                WsMessage::Ping(payload) => self.queue(Control::WsPong(payload.into())),
                 WsMessage::Close(code) => Err(CloseReason::ServerClosed { code }),
             };
             if let Err(reason) = handled {
@@ -380,14 +410,13 @@ impl<H: Handler> Session<H> {
     fn on_packet(&mut self, at: Instant, packet: engineio::Packet<'_>) -> Result<(), CloseReason> {
         match packet {
             engineio::Packet::Ping(data) => {
-                self.ping_deadline = tokio::time::Instant::now() + self.ping_window;
+                self.ping_deadline = self.next_ping_deadline();
                 let pong = if data.is_empty() {
                     Cow::Borrowed("3")
                 } else {
                     Cow::Owned(format!("3{data}"))
                 };
-                self.shared.push_control(Control::Text(pong));
-                Ok(())
+                self.queue(Control::Text(pong))
             }
             engineio::Packet::Message(text) => self.on_socketio(at, text),
             engineio::Packet::Binary(bytes) => self.on_attachment(at, &bytes),
@@ -404,6 +433,15 @@ impl<H: Handler> Session<H> {
             return Err(CloseReason::Transport(
                 "a text packet arrived before the binary attachments".into(),
             ));
+        }
+        if let Some(announced) = announced_attachments(text) {
+            if announced > self.limits.max_attachments as u128 {
+                return Err(CloseReason::Limit(LimitExceeded::new(
+                    Limit::Attachments,
+                    announced,
+                    self.limits.max_attachments as u64,
+                )));
+            }
         }
         let (packet, event) = socketio::Packet::decode_with_event(text)
             .map_err(|e| CloseReason::Transport(e.to_string()))?;
@@ -432,10 +470,12 @@ impl<H: Handler> Session<H> {
                 self.deliver(at, packet.kind, packet.id, data, event)
             }
             PacketType::BinaryEvent | PacketType::BinaryAck => {
+                // At most `max_attachments`, checked above.
                 self.binary = Some(PendingBinary {
                     header: text.to_owned(),
                     expected: packet.attachments,
                     attachments: Vec::with_capacity(packet.attachments),
+                    bytes: 0,
                 });
                 Ok(())
             }
@@ -449,11 +489,20 @@ impl<H: Handler> Session<H> {
                 "binary data without a binary packet".into(),
             ));
         };
+        pending.bytes = pending.bytes.saturating_add(bytes.len());
+        LimitExceeded::check(
+            Limit::AttachmentBytes,
+            pending.bytes,
+            self.limits.max_attachment_bytes,
+        )
+        .map_err(CloseReason::Limit)?;
         pending.attachments.push(bytes.to_vec());
         if pending.attachments.len() < pending.expected {
             return Ok(());
         }
-        let pending = self.binary.take().expect("checked above");
+        let Some(pending) = self.binary.take() else {
+            return Ok(());
+        };
         let bad = |e: &dyn std::fmt::Display| CloseReason::Transport(e.to_string());
         let packet = socketio::Packet::decode(&pending.header).map_err(|e| bad(&e))?;
         let mut value: serde_json::Value =
@@ -507,7 +556,7 @@ impl<H: Handler> Session<H> {
                 0,
                 Some(args),
             );
-            self.shared.push_control(Control::Text(Cow::Owned(text)));
+            self.queue(Control::Text(Cow::Owned(text)))?;
         }
         Ok(())
     }
@@ -519,13 +568,50 @@ struct ConnectData {
     sid: String,
 }
 
+/// The attachment count a binary packet (`5…-` or `6…-`) announces, however
+/// large: `None` for other packets or no count.
+fn announced_attachments(text: &str) -> Option<u128> {
+    let rest = text.strip_prefix(['5', '6'])?;
+    let digits = &rest[..rest.find(|c: char| !c.is_ascii_digit())?];
+    if digits.is_empty() {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u128::MAX))
+}
+
 /// The close reason for a transport error.
 fn reason_of(error: ClientError) -> CloseReason {
     match error {
+        ClientError::Limit(breach) => CloseReason::Limit(breach),
         ClientError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             CloseReason::ServerClosed { code: None }
         }
         ClientError::Io(e) => CloseReason::Io(e.to_string()),
         other => CloseReason::Transport(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_any_announced_attachment_count_without_overflow() {
+        assert_eq!(announced_attachments("51-/chat,[]"), Some(1));
+        assert_eq!(announced_attachments("6123-[]"), Some(123));
+        assert_eq!(
+            announced_attachments("451000000000000000-/chat,[]"),
+            None,
+            "an Engine.IO message prefix is not ours to strip"
+        );
+        assert_eq!(
+            announced_attachments("51000000000000000-/chat,[\"onlineUsers\"]"),
+            Some(1_000_000_000_000_000)
+        );
+        let forty_digits = format!("5{}-[]", "9".repeat(40));
+        assert_eq!(announced_attachments(&forty_digits), Some(u128::MAX));
+        assert_eq!(announced_attachments("42/chat,[]"), None);
+        assert_eq!(announced_attachments("5-[]"), None);
+        assert_eq!(announced_attachments("5"), None);
     }
 }

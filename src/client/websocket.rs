@@ -18,11 +18,11 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
-use super::error::ClientError;
+use super::error::{ClientError, Limit, LimitExceeded};
 use super::http::{status_error, HttpConn};
 
-/// The largest message we accept, against a runaway length field.
-const MAX_MESSAGE: usize = 256 << 20;
+/// The largest payload of a control frame (RFC 6455 §5.5).
+const MAX_CONTROL: usize = 125;
 
 /// Upgrades an HTTP connection to a websocket at `target`.
 pub(crate) async fn handshake(
@@ -54,6 +54,7 @@ pub(crate) async fn handshake(
     if head.ws_accept.as_deref() != Some(derive_accept_key(key.as_bytes()).as_str()) {
         return Err(ClientError::Protocol("wrong Sec-WebSocket-Accept".into()));
     }
+    let limits = *conn.limits();
     let (stream, rest) = conn.into_parts();
     let (read, write) = stream.into_split();
     let mut buf = Vec::with_capacity(read_buffer.max(rest.len()));
@@ -69,11 +70,14 @@ pub(crate) async fn handshake(
             message_opcode: None,
             message_ready: false,
             read_at: Instant::now(),
+            max_frame: limits.max_ws_frame,
+            max_message: limits.max_ws_message,
         },
         WsWriter {
             half: write,
             buf: Vec::new(),
             keep: write_buffer,
+            io_timeout: limits.io_timeout,
         },
     ))
 }
@@ -109,9 +113,25 @@ pub(crate) struct WsReader {
     message_ready: bool,
     /// When the read that completed the current frame returned.
     read_at: Instant,
+    /// The largest frame payload accepted.
+    max_frame: usize,
+    /// The largest message accepted, fragments together.
+    max_message: usize,
 }
 
 impl WsReader {
+    /// The largest frame and message the reader accepts.
+    pub fn max_sizes(&self) -> (usize, usize) {
+        (self.max_frame, self.max_message)
+    }
+
+    /// Changes the largest frame and message the reader accepts (e.g. only
+    /// the open packet's bound before the open packet).
+    pub fn set_max_sizes(&mut self, (frame, message): (usize, usize)) {
+        self.max_frame = frame;
+        self.max_message = message;
+    }
+
     /// Reads the next message. Returns it with the instant the read that
     /// completed it returned. Pongs from the server are skipped.
     pub async fn next(&mut self) -> Result<(Instant, WsMessage<'_>), ClientError> {
@@ -173,6 +193,7 @@ impl WsReader {
                         self.release();
                         continue;
                     }
+                    LimitExceeded::check(Limit::WsMessageSize, len, self.max_message)?;
                     return Self::message(
                         self.read_at,
                         opcode,
@@ -220,17 +241,27 @@ impl WsReader {
                 "masked or extended frame from the server".into(),
             ));
         }
+        if matches!(header.opcode, OpCode::Control(_))
+            && (!header.is_final || len > MAX_CONTROL as u64)
+        {
+            return Err(ClientError::Protocol(format!(
+                "control frame of {len} bytes or fragmented"
+            )));
+        }
+        // Checked before any buffer is grown for the frame.
         let len = usize::try_from(len)
             .ok()
-            .filter(|&l| l <= MAX_MESSAGE)
-            .ok_or_else(|| ClientError::Protocol(format!("frame of {len} bytes")))?;
+            .filter(|&l| l <= self.max_frame)
+            .ok_or_else(|| LimitExceeded::new(Limit::WsFrameSize, len, self.max_frame as u64))?;
         Ok(Some((header, len)))
     }
 
     fn append_fragment(&mut self, from: usize, len: usize) -> Result<(), ClientError> {
-        if self.message.len() + len > MAX_MESSAGE {
-            return Err(ClientError::Protocol("fragmented message too large".into()));
-        }
+        LimitExceeded::check(
+            Limit::WsMessageSize,
+            self.message.len().saturating_add(len),
+            self.max_message,
+        )?;
         self.message.extend_from_slice(&self.buf[from..from + len]);
         Ok(())
     }
@@ -281,6 +312,8 @@ pub(crate) struct WsWriter {
     half: OwnedWriteHalf,
     buf: Vec<u8>,
     keep: usize,
+    /// How long one frame may take to be handed to the socket.
+    io_timeout: std::time::Duration,
 }
 
 impl WsWriter {
@@ -331,19 +364,29 @@ impl WsWriter {
         for (i, b) in self.buf[start..].iter_mut().enumerate() {
             *b ^= mask[i & 3];
         }
-        let result = self.half.write_all(&self.buf).await;
+        let result = tokio::time::timeout(self.io_timeout, self.half.write_all(&self.buf)).await;
         let at = Instant::now();
         if self.buf.capacity() > self.keep {
             self.buf = Vec::new();
         }
-        result?;
+        match result {
+            Ok(written) => written?,
+            Err(_) => return Err(io_timeout(self.io_timeout).into()),
+        }
         Ok(at)
     }
+}
+
+/// The breach for a server that did not take or answer a request within `after`.
+pub(crate) fn io_timeout(after: std::time::Duration) -> LimitExceeded {
+    let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+    LimitExceeded::new(Limit::IoTimeout, ms.saturating_add(1), ms)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::Limits;
     use tokio::net::{TcpListener, TcpStream};
 
     /// An unmasked server frame.
@@ -382,11 +425,14 @@ mod tests {
             message_opcode: None,
             message_ready: false,
             read_at: Instant::now(),
+            max_frame: Limits::default().max_ws_frame,
+            max_message: Limits::default().max_ws_message,
         };
         let writer = WsWriter {
             half: write,
             buf: Vec::new(),
             keep: 4096,
+            io_timeout: Limits::default().io_timeout,
         };
         (reader, writer, server)
     }
@@ -449,5 +495,91 @@ mod tests {
             .map(|(i, b)| b ^ mask[i & 3])
             .collect();
         assert_eq!(payload, b"42[\"e\"]");
+    }
+
+    fn breach(err: ClientError) -> (Limit, u128) {
+        match err {
+            ClientError::Limit(b) => (b.limit, b.actual),
+            other => panic!("expected a limit breach, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_huge_length_field_is_refused_before_any_buffer_grows() {
+        let (mut reader, _writer, mut server) = pair().await;
+        let mut header = vec![0x81, 127];
+        header.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+        server.write_all(&header).await.unwrap();
+        let err = reader.next().await.unwrap_err();
+        assert_eq!(breach(err), (Limit::WsFrameSize, u128::from(u64::MAX >> 1)));
+        assert!(
+            reader.buffer_capacity() <= 8192,
+            "{}",
+            reader.buffer_capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn frames_and_messages_are_bounded_by_the_configured_sizes() {
+        let (mut reader, _writer, mut server) = pair().await;
+        reader.set_max_sizes((8, 12));
+        let mut bytes = frame(0x1, true, b"12345678");
+        bytes.extend(frame(0x1, false, b"abcdefgh"));
+        bytes.extend(frame(0x0, false, b"ijkl"));
+        bytes.extend(frame(0x0, true, b"m"));
+        server.write_all(&bytes).await.unwrap();
+        assert_eq!(reader.next().await.unwrap().1, WsMessage::Text("12345678"));
+        // 8 + 4 fit; the 13th byte does not.
+        let err = reader.next().await.unwrap_err();
+        assert_eq!(breach(err), (Limit::WsMessageSize, 13));
+
+        let (mut reader, _writer, mut server) = pair().await;
+        reader.set_max_sizes((8, 12));
+        server
+            .write_all(&frame(0x1, true, b"123456789"))
+            .await
+            .unwrap();
+        assert_eq!(
+            breach(reader.next().await.unwrap_err()),
+            (Limit::WsFrameSize, 9)
+        );
+
+        // A message bound below the frame bound holds for unfragmented frames too.
+        let (mut reader, _writer, mut server) = pair().await;
+        reader.set_max_sizes((8, 4));
+        server.write_all(&frame(0x1, true, b"12345")).await.unwrap();
+        assert_eq!(
+            breach(reader.next().await.unwrap_err()),
+            (Limit::WsMessageSize, 5)
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_or_fragmented_control_frames_are_refused() {
+        let (mut reader, _writer, mut server) = pair().await;
+        server
+            .write_all(&frame(0x9, true, &[0; 126]))
+            .await
+            .unwrap();
+        assert!(matches!(reader.next().await, Err(ClientError::Protocol(_))));
+        let (mut reader, _writer, mut server) = pair().await;
+        server.write_all(&frame(0x9, false, b"hb")).await.unwrap();
+        assert!(matches!(reader.next().await, Err(ClientError::Protocol(_))));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stops_reading_times_the_write_out() {
+        let (_reader, mut writer, _server) = pair().await;
+        writer.io_timeout = std::time::Duration::from_millis(300);
+        // The server never reads: the socket buffers fill, then the write waits.
+        let big = "x".repeat(1 << 20);
+        let mut result = Ok(Instant::now());
+        for _ in 0..64 {
+            result = writer.send_text(&[&big]).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(breach(result.unwrap_err()).0, Limit::IoTimeout);
     }
 }

@@ -586,10 +586,16 @@ impl Handler for Receiver {
             CloseReason::PingTimeout => "ping_timeout",
             CloseReason::Transport(_) => "transport_error",
             CloseReason::Io(_) => "io_error",
+            CloseReason::Limit(_) => "limit",
         };
         self.ctx
             .recorder
             .add_by_name(&format!("disconnects.{label}"), 1);
+        if let CloseReason::Limit(breach) = &reason {
+            // A named error: `errors.limit.ws_frame_size`, …
+            let name = format!("errors.{}", breach.limit.metric_name());
+            self.ctx.recorder.add_by_name(&name, 1);
+        }
         if !matches!(
             reason,
             CloseReason::ClientDisconnect | CloseReason::NamespaceDisconnect
