@@ -18,8 +18,13 @@ enum Command {
     /// Play a YAML scenario against a gateway (without a target: against the
     /// reference gateway started in-process) and write a run directory.
     ///
-    /// Exit codes: 0 every threshold and check held; 1 one failed; 2 scenario
-    /// or usage error; 3 target unreachable or run aborted.
+    /// Exit codes: 0 every threshold and check held; 1 one failed (a
+    /// threshold, a delivery rule, a client that could not connect, a
+    /// panicked virtual user); 2 scenario or usage error; 3 the run could not
+    /// be carried out or was stopped: target unreachable, no client could
+    /// connect at all, SIGINT/SIGTERM, `abort_on_fail`, the target went away.
+    /// The summary table and verdict go to stdout; progress and logs to
+    /// stderr; summary.json is written on every exit but a scenario error.
     Run {
         /// The scenario file, e.g. scenarios/smoke.yml.
         scenario: PathBuf,
@@ -221,8 +226,11 @@ async fn run(options: chorus::run::RunOptions, no_report: bool) -> ExitCode {
                     report_quietly(&report.run_dir);
                 }
             }
+            if let Some(why) = &report.summary.aborted {
+                eprintln!("chorus: {why}");
+            }
             if !quiet {
-                eprintln!("verdict: {:?}", report.summary.verdict);
+                println!("verdict: {:?}", report.summary.verdict);
             }
             ExitCode::from(report.exit_code())
         }
@@ -251,15 +259,12 @@ async fn conform(options: &chorus::conform::ConformOptions) -> ExitCode {
 fn merge(dirs: &[PathBuf], out: &Path, no_report: bool) -> ExitCode {
     match chorus::run::merge(dirs, out) {
         Ok(summary) => {
-            eprintln!("{}", chorus::metrics::render_table(&summary));
+            println!("{}", chorus::metrics::render_table(&summary));
             if !no_report {
                 report_quietly(out);
             }
-            eprintln!(
-                "merged into {} — verdict: {:?}",
-                out.display(),
-                summary.verdict
-            );
+            eprintln!("merged into {}", out.display());
+            println!("verdict: {:?}", summary.verdict);
             ExitCode::from(match summary.verdict {
                 chorus::metrics::Verdict::Pass => 0,
                 chorus::metrics::Verdict::Fail => 1,

@@ -65,6 +65,8 @@ pub use registry::{
     IntervalSnapshot, LatencyId, NamedHistogram, Recorder, Registry, HIGHEST_TRACKABLE_US,
     SIGNIFICANT_DIGITS,
 };
-pub use summary::{LatencyStats, RunInfo, Summary, ThresholdResult, Verdict, SCHEMA_VERSION};
+pub use summary::{
+    LatencyStats, Lookup, RunInfo, Summary, ThresholdResult, Verdict, SCHEMA_VERSION,
+};
 pub use table::{format_ms, render_table};
 pub use timeseries::{PointStats, TimePoint, TimeSeries};

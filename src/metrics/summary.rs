@@ -75,6 +75,33 @@ pub struct ThresholdResult {
     pub value: Option<f64>,
     /// Whether the threshold held.
     pub pass: bool,
+    /// The metric exists but had no samples to compute the statistic from
+    /// (see [`Lookup::NoData`]): the threshold failed with "no data".
+    #[serde(default)]
+    pub no_data: bool,
+}
+
+/// What a threshold lookup found (see [`Summary::lookup`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Lookup {
+    /// A number to compare.
+    Value(f64),
+    /// The metric is known but the statistic has no samples to come from: a
+    /// percentile, `min`, `max` or `mean` of a latency with no sample, or a
+    /// `rate`/`ratio` whose denominator is 0. Such a threshold fails.
+    NoData,
+    /// No such metric or statistic.
+    Unknown,
+}
+
+impl Lookup {
+    /// The number, if there is one.
+    pub fn value(self) -> Option<f64> {
+        match self {
+            Lookup::Value(v) => Some(v),
+            Lookup::NoData | Lookup::Unknown => None,
+        }
+    }
 }
 
 /// Statistics of one latency metric over the whole run, in microseconds.
@@ -152,6 +179,12 @@ pub struct Summary {
     pub violations: BTreeMap<String, u64>,
     /// Driver self-health.
     pub driver: DriverReport,
+    /// Why the run was stopped or could not be carried out, in one line
+    /// (interrupted by a signal, no client could connect, a threshold
+    /// breached with `abort_on_fail`, the target unreachable); absent for a
+    /// run that went to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
     /// Full histograms when built from a registry, for quantiles that the
     /// JSON does not store (e.g. p95). Absent after [`Summary::read`].
     #[serde(skip)]
@@ -200,14 +233,15 @@ impl Summary {
             counters,
             violations,
             driver: assess(cumulative, cores),
+            aborted: None,
             histograms,
         }
     }
 
     /// Evaluates one threshold: resolves `(metric, stat)` with
-    /// [`Summary::value`], applies `check` to it (a value that cannot be
-    /// resolved fails), records the result and updates the verdict.
-    /// Returns whether it held.
+    /// [`Summary::lookup`], applies `check` to the value (no data, or a
+    /// value that cannot be resolved, fails), records the result and updates
+    /// the verdict. Returns whether it held.
     pub fn evaluate(
         &mut self,
         expr: impl Into<String>,
@@ -215,12 +249,14 @@ impl Summary {
         stat: Option<&str>,
         check: impl FnOnce(f64) -> bool,
     ) -> bool {
-        let value = self.value(metric, stat);
+        let found = self.lookup(metric, stat);
+        let value = found.value();
         let pass = value.is_some_and(check);
         self.thresholds.push(ThresholdResult {
             expr: expr.into(),
             value,
             pass,
+            no_data: found == Lookup::NoData,
         });
         if !pass {
             self.verdict = Verdict::Fail;
@@ -244,24 +280,50 @@ impl Summary {
     ///    - `rate` or `ratio`: that sum divided by the family's denominator:
     ///      `deliveries.*` by `deliveries.expected`, `connections.*` by
     ///      `connections` (attempts), `errors*` and `timeouts*` by `emits`.
-    ///      0/0 is 0; n/0 and families without a denominator are `None`.
+    ///      n/0 (0/0 included) and families without a denominator are `None`.
+    ///
+    /// [`Summary::lookup`] tells a statistic without samples from an unknown one.
     pub fn value(&self, metric: &str, stat: Option<&str>) -> Option<f64> {
+        self.lookup(metric, stat).value()
+    }
+
+    /// Resolves a threshold lookup as [`Summary::value`] does, saying why
+    /// there is no number: the no-data rule. A threshold about a count
+    /// itself always has data (a counter, with or without `count`, and a
+    /// latency's `count`: 0 is a measurement). Every other statistic needs
+    /// samples: a latency's percentiles, `min`, `max` and `mean` are
+    /// [`Lookup::NoData`] when it has none, and so is a `rate`/`ratio`
+    /// whose denominator is 0.
+    pub fn lookup(&self, metric: &str, stat: Option<&str>) -> Lookup {
         if let Some(stats) = self.latency.get(metric) {
-            return self.latency_value(metric, stats, stat?);
+            let Some(stat) = stat else {
+                return Lookup::Unknown;
+            };
+            return match self.latency_value(metric, stats, stat) {
+                None => Lookup::Unknown,
+                Some(v) if stat == "count" => Lookup::Value(v),
+                Some(_) if stats.count == 0 => Lookup::NoData,
+                Some(v) => Lookup::Value(v),
+            };
         }
-        let count = self.counter_sum(metric)?;
+        let Some(count) = self.counter_sum(metric) else {
+            return Lookup::Unknown;
+        };
         match stat {
-            None | Some("count") => Some(count as f64),
+            None | Some("count") => Lookup::Value(count as f64),
             Some("rate" | "ratio") => {
                 let family = metric.split('.').next().unwrap_or(metric);
-                let (_, denominator) = RATIO_DENOMINATORS.iter().find(|(f, _)| *f == family)?;
-                match self.counter_sum(denominator)? {
-                    0 if count == 0 => Some(0.0),
-                    0 => None,
-                    total => Some(count as f64 / total as f64),
+                let Some((_, denominator)) = RATIO_DENOMINATORS.iter().find(|(f, _)| *f == family)
+                else {
+                    return Lookup::Unknown;
+                };
+                match self.counter_sum(denominator) {
+                    None => Lookup::Unknown,
+                    Some(0) => Lookup::NoData,
+                    Some(total) => Lookup::Value(count as f64 / total as f64),
                 }
             }
-            Some(_) => None,
+            Some(_) => Lookup::Unknown,
         }
     }
 
@@ -423,7 +485,7 @@ pub(crate) mod tests {
         assert_eq!(json["duration_s"], 30.5);
         assert_eq!(
             keys(&json["thresholds"][0]),
-            ["expr", "value", "pass"].into()
+            ["expr", "value", "pass", "no_data"].into()
         );
         assert_eq!(json["thresholds"][0]["value"], 5.0);
         assert_eq!(
@@ -491,14 +553,61 @@ pub(crate) mod tests {
             Some(0.99)
         );
         assert_eq!(summary.value("errors", Some("rate")), Some(5.0 / 200.0));
-        assert_eq!(summary.value("connections", Some("rate")), Some(0.0));
+        // 0/0 has no data (it used to be 0, which let a run without any
+        // connection pass `connections.refused.rate < 1%`).
+        assert_eq!(summary.value("connections", Some("rate")), None);
+        assert_eq!(summary.lookup("connections", Some("rate")), Lookup::NoData);
         assert_eq!(summary.value("violations", Some("rate")), None);
+        assert_eq!(summary.lookup("violations", Some("rate")), Lookup::Unknown);
 
         // After a read from JSON, stored stats still resolve; p95 does not.
         let json = serde_json::to_string(&summary).expect("json");
         let read: Summary = serde_json::from_str(&json).expect("parse");
         assert_eq!(read.value(d, Some("p99")), Some(p99));
         assert_eq!(read.value(d, Some("p95")), None);
+    }
+
+    #[test]
+    fn a_statistic_without_samples_has_no_data_but_a_count_has() {
+        let mut summary = sample_summary();
+        // `connect` was registered and saw no sample.
+        for stat in ["p95", "p99", "max", "min", "mean", "p50"] {
+            assert_eq!(
+                summary.lookup("connect", Some(stat)),
+                Lookup::NoData,
+                "{stat}"
+            );
+        }
+        assert_eq!(summary.lookup("connect", Some("count")), Lookup::Value(0.0));
+        assert_eq!(summary.lookup("connect", None), Lookup::Unknown);
+        assert_eq!(summary.lookup("connect", Some("bogus")), Lookup::Unknown);
+        assert_eq!(summary.lookup("timeouts.ack", None), Lookup::Value(0.0));
+        assert_eq!(
+            summary.lookup("disconnects", Some("count")),
+            Lookup::Value(0.0)
+        );
+        assert_eq!(summary.lookup("nonsense", None), Lookup::Unknown);
+        // The smoke scenario's thresholds when nothing connected.
+        assert!(
+            !summary.evaluate("connect.p95 <= 200ms", "connect", Some("p95"), |v| {
+                v <= 200_000.0
+            })
+        );
+        let result = summary.thresholds.last().expect("recorded").clone();
+        assert_eq!(
+            (result.value, result.pass, result.no_data),
+            (None, false, true)
+        );
+        assert_eq!(summary.verdict, Verdict::Fail);
+        assert!(summary.evaluate("connect.count == 0", "connect", Some("count"), |v| v == 0.0));
+        assert!(!summary.thresholds.last().expect("recorded").no_data);
+        let json = serde_json::to_value(&summary).expect("json");
+        assert_eq!(json["thresholds"][0]["no_data"], true);
+        assert_eq!(json["thresholds"][1]["no_data"], false);
+        assert!(
+            json.get("aborted").is_none(),
+            "absent when the run ran to its end"
+        );
     }
 
     #[test]

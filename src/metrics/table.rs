@@ -77,6 +77,10 @@ pub fn render_table(summary: &Summary) -> String {
         out.push_str("\nthresholds\n");
         for threshold in &summary.thresholds {
             let mark = if threshold.pass { '✓' } else { '✗' };
+            if threshold.no_data {
+                let _ = writeln!(out, "{mark} {}  (no data)", threshold.expr);
+                continue;
+            }
             let actual = match threshold.value {
                 Some(value) if is_latency_expr(summary, &threshold.expr) => {
                     format!("{} ms", format_ms(value))
@@ -88,6 +92,9 @@ pub fn render_table(summary: &Summary) -> String {
         }
     }
 
+    if let Some(why) = &summary.aborted {
+        let _ = writeln!(out, "\nrun stopped: {why}");
+    }
     for note in &summary.driver.notes {
         let _ = writeln!(out, "\n! {note}");
     }
@@ -190,5 +197,27 @@ mod tests {
             .iter()
             .any(|l| l.starts_with("✓ delivery.newMessage.p99 < 50ms  (actual 9.9")));
         assert!(lines.contains(&"✗ errors == 0  (actual 5)"));
+        assert!(!table.contains("run stopped"));
+    }
+
+    #[test]
+    fn a_threshold_without_samples_shows_no_data() {
+        let mut summary = sample_summary();
+        summary.evaluate("connect.p95 <= 200ms", "connect", Some("p95"), |v| {
+            v <= 200_000.0
+        });
+        summary.aborted = Some("interrupted by SIGINT".into());
+        let table = render_table(&summary);
+        assert!(
+            table
+                .lines()
+                .any(|l| l == "✗ connect.p95 <= 200ms  (no data)"),
+            "{table}"
+        );
+        assert!(!table.contains("0.000 ms"), "{table}");
+        assert!(
+            table.contains("\nrun stopped: interrupted by SIGINT\n"),
+            "{table}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::markup::{escape_xml, json_text, threshold_value};
+use super::markup::{connect_failure_line, escape_xml, json_text, threshold_value};
 use super::run_dir::RunData;
 use super::svg::{percentile_curve, render, Chart, Series, XAxis};
 use crate::metrics::{
@@ -84,6 +84,16 @@ fn verdict_section(run: &RunData) -> String {
         "<p>Verdict: {}</p>\n",
         badge(summary.verdict == Verdict::Pass)
     );
+    if let Some(why) = &summary.aborted {
+        let _ = writeln!(
+            out,
+            "<p class=\"warn\">Run stopped: {}</p>",
+            escape_xml(why)
+        );
+    }
+    if let Some(line) = connect_failure_line(summary) {
+        let _ = writeln!(out, "<p class=\"warn\">{}</p>", escape_xml(&line));
+    }
     if summary.driver.bottleneck {
         out.push_str("<p class=\"warn\">chorus itself was the bottleneck: see Driver self-health; latencies are not trustworthy.</p>\n");
     }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::html::MAX_VIOLATION_ROWS;
-use super::markup::{json_text, md_cell, threshold_value};
+use super::markup::{connect_failure_line, json_text, md_cell, threshold_value};
 use super::run_dir::RunData;
 use crate::metrics::{format_ms, Verdict};
 
@@ -28,6 +28,12 @@ pub(crate) fn render_markdown(run: &RunData) -> String {
         summary.duration_s
     );
 
+    if let Some(why) = &summary.aborted {
+        let _ = writeln!(out, "**Run stopped:** {}\n", md_cell(why));
+    }
+    if let Some(line) = connect_failure_line(summary) {
+        let _ = writeln!(out, "**{}**\n", md_cell(&line));
+    }
     out.push_str("### Thresholds\n\n");
     if summary.thresholds.is_empty() {
         out.push_str("No thresholds were set.\n\n");

@@ -42,10 +42,48 @@ pub(crate) fn format_number(value: f64) -> String {
     }
 }
 
+/// The failed connects of a run by reason (`errors.connect.<reason>`
+/// counters above 0), most frequent first, and their total.
+pub(crate) fn connect_failures(summary: &Summary) -> (u64, Vec<(&str, u64)>) {
+    let mut reasons: Vec<(&str, u64)> = summary
+        .counters
+        .iter()
+        .filter_map(|(name, &n)| {
+            let reason = name.strip_prefix("errors.connect.")?;
+            (n > 0).then_some((reason, n))
+        })
+        .collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    (reasons.iter().map(|r| r.1).sum(), reasons)
+}
+
+/// One line about failed connects, e.g. `100 of 100 connects failed:
+/// refused.INVALID_TOKEN 100`; `None` when none failed.
+pub(crate) fn connect_failure_line(summary: &Summary) -> Option<String> {
+    let (failed, reasons) = connect_failures(summary);
+    if failed == 0 {
+        return None;
+    }
+    let attempts = summary
+        .counters
+        .get("connections")
+        .copied()
+        .unwrap_or(failed);
+    let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    Some(format!(
+        "{failed} of {attempts} connects failed: {}",
+        list.join(", ")
+    ))
+}
+
 /// The measured value of a threshold for display: milliseconds when the
 /// threshold looks at a latency statistic (other than `count`), a plain
-/// number otherwise, `no value` when it could not be resolved.
+/// number otherwise, `no data` when the metric had no samples for it, `no
+/// value` when it could not be resolved.
 pub(crate) fn threshold_value(summary: &Summary, threshold: &ThresholdResult) -> String {
+    if threshold.no_data {
+        return "no data".to_string();
+    }
     let Some(value) = threshold.value else {
         return "no value".to_string();
     };
@@ -90,6 +128,7 @@ mod tests {
         let registry = crate::metrics::Registry::new();
         let recorder = registry.recorder();
         recorder.record(registry.latency("delivery.newMessage"), 4_250);
+        registry.latency("connect");
         recorder.add_by_name("errors.ack", 2);
         registry.collect_interval(std::time::Instant::now());
         let mut summary = Summary::from_cumulative(
@@ -107,11 +146,12 @@ mod tests {
         summary.evaluate("delivery.newMessage.count > 0", d, Some("count"), |_| true);
         summary.evaluate("errors: == 0", "errors", None, |_| false);
         summary.evaluate("nope == 0", "nope", None, |_| false);
+        summary.evaluate("connect.p95 < 1ms", "connect", Some("p95"), |_| true);
         let shown: Vec<String> = summary
             .thresholds
             .iter()
             .map(|t| threshold_value(&summary, t))
             .collect();
-        assert_eq!(shown, ["4.25 ms", "1", "2", "no value"]);
+        assert_eq!(shown, ["4.25 ms", "1", "2", "no value", "no data"]);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
@@ -11,6 +11,7 @@ use crate::client::ClientConfig;
 use crate::metrics::{CounterId, LatencyId, Recorder, Registry};
 use crate::scenario::{Scenario, Step, TokenSource};
 
+use super::failure::ConnectFailures;
 use super::receiver::Inbox;
 use super::roster::Roster;
 use super::shard::Shard;
@@ -38,8 +39,8 @@ pub struct Ids {
     pub connections_ok: CounterId,
     /// `connections.refused`: CONNECT_ERROR answers.
     pub connections_refused: CounterId,
-    /// `errors.connect`: connects that failed otherwise.
-    pub errors_connect: CounterId,
+    /// `errors.panic`: virtual users whose task panicked.
+    pub panics: CounterId,
     /// `errors.emit`: sends that failed.
     pub errors_emit: CounterId,
     /// `errors.exception`: `exception` events received.
@@ -93,7 +94,7 @@ impl Ids {
             connections: registry.counter("connections"),
             connections_ok: registry.counter("connections.ok"),
             connections_refused: registry.counter("connections.refused"),
-            errors_connect: registry.counter("errors.connect"),
+            panics: registry.counter(super::failure::PANIC_COUNTER),
             errors_emit: registry.counter("errors.emit"),
             errors_exception: registry.counter("errors.exception"),
             timeouts_expect: registry.counter("timeouts.expect"),
@@ -208,6 +209,10 @@ pub struct Context {
     pub shard: Shard,
     /// Clients connected right now.
     pub connected: AtomicI64,
+    /// Clients that connected at all so far.
+    pub ever_connected: AtomicU64,
+    /// Connects that failed, by reason (`errors.connect.<reason>`).
+    pub failures: ConnectFailures,
     /// Emits being written right now (the driver's send backlog).
     pub sending: AtomicI64,
     /// Next slot of the global message schedule, once it has started.
@@ -254,6 +259,8 @@ impl Context {
                 .map_or(0, |d| d.as_micros() as u64),
             shard,
             connected: AtomicI64::new(0),
+            ever_connected: AtomicU64::new(0),
+            failures: ConnectFailures::new(registry.recorder()),
             sending: AtomicI64::new(0),
             next_slot: Mutex::new(None),
         }

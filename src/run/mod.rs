@@ -9,6 +9,7 @@
 
 mod context;
 mod correlate;
+mod failure;
 mod ledger;
 mod live;
 mod liveness;
@@ -130,6 +131,12 @@ pub enum RunError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A signal came before the run started.
+    #[error("interrupted by {signal} before the run started")]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+    },
     /// The run directory cannot be written.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -141,7 +148,8 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// The exit code: 2 for a scenario or usage error, 3 for an unreachable target or I/O.
+    /// The exit code: 2 for a scenario or usage error, 3 for an unreachable
+    /// target, an interruption or I/O.
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Scenario(_) => 2,
@@ -153,42 +161,35 @@ impl RunError {
 /// What a finished run produced.
 #[derive(Debug)]
 pub struct RunReport {
-    /// The summary, as written to `summary.json`.
+    /// The summary, as written to `summary.json`; `summary.aborted` says
+    /// why the run stopped early or could not measure anything.
     pub summary: Summary,
     /// The run directory.
     pub run_dir: PathBuf,
-    /// Whether a threshold breach aborted the run early.
-    pub aborted: bool,
 }
 
 impl RunReport {
-    /// 0 when every threshold and check held, 1 when one failed, 3 when aborted.
+    /// 0 when every threshold and check held, 1 when one failed, 3 when the
+    /// run was stopped (a signal, `abort_on_fail`, the target gone) or no
+    /// client could connect at all.
     pub fn exit_code(&self) -> u8 {
-        match (self.aborted, self.summary.verdict) {
-            (true, _) => 3,
-            (false, Verdict::Pass) => 0,
-            (false, Verdict::Fail) => 1,
+        match (&self.summary.aborted, self.summary.verdict) {
+            (Some(_), _) => 3,
+            (None, Verdict::Pass) => 0,
+            (None, Verdict::Fail) => 1,
         }
     }
 }
 
 /// Runs a scenario.
+///
+/// Once the scenario has loaded, every way out leaves a `summary.json` in
+/// the run directory: a finished run, a stopped one (a signal, no client able
+/// to connect, `abort_on_fail`, the target gone) with the reason in
+/// `aborted`, and an error (an unreachable target, say) with an empty
+/// summary whose `aborted` is the error.
 pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
     let scenario = Scenario::load_with_overrides(&options.scenario, &options.overrides)?;
-    let target = target::resolve(
-        options.target.as_deref(),
-        scenario.target.as_deref(),
-        options.gateway_profile,
-    )
-    .await?;
-    let tokens = match (&scenario.auth, &target) {
-        (None, _) => None,
-        (Some(auth), Target::Embedded { secret, .. }) if auth.jwt.is_some() => {
-            let jwt = auth.jwt.as_ref().expect("checked");
-            Some(TokenSource::jwt(jwt, &scenario.vars, secret.as_bytes()))
-        }
-        (Some(auth), _) => Some(TokenSource::new(auth, &scenario.vars)?),
-    };
     let run_dir = options
         .out
         .clone()
@@ -202,7 +203,62 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         &run_dir.join("scenario.yml"),
         &scenario_as_run(&scenario_text, &options.overrides),
     )?;
+    let name = scenario.name.clone();
+    let described = options
+        .target
+        .clone()
+        .or_else(|| scenario.target.clone())
+        .unwrap_or_else(|| "embedded reference gateway".to_owned());
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let mut signals = Signals::listen();
+    let result = run_in(scenario, &run_dir, &options, &mut signals).await;
+    if let Err(err) = &result {
+        // An error after the run directory exists still leaves a summary.
+        let mut summary = Summary::from_registry(
+            &Registry::new(),
+            RunInfo {
+                scenario: name,
+                target: described,
+                started_at,
+                duration: started.elapsed(),
+            },
+        );
+        summary.verdict = Verdict::Fail;
+        summary.aborted = Some(err.to_string());
+        let _ = summary.write(&run_dir.join("summary.json"));
+    }
+    result
+}
 
+/// The part of [`run`] after the run directory exists.
+async fn run_in(
+    scenario: Scenario,
+    run_dir: &Path,
+    options: &RunOptions,
+    signals: &mut Signals,
+) -> Result<RunReport, RunError> {
+    let target = target::resolve(
+        options.target.as_deref(),
+        scenario.target.as_deref(),
+        options.gateway_profile,
+    )
+    .await?;
+    let tokens = match (&scenario.auth, &target) {
+        (None, _) => Ok(None),
+        (Some(auth), Target::Embedded { secret, .. }) if auth.jwt.is_some() => Ok(auth
+            .jwt
+            .as_ref()
+            .map(|jwt| TokenSource::jwt(jwt, &scenario.vars, secret.as_bytes()))),
+        (Some(auth), _) => TokenSource::new(auth, &scenario.vars).map(Some),
+    };
+    let tokens = match tokens {
+        Ok(tokens) => tokens,
+        Err(err) => {
+            target.stop().await;
+            return Err(err.into());
+        }
+    };
     let model_name =
         scenario
             .protocol
@@ -211,13 +267,26 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
                 (Target::Embedded { .. }, Profile::Strict) => "strict".to_owned(),
                 _ => "seed".to_owned(),
             });
-    let model = ProtocolModel::resolve(&model_name, &scenario.base_dir)?;
+    let model = match ProtocolModel::resolve(&model_name, &scenario.base_dir) {
+        Ok(model) => model,
+        Err(err) => {
+            target.stop().await;
+            return Err(err.into());
+        }
+    };
     if let Some(start) = options.start_at {
         if let Ok(wait) = start.duration_since(SystemTime::now()) {
             if !options.quiet {
                 eprintln!("waiting {:.1} s for --start-at", wait.as_secs_f64());
             }
-            tokio::time::sleep(wait).await;
+            let signal = tokio::select! {
+                () = tokio::time::sleep(wait) => None,
+                signal = signals.recv() => Some(signal),
+            };
+            if let Some(signal) = signal {
+                target.stop().await;
+                return Err(RunError::Interrupted { signal });
+            }
         }
     }
     let result = play(
@@ -225,12 +294,53 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         (model, &model_name),
         &target,
         tokens,
-        &run_dir,
-        &options,
+        (run_dir, signals),
+        options,
     )
     .await;
     target.stop().await;
     result
+}
+
+/// SIGINT and SIGTERM, listened to for the whole run so that either stops
+/// it cleanly (partial results written, exit 3) instead of killing it.
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Starts listening (a signal that cannot be listened to keeps its
+    /// default action).
+    fn listen() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The name of the next signal received.
+    async fn recv(&mut self) -> &'static str {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(s) => {
+                    if s.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        let Signals {
+            interrupt,
+            terminate,
+        } = self;
+        tokio::select! {
+            () = next(interrupt) => "SIGINT",
+            () = next(terminate) => "SIGTERM",
+        }
+    }
 }
 
 /// `reports/runs/<UTC timestamp>-<scenario>`.
@@ -276,19 +386,16 @@ fn planned_clients(scenario: &Scenario) -> u64 {
         match phase {
             Phase::Ramp { to, .. } => level = *to,
             Phase::Hold(_) => {}
-            Phase::Arrive {
-                rate,
-                duration,
-                max,
-                ..
-            } => {
-                let n = (rate * duration.as_secs_f64()).ceil() as u64;
-                arrivals += max.map_or(n, |m| n.min(m.max(1) * 4).max(m));
+            Phase::Arrive { max, .. } => {
+                let n = phase.arrivals();
+                arrivals = arrivals.saturating_add(
+                    max.map_or(n, |m| n.min(m.max(1).saturating_mul(4)).max(m.min(n))),
+                );
             }
         }
         peak = peak.max(level);
     }
-    peak + arrivals
+    peak.saturating_add(arrivals)
 }
 
 async fn play(
@@ -296,7 +403,7 @@ async fn play(
     (model, model_source): (ProtocolModel, &str),
     target: &Target,
     tokens: Option<TokenSource>,
-    run_dir: &Path,
+    (run_dir, signals): (&Path, &mut Signals),
     options: &RunOptions,
 ) -> Result<RunReport, RunError> {
     let quiet = options.quiet;
@@ -353,10 +460,37 @@ async fn play(
         tokio::time::Instant::now() + Duration::from_secs(1),
         Duration::from_secs(1),
     );
-    let mut aborted = false;
+    let mut aborted: Option<String> = None;
+    let stop = |why: String, aborted: &mut Option<String>| {
+        if aborted.is_none() {
+            *aborted = Some(why);
+        }
+        let _ = end_tx.send(true);
+    };
     loop {
         tokio::select! {
-            _ = &mut driver => break,
+            ended = &mut driver => {
+                if let Err(err) = ended {
+                    if err.is_panic() {
+                        registry.recorder().add(ctx.ids.panics, 1);
+                        aborted.get_or_insert_with(|| "the load driver panicked (see the log above)".to_owned());
+                    }
+                }
+                break;
+            }
+            signal = signals.recv() => {
+                if aborted.as_deref().is_some_and(|a| a.starts_with("interrupted")) {
+                    // A second signal: stop draining, keep what was measured.
+                    driver.abort();
+                    let _ = (&mut driver).await;
+                    break;
+                }
+                if !quiet {
+                    eprintln!("{signal}: stopping the run (again to stop at once)");
+                }
+                aborted = None;
+                stop(format!("interrupted by {signal}"), &mut aborted);
+            }
             _ = tick.tick() => {
                 let snapshot = registry.collect_interval(Instant::now());
                 logs.write(&snapshot)?;
@@ -378,13 +512,29 @@ async fn play(
                     snapshot: &snapshot,
                     errors,
                     p99_of: &p99_of,
+                    connect_failures: (ctx.failures.total(), ctx.failures.top()),
                 });
                 liveness::watch_liveness(&ctx, &snapshot, &mut liveness);
                 let over_time = started.elapsed() >= cap;
-                let breach = ctx.scenario.abort_on_fail && !evaluate(&mut summarize(&registry, &ctx.scenario, target, started), &ctx.scenario);
-                if (over_time || breach) && !*end_tx.borrow() {
-                    aborted |= breach;
-                    let _ = end_tx.send(true);
+                let breach = if ctx.scenario.abort_on_fail {
+                    breached(&mut summarize(&registry, &ctx.scenario, target, started), &ctx.scenario)
+                } else {
+                    None
+                };
+                // Every client planned so far tried and none could connect:
+                // nothing is left to measure.
+                let failed = ctx.failures.total();
+                let nobody = failed > 0
+                    && failed >= planned
+                    && ctx.ever_connected.load(Relaxed) == 0;
+                if !*end_tx.borrow() {
+                    if nobody {
+                        stop(failure::no_client_line(&ctx.failures.reasons(), target.url(), &ctx.scenario), &mut aborted);
+                    } else if let Some(expr) = breach {
+                        stop(format!("threshold `{expr}` failed with abort_on_fail"), &mut aborted);
+                    } else if over_time {
+                        let _ = end_tx.send(true);
+                    }
                 }
             }
         }
@@ -432,16 +582,60 @@ async fn play(
 
     let mut summary = summarize(&registry, &ctx.scenario, target, started);
     evaluate(&mut summary, &ctx.scenario);
+    if aborted.is_none() && ctx.ever_connected.load(Relaxed) == 0 && ctx.failures.total() > 0 {
+        aborted = Some(failure::no_client_line(
+            &ctx.failures.reasons(),
+            target.url(),
+            &ctx.scenario,
+        ));
+    }
+    if aborted.is_none() {
+        aborted = target_gone(&summary, target).await;
+    }
+    if aborted.is_some() {
+        summary.verdict = Verdict::Fail;
+    }
+    summary.aborted = aborted;
     summary.write(&run_dir.join("summary.json"))?;
     if !quiet {
-        eprintln!("{}", render_table(&summary));
+        // The summary is the result: stdout, as k6 does; progress and logs go to stderr.
+        println!("{}", render_table(&summary));
         eprintln!("run directory: {}", run_dir.display());
     }
     Ok(RunReport {
         summary,
         run_dir: run_dir.to_owned(),
-        aborted,
     })
+}
+
+/// When clients lost their connections to a remote target that no longer
+/// accepts TCP, the line that says the target went away mid-run.
+async fn target_gone(summary: &Summary, target: &Target) -> Option<String> {
+    let Target::Remote(url) = target else {
+        return None;
+    };
+    let lost: u64 = summary
+        .counters
+        .iter()
+        .filter(|(name, _)| {
+            name.starts_with("disconnects.")
+                && !matches!(
+                    name.as_str(),
+                    "disconnects.client" | "disconnects.server_namespace"
+                )
+                || name.starts_with("errors.connect.tcp")
+        })
+        .map(|(_, n)| n)
+        .sum();
+    if lost == 0 {
+        return None;
+    }
+    match target::check_reachable(url).await {
+        Ok(()) => None,
+        Err(err) => Some(format!(
+            "the target went away during the run ({lost} connections lost or refused): {err}"
+        )),
+    }
 }
 
 fn summarize(
@@ -461,19 +655,36 @@ fn summarize(
     )
 }
 
-/// Evaluates the scenario's thresholds and the built-in check that no
-/// delivery rule was violated; returns whether all held.
+/// Evaluates the scenario's thresholds and the built-in checks: no
+/// delivery rule was violated, every client that was meant to connect did
+/// (`errors.connect`: failed connects of any reason, CONNECT_ERROR refusals
+/// included), and no virtual user panicked (`errors.panic`). Returns
+/// whether all held.
 pub(crate) fn evaluate(summary: &mut Summary, scenario: &Scenario) -> bool {
     let mut pass = true;
     for t in &scenario.thresholds {
         let stat = t.stat.map(|s| s.to_string());
         pass &= summary.evaluate(t.to_string(), &t.metric, stat.as_deref(), |v| t.check(v));
     }
-    pass &= summary.evaluate(
-        "violations == 0 (built-in check)",
-        "violations",
-        None,
-        |v| v == 0.0,
-    );
+    for (expr, metric) in [
+        ("violations == 0 (built-in check)", "violations"),
+        ("errors.connect == 0 (built-in check)", "errors.connect"),
+        ("errors.panic == 0 (built-in check)", failure::PANIC_COUNTER),
+    ] {
+        pass &= summary.evaluate(expr, metric, None, |v| v == 0.0);
+    }
     pass
+}
+
+/// The live check of `abort_on_fail`: the first threshold or check that
+/// failed on a value. A threshold without data yet is not a breach (early
+/// in a run most latencies have no sample); it fails at the end if it
+/// still has none.
+fn breached(summary: &mut Summary, scenario: &Scenario) -> Option<String> {
+    evaluate(summary, scenario);
+    summary
+        .thresholds
+        .iter()
+        .find(|t| !t.pass && !t.no_data)
+        .map(|t| t.expr.clone())
 }

@@ -32,6 +32,20 @@ pub struct Tick<'a> {
     pub errors: u64,
     /// The latency metric whose p99 is shown.
     pub p99_of: &'a str,
+    /// Connects that failed so far, and the most frequent reason with its count.
+    pub connect_failures: (u64, Option<(String, u64)>),
+}
+
+impl Tick<'_> {
+    /// `  connect failures 100 (refused.INVALID_TOKEN 100)`, or nothing
+    /// when every connect so far succeeded.
+    fn failures(&self) -> String {
+        match &self.connect_failures {
+            (0, _) => String::new(),
+            (n, Some((reason, k))) => format!("  connect failures {n} ({reason} {k})"),
+            (n, None) => format!("  connect failures {n}"),
+        }
+    }
 }
 
 impl Progress {
@@ -87,8 +101,9 @@ impl Progress {
                 |h| format_ms(h.value_at_quantile(0.99) as f64),
             );
         let msg = format!(
-            "{sends:.0} sends/s  {deliveries:.0} deliveries/s  p99 {p99}  errors {}",
-            tick.errors
+            "{sends:.0} sends/s  {deliveries:.0} deliveries/s  p99 {p99}  errors {}{}",
+            tick.errors,
+            tick.failures()
         );
         if let Some(bar) = &self.bar {
             bar.set_prefix(tick.phase.to_owned());

@@ -91,7 +91,7 @@ pub async fn resolve(
 
 /// One TCP connect to the target's host and port, so that an unreachable
 /// target is reported in one line before any client starts.
-async fn check_reachable(url: &str) -> Result<(), RunError> {
+pub(super) async fn check_reachable(url: &str) -> Result<(), RunError> {
     let unreachable = |reason: String| RunError::Unreachable {
         url: url.to_owned(),
         reason,

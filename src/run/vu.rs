@@ -131,6 +131,7 @@ impl Vu {
                     .record_duration(ctx.ids.connect, timings.total());
                 ctx.recorder.add(ctx.ids.connections_ok, 1);
                 ctx.connected.fetch_add(1, Relaxed);
+                ctx.ever_connected.fetch_add(1, Relaxed);
                 ctx.inboxes
                     .lock()
                     .expect("inbox list lock")
@@ -138,13 +139,15 @@ impl Vu {
                 self.client = Some(client);
                 Ok(())
             }
-            Err(ClientError::ConnectRefused { .. }) => {
-                ctx.recorder.add(ctx.ids.connections_refused, 1);
-                Err(Halt::Failed)
-            }
             Err(err) => {
+                // Every failed connect is an error of its reason
+                // (`errors.connect.refused.INVALID_TOKEN`, `errors.connect.timeout`, …),
+                // which fails the run; refusals are also `connections.refused`.
+                if matches!(err, ClientError::ConnectRefused { .. }) {
+                    ctx.recorder.add(ctx.ids.connections_refused, 1);
+                }
                 tracing::debug!(vu = self.vu, %err, "connect failed");
-                ctx.recorder.add(ctx.ids.errors_connect, 1);
+                ctx.failures.record(&err);
                 Err(Halt::Failed)
             }
         }

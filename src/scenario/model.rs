@@ -452,6 +452,24 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// How many clients an `arrive` phase starts: `rate × duration`, rounded
+    /// down (a product within a billionth of an integer counts as that
+    /// integer, so `20/s` for `10s` is exactly 200); 0 for the other phases.
+    pub fn arrivals(&self) -> u64 {
+        match self {
+            Phase::Arrive { rate, duration, .. } => {
+                let n = rate * duration.as_secs_f64();
+                let n = (n + n.max(1.0) * 1e-9).floor();
+                if n.is_finite() && n >= 0.0 {
+                    n.min(u64::MAX as f64) as u64
+                } else {
+                    0
+                }
+            }
+            Phase::Ramp { .. } | Phase::Hold(_) => 0,
+        }
+    }
+
     /// How long the phase lasts.
     pub fn duration(&self) -> Duration {
         match self {

@@ -424,3 +424,102 @@ fn readme_example_loads() {
     assert_eq!(s.groups.len(), 2);
     assert_eq!(s.thresholds.len(), 5);
 }
+
+#[test]
+fn numbers_out_of_range_are_load_errors_with_positions() {
+    let phase = |p: &str| MINIMAL.replace("hold: 1s", p);
+    // The rate that used to panic the run and exit 0.
+    let err = error_of(&phase("arrive: { rate: 1e-300/s, duration: 10s }"));
+    assert!(
+        err.starts_with("x.yml:7:23: rate `1e-300/s` is out of range"),
+        "{err}"
+    );
+    let err = error_of(&phase("arrive: { rate: 1/m, duration: 10s }"));
+    assert!(
+        err.starts_with("x.yml:7:23: rate 0.016") && err.contains("starts no client"),
+        "{err}"
+    );
+    let err = error_of(&phase("arrive: { rate: 1e7/s, duration: 10s }"));
+    assert!(
+        err.starts_with("x.yml:7:23: rate `1e7/s` is out of range"),
+        "{err}"
+    );
+    let err = error_of(&phase(
+        "arrive: { rate: 10/s, duration: 1s, max: 99999999999 }",
+    ));
+    assert!(
+        err.starts_with("x.yml:7:48: max 99999999999 is over the limit"),
+        "{err}"
+    );
+    let err = error_of(&phase("ramp: { to: 20000000, over: 1s }"));
+    assert!(
+        err.starts_with("x.yml:7:19: ramp to 20000000 is over"),
+        "{err}"
+    );
+    let err = error_of(&phase("ramp: { to: 18446744073709551616, over: 1s }"));
+    assert!(err.starts_with("x.yml:7:"), "{err}");
+    let err = error_of(&phase("ramp: { to: -1, over: 1s }"));
+    assert!(err.starts_with("x.yml:7:"), "{err}");
+    let err = error_of(&phase("hold: 100000000000000000000h"));
+    assert!(
+        err.starts_with("x.yml:7:13: duration `100000000000000000000h` is out of range"),
+        "{err}"
+    );
+    let two = MINIMAL.replace("hold: 1s", "hold: 8000h\n    - hold: 8000h");
+    assert!(
+        error_of(&two).starts_with("x.yml:7:5: the phases last more than 366 days"),
+        "{}",
+        error_of(&two)
+    );
+    let many = MINIMAL.replace(
+        "hold: 1s",
+        "arrive: { rate: 1000000/s, duration: 6s }\n    - arrive: { rate: 1000000/s, duration: 6s }",
+    );
+    let err = error_of(&many);
+    assert!(
+        err.starts_with("x.yml:8:15: the phases up to this one start 12000000 clients"),
+        "{err}"
+    );
+    let count = MINIMAL.replace("- name: g", "- name: g\n    count: 20000000");
+    assert!(
+        error_of(&count).starts_with("x.yml:4:12: count is over the limit"),
+        "{}",
+        error_of(&count)
+    );
+    let loop_rate = MINIMAL.replace(
+        "[connect]",
+        "[connect, {loop: {count: 2, rate: 0.0000000001/s, steps: [{think: 1s}]}}]",
+    );
+    assert!(
+        error_of(&loop_rate).contains("is out of range"),
+        "{}",
+        error_of(&loop_rate)
+    );
+    let schedule = format!("{MINIMAL}  messages: {{ rate: 1e-300/s }}\n");
+    assert!(
+        error_of(&schedule).starts_with("x.yml:8:"),
+        "{}",
+        error_of(&schedule)
+    );
+    let threshold = format!(
+        "{MINIMAL}thresholds:\n  connect.p95: \"< 1{}ms\"\n",
+        "0".repeat(30)
+    );
+    assert!(
+        error_of(&threshold).contains("out of range"),
+        "{}",
+        error_of(&threshold)
+    );
+    let lifetime = format!("{MINIMAL}auth: {{ jwt: {{ lifetime: 9999999h }} }}\n");
+    assert!(
+        error_of(&lifetime).contains("out of range"),
+        "{}",
+        error_of(&lifetime)
+    );
+    // The limits themselves load.
+    assert!(load(&phase("arrive: { rate: 1/h, duration: 1h }")).is_ok());
+    assert!(load(&phase(
+        "arrive: { rate: 20/s, duration: 10s, max: 10000000 }"
+    ))
+    .is_ok());
+}

@@ -211,6 +211,9 @@ fn parse_expr(expr: &str) -> Result<(CmpOp, f64, ValueUnit), String> {
         .unwrap_or(rest.len());
     let (num, unit) = rest.split_at(num_len);
     let number: f64 = num.parse().map_err(|_| bad("missing number"))?;
+    if !number.is_finite() || number.abs() > 1e15 {
+        return Err(bad("the number is out of range (at most 1e15)"));
+    }
     let (scale, unit) = match unit.trim() {
         "" | "/s" => (1.0, ValueUnit::Plain),
         "us" | "µs" => (1.0, ValueUnit::Micros),
@@ -362,5 +365,9 @@ mod tests {
         assert!(Threshold::parse("connect", "<")
             .unwrap_err()
             .contains("missing number"));
+        let huge = format!("< {}ms", "9".repeat(400));
+        assert!(Threshold::parse("connect", &huge)
+            .unwrap_err()
+            .contains("out of range"));
     }
 }

@@ -6,6 +6,19 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 
+/// The longest duration a scenario may write anywhere: 366 days. Longer
+/// ones are refused at load time, so no deadline computed from them can
+/// overflow a clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// The smallest rate a scenario may write: one per 366 days, the longest
+/// duration (slower rates could never fire within a run).
+pub const MIN_RATE: f64 = 1.0 / (366.0 * 24.0 * 3600.0);
+
+/// The largest rate a scenario may write: 1,000,000 per second (one event
+/// per microsecond, the resolution of every clock chorus reads).
+pub const MAX_RATE: f64 = 1_000_000.0;
+
 /// Parses a duration made of one or more `<number><unit>` parts, units being
 /// `us` (or `µs`), `ms`, `s`, `m` and `h`: `250ms`, `5s`, `1m30s`, `1.5h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -47,11 +60,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total += value * seconds_per_unit;
         rest = tail;
     }
+    if !total.is_finite() || total > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "duration `{text}` is out of range: at most 366 days (8784h)"
+        ));
+    }
     Duration::try_from_secs_f64(total).map_err(|_| format!("duration `{text}` is out of range"))
 }
 
 /// Parses a rate `<number>/<unit>` (`10/s`, `600/m`, `2.5/s`, `100/h`) into
-/// events per second; the number must be positive.
+/// events per second; it must be finite and within [`MIN_RATE`] (one per
+/// 366 days) and [`MAX_RATE`] (1,000,000/s).
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     let bad = || format!("invalid rate `{text}`, expected e.g. `10/s` or `600/m`");
     let (num, unit) = text.trim().split_once('/').ok_or_else(bad)?;
@@ -65,7 +84,13 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     if !(value.is_finite() && value > 0.0) {
         return Err(format!("rate `{text}` must be greater than zero"));
     }
-    Ok(value / per)
+    let rate = value / per;
+    if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+        return Err(format!(
+            "rate `{text}` is out of range: between one per 366 days and 1000000/s"
+        ));
+    }
+    Ok(rate)
 }
 
 /// Parses a scalar (strings, and numbers as written) inside the visitor, so
@@ -162,5 +187,29 @@ mod tests {
         assert!(parse_rate("10").is_err());
         assert!(parse_rate("0/s").unwrap_err().contains("greater than zero"));
         assert!(parse_rate("10/day").is_err());
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused() {
+        for rate in [
+            "1e-300/s",
+            "0.00000001/s",
+            "1e7/s",
+            "1e400/s",
+            "NaN/s",
+            "inf/s",
+            "-1/s",
+        ] {
+            assert!(parse_rate(rate).is_err(), "{rate}");
+        }
+        assert_eq!(parse_rate("1/h"), Ok(1.0 / 3600.0));
+        assert_eq!(parse_rate("1000000/s"), Ok(1e6));
+        for d in ["8785h", "99999999999999999999999s", "1000000000m"] {
+            assert!(
+                parse_duration(d).unwrap_err().contains("out of range"),
+                "{d}"
+            );
+        }
+        assert_eq!(parse_duration("8784h"), Ok(MAX_DURATION));
     }
 }

@@ -6,6 +6,12 @@ use std::collections::HashSet;
 use super::model::{Group, Phase, Scenario, Step};
 use super::template::{JsonTemplate, Template};
 use super::tree::{Node, PathSeg, Pos};
+use super::units::MAX_DURATION;
+
+/// The most clients one scenario may start (every phase together, and any
+/// one group's `count` or phase's `max`): 10,000,000, so that virtual-user
+/// numbers fit in 32 bits with room to spare.
+pub const MAX_CLIENTS: u64 = 10_000_000;
 
 /// Names every template may use, whatever the scope.
 const BUILTINS: &str = "vu, seq, uuid, now, random(…), randint(…)";
@@ -123,19 +129,87 @@ pub(crate) fn validate(scenario: &Scenario, root: &Node) -> Result<(), Invalid> 
             "at least one phase is needed".into(),
         ));
     }
+    // Clients the phases start in all: every VU number must fit, and no
+    // phase may start none.
+    let mut level = 0u64;
+    let mut started = 0u64;
     for (i, phase) in scenario.load.phases.iter().enumerate() {
-        if let Phase::Arrive { max: Some(0), .. } = phase {
+        let at = |field: &'static str| [Key("load"), Key("phases"), Index(i), Key(field)];
+        let arrive_at = |field: &'static str| {
+            [
+                Key("load"),
+                Key("phases"),
+                Index(i),
+                Key("arrive"),
+                Key(field),
+            ]
+        };
+        match phase {
+            Phase::Arrive { max: Some(0), .. } => {
+                return Err(fail(
+                    &arrive_at("max"),
+                    "max must be greater than zero".into(),
+                ));
+            }
+            Phase::Arrive { max: Some(m), .. } if *m > MAX_CLIENTS => {
+                return Err(fail(
+                    &arrive_at("max"),
+                    format!("max {m} is over the limit of {MAX_CLIENTS} clients"),
+                ));
+            }
+            Phase::Arrive { rate, duration, .. } if phase.arrivals() == 0 => {
+                return Err(fail(
+                    &arrive_at("rate"),
+                    format!(
+                        "rate {rate}/s for {:?} starts no client (rate × duration is under 1)",
+                        duration
+                    ),
+                ));
+            }
+            Phase::Arrive { .. } => started = started.saturating_add(phase.arrivals()),
+            Phase::Ramp { to, .. } if *to > MAX_CLIENTS => {
+                return Err(fail(
+                    &[Key("load"), Key("phases"), Index(i), Key("ramp"), Key("to")],
+                    format!("ramp to {to} is over the limit of {MAX_CLIENTS} clients"),
+                ));
+            }
+            Phase::Ramp { to, .. } => {
+                started = started.saturating_add(to.saturating_sub(level));
+                level = *to;
+            }
+            Phase::Hold(_) => {}
+        }
+        if started > MAX_CLIENTS {
             return Err(fail(
-                &[
-                    Key("load"),
-                    Key("phases"),
-                    Index(i),
-                    Key("arrive"),
-                    Key("max"),
-                ],
-                "max must be greater than zero".into(),
+                &at(match phase {
+                    Phase::Arrive { .. } => "arrive",
+                    _ => "ramp",
+                }),
+                format!(
+                    "the phases up to this one start {started} clients, over the limit of {MAX_CLIENTS}"
+                ),
             ));
         }
+    }
+    for (i, group) in scenario.groups.iter().enumerate() {
+        if group.count.is_some_and(|c| c > MAX_CLIENTS) {
+            return Err(fail(
+                &[Key("groups"), Index(i), Key("count")],
+                format!("count is over the limit of {MAX_CLIENTS} clients"),
+            ));
+        }
+    }
+    let total = scenario
+        .load
+        .phases
+        .iter()
+        .map(Phase::duration)
+        .try_fold(std::time::Duration::ZERO, std::time::Duration::checked_add);
+    if total.is_none_or(|t| t > MAX_DURATION) {
+        return Err(fail(
+            &[Key("load"), Key("phases")],
+            "the phases last more than 366 days together".into(),
+        ));
     }
     Ok(())
 }
