@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use chorus_protocol::socketio::{self, Event, PacketType};
+use chorus_protocol::DecodeError;
 
-use crate::chat::ChatSocket;
+use crate::chat::{ChatSocket, ConnRate};
 use crate::engine::{CloseReason, Conn};
 
 /// The `/chat` namespace.
@@ -21,59 +22,103 @@ pub struct SioConn {
     chat: Option<ChatSocket>,
     /// A binary packet waiting for its attachments.
     pending: Option<PendingBinary>,
+    /// Namespace CONNECTs this connection has made (bounded by `max_connects_per_conn`).
+    connects: u32,
+    /// The connection's own rate-limit buckets (strict profile), created at the
+    /// first event and kept across namespace reconnects.
+    rate: Option<ConnRate>,
 }
 
 struct PendingBinary {
     header: String,
     expected: usize,
+    /// Bytes held so far, header included; at most `max_payload`.
+    bytes: usize,
     attachments: Vec<Vec<u8>>,
+}
+
+/// Closes the connection for a protocol error, counting which limit it broke.
+fn refuse(conn: &Arc<Conn>, err: &DecodeError) {
+    tracing::debug!(sid = %conn.sid, %err, "malformed socket.io packet");
+    match err {
+        DecodeError::TooManyAttachments(_) => conn.engine.metrics.abuse("too_many_attachments"),
+        DecodeError::TooDeep(_) => conn.engine.metrics.abuse("json_depth"),
+        _ => {}
+    }
+    conn.close(CloseReason::ProtocolError);
+}
+
+/// The largest number of bytes a pending binary packet may hold.
+fn max_pending_bytes(conn: &Conn) -> usize {
+    usize::try_from(conn.engine.config.max_payload).unwrap_or(usize::MAX)
 }
 
 /// Handles one Socket.IO packet (the text of an Engine.IO message).
 pub fn on_message(conn: &Arc<Conn>, text: &str) {
     let (packet, event) = match socketio::Packet::decode_with_event(text) {
         Ok(decoded) => decoded,
-        Err(err) => {
-            tracing::debug!(sid = %conn.sid, %err, "malformed socket.io packet");
-            return conn.close(CloseReason::ProtocolError);
-        }
+        Err(err) => return refuse(conn, &err),
     };
-    if packet.kind.is_binary() {
-        if packet.attachments == 0 {
-            return dispatch(conn, &packet, event);
-        }
-        let mut sio = conn.sio.lock().expect("sio lock");
+    let mut sio = conn.sio.lock();
+    // socket.io-parser: a text packet while attachments are awaited is an error.
+    if sio.pending.is_some() {
+        drop(sio);
+        tracing::debug!(sid = %conn.sid, "text packet while binary attachments were awaited");
+        return conn.close(CloseReason::ProtocolError);
+    }
+    if packet.kind.is_binary() && packet.attachments > 0 {
+        // The count is at most `MAX_ATTACHMENTS` (the codec refuses more).
         sio.pending = Some(PendingBinary {
             header: text.to_owned(),
             expected: packet.attachments,
+            bytes: text.len(),
             attachments: Vec::with_capacity(packet.attachments),
         });
         return;
     }
+    drop(sio);
     dispatch(conn, &packet, event);
 }
 
 /// Handles a binary frame: an attachment of the pending binary packet.
 pub fn on_binary(conn: &Arc<Conn>, bytes: Vec<u8>) {
     let complete = {
-        let mut sio = conn.sio.lock().expect("sio lock");
+        let mut sio = conn.sio.lock();
         let Some(pending) = sio.pending.as_mut() else {
             drop(sio);
             return conn.close(CloseReason::ProtocolError);
         };
+        pending.bytes = pending.bytes.saturating_add(bytes.len());
+        if pending.bytes > max_pending_bytes(conn) {
+            sio.pending = None;
+            drop(sio);
+            tracing::debug!(sid = %conn.sid, "pending binary attachments over max_payload");
+            conn.engine.metrics.abuse("attachment_bytes");
+            return conn.close(CloseReason::ProtocolError);
+        }
         pending.attachments.push(bytes);
         if pending.attachments.len() < pending.expected {
             return;
         }
-        sio.pending.take().expect("pending binary packet")
+        match sio.pending.take() {
+            Some(complete) => complete,
+            None => return,
+        }
     };
-    let packet = socketio::Packet::decode(&complete.header).expect("decoded before");
+    let packet = match socketio::Packet::decode(&complete.header) {
+        Ok(packet) => packet,
+        Err(err) => return refuse(conn, &err),
+    };
     let Some(data) = packet.data else {
         return dispatch(conn, &packet, None);
     };
-    let mut value: serde_json::Value = serde_json::from_str(data).expect("validated JSON");
-    if socketio::resolve_placeholders(&mut value, &complete.attachments).is_err() {
-        return conn.close(CloseReason::ProtocolError);
+    // The codec bounded the depth, so this parse cannot hit serde_json's recursion limit.
+    let mut value: serde_json::Value = match serde_json::from_str(data) {
+        Ok(value) => value,
+        Err(err) => return refuse(conn, &DecodeError::Json(err.to_string())),
+    };
+    if let Err(err) = socketio::resolve_placeholders(&mut value, &complete.attachments) {
+        return refuse(conn, &err);
     }
     let resolved = value.to_string();
     let kind = match packet.kind {
@@ -99,7 +144,7 @@ fn dispatch(conn: &Arc<Conn>, packet: &socketio::Packet<'_>, event: Option<Event
         PacketType::Connect => connect(conn, packet.nsp, packet.data),
         PacketType::Disconnect => {
             let socket = {
-                let mut sio = conn.sio.lock().expect("sio lock");
+                let mut sio = conn.sio.lock();
                 match packet.nsp {
                     CHAT => sio.chat.take(),
                     "/" => {
@@ -114,28 +159,29 @@ fn dispatch(conn: &Arc<Conn>, packet: &socketio::Packet<'_>, event: Option<Event
             }
         }
         PacketType::Event | PacketType::BinaryEvent => {
-            let mut sio = conn.sio.lock().expect("sio lock");
-            match packet.nsp {
-                CHAT if sio.chat.is_some() => {
+            let mut guard = conn.sio.lock();
+            let sio = &mut *guard;
+            match (packet.nsp, sio.chat.as_mut()) {
+                (CHAT, Some(socket)) => {
                     let event = match event {
                         Some(event) => event,
                         None => match Event::parse(packet.data.unwrap_or_default()) {
                             Ok(event) => event,
-                            Err(_) => {
-                                drop(sio);
-                                return conn.close(CloseReason::ProtocolError);
+                            Err(err) => {
+                                drop(guard);
+                                return refuse(conn, &err);
                             }
                         },
                     };
-                    let socket = sio.chat.as_mut().expect("chat socket");
-                    let outcome = chat.event(conn, socket, &event, packet.id);
-                    drop(sio);
+                    let rate = sio.rate.get_or_insert_with(|| chat.conn_rate());
+                    let outcome = chat.event(conn, socket, rate, &event, packet.id);
+                    drop(guard);
                     outcome.apply();
                 }
                 // The root namespace accepts CONNECT and drops every event.
-                "/" if sio.root.is_some() => {}
+                ("/", _) if sio.root.is_some() => {}
                 _ => {
-                    drop(sio);
+                    drop(guard);
                     conn.close(CloseReason::ProtocolError);
                 }
             }
@@ -146,7 +192,16 @@ fn dispatch(conn: &Arc<Conn>, packet: &socketio::Packet<'_>, event: Option<Event
 }
 
 fn connect(conn: &Arc<Conn>, nsp: &str, auth: Option<&str>) {
-    let mut sio = conn.sio.lock().expect("sio lock");
+    let mut sio = conn.sio.lock();
+    // Every CONNECT queues a reply (for `/chat` an O(users) `onlineUsers`
+    // snapshot): cycling CONNECT/DISCONNECT on one connection is bounded.
+    sio.connects = sio.connects.saturating_add(1);
+    if sio.connects > conn.engine.config.max_connects_per_conn {
+        drop(sio);
+        tracing::debug!(sid = %conn.sid, "too many namespace CONNECTs on one connection");
+        conn.engine.metrics.abuse("connect_cycles");
+        return conn.close(CloseReason::ProtocolError);
+    }
     match nsp {
         CHAT if sio.chat.is_some() => {
             drop(sio);
@@ -205,7 +260,7 @@ fn connect(conn: &Arc<Conn>, nsp: &str, auth: Option<&str>) {
 /// The server ends the `/chat` socket of a connection: `41/chat,` to the
 /// client, then the chat layer's disconnect (used on token expiry and shutdown).
 pub fn server_disconnect(conn: &Arc<Conn>) {
-    let socket = conn.sio.lock().expect("sio lock").chat.take();
+    let socket = conn.sio.lock().chat.take();
     if let Some(socket) = socket {
         conn.send_message(&socketio::encode(PacketType::Disconnect, CHAT, None, None));
         conn.engine.chat.disconnect(socket);
@@ -215,7 +270,7 @@ pub fn server_disconnect(conn: &Arc<Conn>) {
 /// The Engine.IO connection closed: every namespace socket on it disconnects.
 pub fn on_close(conn: &Arc<Conn>) {
     let socket = {
-        let mut sio = conn.sio.lock().expect("sio lock");
+        let mut sio = conn.sio.lock();
         sio.root = None;
         sio.pending = None;
         sio.chat.take()

@@ -15,17 +15,19 @@ mod payload;
 mod seed;
 mod strict;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chorus_protocol::socketio::{self, Event, PacketType};
 use indexmap::IndexMap;
+use parking_lot::Mutex;
 
 use crate::config::{GatewayConfig, Profile};
 use crate::engine::{message_frame, CloseReason, Conn, Frame};
 use crate::metrics::Metrics;
 use crate::sio::CHAT;
 use payload::Js;
+pub use strict::ConnRate;
 
 /// The namespace state and rules.
 pub struct Chat {
@@ -33,6 +35,8 @@ pub struct Chat {
     verifier: auth::Verifier,
     metrics: Arc<Metrics>,
     limits: strict::Limits,
+    /// Rate-limit buckets per token subject (strict), so reconnecting does not refill them.
+    subjects: Mutex<strict::Subjects>,
     state: Mutex<State>,
     /// Injected faults (tests only).
     #[cfg(feature = "faults")]
@@ -52,7 +56,8 @@ pub struct ChatSocket {
     sid: Arc<str>,
     /// The seed profile re-verifies the handshake token on every event.
     token: Option<String>,
-    bucket: strict::TokenBucket,
+    /// The rate-limit key of the token's subject (strict profile).
+    subject: Option<u64>,
     expiry: Option<tokio::task::AbortHandle>,
 }
 
@@ -112,14 +117,21 @@ impl Chat {
             ),
             metrics,
             limits: strict::Limits::from(config),
+            subjects: Mutex::new(strict::Subjects::new()),
             state: Mutex::new(State::default()),
             #[cfg(feature = "faults")]
             faults: crate::faults::Injector::new(config.faults.clone()),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("chat state lock")
+    fn state(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
+    }
+
+    /// Fresh rate-limit buckets for one Engine.IO connection (kept by the
+    /// connection across namespace reconnects).
+    pub fn conn_rate(&self) -> ConnRate {
+        ConnRate::new(&self.limits)
     }
 
     /// A socket asks to enter `/chat`. On success `40/chat,{"sid":…}` and
@@ -132,7 +144,7 @@ impl Chat {
         let mut socket = ChatSocket {
             sid: crate::engine::new_sid(),
             token: None,
-            bucket: strict::TokenBucket::new(&self.limits),
+            subject: None,
             expiry: None,
         };
         match self.profile {
@@ -140,9 +152,11 @@ impl Chat {
             #[cfg(feature = "faults")]
             Profile::Strict if self.faults.faults.accept_any_token => {}
             Profile::Strict => {
-                let verified = auth::strict_token(&conn.handshake, auth)
+                let token = auth::strict_token(&conn.handshake, auth);
+                let verified = token
+                    .as_deref()
                     .ok_or(auth::Refusal::Missing)
-                    .and_then(|t| self.verifier.verify_strict(&t))
+                    .and_then(|t| self.verifier.verify_strict(t))
                     .map_err(|refusal| Refused {
                         reason: refusal.metric(),
                         payload: payload::object(&[
@@ -156,8 +170,13 @@ impl Chat {
                             ),
                         ]),
                     })?;
+                if let Some(token) = token.as_deref() {
+                    let key = self.subjects.lock().key(verified.subject.as_deref(), token);
+                    socket.subject = Some(key);
+                }
                 if let Some(exp) = verified.exp {
-                    socket.expiry = Some(self.expire_at(conn, exp + self.verifier.leeway_s()));
+                    let exp = exp.saturating_add(self.verifier.leeway_s());
+                    socket.expiry = self.expire_at(conn, exp);
                 }
             }
         }
@@ -192,21 +211,25 @@ impl Chat {
         Ok((socket, out))
     }
 
-    /// Disconnects the socket once its token expires (strict profile).
-    fn expire_at(&self, conn: &Arc<Conn>, exp_s: u64) -> tokio::task::AbortHandle {
+    /// Disconnects the socket once its token expires (strict profile). An
+    /// `exp` too far away to represent never expires (no task is started).
+    fn expire_at(&self, conn: &Arc<Conn>, exp_s: u64) -> Option<tokio::task::AbortHandle> {
         let weak: Weak<Conn> = Arc::downgrade(conn);
-        let deadline = UNIX_EPOCH + Duration::from_secs(exp_s);
+        let deadline = UNIX_EPOCH.checked_add(Duration::from_secs(exp_s))?;
         let wait = deadline
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
+        // `sleep` saturates a deadline past tokio's horizon, but be explicit:
+        // nothing here adds a client-chosen duration to an `Instant`.
+        let deadline = tokio::time::Instant::now().checked_add(wait)?;
+        let task = tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
             if let Some(conn) = weak.upgrade() {
                 tracing::debug!(sid = %conn.sid, "token expired: disconnecting the socket");
                 crate::sio::server_disconnect(&conn);
             }
-        })
-        .abort_handle()
+        });
+        Some(task.abort_handle())
     }
 
     /// A socket left `/chat` (or its connection closed).
@@ -248,6 +271,7 @@ impl Chat {
         &self,
         conn: &Arc<Conn>,
         socket: &mut ChatSocket,
+        rate: &mut ConnRate,
         event: &Event<'_>,
         ack: Option<u64>,
     ) -> Outcome {
@@ -256,7 +280,7 @@ impl Chat {
         let mut out = Outcome::default();
         match self.profile {
             Profile::Seed => seed::handle(self, conn, socket, event, ack, &mut out),
-            Profile::Strict => strict::handle(self, conn, socket, event, ack, &mut out),
+            Profile::Strict => strict::handle(self, conn, socket, rate, event, ack, &mut out),
         }
         tracing::debug!(
             event = %event.name,

@@ -17,7 +17,7 @@ pub type Js = Option<String>;
 
 /// The JSON text of a string.
 pub fn string(s: &str) -> String {
-    serde_json::to_string(s).expect("strings serialize")
+    chorus_protocol::json::string(s)
 }
 
 /// `{"k1":v1,"k2":v2,…}` from raw JSON values, skipping `undefined` ones.

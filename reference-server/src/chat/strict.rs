@@ -2,10 +2,12 @@
 //! authenticated at the handshake; input is validated; events are rate limited
 //! and acknowledged when the client asks.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Instant;
 
 use chorus_protocol::socketio::Event;
+use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::{payload, Chat, ChatSocket, Outcome};
@@ -20,6 +22,9 @@ const MAX_USERNAME_CHARS: usize = 32;
 pub(super) struct Limits {
     rate_per_sec: f64,
     burst: f64,
+    join_rate_per_sec: f64,
+    join_burst: f64,
+    max_subjects: usize,
     max_message_bytes: usize,
 }
 
@@ -28,39 +33,148 @@ impl From<&GatewayConfig> for Limits {
         Self {
             rate_per_sec: c.rate_per_sec,
             burst: f64::from(c.rate_burst.max(1)),
+            join_rate_per_sec: c.join_rate_per_sec,
+            join_burst: f64::from(c.join_burst.max(1)),
+            max_subjects: c.max_rate_subjects.max(1),
             max_message_bytes: c.max_message_bytes,
         }
     }
 }
 
-/// A per-socket token bucket for `sendMessage` and `typing`.
+/// A token bucket: `burst` tokens, refilled at `rate` per second.
+#[derive(Debug, Clone)]
 pub(super) struct TokenBucket {
     tokens: f64,
     last: Instant,
-    limits: Limits,
+    rate: f64,
+    burst: f64,
 }
 
 impl TokenBucket {
-    pub(super) fn new(limits: &Limits) -> Self {
+    fn new(rate: f64, burst: f64) -> Self {
         Self {
-            tokens: limits.burst,
+            tokens: burst,
             last: Instant::now(),
-            limits: *limits,
+            rate,
+            burst,
         }
     }
 
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.limits.rate_per_sec;
-        self.tokens = (self.tokens + refill).min(self.limits.burst);
+    fn refill(&mut self, now: Instant) {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+    }
+
+    /// Whether the bucket would be full now (forgetting it loses nothing).
+    fn is_full(&self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens + refill >= self.burst
+    }
+}
+
+/// Takes one token from every bucket, or from none when one of them is empty.
+fn take_all(buckets: &mut [&mut TokenBucket]) -> bool {
+    let now = Instant::now();
+    for b in buckets.iter_mut() {
+        b.refill(now);
+    }
+    if buckets.iter().all(|b| b.tokens >= 1.0) {
+        for b in buckets.iter_mut() {
+            b.tokens -= 1.0;
+        }
+        true
+    } else {
+        false
+    }
+}
+
+/// The buckets of one identity: every limited event, and `joinChat` alone.
+#[derive(Debug, Clone)]
+pub struct ConnRate {
+    events: TokenBucket,
+    joins: TokenBucket,
+}
+
+impl ConnRate {
+    pub(super) fn new(limits: &Limits) -> Self {
+        Self {
+            events: TokenBucket::new(limits.rate_per_sec, limits.burst),
+            joins: TokenBucket::new(limits.join_rate_per_sec, limits.join_burst),
         }
     }
+
+    fn is_full(&self, now: Instant) -> bool {
+        self.events.is_full(now) && self.joins.is_full(now)
+    }
+}
+
+/// The buckets of every token subject, bounded: at `max_subjects`, buckets
+/// that have refilled are forgotten (a fresh bucket is the same), then the
+/// oldest entries.
+pub(super) struct Subjects {
+    hasher: RandomState,
+    buckets: IndexMap<u64, ConnRate>,
+}
+
+impl Subjects {
+    pub(super) fn new() -> Self {
+        Self {
+            hasher: RandomState::new(),
+            buckets: IndexMap::new(),
+        }
+    }
+
+    /// The key of an identity: the `sub` claim, else the whole token. Keyed
+    /// with a per-process random hash, so clients cannot aim at collisions.
+    pub(super) fn key(&self, subject: Option<&str>, token: &str) -> u64 {
+        match subject {
+            Some(sub) => self.hasher.hash_one(("sub", sub)),
+            None => self.hasher.hash_one(("token", token)),
+        }
+    }
+
+    fn get(&mut self, key: u64, limits: &Limits) -> &mut ConnRate {
+        if !self.buckets.contains_key(&key) && self.buckets.len() >= limits.max_subjects {
+            let now = Instant::now();
+            self.buckets.retain(|_, b| !b.is_full(now));
+            while self.buckets.len() >= limits.max_subjects {
+                self.buckets.shift_remove_index(0);
+            }
+        }
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| ConnRate::new(limits))
+    }
+
+    /// How many subjects are remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+/// Which bucket an event counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limited {
+    /// `sendMessage`, `typing` and refused `joinChat`s: the event bucket.
+    Event,
+    /// A valid `joinChat` (a join or a rename, broadcast to everyone): the join bucket.
+    Join,
+}
+
+/// Takes a token for `kind` from the connection's and the subject's buckets.
+fn allow(chat: &Chat, socket: &ChatSocket, conn_rate: &mut ConnRate, kind: Limited) -> bool {
+    let mut subjects = chat.subjects.lock();
+    let subject = socket.subject.map(|key| subjects.get(key, &chat.limits));
+    let mut buckets: Vec<&mut TokenBucket> = Vec::with_capacity(4);
+    for rate in std::iter::once(conn_rate).chain(subject) {
+        buckets.push(match kind {
+            Limited::Event => &mut rate.events,
+            Limited::Join => &mut rate.joins,
+        });
+    }
+    take_all(&mut buckets)
 }
 
 /// Handles one event of a strict-profile socket.
@@ -68,6 +182,7 @@ pub(super) fn handle(
     chat: &Chat,
     conn: &Arc<Conn>,
     socket: &mut ChatSocket,
+    rate: &mut ConnRate,
     event: &Event<'_>,
     ack: Option<u64>,
     out: &mut Outcome,
@@ -86,6 +201,13 @@ pub(super) fn handle(
         .and_then(|a| serde_json::from_str(a.get()).ok());
     match name {
         "joinChat" => match validate_username(arg.as_ref()) {
+            Ok(_) if !allow(chat, socket, rate, Limited::Join) => {
+                refuse("rate limited", "rate_limited", out)
+            }
+            // Refusals cost the sender the event bucket: a flood of them is limited too.
+            Err(_) if !allow(chat, socket, rate, Limited::Event) => {
+                refuse("rate limited", "rate_limited", out)
+            }
             Ok(username) => {
                 let joined = chat.join(conn, &socket.sid, Some(payload::string(&username)), out);
                 if let Some(id) = ack {
@@ -102,7 +224,7 @@ pub(super) fn handle(
                 }
                 return;
             };
-            if !socket.bucket.take() {
+            if !allow(chat, socket, rate, Limited::Event) {
                 return refuse("rate limited", "rate_limited", out);
             }
             if name == "sendMessage" {
@@ -205,15 +327,51 @@ mod tests {
         assert!(validate_message(Some(&json!({"message": ""})), 3).is_err());
     }
 
-    #[test]
-    fn bucket_allows_a_burst_then_refuses() {
-        let limits = Limits {
+    fn limits(max_subjects: usize) -> Limits {
+        Limits {
             rate_per_sec: 0.0,
             burst: 3.0,
+            join_rate_per_sec: 0.0,
+            join_burst: 1.0,
+            max_subjects,
             max_message_bytes: 1,
-        };
-        let mut b = TokenBucket::new(&limits);
-        assert!((0..3).all(|_| b.take()));
-        assert!(!b.take());
+        }
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_refuses() {
+        let mut b = TokenBucket::new(0.0, 3.0);
+        assert!((0..3).all(|_| take_all(&mut [&mut b])));
+        assert!(!take_all(&mut [&mut b]));
+    }
+
+    #[test]
+    fn an_empty_bucket_takes_nothing_from_the_others() {
+        let mut full = TokenBucket::new(0.0, 2.0);
+        let mut empty = TokenBucket::new(0.0, 1.0);
+        assert!(take_all(&mut [&mut full, &mut empty]));
+        assert!(!take_all(&mut [&mut full, &mut empty]));
+        assert!(!take_all(&mut [&mut full, &mut empty]));
+        assert!(take_all(&mut [&mut full]), "the refusals left its token");
+    }
+
+    #[test]
+    fn subjects_are_bounded_and_keep_used_buckets_first() {
+        let limits = limits(3);
+        let mut subjects = Subjects::new();
+        let keys: Vec<u64> = (0..5)
+            .map(|i| subjects.key(Some(&format!("user{i}")), "t"))
+            .collect();
+        assert_ne!(subjects.key(Some("a"), "t"), subjects.key(None, "a"));
+        // Subject 0 spends a token, so its bucket is not full and must be kept.
+        assert!(take_all(&mut [&mut subjects.get(keys[0], &limits).events]));
+        for key in &keys[1..] {
+            subjects.get(*key, &limits);
+            assert!(subjects.len() <= 3);
+        }
+        assert_eq!(subjects.len(), 3);
+        assert!(subjects.buckets.contains_key(&keys[0]));
+        let tokens = subjects.get(keys[0], &limits).events.tokens;
+        assert!(tokens < 3.0, "the used bucket was not reset: {tokens}");
     }
 }
