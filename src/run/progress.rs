@@ -16,6 +16,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     plain: bool,
     last_plain: Option<Instant>,
+    /// The newest plain line not printed yet (printed by [`Progress::finish`]).
+    pending: Option<String>,
 }
 
 /// One second of a run, as the progress display shows it.
@@ -56,6 +58,7 @@ impl Progress {
                 bar: None,
                 plain: false,
                 last_plain: None,
+                pending: None,
             };
         }
         if std::io::stderr().is_terminal() {
@@ -72,12 +75,14 @@ impl Progress {
                 bar: Some(bar),
                 plain: false,
                 last_plain: None,
+                pending: None,
             }
         } else {
             Self {
                 bar: None,
                 plain: true,
                 last_plain: None,
+                pending: None,
             }
         }
     }
@@ -110,19 +115,29 @@ impl Progress {
             bar.set_length(tick.planned.max(tick.connected.max(0) as u64));
             bar.set_position(tick.connected.max(0) as u64);
             bar.set_message(msg);
-        } else if self.plain && self.last_plain.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) {
-            self.last_plain = Some(Instant::now());
-            eprintln!(
+        } else if self.plain {
+            let line = format!(
                 "[{}] clients {}/{}  {msg}",
                 tick.phase, tick.connected, tick.planned
             );
+            if self.last_plain.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) {
+                self.last_plain = Some(Instant::now());
+                self.pending = None;
+                eprintln!("{line}");
+            } else {
+                self.pending = Some(line);
+            }
         }
     }
 
-    /// Clears the bar.
-    pub fn finish(&self) {
+    /// Clears the bar; without one, prints the last line not printed yet,
+    /// so the final counts (connect failures included) are always shown.
+    pub fn finish(&mut self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+        if let Some(line) = self.pending.take() {
+            eprintln!("{line}");
         }
     }
 }
