@@ -60,6 +60,7 @@ pub struct Metrics {
     slow_consumer_disconnects: AtomicU64,
     protocol_errors: AtomicU64,
     http_connections: AtomicI64,
+    sessions_opened: AtomicU64,
     refused_connections: AtomicU64,
     timeouts: Labelled<4>,
     oversized: Labelled<2>,
@@ -81,6 +82,7 @@ impl Default for Metrics {
             slow_consumer_disconnects: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             http_connections: AtomicI64::new(0),
+            sessions_opened: AtomicU64::new(0),
             refused_connections: AtomicU64::new(0),
             timeouts: labelled(TIMEOUTS),
             oversized: labelled(OVERSIZE_TRANSPORTS),
@@ -94,6 +96,10 @@ impl Metrics {
     /// An Engine.IO connection opened (+1) or closed (-1).
     pub fn connection(&self, delta: i64) {
         self.connections.fetch_add(delta, Relaxed);
+        if delta > 0 {
+            self.sessions_opened
+                .fetch_add(delta.unsigned_abs(), Relaxed);
+        }
     }
     /// A `/chat` socket connected (+1) or left (-1).
     pub fn socket(&self, delta: i64) {
@@ -248,6 +254,12 @@ impl Metrics {
             "chorus_gateway_protocol_errors_total",
             "Connections closed for a protocol error.",
             &self.protocol_errors,
+        );
+        counter(
+            &mut out,
+            "chorus_gateway_sessions_opened_total",
+            "Engine.IO sessions opened since start.",
+            &self.sessions_opened,
         );
         gauge(
             &mut out,

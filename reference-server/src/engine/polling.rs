@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody as _};
-use futures_util::StreamExt as _;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chorus_protocol::engineio::{split_payload, RECORD_SEPARATOR};
+use futures_util::StreamExt as _;
 
 use super::{bad_request, on_text, text_response, CloseReason, Conn};
 
@@ -28,7 +28,9 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
         conn.close(CloseReason::ProtocolError);
         return bad_request(3, "Bad request");
     };
+    // Frames queued before a close still go out (engine.io flushes them too).
     let first = tokio::select! {
+        biased;
         frame = rx.recv() => frame,
         _ = conn.closed() => None,
     };

@@ -7,13 +7,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 
-use super::{on_text, CloseReason, Conn, Engine, Handshake};
+use super::{on_text, CloseReason, Conn, Engine, Frame, Handshake};
 
 /// Frames written before one flush, at most.
 const WRITE_BATCH: usize = 64;
@@ -21,6 +22,8 @@ const WRITE_BATCH: usize = 64;
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes buffered before a write reaches the socket (a flush writes sooner).
 const WRITE_BUFFER: usize = 16 * 1024;
+/// How long a closed connection's last frames may take to write.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Completes the HTTP upgrade and runs the connection on it.
 pub(super) fn accept(
@@ -136,9 +139,12 @@ fn is_too_large(err: axum::Error) -> bool {
     )
 }
 
-/// Drains the connection's queue into the socket until it closes, then sends
-/// the close frame: 1009 for an oversized message, no status otherwise (as
-/// engine.io does).
+/// Drains the connection's queue into the socket until it closes, then
+/// writes what was still queued and the close frame: 1009 for an oversized
+/// message, no status otherwise (as engine.io does, which also flushes its
+/// write buffer before closing). A write blocked on a peer that does not read
+/// gets [`CLOSE_WAIT`] after the close, and so does the final flush, so a
+/// stuck socket never keeps this task (and its socket) alive.
 async fn write_loop(conn: Arc<Conn>, mut sink: Sink) {
     let mut rx = conn.rx.lock().await;
     loop {
@@ -147,24 +153,18 @@ async fn write_loop(conn: Arc<Conn>, mut sink: Sink) {
             _ = conn.closed() => break,
         };
         let Some(frame) = frame else { break };
-        conn.dequeued(&frame);
-        if sink.feed(Message::Text((&*frame).into())).await.is_err() {
-            conn.close(CloseReason::TransportError);
-            return;
-        }
-        for _ in 1..WRITE_BATCH {
+        let mut batch = vec![frame];
+        while batch.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(frame) => {
-                    conn.dequeued(&frame);
-                    if sink.feed(Message::Text((&*frame).into())).await.is_err() {
-                        conn.close(CloseReason::TransportError);
-                        return;
-                    }
-                }
+                Ok(frame) => batch.push(frame),
                 Err(_) => break,
             }
         }
-        if sink.flush().await.is_err() {
+        let written = tokio::select! {
+            written = write_batch(&conn, &mut sink, batch) => written,
+            () = give_up(&conn) => false,
+        };
+        if !written {
             conn.close(CloseReason::TransportError);
             return;
         }
@@ -174,12 +174,43 @@ async fn write_loop(conn: Arc<Conn>, mut sink: Sink) {
     if conn.engine.chat.faults.crashed() {
         return;
     }
-    let close = match conn.close_reason() {
+    let reason = conn.close_reason();
+    let close = match reason {
         Some(CloseReason::TooLarge) => Some(CloseFrame {
             code: 1009,
             reason: "".into(),
         }),
         _ => None,
     };
-    let _ = sink.send(Message::Close(close)).await;
+    let goodbye = async {
+        // A slow consumer's queue is what it could not take: it is dropped.
+        if reason != Some(CloseReason::SlowConsumer) {
+            let mut rest = Vec::new();
+            while let Ok(frame) = rx.try_recv() {
+                rest.push(frame);
+            }
+            if !rest.is_empty() && !write_batch(&conn, &mut sink, rest).await {
+                return;
+            }
+        }
+        let _ = sink.send(Message::Close(close)).await;
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, goodbye).await;
+}
+
+/// Writes `frames` with one flush; whether the socket took them.
+async fn write_batch(conn: &Conn, sink: &mut Sink, frames: Vec<Frame>) -> bool {
+    for frame in frames {
+        conn.dequeued(&frame);
+        if sink.feed(Message::Text((&*frame).into())).await.is_err() {
+            return false;
+        }
+    }
+    sink.flush().await.is_ok()
+}
+
+/// Resolves [`CLOSE_WAIT`] after the connection closes.
+async fn give_up(conn: &Conn) {
+    conn.closed().await;
+    tokio::time::sleep(CLOSE_WAIT).await;
 }
