@@ -94,3 +94,66 @@ pub fn alg_none() -> String {
 pub fn garbage() -> String {
     "not.a.jwt".into()
 }
+
+/// Signs raw `header` JSON and raw `payload` bytes with HS256 and [`SECRET`],
+/// as Node's `jws` does: nothing is re-encoded, so any payload text can be signed.
+pub fn signed_raw(header: &str, payload: &[u8]) -> String {
+    let signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.as_bytes()),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let signature = jsonwebtoken::crypto::sign(signed.as_bytes(), &key, Algorithm::HS256)
+        .expect("an HMAC signature");
+    format!("{signed}.{signature}")
+}
+
+/// What Node's `jwt.sign("just-a-string", secret)` produces: header
+/// `{"alg":"HS256"}` and the bare text as the payload (not JSON).
+pub fn bare_string() -> String {
+    signed_raw(r#"{"alg":"HS256"}"#, b"just-a-string")
+}
+
+/// A validly signed token whose `exp` is 10^19 seconds away.
+pub fn huge_exp() -> String {
+    sign(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "huge-exp", "exp": 10_000_000_000_000_000_000u64}),
+    )
+}
+
+/// A validly signed token whose `exp` is `u64::MAX`.
+pub fn max_exp() -> String {
+    sign(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "max-exp", "exp": u64::MAX}),
+    )
+}
+
+/// An HMAC-signed token whose header claims `alg` (algorithm confusion:
+/// `RS256`, `ES256`, … signed with the shared secret as if it were HS256).
+pub fn header_alg(alg: &str) -> String {
+    signed_raw(
+        &json!({"alg": alg, "typ": "JWT"}).to_string(),
+        json!({"sub": "u1", "exp": now() + 3600})
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+/// A valid HS256 token padded with a `pad` claim of `bytes` characters.
+pub fn huge(bytes: usize) -> String {
+    sign(
+        Algorithm::HS256,
+        SECRET,
+        &json!({"sub": "huge", "exp": now() + 3600, "pad": "x".repeat(bytes)}),
+    )
+}
+
+/// A validly signed token whose payload is the JSON `payload` (an array, a number…).
+pub fn json_payload(payload: &Value) -> String {
+    sign(Algorithm::HS256, SECRET, payload)
+}
