@@ -1,5 +1,7 @@
 //! The client engine against a real socket.io 4.8 server (`tests/js/echo-server.mjs`).
 
+#[path = "support/hostile.rs"]
+mod hostile;
 #[path = "support/npm.rs"]
 mod npm;
 
@@ -10,8 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus::client::{
-    AckReply, Client, ClientConfig, ClientError, CloseReason, Handler, Incoming, Transport,
+    AckReply, Client, ClientConfig, ClientError, CloseReason, Handler, Incoming, Limit,
+    LimitExceeded, Limits, Transport,
 };
+use hostile::{Hostile, Mode};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -442,10 +446,15 @@ impl Handler for Idle {
     fn on_closed(&mut self, _: Instant, _: CloseReason) {}
 }
 
+/// Held by the test that measures this process's memory and by the tests
+/// that make it allocate megabytes, so that they do not run at once.
+static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn idle_clients_stay_small_even_after_a_large_frame() {
     const N: usize = 1000;
     const BIG: usize = 256 * 1024;
+    let _measuring = MEMORY.lock().await;
     let server = EchoServer::start(None);
     let config = server.config(Transport::Websocket);
     let received = Arc::new(AtomicUsize::new(0));
@@ -484,4 +493,166 @@ async fn idle_clients_stay_small_even_after_a_large_frame() {
         "{per_client} bytes per client after a large frame"
     );
     drop((warm, clients));
+}
+
+// ---- bounds against hostile servers (tests/support/hostile.rs) -------------
+
+/// A client config for a hostile server's `/chat`, with `limits`.
+fn hostile_config(server: &Hostile, transport: Transport, limits: Limits) -> ClientConfig {
+    let mut config = ClientConfig::new(server.url())
+        .namespace("/chat")
+        .transport(transport);
+    config.limits = limits;
+    config
+}
+
+/// The breach a session ended with, waiting at most `WAIT`.
+async fn closed_by_limit(rx: &mut Inbox) -> LimitExceeded {
+    match ack_or_close(rx).await {
+        Got::Closed(CloseReason::Limit(breach)) => breach,
+        other => panic!("expected a limit breach, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_attachment_count_closes_the_session_by_name() {
+    let _memory = MEMORY.lock().await;
+    let server = Hostile::start(Mode::AttachmentBomb).await;
+    let config = hostile_config(&server, Transport::Websocket, Limits::default());
+    let (_client, mut rx) = connect(&config).await;
+    event(&mut rx, "onlineUsers").await;
+    let breach = closed_by_limit(&mut rx).await;
+    // `451000000000000000-`: Engine.IO message, binary event, 10^15 attachments.
+    assert_eq!(
+        breach,
+        LimitExceeded::new(Limit::Attachments, 1_000_000_000_000_000u64, 10u64)
+    );
+}
+
+#[tokio::test]
+async fn attachments_are_bounded_in_bytes_together() {
+    let _memory = MEMORY.lock().await;
+    let server = Hostile::start(Mode::AttachmentFlood).await;
+    // Ten attachments of 2 MiB against an 8 MiB bound: the fifth goes over.
+    let limits = Limits {
+        max_attachment_bytes: 8 << 20,
+        ..Limits::default()
+    };
+    let (_client, mut rx) = connect(&hostile_config(&server, Transport::Websocket, limits)).await;
+    event(&mut rx, "onlineUsers").await;
+    let breach = closed_by_limit(&mut rx).await;
+    assert_eq!(
+        breach,
+        LimitExceeded::new(Limit::AttachmentBytes, 10u64 << 20, 8u64 << 20)
+    );
+}
+
+#[tokio::test]
+async fn a_response_head_that_never_ends_is_refused_by_name() {
+    let _memory = MEMORY.lock().await;
+    let server = Hostile::start(Mode::EndlessHeader).await;
+    for transport in TRANSPORTS {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let config = hostile_config(&server, transport, Limits::default());
+        let err = Client::connect(&config, Recorder(tx)).await.unwrap_err();
+        match err {
+            ClientError::Limit(b) => assert_eq!(b.limit, Limit::HttpHeadSize, "{transport:?}"),
+            other => panic!("{transport:?}: expected a limit breach, got {other}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn absurd_ping_settings_and_huge_open_packets_refuse_the_connect() {
+    let _memory = MEMORY.lock().await;
+    for (mode, limit) in [
+        (Mode::AbsurdPing, Limit::PingInterval),
+        (Mode::HugeOpen, Limit::OpenPacketSize),
+    ] {
+        let server = Hostile::start(mode).await;
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let config = hostile_config(&server, Transport::Websocket, Limits::default());
+        let err = Client::connect(&config, Recorder(tx)).await.unwrap_err();
+        assert_eq!(err.reason(), limit.metric_name(), "{mode:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn polling_bodies_are_bounded_however_they_are_announced() {
+    let _memory = MEMORY.lock().await;
+    for mode in [
+        Mode::ChunkSizeBomb,
+        Mode::HugeContentLength,
+        Mode::EndlessBody,
+    ] {
+        let server = Hostile::start(mode).await;
+        let limits = Limits {
+            max_http_body: 1 << 20,
+            ..Limits::default()
+        };
+        let (_client, mut rx) = connect(&hostile_config(&server, Transport::Polling, limits)).await;
+        event(&mut rx, "onlineUsers").await;
+        let breach = closed_by_limit(&mut rx).await;
+        assert_eq!(breach.limit, Limit::HttpBodySize, "{mode:?}");
+        assert_eq!(breach.max, 1 << 20, "{mode:?}");
+        let announced = match mode {
+            Mode::ChunkSizeBomb => u128::from(u64::MAX),
+            Mode::HugeContentLength => 1_000_000_000_000,
+            // 64 KiB chunks: the 17th takes the body over 1 MiB.
+            _ => 17 << 16,
+        };
+        assert_eq!(breach.actual, announced, "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_post_the_server_never_answers_times_out() {
+    let _memory = MEMORY.lock().await;
+    let server = Hostile::start(Mode::PostNeverAnswered).await;
+    let limits = Limits {
+        io_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (client, mut rx) = connect(&hostile_config(&server, Transport::Polling, limits)).await;
+    event(&mut rx, "onlineUsers").await;
+    let start = Instant::now();
+    let err = tokio::time::timeout(WAIT, client.emit("joinChat", &["{}"]))
+        .await
+        .expect("the emit is bounded by io_timeout")
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Limit(b) if b.limit == Limit::IoTimeout),
+        "{err}"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn a_server_that_floods_pings_without_reading_is_cut_off() {
+    let _memory = MEMORY.lock().await;
+    let server = Hostile::start(Mode::PingFloodNoRead).await;
+    let limits = Limits {
+        max_pending_replies: 64,
+        io_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (client, mut rx) = connect(&hostile_config(&server, Transport::Websocket, limits)).await;
+    let client = Arc::new(client);
+    // A message larger than the socket buffers holds the writer while the
+    // server does not read; the pongs the flood asks for queue up meanwhile.
+    let big = format!("\"{}\"", "x".repeat(32 << 20));
+    let sender = {
+        let client = client.clone();
+        tokio::spawn(async move { client.emit("big", &[&big]).await })
+    };
+    let breach = closed_by_limit(&mut rx).await;
+    assert_eq!(breach.limit, Limit::PendingReplies, "{breach}");
+    let sent = tokio::time::timeout(WAIT, sender)
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert!(
+        matches!(&sent, Err(ClientError::Limit(b)) if b.limit == Limit::IoTimeout),
+        "{sent:?}"
+    );
 }
