@@ -1,6 +1,7 @@
 //! The client engine against a real socket.io 4.8 server (`tests/js/echo-server.mjs`).
 
 #[path = "support/hostile.rs"]
+#[allow(dead_code)]
 mod hostile;
 #[path = "support/npm.rs"]
 mod npm;

@@ -13,6 +13,7 @@
 #[allow(dead_code)]
 mod harness;
 #[path = "support/hostile.rs"]
+#[allow(dead_code)]
 mod hostile;
 
 use std::path::PathBuf;
