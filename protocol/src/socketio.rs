@@ -91,7 +91,8 @@ pub const RESERVED_EVENTS: [&str; 6] = [
 pub struct Packet<'a> {
     /// The packet type.
     pub kind: PacketType,
-    /// Number of binary attachments that follow (binary types only).
+    /// Number of binary attachments that follow: 1 to [`MAX_ATTACHMENTS`] for
+    /// the binary types, 0 for the others.
     pub attachments: usize,
     /// The namespace, `/` when omitted.
     pub nsp: &'a str,
@@ -129,12 +130,16 @@ impl<'a> Packet<'a> {
             if digits.is_empty() {
                 return Err(DecodeError::Attachments);
             }
-            // Any count over the cap is refused, however many digits it has.
+            // Any count over the cap is refused, however many digits it has;
+            // socket.io-parser refuses a count of 0 as illegal too.
             attachments = digits
                 .parse::<usize>()
                 .ok()
                 .filter(|n| *n <= MAX_ATTACHMENTS)
                 .ok_or(DecodeError::TooManyAttachments(MAX_ATTACHMENTS))?;
+            if attachments == 0 {
+                return Err(DecodeError::Attachments);
+            }
             rest = after;
         }
 
@@ -482,7 +487,14 @@ mod tests {
                 "{bad}"
             );
         }
-        for bad in ["5-[\"x\"]", "51[\"x\"]", "5", "5x-[\"x\"]"] {
+        for bad in [
+            "5-[\"x\"]",
+            "51[\"x\"]",
+            "5",
+            "5x-[\"x\"]",
+            "50-[\"x\"]",
+            "60-/chat,1[1]",
+        ] {
             assert_eq!(Packet::decode(bad), Err(DecodeError::Attachments), "{bad}");
         }
     }

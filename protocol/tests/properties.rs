@@ -124,7 +124,7 @@ fn sio_packet() -> impl Strategy<Value = (PacketType, usize, String, Option<u64>
     ];
     (
         kind_and_data,
-        0usize..=10,
+        1usize..=10,
         namespace(),
         proptest::option::of(any::<u64>()),
     )

@@ -326,6 +326,13 @@ fn malformed_cases() -> Vec<Malformed> {
             Some("too_many_attachments"),
         ),
         case(
+            "zero attachments (socket.io-parser: illegal)",
+            true,
+            &[r#"50-/chat,["x"]"#],
+            0,
+            None,
+        ),
+        case(
             "attachment count without digits",
             true,
             &[r#"5-/chat,["x"]"#],
