@@ -164,6 +164,7 @@ async fn main() -> ExitCode {
                 shard,
                 start_at,
                 metrics_addr,
+                handle_signals: true,
             };
             run(options, no_report).await
         }

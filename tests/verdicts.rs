@@ -177,7 +177,10 @@ async fn another_secret_exits_3_and_the_one_line_names_invalid_token() {
             page.contains("5 of 5 connects failed: refused.INVALID_TOKEN 5"),
             "{report}"
         );
-        assert!(page.contains("INVALID_TOKEN: is CHORUS_VERDICT_SECRET_B"), "{report}");
+        assert!(
+            page.contains("INVALID_TOKEN: is CHORUS_VERDICT_SECRET_B"),
+            "{report}"
+        );
     }
 }
 
@@ -271,9 +274,16 @@ async fn a_signal_stops_the_run_cleanly(signal: libc::c_int, name: &str) {
         text(&output.stderr)
     );
     let summary = harness::read_summary(&out);
-    assert_eq!(summary.aborted.as_deref(), Some(&*format!("interrupted by {name}")));
+    assert_eq!(
+        summary.aborted.as_deref(),
+        Some(&*format!("interrupted by {name}"))
+    );
     assert_eq!(harness::counter(&summary, "connections.ok"), 4);
-    assert!(harness::counter(&summary, "emits") >= 4, "{:?}", summary.counters);
+    assert!(
+        harness::counter(&summary, "emits") >= 4,
+        "{:?}",
+        summary.counters
+    );
     assert!(summary.duration_s < 40.0, "{}", summary.duration_s);
     assert_eq!(summary.verdict, Verdict::Fail);
     assert!(out.join("report.html").is_file());
@@ -322,7 +332,10 @@ async fn a_threshold_without_samples_fails_with_no_data_and_the_table_goes_to_st
     let p99 = threshold(&summary, "delivery.userTyping.p99 < 1000ms");
     assert!(!p99.pass && p99.no_data, "{p99:?}");
     let count = threshold(&summary, "delivery.userTyping.count == 0");
-    assert!(count.pass && !count.no_data && count.value == Some(0.0), "{count:?}");
+    assert!(
+        count.pass && !count.no_data && count.value == Some(0.0),
+        "{count:?}"
+    );
     assert!(threshold(&summary, "errors == 0").pass);
     assert!(threshold(&summary, "connect.p99 < 10000ms").pass);
     assert!(threshold(&summary, "errors.connect == 0 (built-in check)").pass);
@@ -451,7 +464,9 @@ async fn out_of_range_numbers_are_exit_2_with_a_position() {
         let stderr = text(&output.stderr);
         let expected = format!("chorus: {}:7:{column}: ", scenario.display());
         assert!(
-            stderr.starts_with(&expected) && stderr.contains(message) && stderr.lines().count() == 1,
+            stderr.starts_with(&expected)
+                && stderr.contains(message)
+                && stderr.lines().count() == 1,
             "{phase}: {stderr}"
         );
     }
@@ -488,4 +503,53 @@ async fn an_unreachable_target_still_leaves_a_summary() {
         .aborted
         .as_deref()
         .is_some_and(|a| a.contains("cannot reach")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_dies_mid_run_ends_it_with_partial_results_and_exit_3() {
+    let dir = harness::temp_dir("verdict-died");
+    let env = "CHORUS_VERDICT_SECRET_DIED";
+    let gw = harness::start_gateway(
+        Faults {
+            crash_after: Some(Duration::from_secs(2)),
+            ..Faults::default()
+        },
+        "died-secret",
+    )
+    .await;
+    let scenario = scenario_file(
+        &dir,
+        "died",
+        &chat_scenario(3, env, "60s", "  errors: \"== 0\"\n"),
+    );
+    let out = dir.join("run");
+    let url = harness::url_of(&gw);
+    let started = Instant::now();
+    let output = harness::finish(run_command(
+        &scenario,
+        &url,
+        &out,
+        &["--no-report"],
+        (env, "died-secret"),
+    ))
+    .await;
+    let took = started.elapsed();
+    gw.shutdown().await;
+    harness::assert_exit(&output, 3, "the target died");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    let lines = reason_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("chorus: the target went away during the run (3 connections lost")
+            && lines[0].contains(&format!("cannot reach {url}")),
+        "{lines:?}"
+    );
+    let summary = harness::read_summary(&out);
+    assert_eq!(harness::counter(&summary, "connections.ok"), 3);
+    assert!(
+        harness::counter(&summary, "emits") >= 3,
+        "{:?}",
+        summary.counters
+    );
+    assert_eq!(summary.verdict, Verdict::Fail);
 }

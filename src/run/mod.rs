@@ -82,12 +82,18 @@ pub struct RunOptions {
     pub start_at: Option<SystemTime>,
     /// Serve live metrics in the Prometheus format here during the run.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Take over SIGINT and SIGTERM for the run: either stops it cleanly
+    /// (partial results written, exit 3) instead of killing the process.
+    /// The command line sets it; a library caller decides (tokio keeps the
+    /// handlers installed for the rest of the process).
+    pub handle_signals: bool,
 }
 
 impl RunOptions {
     /// Options for playing `scenario` as the command line's defaults would:
     /// the embedded strict gateway unless the scenario names a target, the
-    /// default run directory, progress shown, the whole run in this process.
+    /// default run directory, progress shown, the whole run in this process
+    /// (SIGINT and SIGTERM left to their default action).
     pub fn new(scenario: impl Into<PathBuf>) -> Self {
         Self {
             scenario: scenario.into(),
@@ -99,6 +105,7 @@ impl RunOptions {
             shard: Shard::WHOLE,
             start_at: None,
             metrics_addr: None,
+            handle_signals: false,
         }
     }
 }
@@ -211,7 +218,11 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         .unwrap_or_else(|| "embedded reference gateway".to_owned());
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let mut signals = Signals::listen();
+    let mut signals = if options.handle_signals {
+        Signals::listen()
+    } else {
+        Signals::none()
+    };
     let result = run_in(scenario, &run_dir, &options, &mut signals).await;
     if let Err(err) = &result {
         // An error after the run directory exists still leaves a summary.
@@ -317,6 +328,14 @@ impl Signals {
         Self {
             interrupt: signal(SignalKind::interrupt()).ok(),
             terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Not listening: [`Signals::recv`] never returns.
+    fn none() -> Self {
+        Self {
+            interrupt: None,
+            terminate: None,
         }
     }
 
@@ -461,6 +480,7 @@ async fn play(
         Duration::from_secs(1),
     );
     let mut aborted: Option<String> = None;
+    let mut last_probe: Option<Instant> = None;
     let stop = |why: String, aborted: &mut Option<String>| {
         if aborted.is_none() {
             *aborted = Some(why);
@@ -527,8 +547,24 @@ async fn play(
                 let nobody = failed > 0
                     && failed >= planned
                     && ctx.ever_connected.load(Relaxed) == 0;
+                // Every session the run had is gone, lost to the target: if it
+                // no longer accepts TCP, it died (probed at most every 5 s).
+                let lost = lost_connections(cumulative.counters.iter().map(|c| (&*c.name, c.total)));
+                let gone = if lost > 0
+                    && ctx.ever_connected.load(Relaxed) > 0
+                    && open_sessions(&ctx) == 0
+                    && last_probe.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(5))
+                    && !*end_tx.borrow()
+                {
+                    last_probe = Some(Instant::now());
+                    target_gone(lost, target).await
+                } else {
+                    None
+                };
                 if !*end_tx.borrow() {
-                    if nobody {
+                    if let Some(why) = gone {
+                        stop(why, &mut aborted);
+                    } else if nobody {
                         stop(failure::no_client_line(&ctx.failures.reasons(), target.url(), &ctx.scenario), &mut aborted);
                     } else if let Some(expr) = breach {
                         stop(format!("threshold `{expr}` failed with abort_on_fail"), &mut aborted);
@@ -590,7 +626,8 @@ async fn play(
         ));
     }
     if aborted.is_none() {
-        aborted = target_gone(&summary, target).await;
+        let counters = summary.counters.iter().map(|(k, v)| (k.as_str(), *v));
+        aborted = target_gone(lost_connections(counters), target).await;
     }
     if aborted.is_some() {
         summary.verdict = Verdict::Fail;
@@ -608,25 +645,35 @@ async fn play(
     })
 }
 
-/// When clients lost their connections to a remote target that no longer
-/// accepts TCP, the line that says the target went away mid-run.
-async fn target_gone(summary: &Summary, target: &Target) -> Option<String> {
-    let Target::Remote(url) = target else {
-        return None;
-    };
-    let lost: u64 = summary
-        .counters
+/// Client sessions open right now (connected and not closed by the server).
+fn open_sessions(ctx: &Context) -> usize {
+    let inboxes = ctx.inboxes.lock().unwrap_or_else(|e| e.into_inner());
+    inboxes
         .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .filter(|i| !i.closed.load(Relaxed))
+        .count()
+}
+
+/// Connections the target ended without a goodbye (closed, reset, ping
+/// timeout) plus connects it refused at the TCP level, from counter totals.
+fn lost_connections<'a>(counters: impl Iterator<Item = (&'a str, u64)>) -> u64 {
+    counters
         .filter(|(name, _)| {
             name.starts_with("disconnects.")
-                && !matches!(
-                    name.as_str(),
-                    "disconnects.client" | "disconnects.server_namespace"
-                )
+                && !matches!(*name, "disconnects.client" | "disconnects.server_namespace")
                 || name.starts_with("errors.connect.tcp")
         })
         .map(|(_, n)| n)
-        .sum();
+        .sum()
+}
+
+/// When `lost` connections were lost to a remote target that no longer
+/// accepts TCP, the line that says the target went away mid-run.
+async fn target_gone(lost: u64, target: &Target) -> Option<String> {
+    let Target::Remote(url) = target else {
+        return None;
+    };
     if lost == 0 {
         return None;
     }
