@@ -103,8 +103,9 @@ enum Command {
     },
     /// Run the reference chat gateway (the same server and flags as `chorus-gateway`).
     Serve {
+        // Boxed: the gateway's configuration is much larger than the other commands.
         #[command(flatten)]
-        config: chorus_gateway::GatewayConfig,
+        config: Box<chorus_gateway::GatewayConfig>,
     },
     /// Write report.html, summary.md (and junit.xml with conformance results) into a run directory.
     Report {
@@ -202,7 +203,7 @@ async fn main() -> ExitCode {
         } => compare(&baseline, &current, &tolerances, markdown.as_deref()),
         Command::Serve { config } => {
             chorus_gateway::init_logging(&config.log_level);
-            match chorus_gateway::serve_until_signal(config).await {
+            match chorus_gateway::serve_until_signal(*config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("chorus: {err}");
