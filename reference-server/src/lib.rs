@@ -128,8 +128,9 @@ impl RunningGateway {
     /// Graceful shutdown: refuse new Engine.IO sessions, send `41/chat,` to
     /// every socket, let queued frames drain (at most the configured drain
     /// time; polling sessions may still fetch theirs meanwhile), close every
-    /// session, stop accepting, let in-flight responses and websocket close
-    /// frames go out (at most 2 s more), and return.
+    /// session (each flushes what is left), stop accepting, let in-flight
+    /// responses and websocket close frames go out, and return: at most the
+    /// drain time plus 6 s in all.
     pub async fn shutdown(self) {
         self.engine.begin_shutdown();
         let connections = self.engine.connections();
@@ -146,6 +147,12 @@ impl RunningGateway {
         }
         for conn in &connections {
             conn.close(CloseReason::ServerShutdown);
+        }
+        // A closed session with frames left stays reachable briefly (a polling
+        // client fetches them with one more GET): keep accepting until then.
+        let lingering = Instant::now() + TASKS_WAIT;
+        while Instant::now() < lingering && !self.engine.connections().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(TASKS_WAIT, self.server).await;

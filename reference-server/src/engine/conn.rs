@@ -68,7 +68,18 @@ impl CloseReason {
             Self::ConnectTimeout => "connect timeout",
         }
     }
+
+    /// Whether what is already queued still goes out before the transport
+    /// closes (as engine.io flushes its write buffer): not for a receiver that
+    /// could not keep up, nor for a broken transport.
+    pub fn flushes_queue(self) -> bool {
+        !matches!(self, Self::SlowConsumer | Self::TransportError)
+    }
 }
+
+/// How long a closed session with frames still queued stays reachable, so
+/// that a polling client's next GET can fetch them.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// What the handshake request carried that the chat layer needs later, and
 /// nothing more: a session keeps this for its whole life.
@@ -189,7 +200,9 @@ impl Conn {
     }
 
     /// Closes the connection once: every namespace socket on it disconnects,
-    /// the session is forgotten, and the transport is told to close.
+    /// the transport is told to close, and the session is forgotten: at once,
+    /// or, when frames it should still flush are queued, once they are taken
+    /// (at most [`LINGER`] later; a polling client needs one more GET).
     pub fn close(self: &Arc<Self>, reason: CloseReason) {
         if self.close_once.set(reason).is_err() {
             return;
@@ -199,8 +212,19 @@ impl Conn {
             self.engine.metrics.protocol_error();
         }
         crate::sio::on_close(self);
-        self.engine.forget(&self.sid);
         self.closed.send_replace(Some(reason));
+        if !reason.flushes_queue() || self.queue_is_empty() {
+            self.engine.forget(&self.sid);
+            return;
+        }
+        let conn = self.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + LINGER;
+            while !conn.queue_is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            conn.engine.forget(&conn.sid);
+        });
     }
 
     /// Sends `2` every ping interval and closes the connection when no `3`

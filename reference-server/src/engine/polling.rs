@@ -34,6 +34,8 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
         frame = rx.recv() => frame,
         _ = conn.closed() => None,
     };
+    // A receiver that could not keep up, or a broken (crashed) gateway, sends nothing more.
+    let first = first.filter(|_| conn.close_reason().is_none_or(CloseReason::flushes_queue));
     let Some(first) = first else {
         // A crashing gateway sends no close packet: the poll just fails.
         #[cfg(feature = "faults")]

@@ -184,7 +184,7 @@ async fn write_loop(conn: Arc<Conn>, mut sink: Sink) {
     };
     let goodbye = async {
         // A slow consumer's queue is what it could not take: it is dropped.
-        if reason != Some(CloseReason::SlowConsumer) {
+        if reason.is_some_and(CloseReason::flushes_queue) {
             let mut rest = Vec::new();
             while let Ok(frame) = rx.try_recv() {
                 rest.push(frame);
