@@ -360,17 +360,7 @@ async fn some_clients_refused_fail_the_run_with_exit_1_and_the_reasons_counted()
     let dir = harness::temp_dir("verdict-partial");
     let secret = "partial-secret";
     let gw = harness::start_gateway_in(Profile::Strict, Faults::default(), secret).await;
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-        + 3600;
-    let good = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({"sub": "good", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("a token");
+    let good = token(secret, "good");
     // Round-robin per client: clients 0 and 2 get the good token, 1 and 3 garbage.
     std::fs::write(dir.join("tokens.csv"), format!("token\n{good}\ngarbage\n")).expect("csv");
     let scenario = scenario_file(
@@ -552,4 +542,81 @@ async fn a_target_that_dies_mid_run_ends_it_with_partial_results_and_exit_3() {
         summary.counters
     );
     assert_eq!(summary.verdict, Verdict::Fail);
+}
+
+/// A token for `sub` signed with `secret`, valid for an hour.
+fn token(secret: &str, sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": sub, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("a token")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_the_flow_expects_is_not_a_failure_and_one_it_does_not_match_is() {
+    let dir = harness::temp_dir("verdict-expected");
+    let secret = "expected-secret";
+    let gw = harness::start_gateway_in(Profile::Strict, Faults::default(), secret).await;
+    // Clients 0 and 1 (members) get good tokens, 2 and 3 (intruders) garbage.
+    let (a, b) = (token(secret, "a"), token(secret, "b"));
+    std::fs::write(
+        dir.join("tokens.csv"),
+        format!("token\n{a}\n{b}\ngarbage\ngarbage\n"),
+    )
+    .expect("csv");
+    let scenario = |code: &str| {
+        format!(
+            "name: expected\nsocketio: {{ namespace: /chat }}\nauth: {{ csv: {{ file: tokens.csv }}, place: query }}\n\
+             groups:\n  - name: members\n    count: 2\n    flow: [connect, {{listen: 300ms}}, disconnect]\n\
+             \x20 - name: intruders\n    count: 2\n    flow:\n      - connect\n      - expect: {{ event: connect_error, match: {{ data: {{ code: {code} }} }} }}\n      - think: 100ms\n\
+             load:\n  phases:\n    - ramp: {{ to: 4, over: 200ms }}\n    - hold: 500ms\n"
+        )
+    };
+    let mut outcomes = Vec::new();
+    for code in ["INVALID_TOKEN", "NO_TOKEN"] {
+        let file = scenario_file(&dir, code, &scenario(code));
+        let out = dir.join(format!("run-{code}"));
+        let output = harness::finish(run_command(
+            &file,
+            &harness::url_of(&gw),
+            &out,
+            &["--quiet", "--no-report"],
+            ("UNUSED", ""),
+        ))
+        .await;
+        outcomes.push((output, harness::read_summary(&out)));
+    }
+    gw.shutdown().await;
+
+    let (output, summary) = &outcomes[0];
+    harness::assert_exit(output, 0, "the refusals were expected");
+    assert_eq!(harness::counter(summary, "connections.ok"), 2);
+    assert_eq!(harness::counter(summary, "connections.refused"), 2);
+    assert_eq!(harness::counter(summary, "connections.refused_expected"), 2);
+    assert!(
+        !summary
+            .counters
+            .keys()
+            .any(|k| k.starts_with("errors.connect.")),
+        "{:?}",
+        summary.counters
+    );
+    assert_eq!(summary.verdict, Verdict::Pass, "{:?}", summary.thresholds);
+
+    // Expecting NO_TOKEN, getting INVALID_TOKEN: an unexpected refusal.
+    let (output, summary) = &outcomes[1];
+    harness::assert_exit(output, 1, "the refusals did not match");
+    assert_eq!(harness::counter(summary, "connections.refused_expected"), 0);
+    assert_eq!(
+        harness::counter(summary, "errors.connect.refused.INVALID_TOKEN"),
+        2
+    );
+    assert!(!threshold(summary, "errors.connect == 0 (built-in check)").pass);
 }

@@ -12,7 +12,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::client::{Client, ClientConfig, ClientError};
-use crate::scenario::{json_contains, Emit, Expect, Loop, Step, TokenPlace, VuState};
+use crate::scenario::{
+    json_contains, Emit, Expect, Loop, Step, TokenPlace, VuState, CONNECT_ERROR_EVENT,
+};
 
 use super::context::Context;
 use super::correlate::Mark;
@@ -86,10 +88,73 @@ impl Vu {
     }
 
     async fn steps(&mut self, steps: &[Step]) -> StepResult {
-        for step in steps {
-            self.step(step, None).await?;
+        self.play(steps, None).await
+    }
+
+    /// Plays `steps` in order, the first with `intended` as its intended
+    /// start. A `connect` followed by `expect: { event: connect_error }` is
+    /// one step: a connect meant to be refused.
+    async fn play(&mut self, steps: &[Step], mut intended: Option<Instant>) -> StepResult {
+        let mut i = 0;
+        while let Some(step) = steps.get(i) {
+            if let (Step::Connect, Some(Step::Expect(expect))) = (step, steps.get(i + 1)) {
+                if expect.event == CONNECT_ERROR_EVENT {
+                    self.connect_refused(expect).await?;
+                    intended = None;
+                    i += 2;
+                    continue;
+                }
+            }
+            self.step(step, intended.take()).await?;
+            i += 1;
         }
         Ok(())
+    }
+
+    /// A connect the flow expects to be refused: a CONNECT_ERROR whose
+    /// payload matches is `connections.refused` and
+    /// `connections.refused_expected`, not an error; one that does not match
+    /// is a failed connect (`errors.connect.refused.<code>`); a connect that
+    /// succeeds is `errors.not_refused`.
+    async fn connect_refused(&mut self, expect: &Expect) -> StepResult {
+        let ctx = self.ctx.clone();
+        let config = self.client_config();
+        let wanted = expect
+            .matches
+            .as_ref()
+            .map(|m| m.render(&self.state, &mut self.rng));
+        ctx.recorder.add(ctx.ids.connections, 1);
+        let receiver = Receiver::new(ctx.clone(), self.inbox.clone(), self.group);
+        match Client::connect(&config, receiver).await {
+            Err(err @ ClientError::ConnectRefused { .. }) => {
+                ctx.recorder.add(ctx.ids.connections_refused, 1);
+                let ClientError::ConnectRefused { data, .. } = &err else {
+                    return Err(Halt::Failed);
+                };
+                let payload: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                if wanted.as_ref().is_none_or(|w| json_contains(&payload, w)) {
+                    ctx.recorder.add(ctx.ids.refused_expected, 1);
+                    for capture in &expect.capture {
+                        if let Some(value) = capture.extract(&payload) {
+                            self.state.set(capture.var.clone(), value);
+                        }
+                    }
+                    Ok(())
+                } else {
+                    ctx.failures.record(&err);
+                    Err(Halt::Failed)
+                }
+            }
+            Err(err) => {
+                ctx.failures.record(&err);
+                Err(Halt::Failed)
+            }
+            Ok((client, _)) => {
+                ctx.recorder.add(ctx.ids.not_refused, 1);
+                let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
+                Err(Halt::Failed)
+            }
+        }
     }
 
     /// One step; boxed because loops nest.
@@ -357,10 +422,7 @@ impl Vu {
                 return Ok(());
             }
             // The iteration's intended start goes to its first step only.
-            let mut slot = intended;
-            for step in &lp.steps {
-                self.step(step, slot.take()).await?;
-            }
+            self.play(&lp.steps, intended).await?;
             done += 1;
         }
     }

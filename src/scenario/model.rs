@@ -12,6 +12,12 @@ use super::template::{JsonTemplate, Template};
 use super::threshold::Threshold;
 use super::units;
 
+/// The event name an `expect` right after `connect` uses to say the connect
+/// is meant to be refused: `- expect: { event: connect_error, match: { data:
+/// { code: INVALID_TOKEN } } }` matches the CONNECT_ERROR payload, and the
+/// flow goes on unconnected. A refusal without it is a failed connect.
+pub const CONNECT_ERROR_EVENT: &str = "connect_error";
+
 /// How long `expect` and acked `emit` wait when no timeout is given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 

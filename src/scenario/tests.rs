@@ -523,3 +523,19 @@ fn numbers_out_of_range_are_load_errors_with_positions() {
     ))
     .is_ok());
 }
+
+#[test]
+fn an_expected_refusal_must_follow_a_connect_and_leaves_the_flow_unconnected() {
+    let refused = "[connect, {expect: {event: connect_error, match: {data: {code: INVALID_TOKEN}}}}, {think: 1s}]";
+    assert!(load(&MINIMAL.replace("[connect]", refused)).is_ok());
+    let again = "[connect, {expect: {event: connect_error}}, connect, disconnect]";
+    assert!(load(&MINIMAL.replace("[connect]", again)).is_ok());
+    let emit_after = "[connect, {expect: {event: connect_error}}, {emit: {event: e}}]";
+    assert_eq!(
+        error_of(&MINIMAL.replace("[connect]", emit_after)),
+        "x.yml:4:55: `emit` must follow a `connect`"
+    );
+    let alone = "[connect, {listen: 1s}, {expect: {event: connect_error}}]";
+    assert!(error_of(&MINIMAL.replace("[connect]", alone))
+        .ends_with("`expect: { event: connect_error }` must come right after a `connect`"));
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::model::{Group, Phase, Scenario, Step};
+use super::model::{Group, Phase, Scenario, Step, CONNECT_ERROR_EVENT};
 use super::template::{JsonTemplate, Template};
 use super::tree::{Node, PathSeg, Pos};
 use super::units::MAX_DURATION;
@@ -263,6 +263,19 @@ fn check_flow<'a>(
                 if let Some(data) = &emit.data {
                     check_json(data, scope)?;
                 }
+            }
+            Step::Expect(expect) if expect.event == CONNECT_ERROR_EVENT => {
+                if j == 0 || !matches!(steps[j - 1], Step::Connect) {
+                    return Err(fail(format!(
+                        "`expect: {{ event: {CONNECT_ERROR_EVENT} }}` must come right after a `connect`"
+                    )));
+                }
+                if let Some(m) = &expect.matches {
+                    check_json(m, scope)?;
+                }
+                scope.extend(expect.capture.iter().map(|c| c.var.as_str()));
+                // The connect is meant to be refused: the flow goes on unconnected.
+                connected = false;
             }
             Step::Expect(expect) => {
                 needs_connection("expect")?;
