@@ -266,10 +266,14 @@ fn merge(dirs: &[PathBuf], out: &Path, no_report: bool) -> ExitCode {
                 report_quietly(out);
             }
             eprintln!("merged into {}", out.display());
+            if let Some(why) = &summary.aborted {
+                eprintln!("chorus: {why}");
+            }
             println!("verdict: {:?}", summary.verdict);
-            ExitCode::from(match summary.verdict {
-                chorus::metrics::Verdict::Pass => 0,
-                chorus::metrics::Verdict::Fail => 1,
+            ExitCode::from(match (&summary.aborted, summary.verdict) {
+                (Some(_), _) => 3,
+                (None, chorus::metrics::Verdict::Pass) => 0,
+                (None, chorus::metrics::Verdict::Fail) => 1,
             })
         }
         Err(err) => {

@@ -346,6 +346,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_panic_or_a_failed_connect_fails_the_built_in_checks() {
+        let summary_with = |counter: &str| {
+            let registry = Registry::new();
+            registry.counter(PANIC_COUNTER);
+            if !counter.is_empty() {
+                registry.recorder().add_by_name(counter, 1);
+            }
+            registry.collect_interval(std::time::Instant::now());
+            crate::metrics::Summary::from_registry(
+                &registry,
+                crate::metrics::RunInfo {
+                    scenario: "t".into(),
+                    target: "t".into(),
+                    started_at: std::time::SystemTime::UNIX_EPOCH,
+                    duration: Duration::from_secs(1),
+                },
+            )
+        };
+        let mut clean = summary_with("");
+        assert!(super::super::evaluate(&mut clean, &scenario()));
+        for (counter, check) in [
+            (PANIC_COUNTER, "errors.panic == 0 (built-in check)"),
+            (
+                "errors.connect.timeout",
+                "errors.connect == 0 (built-in check)",
+            ),
+        ] {
+            let mut summary = summary_with(counter);
+            assert!(
+                !super::super::evaluate(&mut summary, &scenario()),
+                "{counter}"
+            );
+            let failed: Vec<&str> = summary
+                .thresholds
+                .iter()
+                .filter(|t| !t.pass)
+                .map(|t| t.expr.as_str())
+                .collect();
+            assert_eq!(failed, [check]);
+        }
+    }
+
     #[tokio::test]
     async fn a_panicking_virtual_user_is_caught_and_counted() {
         let registry = Registry::new();

@@ -280,6 +280,18 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
     let scenario_path = first.dir.join("scenario.yml");
     let scenario = Scenario::from_str(&first.scenario, &scenario_path.display().to_string())?;
     super::evaluate(&mut summary, &scenario);
+    // A shard that was stopped (or could not connect at all) stops the whole run.
+    let stopped: Vec<String> = shards
+        .iter()
+        .filter_map(|s| {
+            let why = s.summary.aborted.as_deref()?;
+            Some(format!("{}: {why}", s.dir.display()))
+        })
+        .collect();
+    if !stopped.is_empty() {
+        summary.verdict = crate::metrics::Verdict::Fail;
+        summary.aborted = Some(format!("shard {}", stopped.join("; shard ")));
+    }
     summary.write(&out.join("summary.json"))?;
     write_evidence(out, evidence).map_err(|source| RunError::Io {
         path: out.join("violations.json"),
