@@ -73,8 +73,13 @@ pub struct Limits {
     /// The most binary attachments one Socket.IO packet may announce: 10,
     /// socket.io-parser's own `maxAttachments`, so what a real client accepts.
     pub max_attachments: usize,
-    /// The most bytes of one packet's attachments together: 16 MiB.
+    /// The most bytes of one packet's attachments together: 4 MiB. They are
+    /// handed to the handler as JSON arrays of byte values, up to 4 bytes of
+    /// text for each byte received.
     pub max_attachment_bytes: usize,
+    /// The most bytes of the text packet that announces binary attachments
+    /// (it is parsed as a whole to put them in place): 64 KiB.
+    pub max_binary_header: usize,
     /// The largest `pingInterval` the open packet may announce: 1 hour
     /// (socket.io's default is 25 s). A larger one refuses the connection
     /// rather than wait for pings that long.
@@ -100,7 +105,8 @@ impl Default for Limits {
             max_ws_message: 16 << 20,
             max_open_packet: 64 << 10,
             max_attachments: 10,
-            max_attachment_bytes: 16 << 20,
+            max_attachment_bytes: 4 << 20,
+            max_binary_header: 64 << 10,
             max_ping_interval: Duration::from_secs(3600),
             max_ping_timeout: Duration::from_secs(3600),
             io_timeout: Duration::from_secs(30),

@@ -113,6 +113,8 @@ pub enum Limit {
     Attachments,
     /// [`super::Limits::max_attachment_bytes`]: bytes of one packet's attachments together.
     AttachmentBytes,
+    /// [`super::Limits::max_binary_header`]: bytes of the packet announcing attachments.
+    BinaryHeaderSize,
     /// [`super::Limits::max_ping_interval`]: the open packet's `pingInterval` (ms).
     PingInterval,
     /// [`super::Limits::max_ping_timeout`]: the open packet's `pingTimeout` (ms).
@@ -135,6 +137,7 @@ impl Limit {
             Self::OpenPacketSize => "limit.open_packet_size",
             Self::Attachments => "limit.attachments",
             Self::AttachmentBytes => "limit.attachment_bytes",
+            Self::BinaryHeaderSize => "limit.binary_header_size",
             Self::PingInterval => "limit.ping_interval",
             Self::PingTimeout => "limit.ping_timeout",
             Self::IoTimeout => "limit.io_timeout",
@@ -153,6 +156,7 @@ impl Limit {
             Self::OpenPacketSize => "open packet bytes",
             Self::Attachments => "binary attachments in one packet",
             Self::AttachmentBytes => "bytes of one packet's attachments",
+            Self::BinaryHeaderSize => "bytes of a binary packet's header",
             Self::PingInterval => "pingInterval ms",
             Self::PingTimeout => "pingTimeout ms",
             Self::IoTimeout => "ms waiting on the server",

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use chorus_protocol::engineio::{self, OpenPacket};
 use chorus_protocol::socketio::{self, Event, PacketType};
+use chorus_protocol::DecodeError;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -470,6 +471,12 @@ impl<H: Handler> Session<H> {
                 self.deliver(at, packet.kind, packet.id, data, event)
             }
             PacketType::BinaryEvent | PacketType::BinaryAck => {
+                LimitExceeded::check(
+                    Limit::BinaryHeaderSize,
+                    text.len(),
+                    self.limits.max_binary_header,
+                )
+                .map_err(CloseReason::Limit)?;
                 // At most `max_attachments`, checked above.
                 self.binary = Some(PendingBinary {
                     header: text.to_owned(),
@@ -505,10 +512,9 @@ impl<H: Handler> Session<H> {
         };
         let bad = |e: &dyn std::fmt::Display| CloseReason::Transport(e.to_string());
         let packet = socketio::Packet::decode(&pending.header).map_err(|e| bad(&e))?;
-        let mut value: serde_json::Value =
-            serde_json::from_str(packet.data.unwrap_or_default()).map_err(|e| bad(&e))?;
-        socketio::resolve_placeholders(&mut value, &pending.attachments).map_err(|e| bad(&e))?;
-        self.deliver(at, packet.kind, packet.id, &value.to_string(), None)
+        let data = resolve_as_text(packet.data.unwrap_or_default(), &pending.attachments)
+            .map_err(|e| bad(&e))?;
+        self.deliver(at, packet.kind, packet.id, &data, None)
     }
 
     /// Hands an EVENT or ACK to the handler, and queues the ACK a server event asks for.
@@ -568,6 +574,81 @@ struct ConnectData {
     sid: String,
 }
 
+/// The JSON `data` of a binary packet with every placeholder
+/// `{"_placeholder":true,"num":N}` replaced by attachment N written as an
+/// array of byte values, as [`socketio::resolve_placeholders`] does, but
+/// written as text: a `serde_json::Value` per byte would take 32 bytes of
+/// memory for each byte a server sends; text takes at most 4.
+fn resolve_as_text(data: &str, attachments: &[Vec<u8>]) -> Result<String, DecodeError> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(data).map_err(|e| DecodeError::Json(e.to_string()))?;
+    // Each placeholder becomes a string no server can guess, found again in the text.
+    let nonce: u64 = rand::random();
+    mark_placeholders(&mut value, attachments.len(), nonce)?;
+    let text = value.to_string();
+    let marker = format!("\"\\u0001chorus-attachment-{nonce:016x}-");
+    let bytes: usize = attachments.iter().map(Vec::len).sum();
+    let mut out = String::with_capacity(text.len() + 4 * bytes);
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(&marker) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + marker.len()..];
+        let end = after.find('"').ok_or(DecodeError::Attachments)?;
+        let num: usize = after[..end].parse().map_err(|_| DecodeError::Attachments)?;
+        let attachment = attachments.get(num).ok_or(DecodeError::Attachments)?;
+        out.push('[');
+        for (i, b) in attachment.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_byte(&mut out, *b);
+        }
+        out.push(']');
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Replaces each placeholder in `value` by the marker string of its number.
+fn mark_placeholders(
+    value: &mut serde_json::Value,
+    count: usize,
+    nonce: u64,
+) -> Result<(), DecodeError> {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) if map.get("_placeholder") == Some(&Value::Bool(true)) => {
+            let num = map
+                .get("num")
+                .and_then(Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n < count)
+                .ok_or(DecodeError::Attachments)?;
+            *value = Value::String(format!("\u{1}chorus-attachment-{nonce:016x}-{num}"));
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|v| mark_placeholders(v, count, nonce)),
+        Value::Object(map) => map
+            .values_mut()
+            .try_for_each(|v| mark_placeholders(v, count, nonce)),
+        _ => Ok(()),
+    }
+}
+
+/// Appends the decimal text of a byte.
+fn push_byte(out: &mut String, b: u8) {
+    if b >= 100 {
+        out.push(char::from(b'0' + b / 100));
+    }
+    if b >= 10 {
+        out.push(char::from(b'0' + b / 10 % 10));
+    }
+    out.push(char::from(b'0' + b % 10));
+}
+
 /// The attachment count a binary packet (`5…-` or `6…-`) announces, however
 /// large: `None` for other packets or no count.
 fn announced_attachments(text: &str) -> Option<u128> {
@@ -594,6 +675,26 @@ fn reason_of(error: ClientError) -> CloseReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolves_placeholders_as_text_like_the_codec() {
+        let attachments = vec![vec![0, 9, 10, 99, 100, 255], vec![], vec![42]];
+        let data = r#"["blob",{"a":{"_placeholder":true,"num":0},"b":[{"_placeholder":true,"num":2}],"c":{"_placeholder":true,"num":1}},"\u0001chorus-attachment-x-0"]"#;
+        let text = resolve_as_text(data, &attachments).unwrap();
+        let mut expected: serde_json::Value = serde_json::from_str(data).unwrap();
+        socketio::resolve_placeholders(&mut expected, &attachments).unwrap();
+        let got: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(got, expected);
+        assert!(text.contains("[0,9,10,99,100,255]"), "{text}");
+        // A placeholder for a missing attachment, or without a number, is an error.
+        for bad in [
+            r#"[{"_placeholder":true,"num":3}]"#,
+            r#"[{"_placeholder":true}]"#,
+            r#"[{"_placeholder":true,"num":-1}]"#,
+        ] {
+            assert!(resolve_as_text(bad, &attachments).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn reads_any_announced_attachment_count_without_overflow() {
