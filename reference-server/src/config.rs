@@ -49,7 +49,8 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_PING_TIMEOUT_MS", default_value_t = 20_000)]
     pub ping_timeout_ms: u64,
 
-    /// Largest incoming packet in bytes (websocket: close 1009 above it; polling: HTTP 413).
+    /// Largest incoming packet in bytes (websocket: close 1009 above it; polling: the
+    /// POST gets HTTP 413 and, as in socket.io, the session stays open).
     #[arg(long, env = "GATEWAY_MAX_PAYLOAD", default_value_t = 1_000_000)]
     pub max_payload: u64,
 
@@ -72,7 +73,8 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_QUEUE_SIZE", default_value_t = 8192)]
     pub queue_size: usize,
 
-    /// Milliseconds that graceful shutdown waits for queued frames to drain.
+    /// Milliseconds that graceful shutdown waits for queued frames to drain (the whole
+    /// shutdown takes at most this plus 6 s).
     #[arg(long, env = "GATEWAY_SHUTDOWN_DRAIN_MS", default_value_t = 5_000)]
     pub shutdown_drain_ms: u64,
 
@@ -91,8 +93,8 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// Milliseconds within which an HTTP request head must be complete, counted
-    /// from the connection's accept or the end of its previous response.
+    /// Milliseconds within which an HTTP request head must be complete once its
+    /// first byte has arrived.
     #[arg(long, env = "GATEWAY_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
 
@@ -100,9 +102,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     pub body_timeout_ms: u64,
 
-    /// Milliseconds a kept-alive HTTP connection may sit with no request and no
-    /// incoming byte before it is closed (Node's `keepAliveTimeout` is 5 s).
-    #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_MS", default_value_t = 5_000)]
+    /// Milliseconds an HTTP connection may sit with no request and no incoming
+    /// byte (after its accept or its last response) before it is closed. Keep it
+    /// above the ping interval: a polling client's POST connection may carry
+    /// nothing but one pong per interval.
+    #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
     pub idle_timeout_ms: u64,
 
     /// Largest HTTP request head (request line and headers) in bytes; larger

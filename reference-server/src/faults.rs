@@ -10,9 +10,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -128,7 +129,7 @@ impl Injector {
             return;
         };
         let until = {
-            let mut until = self.stall_until.lock().expect("stall lock");
+            let mut until = self.stall_until.lock();
             let now = Instant::now();
             match *until {
                 Some(end) => end,
@@ -156,7 +157,7 @@ impl Injector {
             .ok()
             .and_then(|d| d.get("username").map(ToString::to_string))
             .unwrap_or_default();
-        let mut state = self.reorder.lock().expect("reorder lock");
+        let mut state = self.reorder.lock();
         if let Some(held) = state.held.remove(&sender) {
             return vec![frame, held];
         }
@@ -195,12 +196,12 @@ impl Injector {
         let n = self.chat_sockets.fetch_add(1, Ordering::Relaxed) + 1;
         if self.faults.stall_socket == Some(n) {
             tracing::warn!(sid = %conn.sid, "fault: this receiver gets no more broadcasts");
-            *self.stalled.lock().expect("stalled lock") = Some(conn.sid.clone());
+            *self.stalled.lock() = Some(conn.sid.clone());
         }
     }
 
     fn is_stalled(&self, conn: &Conn) -> bool {
-        self.stalled.lock().expect("stalled lock").as_deref() == Some(&*conn.sid)
+        self.stalled.lock().as_deref() == Some(&*conn.sid)
     }
 
     /// Whether this `newMessage` (counted here) is one to send under another user's name.
@@ -238,7 +239,7 @@ impl Injector {
     /// Queues `frame` on `conn`'s delay line, which keeps its order.
     fn delay_line(&self, conn: &Arc<Conn>, frame: Frame) {
         let due = Instant::now() + self.faults.delay_all;
-        let mut lines = self.delay_lines.lock().expect("delay lines lock");
+        let mut lines = self.delay_lines.lock();
         let line = lines.entry(conn.sid.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(drain_delay_line(Arc::downgrade(conn), rx));

@@ -631,3 +631,46 @@ async fn handshakes_over_max_connections_get_503_and_are_counted() {
     .await;
     still_serving_then_terminate(gw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_and_long_polling_connections_outlive_the_header_timeout() {
+    let gw = gateway(
+        "strict",
+        &["--header-timeout-ms", "300", "--idle-timeout-ms", "2000"],
+    );
+    let addr = gw.addr;
+    let mut pair = Pair::join(addr).await;
+    // A kept-alive connection waits between requests under the idle limit, not the header one.
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let healthz = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut buf = [0u8; 1024];
+    for _ in 0..2 {
+        tcp.write_all(healthz.as_bytes()).await.expect("write");
+        let n = within(tcp.read(&mut buf)).await.expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let silent = wait_for_close(&mut tcp, Duration::from_secs(10)).await;
+    assert!(
+        silent >= Duration::from_millis(500) && silent < Duration::from_secs(5),
+        "closed {silent:?} after the last of 2 s of idling"
+    );
+    // A long poll in flight is no idle connection: it waits as long as it must.
+    let quiet = Duration::from_millis(2500);
+    let before = Instant::now();
+    let msg = pair.receiver.try_next_msg(quiet).await;
+    assert!(
+        msg.is_none(),
+        "nothing was sent: {:?}",
+        msg.map(|m| m.frame)
+    );
+    assert!(before.elapsed() >= quiet);
+    pair.exchange(2, 5, 16).await;
+    let text = gw.metrics().await;
+    assert_eq!(
+        metric(&text, "chorus_gateway_timeouts_total{kind=\"header\"}"),
+        0.0
+    );
+    assert!(metric(&text, "chorus_gateway_timeouts_total{kind=\"idle\"}") >= 1.0);
+    still_serving_then_terminate(gw).await;
+}

@@ -2,10 +2,10 @@
 //! every connection gets the transport's limits, which `axum::serve` does not
 //! expose:
 //!
-//! - a request head must be complete within `header_timeout_ms` of the accept
-//!   or of the previous response, and be at most `max_header_bytes` (HTTP 431);
-//! - a kept-alive connection with no request in flight and no incoming byte for
-//!   `idle_timeout_ms` is closed;
+//! - a request head must be complete within `header_timeout_ms` of its first
+//!   byte, and be at most `max_header_bytes` (HTTP 431);
+//! - a connection with no request in flight that receives no byte for
+//!   `idle_timeout_ms` (since its accept or its last response) is closed;
 //! - (polling POST bodies are bounded in time by the POST handler itself.)
 //!
 //! Every accepted socket gets `TCP_NODELAY`; websocket upgrades are served;
@@ -116,12 +116,26 @@ pub(crate) async fn serve(
     }
 }
 
-/// When a connection last read a byte or finished a response, and how many
-/// requests it has in flight.
+/// What limit ended a connection's wait for its next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// A request head was started and not finished in time.
+    Header,
+    /// Nothing arrived in time.
+    Idle,
+}
+
+/// No head is being read.
+const NO_HEAD: u64 = u64::MAX;
+
+/// A connection's state between requests, in milliseconds since it was accepted.
 #[derive(Debug)]
 struct Activity {
     start: Instant,
-    last_ms: AtomicU64,
+    /// When the connection last became idle: accepted, or a response was ready.
+    idle_since_ms: AtomicU64,
+    /// When the first byte of the next request head arrived, or [`NO_HEAD`].
+    head_since_ms: AtomicU64,
     in_flight: AtomicUsize,
 }
 
@@ -129,50 +143,71 @@ impl Activity {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            head_since_ms: AtomicU64::new(NO_HEAD),
             in_flight: AtomicUsize::new(0),
         })
     }
 
-    fn touch(&self) {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(now, Ordering::Release);
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NO_HEAD - 1)
     }
 
-    /// How long the connection has been idle, or `None` while a request is in flight.
-    fn idle_for(&self) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
+    /// Bytes arrived: between requests, they start the next head.
+    fn on_read(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            let now = self.now_ms();
+            let _ = self.head_since_ms.compare_exchange(
+                NO_HEAD,
+                now,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
-        Some(self.start.elapsed().saturating_sub(last))
     }
 
-    /// Resolves once the connection has been idle for `limit`.
-    async fn idle_past(&self, limit: Duration) {
+    /// Resolves when the connection has waited too long for its next request:
+    /// `header` after the first byte of a head, or `idle` with no byte at all
+    /// since it became idle. Never while a request is in flight.
+    async fn cut(&self, header: Duration, idle: Duration) -> Cut {
         loop {
-            match self.idle_for() {
-                Some(idle) if idle >= limit => return,
-                Some(idle) => tokio::time::sleep(limit.saturating_sub(idle)).await,
-                None => tokio::time::sleep(limit).await,
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(header.min(idle)).await;
+                continue;
             }
+            let now = Duration::from_millis(self.now_ms());
+            let head = self.head_since_ms.load(Ordering::Acquire);
+            let (kind, since, limit) = if head == NO_HEAD {
+                let idle_since = self.idle_since_ms.load(Ordering::Acquire);
+                (Cut::Idle, Duration::from_millis(idle_since), idle)
+            } else {
+                (Cut::Header, Duration::from_millis(head), header)
+            };
+            let waited = now.saturating_sub(since);
+            if waited >= limit {
+                return kind;
+            }
+            tokio::time::sleep(limit.saturating_sub(waited)).await;
         }
     }
 }
 
-/// A request in flight on a connection; dropping it (the response is ready) ends it.
+/// A request in flight on a connection; dropping it (the response is ready)
+/// makes the connection idle again.
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn begin(activity: &Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.head_since_ms.store(NO_HEAD, Ordering::Release);
         Self(activity.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
+        let now = self.0.now_ms();
+        self.0.idle_since_ms.store(now, Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -192,7 +227,7 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.on_read();
         }
         polled
     }
@@ -266,23 +301,23 @@ async fn serve_connection(
         }
     });
     let mut builder = http1::Builder::new();
+    // hyper's own header timeout also runs while a kept-alive connection
+    // waits for its next request: the two limits are kept apart above instead.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(config.header_timeout_ms))
+        .header_read_timeout(None)
         .max_header_size(config.max_header_bytes)
         .max_buf_size(config.max_header_bytes.max(MIN_BUF))
         .keep_alive(true);
     let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
+    let header = Duration::from_millis(config.header_timeout_ms);
     let idle = Duration::from_millis(config.idle_timeout_ms);
     let mut stopping = false;
     loop {
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(err) = served {
-                    if err.is_timeout() {
-                        engine.metrics.timeout("header");
-                    }
                     tracing::debug!(%err, "http connection ended");
                 }
                 return;
@@ -291,8 +326,11 @@ async fn serve_connection(
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
-            () = activity.idle_past(idle), if !stopping => {
-                engine.metrics.timeout("idle");
+            cut = activity.cut(header, idle), if !stopping => {
+                engine.metrics.timeout(match cut {
+                    Cut::Header => "header",
+                    Cut::Idle => "idle",
+                });
                 return;
             }
         }

@@ -229,3 +229,32 @@ fn bad_request(code: u8, message: &str) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handshake_keeps_only_the_token_entries_and_the_authorization_header() {
+        let target = format!(
+            "/socket.io/?EIO=4&transport=polling&token=a&pad={}&token=b&x=y",
+            "q".repeat(10_000)
+        );
+        let req = Request::builder()
+            .uri(target.as_str())
+            .header(header::AUTHORIZATION, "Bearer t")
+            .header("x-junk", "j".repeat(10_000))
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        let query = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+        let handshake = handshake_of(&req, query);
+        assert_eq!(
+            handshake.query,
+            [("token".into(), "a".into()), ("token".into(), "b".into())]
+        );
+        assert_eq!(handshake.authorization.as_deref(), Some("Bearer t"));
+        assert!(handshake.query.capacity() <= 2);
+    }
+}
