@@ -572,6 +572,12 @@ async fn attachment_bombs_are_bounded_by_count_and_bytes() {
         poll.closed_within(WAIT).await,
         "polling pending bytes over max_payload"
     );
+    // One attachment over --max-payload on its own: the frame is refused (1009).
+    let mut ws = WsAttacker::open(gw.addr, "").await;
+    ws.connect_chat(None).await;
+    ws.text(&header).await;
+    ws.binary(vec![0x5a; 1_000_001]).await;
+    assert!(ws.closed_within(WAIT).await, "an oversized attachment");
     // A huge count and 10,000 attachments are refused at the header.
     for count in ["10000", "10000000000000000000000000"] {
         let mut ws = WsAttacker::open(gw.addr, "").await;
@@ -602,6 +608,13 @@ async fn attachment_bombs_are_bounded_by_count_and_bytes() {
             "chorus_gateway_abuse_total{reason=\"too_many_attachments\"}"
         ),
         2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "chorus_gateway_oversized_packets_total{transport=\"websocket\"}"
+        ),
+        1.0
     );
     witnesses.exchange(10).await;
     finish(gw, Auth::Seed, rss_before, "attachment bombs").await;
