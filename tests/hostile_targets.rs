@@ -3,9 +3,10 @@
 //! closed port and a target that refuses every handshake. Whatever the target
 //! does, chorus must not panic (no "panicked" on stderr, exit code neither
 //! 101 nor 134), must end within its own timeouts (each run is killed and the
-//! test failed after [`DEADLINE`]), must keep its resident memory under
-//! [`MEMORY_BOUND_KIB`] (256 MiB) (VmHWM of the chorus process, read from /proc while it
-//! runs), must write summary.json, and must say what happened in one line.
+//! test failed after [`DEADLINE`]), must keep its peak resident memory (VmHWM
+//! of the chorus process, read from /proc while it runs) under
+//! [`MEMORY_BOUND_KIB`] (256 MiB), must write summary.json, and must say what
+//! happened in one line.
 //! A run in which no client could connect, or whose target died, exits 3; a
 //! run whose clients were broken by the server fails (non-zero).
 
