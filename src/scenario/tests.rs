@@ -516,6 +516,13 @@ fn numbers_out_of_range_are_load_errors_with_positions() {
         "{}",
         error_of(&lifetime)
     );
+    let weight = MINIMAL.replace("- name: g", "- name: g\n    weight: 1e308");
+    assert!(
+        error_of(&weight)
+            .starts_with("x.yml:4:13: weight 1e308 must be a number from 0 to 1000000"),
+        "{}",
+        error_of(&weight)
+    );
     // The limits themselves load.
     assert!(load(&phase("arrive: { rate: 1/h, duration: 1h }")).is_ok());
     assert!(load(&phase(

@@ -13,6 +13,10 @@ use super::units::MAX_DURATION;
 /// numbers fit in 32 bits with room to spare.
 pub const MAX_CLIENTS: u64 = 10_000_000;
 
+/// The largest group `weight` (weights are relative; a bound keeps their
+/// sum finite).
+const MAX_WEIGHT: f64 = 1_000_000.0;
+
 /// Names every template may use, whatever the scope.
 const BUILTINS: &str = "vu, seq, uuid, now, random(…), randint(…)";
 
@@ -220,9 +224,13 @@ fn check_share(group: &Group) -> Result<f64, (&'static str, String)> {
         (Some(_), Some(_)) => Err(("count", "give either `weight` or `count`, not both".into())),
         (_, Some(0)) => Err(("count", "count must be greater than zero".into())),
         (_, Some(_)) => Ok(0.0),
-        (Some(w), None) if !(w.is_finite() && w >= 0.0) => Err((
+        (Some(w), None) if !(w.is_finite() && (0.0..=MAX_WEIGHT).contains(&w)) => Err((
             "weight",
-            format!("weight {w} must be a non-negative number"),
+            if w.abs() < 1e9 {
+                format!("weight {w} must be a number from 0 to {MAX_WEIGHT}")
+            } else {
+                format!("weight {w:e} must be a number from 0 to {MAX_WEIGHT}")
+            },
         )),
         (w, None) => Ok(w.unwrap_or(1.0)),
     }
