@@ -620,3 +620,31 @@ async fn a_refusal_the_flow_expects_is_not_a_failure_and_one_it_does_not_match_i
     );
     assert!(!threshold(summary, "errors.connect == 0 (built-in check)").pass);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_by_max_duration_still_writes_its_summary() {
+    let dir = harness::temp_dir("verdict-cap");
+    let gw = harness::start_gateway(Faults::default(), "cap-secret").await;
+    let scenario = scenario_file(
+        &dir,
+        "cap",
+        "name: cap\nsocketio: { namespace: /chat }\ngroups:\n  - name: g\n    flow: [connect, {listen: 60s}, disconnect]\n\
+         load:\n  phases:\n    - ramp: { to: 2, over: 200ms }\n    - hold: 60s\nmax_duration: 2s\n",
+    );
+    let out = dir.join("run");
+    let started = Instant::now();
+    let output = harness::finish(run_command(
+        &scenario,
+        &harness::url_of(&gw),
+        &out,
+        &["--quiet", "--no-report"],
+        ("UNUSED", ""),
+    ))
+    .await;
+    gw.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    harness::assert_exit(&output, 0, "cut by max_duration, nothing failed");
+    let summary = harness::read_summary(&out);
+    assert_eq!(harness::counter(&summary, "connections.ok"), 2);
+    assert!(summary.duration_s < 15.0, "{}", summary.duration_s);
+}
