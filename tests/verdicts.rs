@@ -131,7 +131,7 @@ async fn another_secret_exits_3_and_the_one_line_names_invalid_token() {
     let reasons = reason_lines(&output);
     assert_eq!(
         reasons,
-        ["chorus: all 5 clients refused with INVALID_TOKEN: is CHORUS_VERDICT_SECRET_B the gateway's JWT_SECRET?"],
+        ["chorus: all 5 clients refused with INVALID_TOKEN: is CHORUS_VERDICT_SECRET_B the gateway's secret?"],
         "stderr: {}",
         text(&output.stderr)
     );

@@ -153,7 +153,7 @@ fn refusal_hint(code: &str, scenario: &Scenario) -> String {
             auth.and_then(|a| a.jwt.as_ref()),
             auth.and_then(|a| a.csv.as_ref()),
         ) {
-            (Some(jwt), _) => format!("is {} the gateway's JWT_SECRET?", jwt.secret_env),
+            (Some(jwt), _) => format!("is {} the gateway's secret?", jwt.secret_env),
             (None, Some(csv)) => format!(
                 "are the tokens in {} signed with the gateway's secret and unexpired?",
                 csv.file.display()
@@ -170,7 +170,7 @@ fn refusal_hint(code: &str, scenario: &Scenario) -> String {
 
 /// The one line that says why no client at all could connect, and what to
 /// check: e.g. `all 100 clients refused with INVALID_TOKEN: is JWT_SECRET
-/// the gateway's JWT_SECRET?`.
+/// the gateway's secret?`.
 pub fn no_client_line(
     reasons: &[(String, u64, Detail)],
     target: &str,
@@ -317,7 +317,7 @@ mod tests {
         let line = no_client_line(&failures.reasons(), "http://127.0.0.1:4000", &scenario());
         assert_eq!(
             line,
-            "all 100 clients refused with INVALID_TOKEN: is MY_SECRET the gateway's JWT_SECRET?"
+            "all 100 clients refused with INVALID_TOKEN: is MY_SECRET the gateway's secret?"
         );
         registry.collect_interval(std::time::Instant::now());
         let total = registry
