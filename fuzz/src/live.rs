@@ -23,7 +23,9 @@ pub async fn start(profile: Profile) -> RunningGateway {
         jwt_secret: SECRET.into(),
         ..GatewayConfig::default()
     };
-    chorus_gateway::start(config).await.expect("the gateway starts")
+    chorus_gateway::start(config)
+        .await
+        .expect("the gateway starts")
 }
 
 /// Signs `claims` (any bytes: they become the payload segment as is) with
@@ -88,7 +90,10 @@ pub async fn http(
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.ok()?;
         let end = crate::find(&response, b"\r\n\r\n")?;
-        let status = std::str::from_utf8(response.get(9..12)?).ok()?.parse().ok()?;
+        let status = std::str::from_utf8(response.get(9..12)?)
+            .ok()?
+            .parse()
+            .ok()?;
         let mut body = response.split_off(end + 4);
         if response
             .windows(26)
@@ -149,6 +154,9 @@ pub async fn assert_alive(addr: SocketAddr) {
 
 /// Ends a polling session with a close packet (best effort).
 pub async fn close_polling(addr: SocketAddr, sid: &str) {
-    let target = format!("/socket.io/?EIO=4&transport=polling&sid={}", encode_query(sid));
+    let target = format!(
+        "/socket.io/?EIO=4&transport=polling&sid={}",
+        encode_query(sid)
+    );
     let _ = http(addr, "POST", &target, b"1", STEP).await;
 }

@@ -29,6 +29,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connected client may take to notice the server has gone.
 const NOTICE_CLOSE: Duration = Duration::from_secs(10);
+/// How long the server waits for the next request on a connection.
+const NEXT_REQUEST: Duration = Duration::from_millis(200);
 /// The most request bytes the server reads before answering.
 const MAX_REQUEST: usize = 64 * 1024;
 
@@ -106,7 +108,11 @@ fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 async fn serve(mut stream: TcpStream, parts: Parts, flags: u8) {
     let mut buf = Vec::new();
-    while let Some(head) = read_request(&mut stream, &mut buf).await {
+    // A client stuck on an incomplete answer sends nothing more: give up on
+    // the connection then (closing it), rather than wait for its timeout.
+    while let Ok(Some(head)) =
+        tokio::time::timeout(NEXT_REQUEST, read_request(&mut stream, &mut buf)).await
+    {
         if let Some(key) = header(&head, "sec-websocket-key") {
             let accept = derive_accept_key(key.as_bytes());
             let response = format!(
@@ -185,7 +191,10 @@ fn main() {
                 tokio::spawn(async move {
                     while let Ok((stream, _)) = listener.accept().await {
                         let task = tokio::spawn(serve(stream, parts.clone(), flags));
-                        conns.lock().expect("not poisoned").push(task.abort_handle());
+                        conns
+                            .lock()
+                            .expect("not poisoned")
+                            .push(task.abort_handle());
                     }
                 })
             };

@@ -33,7 +33,8 @@ const SETTLE: Duration = Duration::from_millis(2);
 
 async fn websocket(addr: SocketAddr, query: &str, parts: &[&[u8]]) {
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket{query}");
-    let Ok(Ok((mut ws, _))) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(url)).await
+    let Ok(Ok((mut ws, _))) =
+        tokio::time::timeout(STEP, tokio_tungstenite::connect_async(url)).await
     else {
         return;
     };
@@ -62,9 +63,15 @@ async fn polling(addr: SocketAddr, query: &str, parts: &[&[u8]]) {
     let Some(sid) = live::polling_handshake(addr, query).await else {
         return;
     };
-    let target = format!("/socket.io/?EIO=4&transport=polling&sid={}", encode_query(&sid));
+    let target = format!(
+        "/socket.io/?EIO=4&transport=polling&sid={}",
+        encode_query(&sid)
+    );
     for part in parts {
-        if live::http(addr, "POST", &target, part, STEP).await.is_none() {
+        if live::http(addr, "POST", &target, part, STEP)
+            .await
+            .is_none()
+        {
             break;
         }
     }
@@ -97,10 +104,17 @@ fn main() {
             }
             inputs = inputs.wrapping_add(1);
             if gateways.is_none() {
-                *gateways = Some((live::start(Profile::Seed).await, live::start(Profile::Strict).await));
+                *gateways = Some((
+                    live::start(Profile::Seed).await,
+                    live::start(Profile::Strict).await,
+                ));
             }
             let (seed, strict) = gateways.as_ref().expect("started above");
-            let addr = if flags & 1 != 0 { strict.addr() } else { seed.addr() };
+            let addr = if flags & 1 != 0 {
+                strict.addr()
+            } else {
+                seed.addr()
+            };
             let mut parts = split(rest, PART);
             let mut query = String::new();
             if flags & 8 != 0 {

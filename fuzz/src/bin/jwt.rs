@@ -29,8 +29,14 @@ fn main() {
             let Ok(token) = std::str::from_utf8(rest) else {
                 return;
             };
-            assert!(verifier.verify_seed(token).is_err(), "seed accepted an unsigned token {token:?}");
-            assert!(verifier.verify_strict(token).is_err(), "strict accepted an unsigned token {token:?}");
+            assert!(
+                verifier.verify_seed(token).is_err(),
+                "seed accepted an unsigned token {token:?}"
+            );
+            assert!(
+                verifier.verify_strict(token).is_err(),
+                "strict accepted an unsigned token {token:?}"
+            );
             return;
         }
         let parts = split(rest, PART);
@@ -55,19 +61,31 @@ fn main() {
         let strict = verifier.verify_strict(&token);
         if wrong_key || alg.is_none() {
             assert!(seed.is_err(), "seed accepted {token:?} (wrong key or alg)");
-            assert!(strict.is_err(), "strict accepted {token:?} (wrong key or alg)");
+            assert!(
+                strict.is_err(),
+                "strict accepted {token:?} (wrong key or alg)"
+            );
             return;
         }
         let payload_json: Option<Value> = serde_json::from_slice(payload).ok();
         let header_is_object = header_json.as_ref().is_some_and(Value::is_object);
         if let (true, Some(p)) = (header_is_object, payload_json) {
             if p.get("exp").is_none() && p.get("nbf").is_none() {
-                assert!(seed.is_ok(), "seed refused a well-signed token without time claims: {token:?}");
-                assert!(strict.is_err(), "strict accepted a token without exp: {token:?}");
+                assert!(
+                    seed.is_ok(),
+                    "seed refused a well-signed token without time claims: {token:?}"
+                );
+                assert!(
+                    strict.is_err(),
+                    "strict accepted a token without exp: {token:?}"
+                );
             }
         }
         if strict.is_ok() {
-            assert!(payload_json_is_object(payload), "strict accepted a non-object payload");
+            assert!(
+                payload_json_is_object(payload),
+                "strict accepted a non-object payload"
+            );
         }
     });
 }

@@ -10,7 +10,10 @@ fn main() {
         };
         let records: Vec<&str> = split_payload(body).collect();
         assert_eq!(records.join("\x1e"), body, "split loses nothing");
-        let decoded: Vec<Packet<'_>> = records.iter().filter_map(|r| Packet::decode(r).ok()).collect();
+        let decoded: Vec<Packet<'_>> = records
+            .iter()
+            .filter_map(|r| Packet::decode(r).ok())
+            .collect();
         let joined = join_payload(decoded.iter().map(Packet::encode));
         let again: Vec<Packet<'_>> = if decoded.is_empty() {
             Vec::new()
@@ -19,6 +22,9 @@ fn main() {
                 .map(|r| Packet::decode(r).expect("re-encoded records decode"))
                 .collect()
         };
-        assert_eq!(again, decoded, "join(encode) then split(decode) is the identity");
+        assert_eq!(
+            again, decoded,
+            "join(encode) then split(decode) is the identity"
+        );
     });
 }

@@ -21,7 +21,9 @@ fn main() {
             parts.get(1).and_then(|p| serde_json::from_slice(p).ok());
         let now = SystemTime::now();
         for b in &model.broadcasts {
-            let found = model.broadcast(&b.event).expect("a listed broadcast is found");
+            let found = model
+                .broadcast(&b.event)
+                .expect("a listed broadcast is found");
             assert_eq!(found.event, b.event);
             let cause = model.caused_by(&b.cause).expect("a listed cause is found");
             assert_eq!(cause.cause, b.cause);

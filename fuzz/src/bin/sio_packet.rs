@@ -2,7 +2,9 @@
 //! the `[name, ...args]` of events and acks, and binary placeholder
 //! resolution. What decodes re-encodes to a text that decodes to the same
 //! packet and event; resolving placeholders leaves none behind.
-use chorus_protocol::socketio::{encode_into, parse_args, resolve_placeholders, Event, Packet, PacketType};
+use chorus_protocol::socketio::{
+    encode_into, parse_args, resolve_placeholders, Event, Packet, PacketType,
+};
 use serde_json::Value;
 
 /// The most attachments the target makes up for placeholder resolution: the
@@ -31,8 +33,8 @@ fn check(text: &str) {
         packet.attachments,
         packet.data,
     );
-    let (again, again_event) =
-        Packet::decode_with_event(&encoded).unwrap_or_else(|e| panic!("{encoded:?} does not decode: {e}"));
+    let (again, again_event) = Packet::decode_with_event(&encoded)
+        .unwrap_or_else(|e| panic!("{encoded:?} does not decode: {e}"));
     assert_eq!(again, packet, "decode(encode(p)) != p for {text:?}");
     assert_eq!(event.is_some(), again_event.is_some());
     assert_eq!(
@@ -56,7 +58,10 @@ fn check(text: &str) {
                 .map(|i| vec![i as u8; i])
                 .collect();
             if resolve_placeholders(&mut value, &made_up).is_ok() {
-                assert!(!has_placeholder(&value), "a placeholder survived resolution");
+                assert!(
+                    !has_placeholder(&value),
+                    "a placeholder survived resolution"
+                );
             }
         }
     }
