@@ -125,36 +125,29 @@ impl Vu {
             .map(|m| m.render(&self.state, &mut self.rng));
         ctx.recorder.add(ctx.ids.connections, 1);
         let receiver = Receiver::new(ctx.clone(), self.inbox.clone(), self.group);
-        match Client::connect(&config, receiver).await {
-            Err(err @ ClientError::ConnectRefused { .. }) => {
-                ctx.recorder.add(ctx.ids.connections_refused, 1);
-                let ClientError::ConnectRefused { data, .. } = &err else {
-                    return Err(Halt::Failed);
-                };
-                let payload: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                if wanted.as_ref().is_none_or(|w| json_contains(&payload, w)) {
-                    ctx.recorder.add(ctx.ids.refused_expected, 1);
-                    for capture in &expect.capture {
-                        if let Some(value) = capture.extract(&payload) {
-                            self.state.set(capture.var.clone(), value);
-                        }
-                    }
-                    Ok(())
-                } else {
-                    ctx.failures.record(&err);
-                    Err(Halt::Failed)
-                }
-            }
-            Err(err) => {
-                ctx.failures.record(&err);
-                Err(Halt::Failed)
-            }
+        let err = match Client::connect(&config, receiver).await {
             Ok((client, _)) => {
                 ctx.recorder.add(ctx.ids.not_refused, 1);
                 let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
-                Err(Halt::Failed)
+                return Err(Halt::Failed);
+            }
+            Err(err) => err,
+        };
+        if let ClientError::ConnectRefused { data, .. } = &err {
+            ctx.recorder.add(ctx.ids.connections_refused, 1);
+            let payload: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+            if wanted.as_ref().is_none_or(|w| json_contains(&payload, w)) {
+                ctx.recorder.add(ctx.ids.refused_expected, 1);
+                for capture in &expect.capture {
+                    if let Some(value) = capture.extract(&payload) {
+                        self.state.set(capture.var.clone(), value);
+                    }
+                }
+                return Ok(());
             }
         }
+        ctx.failures.record(&err);
+        Err(Halt::Failed)
     }
 
     /// One step; boxed because loops nest.
