@@ -98,6 +98,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
 
+    /// Bytes of polling POST bodies being read at once, over all sessions; a POST
+    /// that would take more gets HTTP 503 (its session stays open).
+    #[arg(long, env = "GATEWAY_POST_BUFFER_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub post_buffer_bytes: usize,
+
     /// Milliseconds within which a polling POST body must arrive in full (else HTTP 408).
     #[arg(long, env = "GATEWAY_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     pub body_timeout_ms: u64,

@@ -19,7 +19,7 @@ pub const TIMEOUTS: [&str; 4] = ["header", "body", "idle", "connect"];
 /// Where an incoming packet over `max_payload` arrived.
 pub const OVERSIZE_TRANSPORTS: [&str; 2] = ["websocket", "polling"];
 /// Why the engine refused a request on a live session.
-pub const REFUSED_REQUESTS: [&str; 2] = ["overlapping_get", "overlapping_post"];
+pub const REFUSED_REQUESTS: [&str; 3] = ["overlapping_get", "overlapping_post", "post_buffer_full"];
 /// Why the Socket.IO layer closed a connection as abusive, in `chorus_gateway_abuse_total`.
 pub const ABUSE_REASONS: [&str; 4] = [
     "too_many_attachments",
@@ -64,7 +64,7 @@ pub struct Metrics {
     refused_connections: AtomicU64,
     timeouts: Labelled<4>,
     oversized: Labelled<2>,
-    refused_requests: Labelled<2>,
+    refused_requests: Labelled<3>,
     abuse: Labelled<4>,
 }
 

@@ -674,3 +674,92 @@ async fn kept_alive_and_long_polling_connections_outlive_the_header_timeout() {
     assert!(metric(&text, "chorus_gateway_timeouts_total{kind=\"idle\"}") >= 1.0);
     still_serving_then_terminate(gw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_bodies_in_flight_share_one_bounded_buffer() {
+    const ATTACKERS: usize = 60;
+    let gw = gateway(
+        "strict",
+        &[
+            "--post-buffer-bytes",
+            "10000000",
+            "--body-timeout-ms",
+            "1500",
+        ],
+    );
+    let addr = gw.addr;
+    let mut pair = Pair::join(addr).await;
+    let mut sids = Vec::new();
+    for _ in 0..ATTACKERS {
+        sids.push(polling_handshake(addr).await);
+    }
+    let half = vec![b'x'; 500_000];
+    let attack = futures_util::stream::iter(sids.clone())
+        .map(|sid| {
+            let half = &half;
+            async move {
+                let mut tcp = TcpStream::connect(addr).await.expect("connect");
+                let head = format!(
+                    "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n",
+                    endpoint(Transport::Polling, "", Some(&sid))
+                );
+                // A refused body is answered (and its connection closed) before it is all written.
+                let _ = tcp.write_all(head.as_bytes()).await;
+                let _ = tcp.write_all(half).await;
+                let mut answer = Vec::new();
+                let _ = within_for(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+                String::from_utf8_lossy(&answer).into_owned()
+            }
+        })
+        .buffer_unordered(ATTACKERS)
+        .collect::<Vec<String>>();
+    let peak = async {
+        let mut peak = 0;
+        for _ in 0..20 {
+            peak = peak.max(gw.rss_bytes());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        peak
+    };
+    let (answers, peak, ()) = tokio::join!(attack, peak, pair.exchange(10, 5, 16));
+    for answer in &answers {
+        assert!(
+            answer.is_empty()
+                || answer.starts_with("HTTP/1.1 408")
+                || answer.starts_with("HTTP/1.1 503"),
+            "{answer:?}"
+        );
+    }
+    let text = gw.metrics().await;
+    let timed_out = metric(&text, "chorus_gateway_timeouts_total{kind=\"body\"}");
+    let refused = metric(
+        &text,
+        "chorus_gateway_refused_requests_total{reason=\"post_buffer_full\"}",
+    );
+    assert_eq!(timed_out + refused, ATTACKERS as f64, "{text}");
+    // 10 MB hold 20 of the 500 KB halves at most.
+    assert!(timed_out <= 20.0, "{timed_out} bodies were held");
+    assert!(peak < RSS_BOUND, "RSS peak {peak} bytes");
+    // A refused POST leaves its session open, a timed-out one closes it.
+    metrics_until(
+        &gw,
+        "the timed-out sessions closed, the refused ones open",
+        |t| metric(t, "chorus_gateway_connections") == 2.0 + refused,
+    )
+    .await;
+    // The budget was given back.
+    let (mut poster, _) = joined_client(
+        addr,
+        Transport::Polling,
+        &format!("token={}", tokens::valid("poster")),
+        None,
+        "poster",
+    )
+    .await;
+    poster.emit("sendMessage", &[r#"{"message":"fits"}"#]).await;
+    pair.exchange(1, 5, 16).await;
+    let rss = still_serving_then_terminate(gw).await;
+    eprintln!(
+        "{ATTACKERS} half-sent POSTs, 10 MB buffer: {refused} refused, {timed_out} held; RSS peak {peak} bytes, after {rss}"
+    );
+}

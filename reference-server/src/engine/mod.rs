@@ -8,7 +8,7 @@ mod polling;
 mod websocket;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -36,6 +36,8 @@ pub struct Engine {
     pub tasks: Arc<http::Tasks>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Conn>>>,
     shutting_down: AtomicBool,
+    /// Bytes of polling POST bodies being read or handled, over all sessions.
+    post_bytes: AtomicUsize,
 }
 
 impl Engine {
@@ -49,6 +51,7 @@ impl Engine {
             tasks: Arc::default(),
             sessions: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
+            post_bytes: AtomicUsize::new(0),
         })
     }
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chorus_protocol::engineio::{split_payload, RECORD_SEPARATOR};
 use futures_util::StreamExt as _;
 
-use super::{bad_request, on_text, text_response, CloseReason, Conn};
+use super::{bad_request, on_text, text_response, CloseReason, Conn, Engine};
 
 /// Most bytes one poll response carries before the rest waits for the next poll.
 const MAX_POLL_BODY: usize = 1 << 20;
@@ -73,8 +73,14 @@ pub(super) async fn post(conn: Arc<Conn>, body: Body) -> Response {
     };
     let limit = usize::try_from(conn.engine.config.max_payload).unwrap_or(usize::MAX);
     let timeout = Duration::from_millis(conn.engine.config.body_timeout_ms);
-    let bytes = match tokio::time::timeout(timeout, read_body(body, limit)).await {
+    // Held until the body is dropped, at the end of this request.
+    let mut budget = PostBudget::new(&conn.engine);
+    let bytes = match tokio::time::timeout(timeout, read_body(body, limit, &mut budget)).await {
         Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyError::Busy)) => {
+            conn.engine.metrics.refused_request("post_buffer_full");
+            return closing(StatusCode::SERVICE_UNAVAILABLE);
+        }
         Ok(Err(BodyError::TooLarge)) => {
             conn.engine.metrics.oversized("polling");
             return closing(StatusCode::PAYLOAD_TOO_LARGE);
@@ -116,11 +122,50 @@ enum BodyError {
     TooLarge,
     /// The connection failed while reading it.
     Transport,
+    /// The POST bodies being read over all sessions hold `post_buffer_bytes`.
+    Busy,
+}
+
+/// The share of `post_buffer_bytes` one POST body holds while it is read and
+/// handled; given back on drop.
+struct PostBudget<'a> {
+    engine: &'a Engine,
+    held: usize,
+}
+
+impl<'a> PostBudget<'a> {
+    fn new(engine: &'a Engine) -> Self {
+        Self { engine, held: 0 }
+    }
+
+    /// Takes `n` more bytes of the gateway-wide budget, or refuses.
+    fn grow(&mut self, n: usize) -> Result<(), BodyError> {
+        let cap = self.engine.config.post_buffer_bytes;
+        let before = self.engine.post_bytes.fetch_add(n, Ordering::AcqRel);
+        if before.saturating_add(n) > cap {
+            self.engine.post_bytes.fetch_sub(n, Ordering::AcqRel);
+            return Err(BodyError::Busy);
+        }
+        self.held += n;
+        Ok(())
+    }
+}
+
+impl Drop for PostBudget<'_> {
+    fn drop(&mut self) {
+        self.engine
+            .post_bytes
+            .fetch_sub(self.held, Ordering::AcqRel);
+    }
 }
 
 /// Reads a body of at most `limit` bytes, refusing at once a longer one
-/// announced by its `Content-Length`.
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+/// announced by its `Content-Length`, each chunk taken from `budget`.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    budget: &mut PostBudget<'_>,
+) -> Result<Vec<u8>, BodyError> {
     let announced = body.size_hint().lower();
     if usize::try_from(announced).map_or(true, |n| n > limit) {
         return Err(BodyError::TooLarge);
@@ -133,6 +178,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
         if bytes.len().saturating_add(chunk.len()) > limit {
             return Err(BodyError::TooLarge);
         }
+        budget.grow(chunk.len())?;
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
