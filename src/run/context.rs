@@ -39,10 +39,6 @@ pub struct Ids {
     pub connections_ok: CounterId,
     /// `connections.refused`: CONNECT_ERROR answers.
     pub connections_refused: CounterId,
-    /// `connections.refused_expected`: refusals a flow's `expect: connect_error` matched.
-    pub refused_expected: CounterId,
-    /// `errors.not_refused`: connects a flow expected to be refused that succeeded.
-    pub not_refused: CounterId,
     /// `errors.panic`: virtual users whose task panicked.
     pub panics: CounterId,
     /// `errors.emit`: sends that failed.
@@ -98,8 +94,6 @@ impl Ids {
             connections: registry.counter("connections"),
             connections_ok: registry.counter("connections.ok"),
             connections_refused: registry.counter("connections.refused"),
-            refused_expected: registry.counter("connections.refused_expected"),
-            not_refused: registry.counter("errors.not_refused"),
             panics: registry.counter(super::failure::PANIC_COUNTER),
             errors_emit: registry.counter("errors.emit"),
             errors_exception: registry.counter("errors.exception"),

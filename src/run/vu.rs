@@ -127,7 +127,8 @@ impl Vu {
         let receiver = Receiver::new(ctx.clone(), self.inbox.clone(), self.group);
         let err = match Client::connect(&config, receiver).await {
             Ok((client, _)) => {
-                ctx.recorder.add(ctx.ids.not_refused, 1);
+                // Registered on first use, as errors are: most runs never expect a refusal.
+                ctx.recorder.add_by_name("errors.not_refused", 1);
                 let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
                 return Err(Halt::Failed);
             }
@@ -137,7 +138,7 @@ impl Vu {
             ctx.recorder.add(ctx.ids.connections_refused, 1);
             let payload: Value = serde_json::from_str(data).unwrap_or(Value::Null);
             if wanted.as_ref().is_none_or(|w| json_contains(&payload, w)) {
-                ctx.recorder.add(ctx.ids.refused_expected, 1);
+                ctx.recorder.add_by_name("connections.refused_expected", 1);
                 for capture in &expect.capture {
                     if let Some(value) = capture.extract(&payload) {
                         self.state.set(capture.var.clone(), value);
