@@ -613,7 +613,9 @@ async fn a_refusal_the_flow_expects_is_not_a_failure_and_one_it_does_not_match_i
     // Expecting NO_TOKEN, getting INVALID_TOKEN: an unexpected refusal.
     let (output, summary) = &outcomes[1];
     harness::assert_exit(output, 1, "the refusals did not match");
-    assert!(!summary.counters.contains_key("connections.refused_expected"));
+    assert!(!summary
+        .counters
+        .contains_key("connections.refused_expected"));
     assert_eq!(
         harness::counter(summary, "errors.connect.refused.INVALID_TOKEN"),
         2
