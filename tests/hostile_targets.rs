@@ -435,6 +435,15 @@ async fn sends_a_never_ending_polling_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_many_huge_events_the_flow_waits_for() {
+    let out = against(Mode::HugeEvents, &[]).await;
+    // Within every bound of the client, so the run itself is fine; what the
+    // driver keeps of them for a later `expect` is bounded too.
+    out.assert_survived();
+    assert_eq!(out.counter("connections.ok"), CLIENTS, "{}", out.context());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_pinging() {
     let out = against(Mode::StopsPinging, &[]).await;
     out.assert_failed(&["ping_timeout", "ping timeout"]);

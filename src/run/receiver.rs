@@ -24,6 +24,10 @@ use super::violations::Kind;
 
 /// How many not-yet-expected events a client keeps for a later `expect` step.
 const BACKLOG: usize = 256;
+/// How many bytes of their JSON it keeps at most (the oldest go first), so
+/// that a server sending large events cannot grow the driver without bound.
+/// Kept as text: parsed, a large array takes 16 to 32 times its text.
+const BACKLOG_BYTES: usize = 16 << 20;
 /// Every event's payload is checked this many times per client, then one in
 /// [`CHECK_EVERY`], so checking stays cheap at hundreds of thousands of deliveries a second.
 const CHECK_FIRST: u32 = 100;
@@ -60,7 +64,7 @@ pub struct Inbox {
     join_sent: AtomicBool,
     /// The name it joined with.
     join_name: Mutex<Option<String>>,
-    backlog: Mutex<VecDeque<(String, Value)>>,
+    backlog: Mutex<Backlog>,
     arrived: Notify,
     acks: Mutex<HashMap<u64, AckSlot>>,
 }
@@ -123,8 +127,13 @@ impl Inbox {
             let notified = self.arrived.notified();
             {
                 let mut backlog = self.backlog.lock().expect("backlog lock");
-                if let Some(i) = backlog.iter().position(|(n, v)| n == event && accept(v)) {
-                    return backlog.remove(i).map(|(_, v)| v);
+                let found = backlog.events.iter().enumerate().find_map(|(i, (n, raw))| {
+                    let value = (n == event).then(|| parse_kept(raw.as_deref()))?;
+                    accept(&value).then_some((i, value))
+                });
+                if let Some((i, value)) = found {
+                    backlog.remove(i);
+                    return Some(value);
                 }
             }
             if self.closed.load(Relaxed) {
@@ -137,14 +146,16 @@ impl Inbox {
     }
 
     fn keep(&self, name: &str, arg: Option<&RawValue>) {
-        let value = arg
-            .and_then(|a| serde_json::from_str(a.get()).ok())
-            .unwrap_or(Value::Null);
+        let raw: Option<Box<str>> = arg.map(|a| a.get().into());
+        let size = raw.as_deref().map_or(0, str::len);
         let mut backlog = self.backlog.lock().expect("backlog lock");
-        if backlog.len() == BACKLOG {
-            backlog.pop_front();
+        while !backlog.events.is_empty()
+            && (backlog.events.len() == BACKLOG || backlog.bytes + size > BACKLOG_BYTES)
+        {
+            backlog.remove(0);
         }
-        backlog.push_back((name.to_owned(), value));
+        backlog.bytes += size;
+        backlog.events.push_back((name.to_owned(), raw));
         drop(backlog);
         self.arrived.notify_waiters();
     }
@@ -160,6 +171,28 @@ impl Inbox {
             }
         }
     }
+}
+
+/// The events kept for later `expect` steps: name and first argument as JSON text.
+#[derive(Default)]
+struct Backlog {
+    events: VecDeque<(String, Option<Box<str>>)>,
+    /// The bytes of the kept JSON.
+    bytes: usize,
+}
+
+impl Backlog {
+    fn remove(&mut self, i: usize) {
+        if let Some((_, raw)) = self.events.remove(i) {
+            self.bytes = self.bytes.saturating_sub(raw.as_deref().map_or(0, str::len));
+        }
+    }
+}
+
+/// A kept argument as a JSON value (`null` when absent or not JSON).
+fn parse_kept(raw: Option<&str>) -> Value {
+    raw.and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// A JSON string, borrowed from the input when it has no escapes; any other

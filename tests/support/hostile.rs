@@ -50,6 +50,9 @@ pub enum Mode {
     /// Polling: a valid session, then a poll answered with a chunked body
     /// whose 64 KiB chunks never end.
     EndlessBody,
+    /// Websocket: a valid session, then 32 more `onlineUsers` events of
+    /// 256 KiB each (arrays of zeros), the event the flow waits for.
+    HugeEvents,
     /// Answers every request with a header line that never ends.
     EndlessHeader,
     /// Websocket: a valid session, then a binary event announcing 10
@@ -466,6 +469,14 @@ async fn serve_websocket(mode: Mode, k: usize, mut s: TcpStream, req: Request) -
             let attachment = frame(0x2, &vec![7u8; 2 << 20]);
             for _ in 0..10 {
                 s.write_all(&attachment).await?;
+            }
+            drain(&mut s).await
+        }
+        Mode::HugeEvents => {
+            let zeros = vec!["0"; 128 << 10].join(",");
+            let event = text(&format!("42/chat,[\"onlineUsers\",[{zeros}]]"));
+            for _ in 0..32 {
+                s.write_all(&event).await?;
             }
             drain(&mut s).await
         }
