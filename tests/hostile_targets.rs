@@ -444,6 +444,16 @@ async fn sends_many_huge_events_the_flow_waits_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_acks_nobody_asked_for() {
+    let out = against(Mode::AckFlood, &[]).await;
+    out.assert_survived();
+    assert_eq!(out.counter("connections.ok"), CLIENTS, "{}", out.context());
+    // Nothing of them is kept: memory stays near the healthy run's 32 MiB
+    // (keeping them took 180 MiB).
+    assert!(out.peak_rss_kib < 64 << 10, "{}", out.context());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_pinging() {
     let out = against(Mode::StopsPinging, &[]).await;
     out.assert_failed(&["ping_timeout", "ping timeout"]);

@@ -529,6 +529,11 @@ impl<H: Handler> Session<H> {
         let bad = |e: chorus_protocol::DecodeError| CloseReason::Transport(e.to_string());
         if matches!(kind, PacketType::Ack | PacketType::BinaryAck) {
             let id = id.ok_or_else(|| CloseReason::Transport("an ACK without an id".into()))?;
+            if id >= self.shared.next_ack.load(Ordering::Relaxed) {
+                // Never asked for: dropped, as socket.io-client does, so that
+                // a server cannot make the handler keep answers to nothing.
+                return Ok(());
+            }
             let args = socketio::parse_args(data).map_err(bad)?;
             self.handler
                 .on_message(at, Incoming::Ack { id, args: &args });

@@ -53,6 +53,9 @@ pub enum Mode {
     /// Websocket: a valid session, then 32 more `onlineUsers` events of
     /// 256 KiB each (arrays of zeros), the event the flow waits for.
     HugeEvents,
+    /// Websocket: a valid session, then a million ACKs for ids the client
+    /// never used.
+    AckFlood,
     /// Answers every request with a header line that never ends.
     EndlessHeader,
     /// Websocket: a valid session, then a binary event announcing 10
@@ -478,6 +481,18 @@ async fn serve_websocket(mode: Mode, k: usize, mut s: TcpStream, req: Request) -
             for _ in 0..32 {
                 s.write_all(&event).await?;
             }
+            drain(&mut s).await
+        }
+        Mode::AckFlood => {
+            let mut batch = Vec::with_capacity(64 << 10);
+            for id in 1_000_000u64..2_000_000 {
+                batch.extend(text(&format!("43/chat,{id}[\"unsolicited\"]")));
+                if batch.len() > 60 << 10 {
+                    s.write_all(&batch).await?;
+                    batch.clear();
+                }
+            }
+            s.write_all(&batch).await?;
             drain(&mut s).await
         }
         Mode::PingFloodNoRead => {
