@@ -184,7 +184,9 @@ struct Backlog {
 impl Backlog {
     fn remove(&mut self, i: usize) {
         if let Some((_, raw)) = self.events.remove(i) {
-            self.bytes = self.bytes.saturating_sub(raw.as_deref().map_or(0, str::len));
+            self.bytes = self
+                .bytes
+                .saturating_sub(raw.as_deref().map_or(0, str::len));
         }
     }
 }
