@@ -105,8 +105,14 @@ for t in "${TARGETS[@]}"; do
   printf '%-16s %8s %12s %8s %8s %8s %8s\n' "$t" "$(ls "corpus/$t" | wc -l)" \
     "$(stat "$t" execs_done)" "$(stat "$t" run_time)" "$(stat "$t" execs_per_sec)" \
     "${#crashes[@]}" "${#hangs[@]}"
+  shown=0
   for f in "${crashes[@]}" "${hangs[@]}"; do
     failed=1
+    shown=$((shown + 1))
+    if [ "$shown" -gt 3 ]; then
+      echo "--- $t: $(( ${#crashes[@]} + ${#hangs[@]} - 3 )) more in out/$t/default/" >&2
+      break
+    fi
     echo "--- $t found: $f" >&2
     show "$f" >&2
     timeout 60 "target/release/$t" <"$f" 2>&1 | grep -m3 -E "panicked|allocation|error" >&2 || true

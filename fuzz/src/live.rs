@@ -21,6 +21,8 @@ pub async fn start(profile: Profile) -> RunningGateway {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         profile,
         jwt_secret: SECRET.into(),
+        // Restarts between inputs need not wait the production drain bound.
+        shutdown_drain_ms: 500,
         ..GatewayConfig::default()
     };
     chorus_gateway::start(config)

@@ -96,7 +96,7 @@ fn main() {
             return;
         };
         runtime.block_on(async {
-            if inputs % RESTART_EVERY == 0 {
+            if inputs.is_multiple_of(RESTART_EVERY) {
                 if let Some((seed, strict)) = gateways.take() {
                     seed.shutdown().await;
                     strict.shutdown().await;
