@@ -60,7 +60,7 @@ pub struct GatewayConfig {
 
     /// Sustained `sendMessage` + `typing` + `joinChat` events per second, for each token
     /// subject (`sub`, else the token) and each Engine.IO connection: reconnecting does not
-    /// refill it (strict profile).
+    /// refill it (strict profile, PROTOCOL section 7.4).
     #[arg(long, env = "GATEWAY_RATE_PER_SEC", default_value_t = 20.0)]
     pub rate_per_sec: f64,
 
@@ -126,12 +126,13 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_MAX_CONNECTS_PER_CONN", default_value_t = 100)]
     pub max_connects_per_conn: u32,
 
-    /// Sustained `joinChat` events (joins and renames) per second, for each token subject
-    /// and each Engine.IO connection, on top of the event rate limit (strict profile).
-    #[arg(long, env = "GATEWAY_JOIN_RATE_PER_SEC", default_value_t = 1.0)]
+    /// An extra, tighter limit on valid `joinChat` events (joins and renames, each broadcast
+    /// to everyone) per second, for each token subject and each Engine.IO connection, on top
+    /// of the event rate limit; 0 (the default) sets none (strict profile).
+    #[arg(long, env = "GATEWAY_JOIN_RATE_PER_SEC", default_value_t = 0.0)]
     pub join_rate_per_sec: f64,
 
-    /// Burst size of the `joinChat` rate limit (strict profile).
+    /// Burst size of the extra `joinChat` rate limit, when `--join-rate-per-sec` sets one.
     #[arg(long, env = "GATEWAY_JOIN_BURST", default_value_t = 5)]
     pub join_burst: u32,
 

@@ -89,7 +89,7 @@ fn take_all(buckets: &mut [&mut TokenBucket]) -> bool {
     }
 }
 
-/// The buckets of one identity: every limited event, and `joinChat` alone.
+/// The buckets of one identity: every limited event, and (optionally) valid `joinChat`s alone.
 #[derive(Debug, Clone)]
 pub struct ConnRate {
     events: TokenBucket,
@@ -154,27 +154,46 @@ impl Subjects {
     }
 }
 
-/// Which bucket an event counts against.
+/// Which buckets an event counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Limited {
     /// `sendMessage`, `typing` and refused `joinChat`s: the event bucket.
     Event,
-    /// A valid `joinChat` (a join or a rename, broadcast to everyone): the join bucket.
+    /// A valid `joinChat` (a join or a rename, broadcast to everyone): the
+    /// event bucket (PROTOCOL section 7.4), and the join bucket when
+    /// `--join-rate-per-sec` sets one.
     Join,
 }
 
-/// Takes a token for `kind` from the connection's and the subject's buckets.
+/// Takes a token for `kind` from the connection's and the subject's buckets,
+/// or from none of them when one is empty.
 fn allow(chat: &Chat, socket: &ChatSocket, conn_rate: &mut ConnRate, kind: Limited) -> bool {
+    let joins = kind == Limited::Join && chat.limits.join_rate_per_sec > 0.0;
+    let Some(key) = socket.subject else {
+        let ConnRate { events, joins: j } = conn_rate;
+        return if joins {
+            take_all(&mut [events, j])
+        } else {
+            take_all(&mut [events])
+        };
+    };
     let mut subjects = chat.subjects.lock();
-    let subject = socket.subject.map(|key| subjects.get(key, &chat.limits));
-    let mut buckets: Vec<&mut TokenBucket> = Vec::with_capacity(4);
-    for rate in std::iter::once(conn_rate).chain(subject) {
-        buckets.push(match kind {
-            Limited::Event => &mut rate.events,
-            Limited::Join => &mut rate.joins,
-        });
+    let subject = subjects.get(key, &chat.limits);
+    let (
+        ConnRate {
+            events: ce,
+            joins: cj,
+        },
+        ConnRate {
+            events: se,
+            joins: sj,
+        },
+    ) = (conn_rate, subject);
+    if joins {
+        take_all(&mut [ce, cj, se, sj])
+    } else {
+        take_all(&mut [ce, se])
     }
-    take_all(&mut buckets)
 }
 
 /// Handles one event of a strict-profile socket.
