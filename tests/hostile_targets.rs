@@ -454,6 +454,19 @@ async fn floods_acks_nobody_asked_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_reading_and_floods_pings() {
+    // What the client writes backs up in the socket buffers; a write that
+    // does not finish ends the session after the client's io_timeout (30 s),
+    // and the run's own end (20 s cap, then a bounded drain) bounds the rest.
+    // The flow itself may well complete: a gateway that does not read is
+    // only noticed if it has to read something.
+    let out = against(Mode::PingFloodNoRead, &[]).await;
+    out.assert_survived();
+    assert_eq!(out.counter("connections.ok"), CLIENTS, "{}", out.context());
+    assert!(out.took < Duration::from_secs(60), "{}", out.context());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_pinging() {
     let out = against(Mode::StopsPinging, &[]).await;
     out.assert_failed(&["ping_timeout", "ping timeout"]);

@@ -41,19 +41,34 @@ pub(crate) enum Writer {
 impl Writer {
     /// Sends one Engine.IO text packet made of `parts`.
     async fn send_text(&mut self, parts: &[&str]) -> Result<Instant, ClientError> {
-        match self {
+        let sent = match self {
             Self::Ws(w) => w.send_text(parts).await,
             Self::Polling(p) => p.send_text(parts).await,
             Self::Closed => Err(ClientError::Closed),
-        }
+        };
+        self.close_if_stuck(sent)
     }
 
     async fn send_control(&mut self, control: &Control) -> Result<(), ClientError> {
         match (control, &mut *self) {
             (Control::Text(text), _) => self.send_text(&[text]).await.map(drop),
-            (Control::WsPong(payload), Self::Ws(w)) => w.send_pong(payload).await.map(drop),
+            (Control::WsPong(payload), Self::Ws(w)) => {
+                let sent = w.send_pong(payload).await;
+                self.close_if_stuck(sent).map(drop)
+            }
             (Control::WsPong(_), _) => Ok(()),
         }
+    }
+
+    /// A server that did not take a frame or answer a POST within
+    /// `io_timeout` leaves the transport half-written: nothing more is sent
+    /// on it, so that later sends (the DISCONNECT, the close) fail at once
+    /// instead of waiting out the timeout again.
+    fn close_if_stuck<T>(&mut self, sent: Result<T, ClientError>) -> Result<T, ClientError> {
+        if matches!(&sent, Err(ClientError::Limit(b)) if b.limit == Limit::IoTimeout) {
+            *self = Self::Closed;
+        }
+        sent
     }
 
     /// Ends the session from our side: a websocket close frame, or the
@@ -105,9 +120,9 @@ impl Shared {
         let result = {
             let mut writer = self.writer.lock().await;
             self.flush_control(&mut writer).await?;
-            let at = writer.send_text(parts).await;
+            let at = writer.send_text(parts).await?;
             self.flush_control(&mut writer).await?;
-            at
+            Ok(at)
         };
         self.flush_if_free().await?;
         result

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -64,8 +64,9 @@ pub enum Mode {
     /// Polling: a valid session whose POSTs after the first (the CONNECT)
     /// are never answered.
     PostNeverAnswered,
-    /// Websocket: a valid session, then the server stops reading and sends
-    /// pings without pause.
+    /// Websocket: a valid session, then the server stops reading (with a
+    /// 4 KiB receive buffer) and sends pings carrying 100 bytes without pause,
+    /// each asking for a pong as large.
     PingFloodNoRead,
     /// Websocket: a valid session with pings every 300 ms (timeout 300 ms);
     /// three pings, then silence with the connection left open.
@@ -86,7 +87,15 @@ pub struct Hostile {
 impl Hostile {
     /// Starts a server misbehaving as `mode` on 127.0.0.1 port 0.
     pub async fn start(mode: Mode) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let socket = TcpSocket::new_v4().expect("a socket");
+        if mode == Mode::PingFloodNoRead {
+            // A small receive window, so that what the client writes backs up soon.
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        }
+        socket
+            .bind("127.0.0.1:0".parse().expect("an address"))
+            .expect("bind");
+        let listener = socket.listen(1024).expect("listen");
         let addr = listener.local_addr().expect("local addr");
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
@@ -496,7 +505,7 @@ async fn serve_websocket(mode: Mode, k: usize, mut s: TcpStream, req: Request) -
             drain(&mut s).await
         }
         Mode::PingFloodNoRead => {
-            let ping = text("2");
+            let ping = text(&format!("2{}", "p".repeat(100)));
             let mut written = 0;
             while written < WRITE_CAP {
                 s.write_all(&ping).await?;
