@@ -500,11 +500,10 @@ async fn idle_clients_stay_small_even_after_a_large_frame() {
 
 /// A client config for a hostile server's `/chat`, with `limits`.
 fn hostile_config(server: &Hostile, transport: Transport, limits: Limits) -> ClientConfig {
-    let mut config = ClientConfig::new(server.url())
+    ClientConfig::new(server.url())
         .namespace("/chat")
-        .transport(transport);
-    config.limits = limits;
-    config
+        .transport(transport)
+        .limits(limits)
 }
 
 /// The breach a session ended with, waiting at most `WAIT`.
