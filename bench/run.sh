@@ -88,7 +88,7 @@ rss_mib() {
 start_gateway() {
     taskset -c 0 "$BIN/chorus-gateway" --profile strict --addr "127.0.0.1:$PORT" \
         --ping-interval-ms 300000 --ping-timeout-ms 300000 --queue-size 65536 \
-        --rate-per-sec 1000000 --rate-burst 1000000 --log-level warn &
+        --rate-per-sec 1000000 --rate-burst 1000000 --max-connections 100000 --log-level warn &
     SERVER_PID=$!
     for _ in $(seq 100); do
         curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && return 0

@@ -73,9 +73,11 @@ pub async fn resolve(
         addr: (Ipv4Addr::LOCALHOST, 0).into(),
         profile,
         jwt_secret: secret.clone(),
-        // The driver's own scenarios decide the rate; the embedded gateway must not.
+        // The driver's own scenarios decide the rate and the number of clients;
+        // the embedded gateway must not (the open-files limit still bounds it).
         rate_per_sec: 1_000_000.0,
         rate_burst: 1_000_000,
+        max_connections: 1_000_000,
         ..GatewayConfig::default()
     };
     let gateway = chorus_gateway::start(config)
