@@ -15,6 +15,18 @@
 //! gateway.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Every byte a client sends is untrusted, so outside tests the gateway may not
+//! unwrap, expect, panic or index unchecked (SECURITY.md).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod chat;
 pub mod config;
