@@ -347,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_or_a_failed_connect_fails_the_built_in_checks() {
+    fn a_panic_a_failed_connect_or_a_failed_send_fails_the_built_in_checks() {
         let summary_with = |counter: &str| {
             let registry = Registry::new();
             registry.counter(PANIC_COUNTER);
@@ -373,6 +373,7 @@ mod tests {
                 "errors.connect.timeout",
                 "errors.connect == 0 (built-in check)",
             ),
+            ("errors.emit", "errors.emit == 0 (built-in check)"),
         ] {
             let mut summary = summary_with(counter);
             assert!(

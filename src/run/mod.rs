@@ -705,8 +705,9 @@ fn summarize(
 /// Evaluates the scenario's thresholds and the built-in checks: no
 /// delivery rule was violated, every client that was meant to connect did
 /// (`errors.connect`: failed connects of any reason, CONNECT_ERROR refusals
-/// included), and no virtual user panicked (`errors.panic`). Returns
-/// whether all held.
+/// included), every send reached the socket (`errors.emit`: a gateway that
+/// stops reading or drops connections under its clients has not held), and
+/// no virtual user panicked (`errors.panic`). Returns whether all held.
 pub(crate) fn evaluate(summary: &mut Summary, scenario: &Scenario) -> bool {
     let mut pass = true;
     for t in &scenario.thresholds {
@@ -716,6 +717,7 @@ pub(crate) fn evaluate(summary: &mut Summary, scenario: &Scenario) -> bool {
     for (expr, metric) in [
         ("violations == 0 (built-in check)", "violations"),
         ("errors.connect == 0 (built-in check)", "errors.connect"),
+        ("errors.emit == 0 (built-in check)", "errors.emit"),
         ("errors.panic == 0 (built-in check)", failure::PANIC_COUNTER),
     ] {
         pass &= summary.evaluate(expr, metric, None, |v| v == 0.0);
