@@ -22,6 +22,10 @@ TARGETS=("$@")
 NET_TARGETS=" gateway client "
 SLOW_TARGETS=" gateway client merge compare conform_cases "
 PARALLEL="${FUZZ_PARALLEL:-2}"
+# Address-space bound per target process: an input that makes a parser
+# allocate without bound fails its allocation and counts as a crash (and
+# cannot starve the machine).
+MEMORY_MB="${FUZZ_MEMORY_MB:-4096}"
 CARGO_AFL_VERSION=0.18.2
 
 # Non-interactive, as root, in CI: no UI, no CPU-governor or core_pattern
@@ -63,7 +67,7 @@ step "replay the corpus"
 for t in "${TARGETS[@]}"; do
   for f in corpus/"$t"/*; do
     [ -f "$f" ] || continue
-    if ! timeout 60 "target/release/$t" <"$f" >out/replay.log 2>&1; then
+    if ! (ulimit -v $((MEMORY_MB * 1024)) && timeout 60 "target/release/$t" <"$f") >out/replay.log 2>&1; then
       echo "FAIL: $f (the committed input fails $t):" >&2
       show "$f" >&2
       tail -n 5 out/replay.log >&2
@@ -79,7 +83,7 @@ fuzz_one() {
   # Trimming a large seed of a slow target would eat its whole time budget.
   local env=()
   [[ "$SLOW_TARGETS" == *" $t "* ]] && env=(AFL_DISABLE_TRIM=1)
-  env "${env[@]}" cargo afl fuzz -V "$SECONDS_PER_TARGET" -t "$timeout_ms" -m none \
+  env "${env[@]}" cargo afl fuzz -V "$SECONDS_PER_TARGET" -t "$timeout_ms" -m "$MEMORY_MB" \
     -i "corpus/$t" -o "out/$t" -- "target/release/$t" >"out/$t.log" 2>&1 || {
     echo "afl-fuzz failed for $t:" >&2
     tail -n 20 "out/$t.log" >&2
