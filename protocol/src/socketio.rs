@@ -356,6 +356,23 @@ pub fn resolve_placeholders(
     value: &mut serde_json::Value,
     attachments: &[Vec<u8>],
 ) -> Result<(), DecodeError> {
+    replace_placeholders(value, &mut |num| {
+        let bytes = attachments.get(num).ok_or(DecodeError::Attachments)?;
+        Ok(serde_json::Value::Array(
+            bytes.iter().map(|b| serde_json::Value::from(*b)).collect(),
+        ))
+    })
+}
+
+/// Replaces every binary placeholder `{"_placeholder":true,"num":N}` in `value`
+/// with what `with(N)` gives; a placeholder without a usable `num`, or one
+/// `with` refuses, is an error. The one walk over placeholders that
+/// [`resolve_placeholders`] and readers with their own representation of
+/// attachments share.
+pub fn replace_placeholders(
+    value: &mut serde_json::Value,
+    with: &mut dyn FnMut(usize) -> Result<serde_json::Value, DecodeError>,
+) -> Result<(), DecodeError> {
     use serde_json::Value;
     match value {
         Value::Object(map) if map.get("_placeholder") == Some(&Value::Bool(true)) => {
@@ -364,16 +381,15 @@ pub fn resolve_placeholders(
                 .and_then(Value::as_u64)
                 .and_then(|n| usize::try_from(n).ok())
                 .ok_or(DecodeError::Attachments)?;
-            let bytes = attachments.get(num).ok_or(DecodeError::Attachments)?;
-            *value = Value::Array(bytes.iter().map(|b| Value::from(*b)).collect());
+            *value = with(num)?;
             Ok(())
         }
         Value::Object(map) => map
             .values_mut()
-            .try_for_each(|v| resolve_placeholders(v, attachments)),
+            .try_for_each(|v| replace_placeholders(v, with)),
         Value::Array(items) => items
             .iter_mut()
-            .try_for_each(|v| resolve_placeholders(v, attachments)),
+            .try_for_each(|v| replace_placeholders(v, with)),
         _ => Ok(()),
     }
 }

@@ -636,26 +636,14 @@ fn mark_placeholders(
     count: usize,
     nonce: u64,
 ) -> Result<(), DecodeError> {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) if map.get("_placeholder") == Some(&Value::Bool(true)) => {
-            let num = map
-                .get("num")
-                .and_then(Value::as_u64)
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|&n| n < count)
-                .ok_or(DecodeError::Attachments)?;
-            *value = Value::String(format!("\u{1}chorus-attachment-{nonce:016x}-{num}"));
-            Ok(())
+    socketio::replace_placeholders(value, &mut |num| {
+        if num >= count {
+            return Err(DecodeError::Attachments);
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .try_for_each(|v| mark_placeholders(v, count, nonce)),
-        Value::Object(map) => map
-            .values_mut()
-            .try_for_each(|v| mark_placeholders(v, count, nonce)),
-        _ => Ok(()),
-    }
+        Ok(serde_json::Value::String(format!(
+            "\u{1}chorus-attachment-{nonce:016x}-{num}"
+        )))
+    })
 }
 
 /// Appends the decimal text of a byte.
