@@ -224,19 +224,8 @@ async fn read_open(reader: &mut WsReader, limits: &Limits) -> Result<OpenPacket,
     let small = limits.max_open_packet.min(sizes.0);
     reader.set_max_sizes((small, small));
     let read = reader.next().await;
-    let (_, message) = read.map_err(|e| match e {
-        ClientError::Limit(
-            breach @ LimitExceeded {
-                limit: Limit::WsFrameSize | Limit::WsMessageSize,
-                ..
-            },
-        ) => LimitExceeded {
-            limit: Limit::OpenPacketSize,
-            ..breach
-        }
-        .into(),
-        other => other,
-    })?;
+    let (_, message) =
+        read.map_err(|e| e.as_open_packet_breach(&[Limit::WsFrameSize, Limit::WsMessageSize]))?;
     let WsMessage::Text(text) = message else {
         return Err(ClientError::Protocol(format!(
             "expected the open packet, got {message:?}"

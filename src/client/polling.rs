@@ -8,7 +8,7 @@ use chorus_protocol::engineio::{self, OpenPacket};
 
 use super::config::Limits;
 use super::connect::parse_open;
-use super::error::{ClientError, Limit, LimitExceeded};
+use super::error::{ClientError, Limit};
 use super::http::{status_error, HttpConn};
 use super::websocket::io_timeout;
 
@@ -38,19 +38,7 @@ pub(crate) async fn handshake(
     });
     let answer = conn.request("GET", target, host, headers, &[]).await;
     conn.set_limits(limits);
-    let (_, status, body) = answer.map_err(|e| match e {
-        ClientError::Limit(
-            breach @ LimitExceeded {
-                limit: Limit::HttpBodySize,
-                ..
-            },
-        ) => LimitExceeded {
-            limit: Limit::OpenPacketSize,
-            ..breach
-        }
-        .into(),
-        other => other,
-    })?;
+    let (_, status, body) = answer.map_err(|e| e.as_open_packet_breach(&[Limit::HttpBodySize]))?;
     if status != 200 {
         return Err(status_error(status, &body));
     }
