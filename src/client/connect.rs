@@ -225,7 +225,7 @@ async fn read_open(reader: &mut WsReader, limits: &Limits) -> Result<OpenPacket,
     reader.set_max_sizes((small, small));
     let read = reader.next().await;
     let (_, message) =
-        read.map_err(|e| e.as_open_packet_breach(&[Limit::WsFrameSize, Limit::WsMessageSize]))?;
+        read.map_err(|e| e.into_open_packet_breach(&[Limit::WsFrameSize, Limit::WsMessageSize]))?;
     let WsMessage::Text(text) = message else {
         return Err(ClientError::Protocol(format!(
             "expected the open packet, got {message:?}"

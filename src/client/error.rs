@@ -95,7 +95,7 @@ impl ClientError {
     /// The open packet is read through a transport whose own size bounds are
     /// lowered to the open packet's: a breach of one of `transport_limits`
     /// there is named as the open packet's.
-    pub(crate) fn as_open_packet_breach(self, transport_limits: &[Limit]) -> Self {
+    pub(crate) fn into_open_packet_breach(self, transport_limits: &[Limit]) -> Self {
         match self {
             Self::Limit(breach) if transport_limits.contains(&breach.limit) => LimitExceeded {
                 limit: Limit::OpenPacketSize,

@@ -38,7 +38,8 @@ pub(crate) async fn handshake(
     });
     let answer = conn.request("GET", target, host, headers, &[]).await;
     conn.set_limits(limits);
-    let (_, status, body) = answer.map_err(|e| e.as_open_packet_breach(&[Limit::HttpBodySize]))?;
+    let (_, status, body) =
+        answer.map_err(|e| e.into_open_packet_breach(&[Limit::HttpBodySize]))?;
     if status != 200 {
         return Err(status_error(status, &body));
     }
