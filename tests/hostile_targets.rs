@@ -119,6 +119,16 @@ impl Outcome {
         self.assert_says(words);
     }
 
+    /// Every client's connect failed, whatever the reason.
+    fn assert_every_connect_failed(&self) {
+        assert_eq!(
+            self.counters_with("errors.connect"),
+            CLIENTS,
+            "{}",
+            self.context()
+        );
+    }
+
     /// The run failed (any non-zero exit) and one line of output contains
     /// one of `words`.
     fn assert_failed(&self, words: &[&str]) {
@@ -228,7 +238,12 @@ async fn run_chorus(label: &str, target: &str, overrides: &[&str]) -> Outcome {
 /// Runs chorus against a hostile server in `mode`.
 async fn against(mode: Mode, overrides: &[&str]) -> Outcome {
     let server = Hostile::start(mode).await;
-    let outcome = run_chorus(&format!("{mode:?}"), &server.url(), overrides).await;
+    // The label names the transport too, for the loops over both.
+    let label = match overrides {
+        [] => format!("{mode:?}"),
+        _ => format!("{mode:?}-{}", overrides.join("-")),
+    };
+    let outcome = run_chorus(&label, &server.url(), overrides).await;
     assert!(
         server.accepted() > 0,
         "chorus never connected\n{}",
@@ -245,49 +260,29 @@ const POLLING: &[&str] = &["socketio.transport=polling"];
 async fn accepts_tcp_and_never_answers() {
     let out = against(Mode::Silent, &[]).await;
     out.assert_could_not_run(&["timed out", "timeout"]);
-    assert_eq!(
-        out.counters_with("errors.connect"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_connect_failed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closes_every_connection_at_once() {
     let out = against(Mode::CloseAtOnce, &[]).await;
     out.assert_could_not_run(&["connect"]);
-    assert_eq!(
-        out.counters_with("errors.connect"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_connect_failed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_http_garbage() {
     let out = against(Mode::HttpGarbage, &[]).await;
     out.assert_could_not_run(&["bad http response", "protocol"]);
-    assert_eq!(
-        out.counters_with("errors.connect"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_connect_failed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_every_handshake() {
-    for (label, overrides) in [("websocket", &[][..]), ("polling", POLLING)] {
+    for overrides in [&[][..], POLLING] {
         let out = against(Mode::HttpRefuse, overrides).await;
         out.assert_could_not_run(&["503"]);
-        assert_eq!(
-            out.counters_with("errors.connect"),
-            CLIENTS,
-            "{label}: {}",
-            out.context()
-        );
+        out.assert_every_connect_failed();
     }
 }
 
@@ -295,35 +290,25 @@ async fn refuses_every_handshake() {
 async fn announces_an_absurd_ping_interval() {
     let out = against(Mode::AbsurdPing, &[]).await;
     out.assert_could_not_run(&["limit.ping_interval", "pinginterval"]);
-    assert_eq!(
-        out.counters_with("errors.connect"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_connect_failed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_a_huge_open_packet() {
     let out = against(Mode::HugeOpen, &[]).await;
     out.assert_could_not_run(&["limit.open_packet_size", "open packet"]);
-    assert_eq!(
-        out.counters_with("errors.connect"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_connect_failed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_a_response_head_that_never_ends() {
-    for (label, overrides) in [("websocket", &[][..]), ("polling", POLLING)] {
+    for overrides in [&[][..], POLLING] {
         let out = against(Mode::EndlessHeader, overrides).await;
         out.assert_could_not_run(&["limit.http_head_size"]);
         assert_eq!(
             out.counter("errors.connect.limit.http_head_size"),
             CLIENTS,
-            "{label}: {}",
+            "{}",
             out.context()
         );
     }
