@@ -92,7 +92,7 @@ impl BuiltinCase {
         }
     }
 
-    /// The PROTOCOL.md statement it checks.
+    /// The docs/protocol.md statement it checks.
     pub fn statement(self) -> &'static str {
         match self {
             Self::OpenWebsocket => "§1.1 Open packet: 0{\"sid\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":20000,\"maxPayload\":1000000} over websocket, keys in that order",
@@ -216,7 +216,7 @@ fn parse_open(text: &str) -> Result<OpenPacket, String> {
     }
 }
 
-/// The open packet PROTOCOL.md §1.1 requires, for the session id received.
+/// The open packet docs/protocol.md §1.1 requires, for the session id received.
 fn protocol_open(sid: &str, upgrades: &[&str]) -> String {
     OpenPacket {
         sid: sid.to_owned(),

@@ -45,9 +45,9 @@ pub const BUILTIN_FILES: [(&str, &str); 6] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProfileName {
-    /// PROTOCOL.md sections 1–5.
+    /// docs/protocol.md sections 1–5.
     Seed,
-    /// PROTOCOL.md section 7 (and everything of section 2 it keeps).
+    /// docs/protocol.md section 7 (and everything of section 2 it keeps).
     Strict,
 }
 
@@ -278,7 +278,7 @@ pub struct CaseSpec {
     pub profiles: Vec<ProfileName>,
     /// What part of the contract it checks.
     pub category: Category,
-    /// The PROTOCOL.md section and sentence it checks.
+    /// The docs/protocol.md section and sentence it checks.
     pub statement: String,
     /// The clients, by name.
     #[serde(default)]

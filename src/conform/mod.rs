@@ -3,7 +3,7 @@
 //! Cases are data: YAML files under `scenarios/conformance/` (compiled in, or
 //! read from `--cases DIR`), each a list of steps played by a generic runner
 //! with real clients; the few that need raw Engine.IO exchanges are written in
-//! Rust ([`BuiltinCase`]). Every case names the PROTOCOL.md statement it checks,
+//! Rust ([`BuiltinCase`]). Every case names the docs/protocol.md statement it checks,
 //! the profiles it applies to and its [`Category`]. Results print one line per
 //! case, with an `expected:` / `got:` evidence block for each failure, and can
 //! be written as `conformance.json` and JUnit XML.
@@ -78,7 +78,7 @@ pub struct Case {
     pub profiles: Vec<ProfileName>,
     /// Its category.
     pub category: Category,
-    /// The PROTOCOL.md statement it checks.
+    /// The docs/protocol.md statement it checks.
     pub statement: String,
     body: CaseBody,
 }
@@ -138,7 +138,7 @@ pub struct CaseResult {
     pub name: String,
     /// Its category.
     pub category: Category,
-    /// The PROTOCOL.md statement.
+    /// The docs/protocol.md statement.
     pub statement: String,
     /// What happened.
     pub verdict: Verdict,

@@ -1,5 +1,5 @@
 //! The JWTs a case client can present: valid ones and every kind of bad one
-//! that PROTOCOL.md names.
+//! that docs/protocol.md names.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
