@@ -1,5 +1,5 @@
 //! `chorus merge` inputs: shard run directories (`chorus::run::merge`). Two
-//! copies of a real run directory (`bench/out/memory-10`) are merged after
+//! copies of a real run directory (`fuzz/fixtures/run-memory-10`, a real 10-client run) are merged after
 //! one file of the first is replaced by the fuzz input; the flag byte picks
 //! which: `summary.json`, `timeseries.json`, `violations.json`,
 //! `scenario.yml`, an interval log, or `ledger.json` (then written into both
@@ -20,7 +20,7 @@ const FILES: [&str; 6] = [
 
 fn main() {
     chorus_fuzz::abort_on_panic();
-    let template = chorus_fuzz::repo_root().join("bench/out/memory-10");
+    let template = chorus_fuzz::repo_root().join("fuzz/fixtures/run-memory-10");
     let scratch = chorus_fuzz::scratch_dir("merge");
     let (a, b, out) = (scratch.join("a"), scratch.join("b"), scratch.join("out"));
     chorus_fuzz::copy_tree(&template, &a).expect("copy the run directory");
