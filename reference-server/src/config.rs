@@ -144,11 +144,6 @@ pub struct GatewayConfig {
     /// Log filter (`error`, `warn`, `info`, `debug` for one line per event, `trace`, or a tracing directive).
     #[arg(long, env = "GATEWAY_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
-
-    /// Faults to inject (tests only; none by default).
-    #[cfg(feature = "faults")]
-    #[arg(skip)]
-    pub faults: crate::faults::Faults,
 }
 
 impl Default for GatewayConfig {

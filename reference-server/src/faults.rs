@@ -1,23 +1,44 @@
 //! Injected faults (cargo feature `faults`): a test fixture that makes the
 //! gateway misbehave on purpose, so tests can show that `chorus` notices.
-//! Never part of a release build.
+//! Never part of a release build: nothing in the shipped layers knows of it.
 //!
-//! The hooks sit at a few depths only: the broadcast path ([`Injector::frames`]
-//! and [`Injector::deliver`]) serves drop, duplicate, delay, reorder and the
-//! stalled socket for every event; the transports' readers await
-//! [`Injector::stall_gate`]; the chat rules consult the plain switches of
-//! [`Faults`] where an event's content is built.
+//! [`start`] builds a gateway out of the shipped parts with wrappers around
+//! them, at three depths only:
+//! - [`FaultyAdapter`] wraps the `/chat` namespace's in-process adapter:
+//!   every frame the chat rules deliver passes through it, so it drops,
+//!   duplicates, delays and reorders broadcasts, starves the stalled socket,
+//!   and rewrites what a faulty gateway would send (`userTyping` to its
+//!   sender, no `userOffline`, numeric timestamps, wrong names, a short
+//!   `onlineUsers`, `joined` without its name or not at all);
+//! - [`FaultyChat`] wraps the `/chat` rules themselves (a token-blind
+//!   CONNECT, unjoined sockets' events handled, `userOffline` for sockets
+//!   that never joined, `joined` answered as an ack);
+//! - a TCP front ([`front`]) between the clients and the gateway stalls
+//!   every connection's incoming bytes once, and crashes: it stops listening
+//!   and drops every connection without a close frame or close packet.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use chorus_protocol::socketio::Event;
+use indexmap::{IndexMap, IndexSet};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
+use serde_json::value::RawValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 
-use crate::engine::{CloseReason, Conn, Engine, Frame};
+use crate::chat::{payload, Chat, ChatSocket, ConnRate};
+use crate::config::{GatewayConfig, Profile};
+use crate::engine::{Conn, Engine, Frame};
+use crate::metrics::Metrics;
+use crate::sio::adapter::{Adapter, LocalAdapter, Outcome, Recipients};
+use crate::sio::{Namespace, Refused, CHAT};
+use crate::{GatewayError, RunningGateway};
 
 /// A held-back `newMessage` is sent after the next one of the same sender,
 /// once every this many `newMessage` of that sender.
@@ -78,24 +99,50 @@ pub struct Faults {
     pub wrong_username: bool,
 }
 
+/// Starts a gateway like [`crate::start`] that injects `faults`.
+pub async fn start(config: GatewayConfig, faults: Faults) -> Result<RunningGateway, GatewayError> {
+    let injector = Arc::new(Injector::new(faults));
+    let wrapped = injector.clone();
+    let mut gateway = crate::start_with(config, move |config| {
+        let metrics = Arc::new(Metrics::default());
+        let adapter = FaultyAdapter::new(Arc::new(LocalAdapter::default()), wrapped.clone());
+        let chat = Chat::with_adapter(&config, metrics.clone(), Arc::new(adapter));
+        let chat = FaultyChat::new(&config, Arc::new(chat), wrapped);
+        Engine::with_chat(config, metrics, Arc::new(chat))
+    })
+    .await?;
+    let f = &injector.faults;
+    if f.stall_once.is_some() || f.crash_after.is_some() {
+        let gateway_addr = gateway.addr;
+        gateway.addr = front(gateway_addr, f.stall_once, f.crash_after)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: gateway_addr,
+                source,
+            })?;
+    }
+    Ok(gateway)
+}
+
 /// The faults of one running gateway, with the state they need.
 pub(crate) struct Injector {
     /// The switches.
-    pub(crate) faults: Faults,
-    started: Instant,
-    /// When the one stall ends, once it has begun.
-    stall_until: Mutex<Option<Instant>>,
+    faults: Faults,
     /// Held-back `newMessage` frames and message counts, by sender name.
     reorder: Mutex<ReorderState>,
     /// `/chat` sockets connected so far.
     chat_sockets: AtomicUsize,
-    /// The Engine.IO sid of the stalled receiver, once chosen.
+    /// The namespace socket id of the stalled receiver, once chosen.
     stalled: Mutex<Option<Arc<str>>>,
     /// `newMessage` broadcasts so far.
     messages: AtomicU64,
-    /// Per-receiver delay lines of `delay_all`, by Engine.IO sid.
+    /// Per-receiver delay lines of `delay_all`, by namespace socket id.
     delay_lines: Mutex<HashMap<Arc<str>, DelayLine>>,
-    crashed: AtomicBool,
+    /// The joined users' names (raw JSON) by `clientId`, in join order, as
+    /// `userOnline` and `userOffline` announced them.
+    users: Mutex<IndexMap<String, String>>,
+    /// `joined` payloads kept back by `joined_as_ack`, by namespace socket id.
+    held_joined: Mutex<HashMap<String, String>>,
 }
 
 /// The sending end of a receiver's delay line: frames with the time they are due.
@@ -109,44 +156,23 @@ struct ReorderState {
 
 impl Injector {
     /// The injector of a gateway starting now.
-    pub(crate) fn new(faults: Faults) -> Self {
+    fn new(faults: Faults) -> Self {
         Self {
             faults,
-            started: Instant::now(),
-            stall_until: Mutex::new(None),
             reorder: Mutex::new(ReorderState::default()),
             chat_sockets: AtomicUsize::new(0),
             stalled: Mutex::new(None),
             messages: AtomicU64::new(0),
             delay_lines: Mutex::new(HashMap::new()),
-            crashed: AtomicBool::new(false),
+            users: Mutex::new(IndexMap::new()),
+            held_joined: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Waits out the one stall of `stall_once`, starting it if it is due.
-    pub(crate) async fn stall_gate(&self) {
-        let Some((after, length)) = self.faults.stall_once else {
-            return;
-        };
-        let until = {
-            let mut until = self.stall_until.lock();
-            let now = Instant::now();
-            match *until {
-                Some(end) => end,
-                None if now.duration_since(self.started) >= after => {
-                    tracing::warn!(?length, "fault: stalling all event handling");
-                    *until.insert(now + length)
-                }
-                None => return,
-            }
-        };
-        tokio::time::sleep_until(until.into()).await;
     }
 
     /// The frames a broadcast of `name` sends to each receiver, in order:
     /// none (typing dropped, or a message held back), the frame, or the
     /// frame followed by a held-back one of the same sender.
-    pub(crate) fn frames(&self, name: &str, data: &str, frame: Frame) -> Vec<Frame> {
+    fn frames(&self, name: &str, data: &str, frame: Frame) -> Vec<Frame> {
         if name == "userTyping" && self.faults.drop_typing {
             return Vec::new();
         }
@@ -170,20 +196,21 @@ impl Injector {
         vec![frame]
     }
 
-    /// The copies of one broadcast frame to queue to `conn` now; copies to
-    /// drop or deliver late are taken care of here and not returned.
-    pub(crate) fn deliver(&self, conn: &Arc<Conn>, frame: &Frame) -> Vec<Frame> {
+    /// The copies of one broadcast frame to queue to the socket `sid` now;
+    /// copies to drop or deliver late (through `adapter`) are taken care of
+    /// here and not returned.
+    fn deliver(&self, adapter: &Arc<LocalAdapter>, sid: &Arc<str>, frame: &Frame) -> Vec<Frame> {
         let f = &self.faults;
-        if self.is_stalled(conn) || chance(f.drop_fraction) {
+        if self.is_stalled(sid) || chance(f.drop_fraction) {
             return Vec::new();
         }
         let copies = if chance(f.duplicate_fraction) { 2 } else { 1 };
         let mut now = Vec::with_capacity(copies);
         for _ in 0..copies {
             if chance(f.delay_fraction) {
-                send_later(conn.clone(), frame.clone(), f.delay);
+                send_later(adapter.clone(), sid.clone(), frame.clone(), f.delay);
             } else if !f.delay_all.is_zero() {
-                self.delay_line(conn, frame.clone());
+                self.delay_line(adapter, sid, frame.clone());
             } else {
                 now.push(frame.clone());
             }
@@ -192,61 +219,217 @@ impl Injector {
     }
 
     /// Counts a `/chat` socket entering; remembers it if it is the one to stall.
-    pub(crate) fn chat_socket_connected(&self, conn: &Conn) {
+    fn chat_socket_connected(&self, sid: &Arc<str>) {
         let n = self.chat_sockets.fetch_add(1, Ordering::Relaxed) + 1;
         if self.faults.stall_socket == Some(n) {
-            tracing::warn!(sid = %conn.sid, "fault: this receiver gets no more broadcasts");
-            *self.stalled.lock() = Some(conn.sid.clone());
+            tracing::warn!(%sid, "fault: this receiver gets no more broadcasts");
+            *self.stalled.lock() = Some(sid.clone());
         }
     }
 
-    fn is_stalled(&self, conn: &Conn) -> bool {
-        self.stalled.lock().as_deref() == Some(&*conn.sid)
+    fn is_stalled(&self, sid: &str) -> bool {
+        self.stalled.lock().as_deref() == Some(sid)
     }
 
     /// Whether this `newMessage` (counted here) is one to send under another user's name.
-    pub(crate) fn wrong_username_now(&self) -> bool {
+    fn wrong_username_now(&self) -> bool {
         let n = self.messages.fetch_add(1, Ordering::Relaxed) + 1;
         self.faults.wrong_username && n.is_multiple_of(WRONG_USERNAME_EVERY)
     }
 
-    /// Whether the gateway has crashed: transports then end without a goodbye.
-    pub(crate) fn crashed(&self) -> bool {
-        self.crashed.load(Ordering::Acquire)
-    }
-
-    /// Schedules the crash of `crash_after`: `server` stops listening, then
-    /// every connection is dropped.
-    pub(crate) fn arm_crash(engine: &Arc<Engine>, server: AbortHandle) {
-        let Some(after) = engine.chat.faults.faults.crash_after else {
-            return;
-        };
-        let engine = Arc::downgrade(engine);
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let Some(engine) = engine.upgrade() else {
-                return;
-            };
-            tracing::warn!("fault: the gateway crashes");
-            engine.chat.faults.crashed.store(true, Ordering::Release);
-            server.abort();
-            for conn in engine.connections() {
-                conn.close(CloseReason::TransportError);
+    /// Follows who is online from a `userOnline` or `userOffline` payload.
+    fn track_user(&self, name: &str, data: &str) {
+        let client_id = serde_json::from_str::<serde_json::Value>(data)
+            .ok()
+            .and_then(|d| d.get("clientId")?.as_str().map(str::to_owned));
+        let Some(client_id) = client_id else { return };
+        let mut users = self.users.lock();
+        match (name, field(data, "username")) {
+            ("userOnline", Some((username, _))) => {
+                users.insert(client_id, username.to_owned());
             }
-        });
+            ("userOffline", _) => {
+                users.shift_remove(&client_id);
+            }
+            _ => {}
+        }
     }
 
-    /// Queues `frame` on `conn`'s delay line, which keeps its order.
-    fn delay_line(&self, conn: &Arc<Conn>, frame: Frame) {
+    /// A `newMessage` payload under the `wrong_username` and `bad_timestamp` faults.
+    fn message_faults<'a>(&self, data: &'a str) -> Cow<'a, str> {
+        let mut data = Cow::Borrowed(data);
+        let renamed = field(&data, "username").and_then(|(username, rest)| {
+            let other = self
+                .users
+                .lock()
+                .values()
+                .find(|name| name.as_str() != username)
+                .cloned()?;
+            self.wrong_username_now()
+                .then(|| format!("{{\"username\":{other}{rest}"))
+        });
+        if let Some(renamed) = renamed {
+            data = Cow::Owned(renamed);
+        }
+        if !self.faults.bad_timestamp {
+            return data;
+        }
+        let stamped = data.rsplit_once(",\"timestamp\":").map(|(head, _)| {
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            format!("{head},\"timestamp\":{millis}}}")
+        });
+        stamped.map_or(data, Cow::Owned)
+    }
+
+    /// Queues `frame` on the socket `sid`'s delay line, which keeps its order.
+    fn delay_line(&self, adapter: &Arc<LocalAdapter>, sid: &Arc<str>, frame: Frame) {
         let due = Instant::now() + self.faults.delay_all;
         let mut lines = self.delay_lines.lock();
-        let line = lines.entry(conn.sid.clone()).or_insert_with(|| {
+        let line = lines.entry(sid.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(drain_delay_line(Arc::downgrade(conn), rx));
+            tokio::spawn(drain_delay_line(Arc::downgrade(adapter), sid.clone(), rx));
             tx
         });
         let _ = line.send((due, frame));
     }
+}
+
+/// The value of an object payload's first field when it is `key`, raw, and
+/// what follows it (`,…}` or `}`); `None` when the payload does not start so.
+fn field<'a>(data: &'a str, key: &str) -> Option<(&'a str, &'a str)> {
+    let rest = data
+        .strip_prefix("{\"")?
+        .strip_prefix(key)?
+        .strip_prefix("\":")?;
+    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Box<RawValue>>();
+    values.next()?.ok()?;
+    rest.split_at_checked(values.byte_offset())
+}
+
+/// `onlineUsers` data without its last (most recently joined) entry.
+fn without_newest(data: &str) -> String {
+    match serde_json::from_str::<Vec<Box<RawValue>>>(data) {
+        Ok(mut entries) => {
+            entries.pop();
+            let entries: Vec<&str> = entries.iter().map(|e| e.get()).collect();
+            format!("[{}]", entries.join(","))
+        }
+        Err(_) => data.to_owned(),
+    }
+}
+
+/// A `joined` payload without its `username` field.
+fn without_username(data: &str) -> String {
+    match field(data, "username") {
+        Some((_, rest)) => format!("{{{}", rest.strip_prefix(',').unwrap_or(rest)),
+        None => data.to_owned(),
+    }
+}
+
+/// The namespace's real adapter behind the delivery faults: every event
+/// frame it is asked to deliver may be rewritten, then a broadcast goes
+/// through [`Injector::frames`] and each selected socket's copies through
+/// the injector's per-receiver faults.
+pub(crate) struct FaultyAdapter {
+    inner: Arc<LocalAdapter>,
+    injector: Arc<Injector>,
+    /// The namespace's socket ids, to resolve selectors one receiver at a time.
+    sockets: Mutex<IndexSet<Arc<str>>>,
+}
+
+impl FaultyAdapter {
+    /// Wraps `inner` with the faults of `injector`.
+    fn new(inner: Arc<LocalAdapter>, injector: Arc<Injector>) -> Self {
+        Self {
+            inner,
+            injector,
+            sockets: Mutex::new(IndexSet::new()),
+        }
+    }
+}
+
+impl Adapter for FaultyAdapter {
+    fn add(&self, sid: Arc<str>, conn: Arc<Conn>) {
+        self.injector.chat_socket_connected(&sid);
+        self.sockets.lock().insert(sid.clone());
+        self.inner.add(sid, conn);
+    }
+
+    fn remove(&self, sid: &str) {
+        self.sockets.lock().swap_remove(sid);
+        self.inner.remove(sid);
+    }
+
+    fn deliver(&self, frame: &Frame, to: Recipients<'_>, out: &mut Outcome) -> usize {
+        let Some((name, raw)) = split_event(frame) else {
+            return self.inner.deliver(frame, to, out);
+        };
+        let f = &self.injector.faults;
+        let mut to = to;
+        let mut data = Cow::Borrowed(raw);
+        match (name, to) {
+            ("userOnline" | "userOffline", _) => {
+                self.injector.track_user(name, &data);
+                if name == "userOffline" && f.skip_user_offline {
+                    return 0;
+                }
+            }
+            ("userTyping", Recipients::AllBut(_)) if f.echo_typing => to = Recipients::All,
+            ("newMessage", _) => data = self.injector.message_faults(raw),
+            ("onlineUsers", _) if f.snapshot_missing_newest => {
+                data = Cow::Owned(without_newest(&data));
+            }
+            ("joined", Recipients::Socket(sid)) => {
+                if f.wrong_joined {
+                    data = Cow::Owned(without_username(&data));
+                }
+                if f.joined_as_ack {
+                    self.injector
+                        .held_joined
+                        .lock()
+                        .insert(sid.to_owned(), data.into_owned());
+                    return 1;
+                }
+            }
+            _ => {}
+        }
+        let frame = match data {
+            Cow::Borrowed(_) => frame.clone(),
+            Cow::Owned(ref data) => payload::event_frame(name, data),
+        };
+        if let Recipients::Socket(_) = to {
+            return self.inner.deliver(&frame, to, out);
+        }
+        let frames = self.injector.frames(name, &data, frame);
+        let receivers: Vec<Arc<str>> = self
+            .sockets
+            .lock()
+            .iter()
+            .filter(|sid| to.includes(sid))
+            .cloned()
+            .collect();
+        for sid in &receivers {
+            for frame in &frames {
+                for copy in self.injector.deliver(&self.inner, sid, frame) {
+                    let _ = self.inner.deliver(&copy, Recipients::Socket(sid), out);
+                }
+            }
+        }
+        receivers.len()
+    }
+}
+
+/// The event name and data of a `/chat` event frame (`42/chat,["name",data]`).
+fn split_event(frame: &str) -> Option<(&str, &str)> {
+    let rest = frame
+        .strip_prefix("42")?
+        .strip_prefix(CHAT)?
+        .strip_prefix(",[\"")?;
+    let (name, data) = rest.split_once("\",")?;
+    Some((name, data.strip_suffix(']')?))
 }
 
 /// True with probability `p`.
@@ -254,37 +437,315 @@ fn chance(p: f64) -> bool {
     p > 0.0 && rand::random::<f64>() < p
 }
 
-/// Queues `frame` on `conn` once `delay` has passed.
-fn send_later(conn: Arc<Conn>, frame: Frame, delay: Duration) {
+/// Queues `frame` on the socket `sid` once `delay` has passed.
+fn send_later(adapter: Arc<LocalAdapter>, sid: Arc<str>, frame: Frame, delay: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        queue(&conn, frame);
+        queue(&adapter, &sid, &frame);
     });
 }
 
 /// Sends each frame of a delay line when it is due, until its receiver is gone.
-async fn drain_delay_line(conn: Weak<Conn>, mut rx: mpsc::UnboundedReceiver<(Instant, Frame)>) {
+async fn drain_delay_line(
+    adapter: Weak<LocalAdapter>,
+    sid: Arc<str>,
+    mut rx: mpsc::UnboundedReceiver<(Instant, Frame)>,
+) {
     while let Some((due, frame)) = rx.recv().await {
         tokio::time::sleep_until(due.into()).await;
-        let Some(conn) = conn.upgrade() else { return };
-        if conn.close_reason().is_some() {
+        let Some(adapter) = adapter.upgrade() else {
+            return;
+        };
+        if queue(&adapter, &sid, &frame) == 0 {
             return;
         }
-        queue(&conn, frame);
     }
 }
 
-/// Queues a late frame; a full queue disconnects the receiver, as on time.
-fn queue(conn: &Arc<Conn>, frame: Frame) {
-    if conn.send(frame).is_err() {
-        conn.engine.metrics.slow_consumer();
-        conn.close(CloseReason::SlowConsumer);
+/// Queues a late frame to the socket `sid` (if it is still there); a full
+/// queue disconnects the receiver, as on time. Returns how many got it.
+fn queue(adapter: &LocalAdapter, sid: &str, frame: &Frame) -> usize {
+    let mut out = Outcome::default();
+    let delivered = adapter.deliver(frame, Recipients::Socket(sid), &mut out);
+    out.apply();
+    delivered
+}
+
+/// The `/chat` rules with the faults that change what they decide.
+pub(crate) struct FaultyChat {
+    chat: Arc<Chat>,
+    injector: Arc<Injector>,
+    profile: Profile,
+    /// Signs the tokens that `accept_any_token` puts in place of the client's.
+    key: jsonwebtoken::EncodingKey,
+    algorithm: jsonwebtoken::Algorithm,
+    /// Tokens signed so far (each gets its own subject).
+    minted: AtomicU64,
+}
+
+impl FaultyChat {
+    /// Wraps `chat`, which runs with `config`.
+    fn new(config: &GatewayConfig, chat: Arc<Chat>, injector: Arc<Injector>) -> Self {
+        let algorithm = config
+            .jwt_algorithms
+            .iter()
+            .find_map(|a| a.parse().ok())
+            .unwrap_or(jsonwebtoken::Algorithm::HS256);
+        Self {
+            chat,
+            injector,
+            profile: config.profile,
+            key: jsonwebtoken::EncodingKey::from_secret(config.jwt_secret.as_bytes()),
+            algorithm,
+            minted: AtomicU64::new(0),
+        }
     }
+
+    /// CONNECT data carrying a valid token of a subject of its own.
+    fn valid_auth(&self) -> Option<String> {
+        let n = self.minted.fetch_add(1, Ordering::Relaxed);
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            + 3600;
+        let claims = serde_json::json!({ "sub": format!("fault-{n}"), "exp": exp });
+        let header = jsonwebtoken::Header::new(self.algorithm);
+        let token = jsonwebtoken::encode(&header, &claims, &self.key).ok()?;
+        Some(serde_json::json!({ "token": token }).to_string())
+    }
+
+    /// `sendMessage` or `typing` of a socket that never joined, handled as
+    /// the seed profile handles a joined one's, under the name `null`.
+    fn unjoined_event(&self, socket: &ChatSocket, event: &Event<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        let data = event
+            .args
+            .first()
+            .and_then(|a| serde_json::from_str::<serde_json::Value>(a.get()).ok())
+            .filter(|d| !d.is_null());
+        let Some(data) = data else { return out };
+        if event.name == "sendMessage" {
+            let message = payload::property(&data, "message");
+            self.chat.send_message("null", message, &mut out);
+        } else {
+            let typing = payload::property(&data, "isTyping");
+            self.chat.typing(socket.sid(), "null", typing, &mut out);
+        }
+        out
+    }
+}
+
+impl Namespace for FaultyChat {
+    type Socket = ChatSocket;
+    type ConnState = ConnRate;
+
+    fn conn_state(&self) -> ConnRate {
+        self.chat.conn_state()
+    }
+
+    fn connect(
+        &self,
+        conn: &Arc<Conn>,
+        auth: Option<&str>,
+    ) -> Result<(ChatSocket, Outcome), Refused> {
+        let forged = match self.profile {
+            Profile::Strict if self.injector.faults.accept_any_token => self.valid_auth(),
+            _ => None,
+        };
+        self.chat.connect(conn, forged.as_deref().or(auth))
+    }
+
+    fn event(
+        &self,
+        conn: &Arc<Conn>,
+        socket: &mut ChatSocket,
+        state: &mut ConnRate,
+        event: &Event<'_>,
+        ack: Option<u64>,
+    ) -> Outcome {
+        let name = event.name.as_ref();
+        if self.injector.faults.unjoined_messages
+            && self.profile == Profile::Seed
+            && matches!(name, "sendMessage" | "typing")
+            && self.chat.joined_name(socket.sid()).is_none()
+        {
+            return self.unjoined_event(socket, event);
+        }
+        let mut out = Namespace::event(&*self.chat, conn, socket, state, event, ack);
+        if name == "joinChat" {
+            let held = self.injector.held_joined.lock().remove(&**socket.sid());
+            // The seed gateway never acks a join: this fault answers with one.
+            if let (Profile::Seed, Some(id), Some(joined)) = (self.profile, ack, held) {
+                self.chat.ack(socket.sid(), id, &joined, &mut out);
+            }
+        }
+        out
+    }
+
+    fn disconnect(&self, socket: ChatSocket) {
+        let sid = socket.sid().clone();
+        let never_joined = !self.chat.has_joined(&sid);
+        self.chat.disconnect(socket);
+        if never_joined && self.injector.faults.offline_for_unjoined {
+            let client_id = payload::string(&sid);
+            let data =
+                payload::object(&[("username", Some("null")), ("clientId", Some(&client_id))]);
+            self.chat
+                .announce("userOffline", &data, Recipients::All)
+                .apply();
+        }
+    }
+}
+
+/// When the one stall of `stall_once` ends, once it has begun.
+struct StallGate {
+    started: Instant,
+    stall: Option<(Duration, Duration)>,
+    until: Mutex<Option<Instant>>,
+}
+
+impl StallGate {
+    /// Waits out the one stall, starting it if it is due.
+    async fn wait(&self) {
+        let Some((after, length)) = self.stall else {
+            return;
+        };
+        let until = {
+            let mut until = self.until.lock();
+            let now = Instant::now();
+            match *until {
+                Some(end) => end,
+                None if now.duration_since(self.started) >= after => {
+                    tracing::warn!(?length, "fault: stalling all event handling");
+                    *until.insert(now + length)
+                }
+                None => return,
+            }
+        };
+        tokio::time::sleep_until(until.into()).await;
+    }
+}
+
+/// A TCP front for the gateway at `gateway`: every byte passes through,
+/// except that clients' bytes wait out the one stall of `stall_once`, and
+/// `crash_after` into its life the front stops listening and drops every
+/// connection. Returns the address clients should use.
+async fn front(
+    gateway: SocketAddr,
+    stall_once: Option<(Duration, Duration)>,
+    crash_after: Option<Duration>,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(SocketAddr::new(gateway.ip(), 0)).await?;
+    let addr = listener.local_addr()?;
+    let gate = Arc::new(StallGate {
+        started: Instant::now(),
+        stall: stall_once,
+        until: Mutex::new(None),
+    });
+    let (crash, crashed) = watch::channel(false);
+    tokio::spawn(async move {
+        match crash_after {
+            Some(after) => {
+                tokio::time::sleep(after).await;
+                tracing::warn!("fault: the gateway crashes");
+                let _ = crash.send(true);
+            }
+            // The front lives as long as the test's runtime.
+            None => std::future::pending::<()>().await,
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = until_crash(crashed.clone()) => return,
+            };
+            let Ok((client, _)) = accepted else { continue };
+            let (gate, crashed) = (gate.clone(), crashed.clone());
+            tokio::spawn(async move { relay(client, gateway, &gate, crashed).await });
+        }
+    });
+    Ok(addr)
+}
+
+/// Resolves when the front crashes (never, if it never does).
+async fn until_crash(mut crashed: watch::Receiver<bool>) {
+    if crashed.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// What a crashing gateway answers a pending poll with.
+const CRASHED_POLL: &[u8] =
+    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+/// Relays one client connection to the gateway until either side ends it,
+/// or the front crashes: then a polling request gets HTTP 500 and any other
+/// connection just drops.
+async fn relay(
+    client: TcpStream,
+    gateway: SocketAddr,
+    gate: &StallGate,
+    crashed: watch::Receiver<bool>,
+) {
+    let Ok(upstream) = TcpStream::connect(gateway).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut gateway_rx, mut gateway_tx) = upstream.into_split();
+    let polling = AtomicBool::new(false);
+    let inbound = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut first = true;
+        loop {
+            let n = match client_rx.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let Some(chunk) = buf.get(..n) else { break };
+            if std::mem::take(&mut first) {
+                polling.store(is_polling_request(chunk), Ordering::Relaxed);
+            }
+            gate.wait().await;
+            if gateway_tx.write_all(chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = gateway_tx.shutdown().await;
+    };
+    let outbound = async {
+        let _ = tokio::io::copy(&mut gateway_rx, &mut client_tx).await;
+        let _ = client_tx.shutdown().await;
+    };
+    let crash = tokio::select! {
+        _ = async { tokio::join!(inbound, outbound) } => false,
+        () = until_crash(crashed) => true,
+    };
+    if crash && polling.load(Ordering::Relaxed) {
+        let _ = client_tx.write_all(CRASHED_POLL).await;
+    }
+}
+
+/// Whether the first bytes of a connection are an HTTP long-polling request
+/// (not a websocket handshake).
+fn is_polling_request(head: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    head.contains("transport=polling") && !head.contains("upgrade: websocket")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_frame_splits_into_its_name_and_data() {
+        let frame = r#"42/chat,["newMessage",{"a":[1]}]"#;
+        assert_eq!(split_event(frame), Some(("newMessage", r#"{"a":[1]}"#)));
+        assert_eq!(split_event("43/chat,1[{}]"), None);
+    }
 
     fn frame(text: &str) -> Frame {
         Arc::from(text)

@@ -5,6 +5,15 @@
 //! Layers, bottom up: [`engine`] (Engine.IO v4: polling, websocket, upgrade,
 //! heartbeat), `sio` (Socket.IO v5 namespaces and routing, on the
 //! `chorus-protocol` codec), [`chat`] (the `/chat` namespace's rules).
+//! The Socket.IO layer reaches a namespace's rules only through its
+//! `Namespace` trait, which [`chat::Chat`] implements, and the chat rules
+//! send every frame (broadcast or reply) through one delivery interface, the
+//! namespace's `Adapter` ("this frame to these recipients": everyone, everyone
+//! but the sender, one socket); the in-process adapter is the one that ships.
+//!
+//! Injected faults (the `faults` cargo feature, tests only) are wrappers
+//! around these parts built by `faults::start`; the shipped layers do not
+//! know of them.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chorus_gateway::GatewayError> {
@@ -31,10 +40,19 @@
 pub mod chat;
 pub mod config;
 pub mod engine;
-#[cfg(feature = "faults")]
-pub mod faults;
 pub mod metrics;
 mod sio;
+
+/// Marks items that exist only in builds with the `faults` feature (test
+/// fixtures); the one place the shipped crate names that feature.
+macro_rules! test_fixture {
+    ($($item:item)*) => { $( #[cfg(feature = "faults")] $item )* };
+}
+
+test_fixture! {
+    pub mod faults;
+    pub use faults::Faults;
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,8 +65,6 @@ use tokio::task::JoinHandle;
 
 pub use config::{GatewayConfig, Profile};
 use engine::{CloseReason, Engine};
-#[cfg(feature = "faults")]
-pub use faults::Faults;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +99,14 @@ const TASKS_WAIT: Duration = Duration::from_secs(2);
 
 /// Binds `config.addr` (port 0 picks a free port) and serves until shut down.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
+    start_with(config, Engine::new).await
+}
+
+/// [`start`] with the engine that `make` builds from the configuration.
+pub(crate) async fn start_with(
+    config: GatewayConfig,
+    make: impl FnOnce(GatewayConfig) -> Arc<Engine>,
+) -> Result<RunningGateway, GatewayError> {
     if config.jwt_secret.is_empty() {
         return Err(GatewayError::NoSecret);
     }
@@ -96,12 +120,10 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         addr: config.addr,
         source,
     })?;
-    let engine = Engine::new(config);
+    let engine = make(config);
     let app = router(engine.clone());
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(engine::http::serve(listener, engine.clone(), app, stopped));
-    #[cfg(feature = "faults")]
-    faults::Injector::arm_crash(&engine, server.abort_handle());
     tracing::info!(%addr, profile = ?engine.config.profile, "chat gateway listening");
     Ok(RunningGateway {
         addr,

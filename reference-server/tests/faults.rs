@@ -11,16 +11,19 @@ use std::time::{Duration, Instant};
 
 use chorus_gateway::{Faults, GatewayConfig, Profile, RunningGateway};
 use common::raw::{joined_client, Incoming, Msg, RawClient, Transport};
-use common::{config, start_with, tokens, within};
+use common::{config, tokens, within};
 use serde_json::Value;
 
 /// A seed gateway injecting `faults`.
 async fn gateway(faults: Faults) -> RunningGateway {
-    start_with(GatewayConfig {
-        faults,
-        ..config(Profile::Seed)
-    })
-    .await
+    start_with(config(Profile::Seed), faults).await
+}
+
+/// A gateway with `cfg` injecting `faults`, bounded in time.
+async fn start_with(cfg: GatewayConfig, faults: Faults) -> RunningGateway {
+    within(chorus_gateway::faults::start(cfg, faults))
+        .await
+        .expect("the gateway starts")
 }
 
 /// A websocket client (with a valid token) that joined as `name`.
@@ -289,13 +292,13 @@ async fn joined_as_ack_answers_join_chat_with_an_ack_and_no_event() {
 
 #[tokio::test]
 async fn accept_any_token_admits_a_strict_socket_without_a_token() {
-    let gw = start_with(GatewayConfig {
-        faults: Faults {
+    let gw = start_with(
+        config(Profile::Strict),
+        Faults {
             accept_any_token: true,
             ..Faults::default()
         },
-        ..config(Profile::Strict)
-    })
+    )
     .await;
     let mut client = RawClient::ws(gw.addr()).await;
     let (_, online) = client.connect_chat().await;
@@ -319,15 +322,17 @@ async fn unjoined_messages_are_broadcast_with_a_null_username() {
 
 #[tokio::test]
 async fn stall_socket_starves_one_receiver_that_stays_connected() {
-    let gw = start_with(GatewayConfig {
-        ping_interval_ms: 200,
-        ping_timeout_ms: 200,
-        faults: Faults {
+    let gw = start_with(
+        GatewayConfig {
+            ping_interval_ms: 200,
+            ping_timeout_ms: 200,
+            ..config(Profile::Seed)
+        },
+        Faults {
             stall_socket: Some(2),
             ..Faults::default()
         },
-        ..config(Profile::Seed)
-    })
+    )
     .await;
     let (mut alice, mut bob) = pair(&gw).await;
     say(&mut alice, "hello").await;

@@ -32,15 +32,15 @@ pub async fn start_gateway(faults: Faults, secret: &str) -> RunningGateway {
 
 /// A gateway in `profile` on 127.0.0.1 port 0 injecting `faults`, signing tokens with `secret`.
 pub async fn start_gateway_in(profile: Profile, faults: Faults, secret: &str) -> RunningGateway {
-    chorus_gateway::start(GatewayConfig {
+    let config = GatewayConfig {
         addr: "127.0.0.1:0".parse().expect("a loopback address"),
         profile,
         jwt_secret: secret.to_owned(),
-        faults,
         ..GatewayConfig::default()
-    })
-    .await
-    .expect("the gateway starts")
+    };
+    chorus_gateway::faults::start(config, faults)
+        .await
+        .expect("the gateway starts")
 }
 
 /// Quiet in-process run options for a scenario file (relative to the crate

@@ -3,15 +3,15 @@
 //! only in how events are authenticated, validated and acknowledged
 //! ([`seed`] and [`strict`]).
 //!
-//! One mutex guards the namespace's membership. Broadcasts queue a shared
-//! frame to every receiver while holding it, without waiting (a full queue
-//! marks the receiver for disconnection), so broadcasts leave in one total
-//! order, every receiver sees every sender's events in the order they were
+//! One mutex guards the namespace's state. Broadcasts hand one shared frame
+//! to the namespace's [`Adapter`] while holding it, which queues it to every
+//! receiver without waiting (a full queue marks the receiver for
+//! disconnection), so broadcasts leave in one total order, every receiver sees every sender's events in the order they were
 //! handled, and an `onlineUsers` snapshot is exact at the moment the socket
 //! entered the namespace.
 
 pub mod auth;
-mod payload;
+pub(crate) mod payload;
 mod seed;
 mod strict;
 
@@ -23,9 +23,10 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 
 use crate::config::{GatewayConfig, Profile};
-use crate::engine::{message_frame, CloseReason, Conn, Frame};
+use crate::engine::{message_frame, Conn};
 use crate::metrics::Metrics;
-use crate::sio::CHAT;
+use crate::sio::adapter::{Adapter, LocalAdapter, Outcome, Recipients};
+use crate::sio::{Namespace, Refused, CHAT};
 use payload::Js;
 pub use strict::ConnRate;
 
@@ -38,15 +39,12 @@ pub struct Chat {
     /// Rate-limit buckets per token subject (strict), so reconnecting does not refill them.
     subjects: Mutex<strict::Subjects>,
     state: Mutex<State>,
-    /// Injected faults (tests only).
-    #[cfg(feature = "faults")]
-    pub(crate) faults: crate::faults::Injector,
+    /// Delivers the namespace's frames; called under the state lock.
+    adapter: Arc<dyn Adapter>,
 }
 
 #[derive(Default)]
 struct State {
-    /// Every socket in the namespace, joined or not: the broadcast audience.
-    members: IndexMap<Arc<str>, Arc<Conn>>,
     /// The online-users map, in join order (a rename keeps the position, like a JS `Map`).
     users: IndexMap<Arc<str>, Js>,
 }
@@ -61,6 +59,13 @@ pub struct ChatSocket {
     expiry: Option<tokio::task::AbortHandle>,
 }
 
+impl ChatSocket {
+    /// The socket's id in `/chat` (its `clientId`).
+    pub fn sid(&self) -> &Arc<str> {
+        &self.sid
+    }
+}
+
 impl Drop for ChatSocket {
     fn drop(&mut self) {
         if let Some(expiry) = self.expiry.take() {
@@ -69,45 +74,18 @@ impl Drop for ChatSocket {
     }
 }
 
-/// A refused namespace CONNECT: the CONNECT_ERROR payload and the metric label.
-pub struct Refused {
-    /// Label for the refused-handshakes metric.
-    pub reason: &'static str,
-    /// JSON data of the `44/chat,…` packet.
-    pub payload: String,
-}
-
-/// What handling a packet left to do once no lock is held: disconnect the
-/// receivers whose queues overflowed.
-#[must_use]
-#[derive(Default)]
-pub struct Outcome {
-    victims: Vec<Arc<Conn>>,
-}
-
-impl Outcome {
-    /// Queues a frame for one receiver, remembering it if its queue is full.
-    fn send(&mut self, conn: &Arc<Conn>, frame: Frame) {
-        if conn.send(frame).is_err() && !self.victims.iter().any(|v| Arc::ptr_eq(v, conn)) {
-            self.victims.push(conn.clone());
-        }
-    }
-
-    /// Disconnects the slow receivers. Call with no lock held.
-    pub fn apply(self) {
-        for victim in self.victims {
-            if victim.close_reason().is_none() {
-                victim.engine.metrics.slow_consumer();
-                tracing::warn!(sid = %victim.sid, "receiver queue full: disconnecting it");
-            }
-            victim.close(CloseReason::SlowConsumer);
-        }
-    }
-}
-
 impl Chat {
-    /// The namespace for a gateway configuration.
+    /// The namespace for a gateway configuration, delivering in process.
     pub fn new(config: &GatewayConfig, metrics: Arc<Metrics>) -> Self {
+        Self::with_adapter(config, metrics, Arc::new(LocalAdapter::default()))
+    }
+
+    /// The namespace for a gateway configuration, delivering through `adapter`.
+    pub fn with_adapter(
+        config: &GatewayConfig,
+        metrics: Arc<Metrics>,
+        adapter: Arc<dyn Adapter>,
+    ) -> Self {
         Self {
             profile: config.profile,
             verifier: auth::Verifier::new(
@@ -119,8 +97,7 @@ impl Chat {
             limits: strict::Limits::from(config),
             subjects: Mutex::new(strict::Subjects::new()),
             state: Mutex::new(State::default()),
-            #[cfg(feature = "faults")]
-            faults: crate::faults::Injector::new(config.faults.clone()),
+            adapter,
         }
     }
 
@@ -149,8 +126,6 @@ impl Chat {
         };
         match self.profile {
             Profile::Seed => socket.token = auth::seed_token(&conn.handshake),
-            #[cfg(feature = "faults")]
-            Profile::Strict if self.faults.faults.accept_any_token => {}
             Profile::Strict => {
                 let token = auth::strict_token(&conn.handshake, auth);
                 let verified = token
@@ -182,30 +157,14 @@ impl Chat {
         }
         let mut out = Outcome::default();
         let connected = payload::object(&[("sid", Some(&payload::string(&socket.sid)))]);
-        let mut state = self.state();
-        out.send(
-            conn,
-            message_frame(&socketio::encode(
-                PacketType::Connect,
-                CHAT,
-                None,
-                Some(&connected),
-            )),
-        );
-        #[cfg(feature = "faults")]
-        let snapshot = if self.faults.faults.snapshot_missing_newest {
-            let mut users = state.users.clone();
-            users.pop();
-            online_users(&users)
-        } else {
-            online_users(&state.users)
-        };
-        #[cfg(not(feature = "faults"))]
-        let snapshot = online_users(&state.users);
-        out.send(conn, payload::event_frame("onlineUsers", &snapshot));
-        state.members.insert(socket.sid.clone(), conn.clone());
-        #[cfg(feature = "faults")]
-        self.faults.chat_socket_connected(conn);
+        let state = self.state();
+        self.adapter.add(socket.sid.clone(), conn.clone());
+        let to = Recipients::Socket(&socket.sid);
+        let connected = socketio::encode(PacketType::Connect, CHAT, None, Some(&connected));
+        self.adapter
+            .deliver(&message_frame(&connected), to, &mut out);
+        let snapshot = payload::event_frame("onlineUsers", &online_users(&state.users));
+        self.adapter.deliver(&snapshot, to, &mut out);
         drop(state);
         self.metrics.socket(1);
         Ok((socket, out))
@@ -236,13 +195,9 @@ impl Chat {
     pub fn disconnect(&self, socket: ChatSocket) {
         let mut out = Outcome::default();
         let mut state = self.state();
-        state.members.swap_remove(&socket.sid);
+        self.adapter.remove(&socket.sid);
         let leaving = state.users.get(&socket.sid).cloned();
         let client_id = payload::string(&socket.sid);
-        #[cfg(feature = "faults")]
-        let skip_offline = self.faults.faults.skip_user_offline;
-        #[cfg(not(feature = "faults"))]
-        let skip_offline = false;
         // A falsy stored name is never removed (seed: the NestJS gateway's leak).
         if let Some(name) = leaving.as_ref().filter(|n| payload::truthy(n)) {
             state.users.shift_remove(&socket.sid);
@@ -250,16 +205,8 @@ impl Chat {
                 ("username", name.as_deref()),
                 ("clientId", Some(&client_id)),
             ]);
-            if !skip_offline {
-                self.broadcast(&state, "userOffline", &data, None, &mut out);
-            }
+            self.broadcast(&state, "userOffline", &data, Recipients::All, &mut out);
             self.metrics.joined(-1);
-        }
-        #[cfg(feature = "faults")]
-        if leaving.is_none() && self.faults.faults.offline_for_unjoined && !skip_offline {
-            let data =
-                payload::object(&[("username", Some("null")), ("clientId", Some(&client_id))]);
-            self.broadcast(&state, "userOffline", &data, None, &mut out);
         }
         drop(state);
         self.metrics.socket(-1);
@@ -269,7 +216,6 @@ impl Chat {
     /// An event arrived on a socket of `/chat`.
     pub fn event(
         &self,
-        conn: &Arc<Conn>,
         socket: &mut ChatSocket,
         rate: &mut ConnRate,
         event: &Event<'_>,
@@ -279,8 +225,8 @@ impl Chat {
         self.metrics.event(&event.name);
         let mut out = Outcome::default();
         match self.profile {
-            Profile::Seed => seed::handle(self, conn, socket, event, ack, &mut out),
-            Profile::Strict => strict::handle(self, conn, socket, rate, event, ack, &mut out),
+            Profile::Seed => seed::handle(self, socket, event, &mut out),
+            Profile::Strict => strict::handle(self, socket, rate, event, ack, &mut out),
         }
         tracing::debug!(
             event = %event.name,
@@ -294,38 +240,42 @@ impl Chat {
 
     /// Stores (or renames) the user, broadcasts `userOnline` to everyone, then
     /// queues `joined` to the sender. Returns the `joined` payload.
-    fn join(&self, conn: &Arc<Conn>, sid: &Arc<str>, username: Js, out: &mut Outcome) -> String {
+    fn join(&self, sid: &Arc<str>, username: Js, out: &mut Outcome) -> String {
         let client_id = payload::string(sid);
         let online = payload::object(&[
             ("username", username.as_deref()),
             ("clientId", Some(&client_id)),
         ]);
-        #[cfg(feature = "faults")]
-        let joined_name = username
-            .as_deref()
-            .filter(|_| !self.faults.faults.wrong_joined);
-        #[cfg(not(feature = "faults"))]
-        let joined_name = username.as_deref();
         let joined = payload::object(&[
-            ("username", joined_name),
+            ("username", username.as_deref()),
             ("message", Some(&payload::string(payload::JOINED_MESSAGE))),
         ]);
         let mut state = self.state();
         if state.users.insert(sid.clone(), username).is_none() {
             self.metrics.joined(1);
         }
-        self.broadcast(&state, "userOnline", &online, None, out);
-        #[cfg(feature = "faults")]
-        if self.faults.faults.joined_as_ack {
-            return joined;
-        }
-        out.send(conn, payload::event_frame("joined", &joined));
+        self.broadcast(&state, "userOnline", &online, Recipients::All, out);
+        let frame = payload::event_frame("joined", &joined);
+        self.adapter.deliver(&frame, Recipients::Socket(sid), out);
         self.metrics.delivery();
         joined
     }
 
+    /// Whether the socket `sid` has joined (under any name, even a falsy one).
+    pub fn has_joined(&self, sid: &str) -> bool {
+        self.state().users.contains_key(sid)
+    }
+
+    /// Broadcasts the event `name` with `data` to the sockets `to` selects.
+    pub fn announce(&self, name: &str, data: &str, to: Recipients<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        let state = self.state();
+        self.broadcast(&state, name, data, to, &mut out);
+        out
+    }
+
     /// The stored name of a socket that has joined with a truthy name.
-    fn joined_name(&self, sid: &str) -> Option<String> {
+    pub fn joined_name(&self, sid: &str) -> Option<String> {
         let name = self
             .state()
             .users
@@ -333,125 +283,95 @@ impl Chat {
             .filter(|n| payload::truthy(n))
             .cloned()
             .flatten();
-        #[cfg(feature = "faults")]
-        let name = name.or_else(|| {
-            self.faults
-                .faults
-                .unjoined_messages
-                .then(|| "null".to_owned())
-        });
         name
     }
 
     /// Broadcasts `newMessage` to everyone; returns its timestamp.
-    fn send_message(&self, username: &str, message: Js, out: &mut Outcome) -> String {
+    pub fn send_message(&self, username: &str, message: Js, out: &mut Outcome) -> String {
         let state = self.state();
         // Stamped under the lock so timestamps never go backwards along the broadcast order.
         let timestamp = chorus_protocol::timestamp::format_iso(SystemTime::now());
-        #[cfg(feature = "faults")]
-        let (username, stamp) = self.message_faults(&state, username, &timestamp);
-        #[cfg(not(feature = "faults"))]
         let stamp = payload::string(&timestamp);
         let data = payload::object(&[
             ("username", Some(username)),
             ("message", message.as_deref()),
             ("timestamp", Some(&stamp)),
         ]);
-        self.broadcast(&state, "newMessage", &data, None, out);
+        self.broadcast(&state, "newMessage", &data, Recipients::All, out);
         timestamp
     }
 
     /// Broadcasts `userTyping` to everyone but the sender.
-    fn typing(&self, sid: &str, username: &str, is_typing: Js, out: &mut Outcome) {
+    pub fn typing(&self, sid: &str, username: &str, is_typing: Js, out: &mut Outcome) {
         let data = payload::object(&[
             ("username", Some(username)),
             ("isTyping", is_typing.as_deref()),
         ]);
-        #[cfg(feature = "faults")]
-        let except = (!self.faults.faults.echo_typing).then_some(sid);
-        #[cfg(not(feature = "faults"))]
-        let except = Some(sid);
         let state = self.state();
-        self.broadcast(&state, "userTyping", &data, except, out);
+        self.broadcast(&state, "userTyping", &data, Recipients::AllBut(sid), out);
     }
 
-    /// The `username` and raw `timestamp` of a `newMessage` under the
-    /// `wrong_username` and `bad_timestamp` faults.
-    #[cfg(feature = "faults")]
-    fn message_faults<'a>(
-        &self,
-        state: &'a State,
-        username: &'a str,
-        timestamp: &str,
-    ) -> (&'a str, String) {
-        let stamp = if self.faults.faults.bad_timestamp {
-            let millis = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis();
-            millis.to_string()
-        } else {
-            payload::string(timestamp)
-        };
-        let other = state
-            .users
-            .values()
-            .flatten()
-            .find(|name| name.as_str() != username);
-        match other {
-            Some(other) if self.faults.wrong_username_now() => (other, stamp),
-            _ => (username, stamp),
-        }
-    }
-
-    /// Queues an event to every member (but `except`), under the state lock.
+    /// Queues an event to the sockets `to` selects, through the adapter;
+    /// `_state` is the held state lock, which orders every broadcast.
     fn broadcast(
         &self,
-        state: &State,
+        _state: &State,
         name: &str,
         data: &str,
-        except: Option<&str>,
+        to: Recipients<'_>,
         out: &mut Outcome,
     ) {
         let frame = payload::event_frame(name, data);
-        #[cfg(feature = "faults")]
-        let frames = self.faults.frames(name, data, frame);
-        let mut receivers = 0;
-        for (sid, conn) in &state.members {
-            if except != Some(&**sid) {
-                #[cfg(feature = "faults")]
-                for frame in &frames {
-                    for copy in self.faults.deliver(conn, frame) {
-                        out.send(conn, copy);
-                    }
-                }
-                #[cfg(not(feature = "faults"))]
-                out.send(conn, frame.clone());
-                receivers += 1;
-            }
-        }
+        let receivers = self.adapter.deliver(&frame, to, out);
         self.metrics.broadcast(name, receivers);
     }
 
-    /// Queues an `exception` event to the sender alone.
-    fn exception(&self, conn: &Arc<Conn>, payload: &str, out: &mut Outcome) {
-        out.send(conn, payload::event_frame("exception", payload));
+    /// Queues an `exception` event to the socket `sid` alone.
+    fn exception(&self, sid: &str, payload: &str, out: &mut Outcome) {
+        let frame = payload::event_frame("exception", payload);
+        self.adapter.deliver(&frame, Recipients::Socket(sid), out);
         self.metrics.delivery();
     }
 
-    /// Queues an ACK with one argument.
-    fn ack(&self, conn: &Arc<Conn>, id: u64, payload: &str, out: &mut Outcome) {
+    /// Queues an ACK with one argument to the socket `sid`.
+    pub fn ack(&self, sid: &str, id: u64, payload: &str, out: &mut Outcome) {
         let data = format!("[{payload}]");
-        out.send(
-            conn,
-            message_frame(&socketio::encode(
-                PacketType::Ack,
-                CHAT,
-                Some(id),
-                Some(&data),
-            )),
-        );
+        let ack = socketio::encode(PacketType::Ack, CHAT, Some(id), Some(&data));
+        self.adapter
+            .deliver(&message_frame(&ack), Recipients::Socket(sid), out);
         self.metrics.delivery();
+    }
+}
+
+impl Namespace for Chat {
+    type Socket = ChatSocket;
+    type ConnState = ConnRate;
+
+    fn conn_state(&self) -> ConnRate {
+        self.conn_rate()
+    }
+
+    fn connect(
+        &self,
+        conn: &Arc<Conn>,
+        auth: Option<&str>,
+    ) -> Result<(ChatSocket, Outcome), Refused> {
+        Chat::connect(self, conn, auth)
+    }
+
+    fn event(
+        &self,
+        _conn: &Arc<Conn>,
+        socket: &mut ChatSocket,
+        rate: &mut ConnRate,
+        event: &Event<'_>,
+        ack: Option<u64>,
+    ) -> Outcome {
+        Chat::event(self, socket, rate, event, ack)
+    }
+
+    fn disconnect(&self, socket: ChatSocket) {
+        Chat::disconnect(self, socket)
     }
 }
 

@@ -3,23 +3,13 @@
 //! token on each of the three chat events; nothing is validated; the server
 //! never acks.
 
-use std::sync::Arc;
-
 use chorus_protocol::socketio::Event;
 use serde_json::Value;
 
 use super::{auth, payload, Chat, ChatSocket, Outcome};
-use crate::engine::Conn;
 
 /// Handles one event of a seed-profile socket.
-pub(super) fn handle(
-    chat: &Chat,
-    conn: &Arc<Conn>,
-    socket: &mut ChatSocket,
-    event: &Event<'_>,
-    ack: Option<u64>,
-    out: &mut Outcome,
-) {
+pub(super) fn handle(chat: &Chat, socket: &mut ChatSocket, event: &Event<'_>, out: &mut Outcome) {
     let name = event.name.as_ref();
     if !matches!(name, "joinChat" | "sendMessage" | "typing") {
         return;
@@ -44,7 +34,7 @@ pub(super) fn handle(
     if let Err(refusal) = verified {
         chat.metrics.refused_event(refusal.metric());
         let exception = payload::exception(refusal.message(), name, data_json.as_deref());
-        return chat.exception(conn, &exception, out);
+        return chat.exception(&socket.sid, &exception, out);
     }
 
     // `payload.x` on `null` or `undefined` throws: NestJS answers "Internal server error".
@@ -52,19 +42,13 @@ pub(super) fn handle(
     let internal_error = |out: &mut Outcome| {
         chat.metrics.refused_event("internal_error");
         let exception = payload::exception("Internal server error", name, data_json.as_deref());
-        chat.exception(conn, &exception, out);
+        chat.exception(&socket.sid, &exception, out);
     };
     match name {
         "joinChat" => match payload {
             Some(p) => {
-                let joined = chat.join(conn, &socket.sid, payload::property(p, "username"), out);
-                // The seed gateway never acks; only the `joined_as_ack` fault does.
-                #[cfg(feature = "faults")]
-                if let Some(id) = ack.filter(|_| chat.faults.faults.joined_as_ack) {
-                    chat.ack(conn, id, &joined, out);
-                }
-                #[cfg(not(feature = "faults"))]
-                let _ = (joined, ack);
+                // The seed gateway never acks.
+                chat.join(&socket.sid, payload::property(p, "username"), out);
             }
             None => internal_error(out),
         },

@@ -3,7 +3,6 @@
 //! and acknowledged when the client asks.
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
 use std::time::Instant;
 
 use chorus_protocol::socketio::Event;
@@ -12,7 +11,6 @@ use serde_json::Value;
 
 use super::{payload, Chat, ChatSocket, Outcome};
 use crate::config::GatewayConfig;
-use crate::engine::Conn;
 
 /// Longest username, in characters.
 const MAX_USERNAME_CHARS: usize = 32;
@@ -199,7 +197,6 @@ fn allow(chat: &Chat, socket: &ChatSocket, conn_rate: &mut ConnRate, kind: Limit
 /// Handles one event of a strict-profile socket.
 pub(super) fn handle(
     chat: &Chat,
-    conn: &Arc<Conn>,
     socket: &mut ChatSocket,
     rate: &mut ConnRate,
     event: &Event<'_>,
@@ -210,9 +207,9 @@ pub(super) fn handle(
     let refuse = |message: &str, reason: &'static str, out: &mut Outcome| {
         chat.metrics.refused_event(reason);
         let exception = payload::exception(message, name, None);
-        chat.exception(conn, &exception, out);
+        chat.exception(&socket.sid, &exception, out);
         if let Some(id) = ack {
-            chat.ack(conn, id, &exception, out);
+            chat.ack(&socket.sid, id, &exception, out);
         }
     };
     let arg: Option<Value> = event
@@ -228,9 +225,9 @@ pub(super) fn handle(
                 refuse("rate limited", "rate_limited", out)
             }
             Ok(username) => {
-                let joined = chat.join(conn, &socket.sid, Some(payload::string(&username)), out);
+                let joined = chat.join(&socket.sid, Some(payload::string(&username)), out);
                 if let Some(id) = ack {
-                    chat.ack(conn, id, &joined, out);
+                    chat.ack(&socket.sid, id, &joined, out);
                 }
             }
             Err(why) => refuse(&why, "invalid_payload", out),
@@ -239,7 +236,12 @@ pub(super) fn handle(
             let Some(username) = chat.joined_name(&socket.sid) else {
                 // Section 2: events before joining are ignored; an ack is still answered.
                 if let Some(id) = ack {
-                    chat.ack(conn, id, &payload::exception("not joined", name, None), out);
+                    chat.ack(
+                        &socket.sid,
+                        id,
+                        &payload::exception("not joined", name, None),
+                        out,
+                    );
                 }
                 return;
             };
@@ -256,7 +258,7 @@ pub(super) fn handle(
                                 ("ok", Some("true")),
                                 ("timestamp", Some(&payload::string(&timestamp))),
                             ]);
-                            chat.ack(conn, id, &reply, out);
+                            chat.ack(&socket.sid, id, &reply, out);
                         }
                     }
                     Err(why) => refuse(&why, "invalid_payload", out),
@@ -270,7 +272,7 @@ pub(super) fn handle(
                     Some(is_typing) => {
                         chat.typing(&socket.sid, &username, Some(is_typing.to_string()), out);
                         if let Some(id) = ack {
-                            chat.ack(conn, id, r#"{"ok":true}"#, out);
+                            chat.ack(&socket.sid, id, r#"{"ok":true}"#, out);
                         }
                     }
                     None => refuse(

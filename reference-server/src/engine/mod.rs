@@ -23,6 +23,7 @@ pub use conn::{message_frame, CloseReason, Conn, Frame, Full, Handshake};
 use crate::chat::Chat;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+use crate::sio::ChatNamespace;
 
 /// The shared state of one gateway.
 pub struct Engine {
@@ -31,7 +32,7 @@ pub struct Engine {
     /// Its counters.
     pub metrics: Arc<Metrics>,
     /// The `/chat` namespace.
-    pub chat: Chat,
+    pub chat: Arc<ChatNamespace>,
     /// The running transport tasks (HTTP connections, websockets).
     pub tasks: Arc<http::Tasks>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Conn>>>,
@@ -41,11 +42,22 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A gateway with no connections yet.
+    /// A gateway with no connections yet, with the shipped `/chat` namespace.
     pub fn new(config: GatewayConfig) -> Arc<Self> {
         let metrics = Arc::new(Metrics::default());
+        let chat = Arc::new(Chat::new(&config, metrics.clone()));
+        Self::with_chat(config, metrics, chat)
+    }
+
+    /// A gateway with no connections yet whose `/chat` namespace is `chat`
+    /// (counting into `metrics`).
+    pub fn with_chat(
+        config: GatewayConfig,
+        metrics: Arc<Metrics>,
+        chat: Arc<ChatNamespace>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            chat: Chat::new(&config, metrics.clone()),
+            chat,
             config,
             metrics,
             tasks: Arc::default(),

@@ -37,11 +37,6 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
     // A receiver that could not keep up, or a broken (crashed) gateway, sends nothing more.
     let first = first.filter(|_| conn.close_reason().is_none_or(CloseReason::flushes_queue));
     let Some(first) = first else {
-        // A crashing gateway sends no close packet: the poll just fails.
-        #[cfg(feature = "faults")]
-        if conn.engine.chat.faults.crashed() {
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
         return text_response("1".to_owned());
     };
     conn.dequeued(&first);
@@ -99,8 +94,6 @@ pub(super) async fn post(conn: Arc<Conn>, body: Body) -> Response {
         conn.close(CloseReason::ProtocolError);
         return bad_request(3, "Bad request");
     };
-    #[cfg(feature = "faults")]
-    conn.engine.chat.faults.stall_gate().await;
     for record in split_payload(text) {
         if conn.close_reason().is_some() {
             break;

@@ -108,8 +108,6 @@ async fn run(conn: Arc<Conn>, sink: Sink, mut stream: SplitStream<WebSocket>) {
             msg = stream.next() => msg,
             _ = conn.closed() => break,
         };
-        #[cfg(feature = "faults")]
-        conn.engine.chat.faults.stall_gate().await;
         match msg {
             Some(Ok(Message::Text(text))) => on_text(&conn, text.as_str()),
             Some(Ok(Message::Binary(bytes))) => crate::sio::on_binary(&conn, bytes.to_vec()),
@@ -168,11 +166,6 @@ async fn write_loop(conn: Arc<Conn>, mut sink: Sink) {
             conn.close(CloseReason::TransportError);
             return;
         }
-    }
-    // A crashing gateway says no goodbye: the socket just drops.
-    #[cfg(feature = "faults")]
-    if conn.engine.chat.faults.crashed() {
-        return;
     }
     let reason = conn.close_reason();
     let close = match reason {

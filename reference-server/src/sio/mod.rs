@@ -1,17 +1,64 @@
 //! The Socket.IO v5 server layer, on the shared codec: namespace CONNECT and
 //! DISCONNECT, event routing, binary reassembly, and the protocol errors that
 //! close the whole Engine.IO connection (as socket.io 4.8 does).
+//!
+//! A namespace's rules are reached only through the [`Namespace`] trait, and
+//! its frames leave only through an [`adapter::Adapter`].
 
 use std::sync::Arc;
 
 use chorus_protocol::socketio::{self, Event, PacketType};
 use chorus_protocol::DecodeError;
 
+pub mod adapter;
+
 use crate::chat::{ChatSocket, ConnRate};
 use crate::engine::{CloseReason, Conn};
+use adapter::Outcome;
 
 /// The `/chat` namespace.
 pub const CHAT: &str = "/chat";
+
+/// The rules of one namespace, as the Socket.IO layer calls them: CONNECT,
+/// events, and the socket leaving. Each call returns what is left to do once
+/// no lock is held ([`Outcome::apply`]).
+pub trait Namespace: Send + Sync {
+    /// One socket of the namespace, kept by its Engine.IO connection.
+    type Socket: Send;
+    /// State an Engine.IO connection keeps across namespace reconnects.
+    type ConnState: Send;
+
+    /// Fresh per-connection state, made at the connection's first event.
+    fn conn_state(&self) -> Self::ConnState;
+    /// A socket asks to enter, with the CONNECT packet's `auth` data.
+    fn connect(
+        &self,
+        conn: &Arc<Conn>,
+        auth: Option<&str>,
+    ) -> Result<(Self::Socket, Outcome), Refused>;
+    /// An event (with its ack id, if the client wants one) on a socket.
+    fn event(
+        &self,
+        conn: &Arc<Conn>,
+        socket: &mut Self::Socket,
+        state: &mut Self::ConnState,
+        event: &Event<'_>,
+        ack: Option<u64>,
+    ) -> Outcome;
+    /// The socket left (DISCONNECT, server disconnect, or its connection closed).
+    fn disconnect(&self, socket: Self::Socket);
+}
+
+/// The `/chat` namespace as this layer holds it.
+pub type ChatNamespace = dyn Namespace<Socket = ChatSocket, ConnState = ConnRate>;
+
+/// A refused namespace CONNECT: the CONNECT_ERROR payload and the metric label.
+pub struct Refused {
+    /// Label for the refused-handshakes metric.
+    pub reason: &'static str,
+    /// JSON data of the `44/<nsp>,…` packet.
+    pub payload: String,
+}
 
 /// Socket.IO state of one Engine.IO connection.
 #[derive(Default)]
@@ -173,7 +220,7 @@ fn dispatch(conn: &Arc<Conn>, packet: &socketio::Packet<'_>, event: Option<Event
                             }
                         },
                     };
-                    let rate = sio.rate.get_or_insert_with(|| chat.conn_rate());
+                    let rate = sio.rate.get_or_insert_with(|| chat.conn_state());
                     let outcome = chat.event(conn, socket, rate, &event, packet.id);
                     drop(guard);
                     outcome.apply();
