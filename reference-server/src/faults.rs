@@ -37,7 +37,7 @@ use crate::config::{GatewayConfig, Profile};
 use crate::engine::{Conn, Engine, Frame};
 use crate::metrics::Metrics;
 use crate::sio::adapter::{Adapter, LocalAdapter, Outcome, Recipients};
-use crate::sio::{Namespace, Refused, CHAT};
+use crate::sio::{Namespace, Refused, Sio, CHAT};
 use crate::{GatewayError, RunningGateway};
 
 /// A held-back `newMessage` is sent after the next one of the same sender,
@@ -108,7 +108,7 @@ pub async fn start(config: GatewayConfig, faults: Faults) -> Result<RunningGatew
         let adapter = FaultyAdapter::new(Arc::new(LocalAdapter::default()), wrapped.clone());
         let chat = Chat::with_adapter(&config, metrics.clone(), Arc::new(adapter));
         let chat = FaultyChat::new(&config, Arc::new(chat), wrapped);
-        Engine::with_chat(config, metrics, Arc::new(chat))
+        Engine::new(config, metrics, Arc::new(Sio::new(Arc::new(chat))))
     })
     .await?;
     let f = &injector.faults;

@@ -4,7 +4,10 @@
 //!
 //! Layers, bottom up: [`engine`] (Engine.IO v4: polling, websocket, upgrade,
 //! heartbeat), `sio` (Socket.IO v5 namespaces and routing, on the
-//! `chorus-protocol` codec), [`chat`] (the `/chat` namespace's rules).
+//! `chorus-protocol` codec), [`chat`] (the `/chat` namespace's rules). Each
+//! layer calls only down; it hears from the one above through a trait. The
+//! Engine.IO layer knows nothing of Socket.IO: it hands every connection's
+//! messages to an [`engine::Handler`] (the Socket.IO server implements it).
 //! The Socket.IO layer reaches a namespace's rules only through its
 //! `Namespace` trait, which [`chat::Chat`] implements, and the chat rules
 //! send every frame (broadcast or reply) through one delivery interface, the
@@ -99,7 +102,12 @@ const TASKS_WAIT: Duration = Duration::from_secs(2);
 
 /// Binds `config.addr` (port 0 picks a free port) and serves until shut down.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
-    start_with(config, Engine::new).await
+    start_with(config, |config| {
+        let metrics = Arc::new(metrics::Metrics::default());
+        let chat = Arc::new(chat::Chat::new(&config, metrics.clone()));
+        Engine::new(config, metrics, Arc::new(sio::Sio::new(chat)))
+    })
+    .await
 }
 
 /// [`start`] with the engine that `make` builds from the configuration.
@@ -169,7 +177,7 @@ impl RunningGateway {
         self.engine.begin_shutdown();
         let connections = self.engine.connections();
         for conn in &connections {
-            sio::server_disconnect(conn);
+            conn.server_disconnect();
         }
         let deadline = Instant::now() + Duration::from_millis(self.engine.config.shutdown_drain_ms);
         while Instant::now() < deadline

@@ -185,7 +185,7 @@ impl Chat {
             tokio::time::sleep_until(deadline).await;
             if let Some(conn) = weak.upgrade() {
                 tracing::debug!(sid = %conn.sid, "token expired: disconnecting the socket");
-                crate::sio::server_disconnect(&conn);
+                conn.server_disconnect();
             }
         });
         Some(task.abort_handle())

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::Engine;
-use crate::sio::SioConn;
+use super::{ConnHandler, Engine};
 
 /// An encoded Engine.IO text packet, shared by every receiver of a broadcast.
 pub type Frame = Arc<str>;
@@ -100,8 +99,8 @@ pub struct Conn {
     pub handshake: Handshake,
     /// The gateway this connection belongs to.
     pub engine: Arc<Engine>,
-    /// Socket.IO state (namespace sockets, binary reassembly), locked per incoming packet.
-    pub sio: parking_lot::Mutex<SioConn>,
+    /// The layer above's handler for this connection.
+    pub(super) upper: Box<dyn ConnHandler>,
     tx: mpsc::Sender<Frame>,
     /// Bytes of the frames waiting in the queue.
     queued_bytes: AtomicUsize,
@@ -116,13 +115,18 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub(super) fn new(engine: Arc<Engine>, sid: Arc<str>, handshake: Handshake) -> Arc<Self> {
+    pub(super) fn new(
+        engine: Arc<Engine>,
+        sid: Arc<str>,
+        handshake: Handshake,
+        upper: Box<dyn ConnHandler>,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(engine.config.queue_size.max(1));
         Arc::new(Self {
             sid,
             handshake,
             engine,
-            sio: parking_lot::Mutex::new(SioConn::default()),
+            upper,
             tx,
             queued_bytes: AtomicUsize::new(0),
             rx: tokio::sync::Mutex::new(rx),
@@ -211,7 +215,7 @@ impl Conn {
         if reason == CloseReason::ProtocolError {
             self.engine.metrics.protocol_error();
         }
-        crate::sio::on_close(self);
+        self.upper.on_disconnect(self);
         self.closed.send_replace(Some(reason));
         if !reason.flushes_queue() || self.queue_is_empty() {
             self.engine.forget(&self.sid);
@@ -261,10 +265,16 @@ impl Conn {
             _ = tokio::time::sleep(timeout) => {}
             _ = self.closed() => return,
         }
-        if self.close_reason().is_none() && !crate::sio::has_namespace(&self) {
+        if self.close_reason().is_none() && !self.upper.is_attached() {
             self.engine.metrics.timeout("connect");
             self.close(CloseReason::ConnectTimeout);
         }
+    }
+
+    /// The server ends the layer above's session on this connection (see
+    /// [`ConnHandler::on_server_disconnect`]); the connection stays open.
+    pub fn server_disconnect(self: &Arc<Self>) {
+        self.upper.on_server_disconnect(self);
     }
 
     /// Whether the connection has been upgraded to websocket.

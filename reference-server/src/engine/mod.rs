@@ -1,6 +1,10 @@
 //! The Engine.IO v4 server: handshake, HTTP long-polling, websocket, and the
 //! upgrade from one to the other, on axum. Incoming packets of one connection
 //! are handled in the order they arrived, on the task that read them.
+//!
+//! This layer knows nothing of what the messages mean: it hands them to the
+//! layer above through a [`Handler`] (engineioxide's `EngineIoHandler` is the
+//! model), which makes a [`ConnHandler`] for every connection.
 
 mod conn;
 pub mod http;
@@ -20,10 +24,31 @@ use parking_lot::Mutex;
 
 pub use conn::{message_frame, CloseReason, Conn, Frame, Full, Handshake};
 
-use crate::chat::Chat;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
-use crate::sio::ChatNamespace;
+
+/// The layer above Engine.IO, for the whole gateway.
+pub trait Handler: Send + Sync {
+    /// A connection opened: its handler in the layer above.
+    fn on_connect(&self) -> Box<dyn ConnHandler>;
+}
+
+/// The layer above Engine.IO, for one connection. Each call runs on the
+/// task that read the packet, in the order the packets arrived.
+pub trait ConnHandler: Send + Sync {
+    /// A message packet (`4…`) arrived with this text.
+    fn on_message(&self, conn: &Arc<Conn>, text: &str);
+    /// A binary message arrived.
+    fn on_binary(&self, conn: &Arc<Conn>, bytes: Vec<u8>);
+    /// The connection closed (called once, before the transport is told).
+    fn on_disconnect(&self, conn: &Arc<Conn>);
+    /// The server ends the layer above's session on this connection, with
+    /// the goodbye that layer sends (shutdown, an expired credential).
+    fn on_server_disconnect(&self, conn: &Arc<Conn>);
+    /// Whether the layer above has a session on this connection yet (the
+    /// connect timeout closes connections that never get one).
+    fn is_attached(&self) -> bool;
+}
 
 /// The shared state of one gateway.
 pub struct Engine {
@@ -31,8 +56,8 @@ pub struct Engine {
     pub config: GatewayConfig,
     /// Its counters.
     pub metrics: Arc<Metrics>,
-    /// The `/chat` namespace.
-    pub chat: Arc<ChatNamespace>,
+    /// The layer above.
+    handler: Arc<dyn Handler>,
     /// The running transport tasks (HTTP connections, websockets).
     pub tasks: Arc<http::Tasks>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Conn>>>,
@@ -42,22 +67,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A gateway with no connections yet, with the shipped `/chat` namespace.
-    pub fn new(config: GatewayConfig) -> Arc<Self> {
-        let metrics = Arc::new(Metrics::default());
-        let chat = Arc::new(Chat::new(&config, metrics.clone()));
-        Self::with_chat(config, metrics, chat)
-    }
-
-    /// A gateway with no connections yet whose `/chat` namespace is `chat`
-    /// (counting into `metrics`).
-    pub fn with_chat(
+    /// A gateway with no connections yet, counting into `metrics`, that
+    /// hands what arrives to `handler`.
+    pub fn new(
         config: GatewayConfig,
         metrics: Arc<Metrics>,
-        chat: Arc<ChatNamespace>,
+        handler: Arc<dyn Handler>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            chat,
+            handler,
             config,
             metrics,
             tasks: Arc::default(),
@@ -99,7 +117,8 @@ impl Engine {
 
     /// Opens a session, or `None` (counted) when `max_connections` are open.
     fn open(self: &Arc<Self>, handshake: Handshake) -> Option<Arc<Conn>> {
-        let conn = Conn::new(self.clone(), new_sid(), handshake);
+        let upper = self.handler.on_connect();
+        let conn = Conn::new(self.clone(), new_sid(), handshake, upper);
         {
             let mut sessions = self.sessions.lock();
             if sessions.len() >= self.config.max_connections {
@@ -138,10 +157,10 @@ pub fn new_sid() -> Arc<str> {
 /// Handles one incoming text packet (a websocket text frame or one polling record).
 pub(crate) fn on_text(conn: &Arc<Conn>, text: &str) {
     match Packet::decode(text) {
-        Ok(Packet::Message(msg)) => crate::sio::on_message(conn, msg),
+        Ok(Packet::Message(msg)) => conn.upper.on_message(conn, msg),
         Ok(Packet::Pong(_)) => conn.on_pong(),
         Ok(Packet::Close) => conn.close(CloseReason::ClientClose),
-        Ok(Packet::Binary(bytes)) => crate::sio::on_binary(conn, bytes.into_owned()),
+        Ok(Packet::Binary(bytes)) => conn.upper.on_binary(conn, bytes.into_owned()),
         // Upgrade packets only make sense on the probing websocket, handled there.
         Ok(Packet::Ping(_) | Packet::Noop | Packet::Upgrade) => {}
         Ok(Packet::Open(_)) | Err(_) => conn.close(CloseReason::ProtocolError),

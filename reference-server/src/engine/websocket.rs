@@ -110,7 +110,7 @@ async fn run(conn: Arc<Conn>, sink: Sink, mut stream: SplitStream<WebSocket>) {
         };
         match msg {
             Some(Ok(Message::Text(text))) => on_text(&conn, text.as_str()),
-            Some(Ok(Message::Binary(bytes))) => crate::sio::on_binary(&conn, bytes.to_vec()),
+            Some(Ok(Message::Binary(bytes))) => conn.upper.on_binary(&conn, bytes.to_vec()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             Some(Ok(Message::Close(_))) | None => conn.close(CloseReason::ClientClose),
             Some(Err(err)) => {

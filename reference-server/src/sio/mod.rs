@@ -13,8 +13,9 @@ use chorus_protocol::DecodeError;
 pub mod adapter;
 
 use crate::chat::{ChatSocket, ConnRate};
-use crate::engine::{CloseReason, Conn};
+use crate::engine::{CloseReason, Conn, ConnHandler, Handler};
 use adapter::Outcome;
+use parking_lot::Mutex;
 
 /// The `/chat` namespace.
 pub const CHAT: &str = "/chat";
@@ -62,7 +63,7 @@ pub struct Refused {
 
 /// Socket.IO state of one Engine.IO connection.
 #[derive(Default)]
-pub struct SioConn {
+struct SioConn {
     /// The root-namespace socket id, once connected to `/`.
     root: Option<Arc<str>>,
     /// The `/chat` socket, once connected.
@@ -100,236 +101,289 @@ fn max_pending_bytes(conn: &Conn) -> usize {
     usize::try_from(conn.engine.config.max_payload).unwrap_or(usize::MAX)
 }
 
-/// Handles one Socket.IO packet (the text of an Engine.IO message).
-pub fn on_message(conn: &Arc<Conn>, text: &str) {
-    let (packet, event) = match socketio::Packet::decode_with_event(text) {
-        Ok(decoded) => decoded,
-        Err(err) => return refuse(conn, &err),
-    };
-    let mut sio = conn.sio.lock();
-    // socket.io-parser: a text packet while attachments are awaited is an error.
-    if sio.pending.is_some() {
-        drop(sio);
-        tracing::debug!(sid = %conn.sid, "text packet while binary attachments were awaited");
-        return conn.close(CloseReason::ProtocolError);
-    }
-    if packet.kind.is_binary() && packet.attachments > 0 {
-        // The count is at most `MAX_ATTACHMENTS` (the codec refuses more).
-        sio.pending = Some(PendingBinary {
-            header: text.to_owned(),
-            expected: packet.attachments,
-            bytes: text.len(),
-            attachments: Vec::with_capacity(packet.attachments),
-        });
-        return;
-    }
-    drop(sio);
-    dispatch(conn, &packet, event);
-}
-
-/// Handles a binary frame: an attachment of the pending binary packet.
-pub fn on_binary(conn: &Arc<Conn>, bytes: Vec<u8>) {
-    let complete = {
-        let mut sio = conn.sio.lock();
-        let Some(pending) = sio.pending.as_mut() else {
-            drop(sio);
-            return conn.close(CloseReason::ProtocolError);
+impl SioSocket {
+    /// Handles one Socket.IO packet (the text of an Engine.IO message).
+    fn message(&self, conn: &Arc<Conn>, text: &str) {
+        let (packet, event) = match socketio::Packet::decode_with_event(text) {
+            Ok(decoded) => decoded,
+            Err(err) => return refuse(conn, &err),
         };
-        pending.bytes = pending.bytes.saturating_add(bytes.len());
-        if pending.bytes > max_pending_bytes(conn) {
-            sio.pending = None;
+        let mut sio = self.state.lock();
+        // socket.io-parser: a text packet while attachments are awaited is an error.
+        if sio.pending.is_some() {
             drop(sio);
-            tracing::debug!(sid = %conn.sid, "pending binary attachments over max_payload");
-            conn.engine.metrics.abuse("attachment_bytes");
+            tracing::debug!(sid = %conn.sid, "text packet while binary attachments were awaited");
             return conn.close(CloseReason::ProtocolError);
         }
-        pending.attachments.push(bytes);
-        if pending.attachments.len() < pending.expected {
+        if packet.kind.is_binary() && packet.attachments > 0 {
+            // The count is at most `MAX_ATTACHMENTS` (the codec refuses more).
+            sio.pending = Some(PendingBinary {
+                header: text.to_owned(),
+                expected: packet.attachments,
+                bytes: text.len(),
+                attachments: Vec::with_capacity(packet.attachments),
+            });
             return;
         }
-        match sio.pending.take() {
-            Some(complete) => complete,
-            None => return,
-        }
-    };
-    let packet = match socketio::Packet::decode(&complete.header) {
-        Ok(packet) => packet,
-        Err(err) => return refuse(conn, &err),
-    };
-    let Some(data) = packet.data else {
-        return dispatch(conn, &packet, None);
-    };
-    // The codec bounded the depth, so this parse cannot hit serde_json's recursion limit.
-    let mut value: serde_json::Value = match serde_json::from_str(data) {
-        Ok(value) => value,
-        Err(err) => return refuse(conn, &DecodeError::Json(err.to_string())),
-    };
-    if let Err(err) = socketio::resolve_placeholders(&mut value, &complete.attachments) {
-        return refuse(conn, &err);
-    }
-    let resolved = value.to_string();
-    let kind = match packet.kind {
-        PacketType::BinaryAck => PacketType::Ack,
-        _ => PacketType::Event,
-    };
-    dispatch(
-        conn,
-        &socketio::Packet {
-            kind,
-            attachments: 0,
-            data: Some(&resolved),
-            ..packet
-        },
-        None,
-    );
-}
-
-/// Routes one packet; `event` is its parsed data when the decoder already has it.
-fn dispatch(conn: &Arc<Conn>, packet: &socketio::Packet<'_>, event: Option<Event<'_>>) {
-    let chat = &conn.engine.chat;
-    match packet.kind {
-        PacketType::Connect => connect(conn, packet.nsp, packet.data),
-        PacketType::Disconnect => {
-            let socket = {
-                let mut sio = conn.sio.lock();
-                match packet.nsp {
-                    CHAT => sio.chat.take(),
-                    "/" => {
-                        sio.root = None;
-                        None
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(socket) = socket {
-                chat.disconnect(socket);
-            }
-        }
-        PacketType::Event | PacketType::BinaryEvent => {
-            let mut guard = conn.sio.lock();
-            let sio = &mut *guard;
-            match (packet.nsp, sio.chat.as_mut()) {
-                (CHAT, Some(socket)) => {
-                    let event = match event {
-                        Some(event) => event,
-                        None => match Event::parse(packet.data.unwrap_or_default()) {
-                            Ok(event) => event,
-                            Err(err) => {
-                                drop(guard);
-                                return refuse(conn, &err);
-                            }
-                        },
-                    };
-                    let rate = sio.rate.get_or_insert_with(|| chat.conn_state());
-                    let outcome = chat.event(conn, socket, rate, &event, packet.id);
-                    drop(guard);
-                    outcome.apply();
-                }
-                // The root namespace accepts CONNECT and drops every event.
-                ("/", _) if sio.root.is_some() => {}
-                _ => {
-                    drop(guard);
-                    conn.close(CloseReason::ProtocolError);
-                }
-            }
-        }
-        // The server never asks for acks; answers to nothing are ignored.
-        PacketType::Ack | PacketType::BinaryAck | PacketType::ConnectError => {}
-    }
-}
-
-fn connect(conn: &Arc<Conn>, nsp: &str, auth: Option<&str>) {
-    let mut sio = conn.sio.lock();
-    // Every CONNECT queues a reply (for `/chat` an O(users) `onlineUsers`
-    // snapshot): cycling CONNECT/DISCONNECT on one connection is bounded.
-    sio.connects = sio.connects.saturating_add(1);
-    if sio.connects > conn.engine.config.max_connects_per_conn {
         drop(sio);
-        tracing::debug!(sid = %conn.sid, "too many namespace CONNECTs on one connection");
-        conn.engine.metrics.abuse("connect_cycles");
-        return conn.close(CloseReason::ProtocolError);
+        self.dispatch(conn, &packet, event);
     }
-    match nsp {
-        CHAT if sio.chat.is_some() => {
-            drop(sio);
-            conn.close(CloseReason::ProtocolError);
+
+    /// Handles a binary frame: an attachment of the pending binary packet.
+    fn binary(&self, conn: &Arc<Conn>, bytes: Vec<u8>) {
+        let complete = {
+            let mut sio = self.state.lock();
+            let Some(pending) = sio.pending.as_mut() else {
+                drop(sio);
+                return conn.close(CloseReason::ProtocolError);
+            };
+            pending.bytes = pending.bytes.saturating_add(bytes.len());
+            if pending.bytes > max_pending_bytes(conn) {
+                sio.pending = None;
+                drop(sio);
+                tracing::debug!(sid = %conn.sid, "pending binary attachments over max_payload");
+                conn.engine.metrics.abuse("attachment_bytes");
+                return conn.close(CloseReason::ProtocolError);
+            }
+            pending.attachments.push(bytes);
+            if pending.attachments.len() < pending.expected {
+                return;
+            }
+            match sio.pending.take() {
+                Some(complete) => complete,
+                None => return,
+            }
+        };
+        let packet = match socketio::Packet::decode(&complete.header) {
+            Ok(packet) => packet,
+            Err(err) => return refuse(conn, &err),
+        };
+        let Some(data) = packet.data else {
+            return self.dispatch(conn, &packet, None);
+        };
+        // The codec bounded the depth, so this parse cannot hit serde_json's recursion limit.
+        let mut value: serde_json::Value = match serde_json::from_str(data) {
+            Ok(value) => value,
+            Err(err) => return refuse(conn, &DecodeError::Json(err.to_string())),
+        };
+        if let Err(err) = socketio::resolve_placeholders(&mut value, &complete.attachments) {
+            return refuse(conn, &err);
         }
-        CHAT => {
-            // The chat layer queues `40/chat,{sid}` and `onlineUsers` itself, under its
-            // lock, so no broadcast can slip between the snapshot and the socket's entry.
-            match conn.engine.chat.connect(conn, auth) {
-                Ok((socket, outcome)) => {
-                    sio.chat = Some(socket);
-                    drop(sio);
-                    outcome.apply();
-                }
-                Err(refusal) => {
-                    drop(sio);
-                    conn.engine.metrics.refused_handshake(refusal.reason);
-                    conn.send_message(&socketio::encode(
-                        PacketType::ConnectError,
-                        CHAT,
-                        None,
-                        Some(&refusal.payload),
-                    ));
+        let resolved = value.to_string();
+        let kind = match packet.kind {
+            PacketType::BinaryAck => PacketType::Ack,
+            _ => PacketType::Event,
+        };
+        self.dispatch(
+            conn,
+            &socketio::Packet {
+                kind,
+                attachments: 0,
+                data: Some(&resolved),
+                ..packet
+            },
+            None,
+        );
+    }
+
+    /// Routes one packet; `event` is its parsed data when the decoder already has it.
+    fn dispatch(&self, conn: &Arc<Conn>, packet: &socketio::Packet<'_>, event: Option<Event<'_>>) {
+        let chat = &self.chat;
+        match packet.kind {
+            PacketType::Connect => self.connect(conn, packet.nsp, packet.data),
+            PacketType::Disconnect => {
+                let socket = {
+                    let mut sio = self.state.lock();
+                    match packet.nsp {
+                        CHAT => sio.chat.take(),
+                        "/" => {
+                            sio.root = None;
+                            None
+                        }
+                        _ => None,
+                    }
+                };
+                if let Some(socket) = socket {
+                    chat.disconnect(socket);
                 }
             }
+            PacketType::Event | PacketType::BinaryEvent => {
+                let mut guard = self.state.lock();
+                let sio = &mut *guard;
+                match (packet.nsp, sio.chat.as_mut()) {
+                    (CHAT, Some(socket)) => {
+                        let event = match event {
+                            Some(event) => event,
+                            None => match Event::parse(packet.data.unwrap_or_default()) {
+                                Ok(event) => event,
+                                Err(err) => {
+                                    drop(guard);
+                                    return refuse(conn, &err);
+                                }
+                            },
+                        };
+                        let rate = sio.rate.get_or_insert_with(|| chat.conn_state());
+                        let outcome = chat.event(conn, socket, rate, &event, packet.id);
+                        drop(guard);
+                        outcome.apply();
+                    }
+                    // The root namespace accepts CONNECT and drops every event.
+                    ("/", _) if sio.root.is_some() => {}
+                    _ => {
+                        drop(guard);
+                        conn.close(CloseReason::ProtocolError);
+                    }
+                }
+            }
+            // The server never asks for acks; answers to nothing are ignored.
+            PacketType::Ack | PacketType::BinaryAck | PacketType::ConnectError => {}
         }
-        "/" if sio.root.is_some() => {
+    }
+
+    fn connect(&self, conn: &Arc<Conn>, nsp: &str, auth: Option<&str>) {
+        let mut sio = self.state.lock();
+        // Every CONNECT queues a reply (for `/chat` an O(users) `onlineUsers`
+        // snapshot): cycling CONNECT/DISCONNECT on one connection is bounded.
+        sio.connects = sio.connects.saturating_add(1);
+        if sio.connects > conn.engine.config.max_connects_per_conn {
             drop(sio);
-            conn.close(CloseReason::ProtocolError);
+            tracing::debug!(sid = %conn.sid, "too many namespace CONNECTs on one connection");
+            conn.engine.metrics.abuse("connect_cycles");
+            return conn.close(CloseReason::ProtocolError);
         }
-        "/" => {
-            let sid = crate::engine::new_sid();
-            let data = serde_json::json!({ "sid": &*sid }).to_string();
-            sio.root = Some(sid);
-            drop(sio);
-            conn.send_message(&socketio::encode(
-                PacketType::Connect,
-                "/",
-                None,
-                Some(&data),
-            ));
+        match nsp {
+            CHAT if sio.chat.is_some() => {
+                drop(sio);
+                conn.close(CloseReason::ProtocolError);
+            }
+            CHAT => {
+                // The chat layer queues `40/chat,{sid}` and `onlineUsers` itself, under its
+                // lock, so no broadcast can slip between the snapshot and the socket's entry.
+                match self.chat.connect(conn, auth) {
+                    Ok((socket, outcome)) => {
+                        sio.chat = Some(socket);
+                        drop(sio);
+                        outcome.apply();
+                    }
+                    Err(refusal) => {
+                        drop(sio);
+                        conn.engine.metrics.refused_handshake(refusal.reason);
+                        conn.send_message(&socketio::encode(
+                            PacketType::ConnectError,
+                            CHAT,
+                            None,
+                            Some(&refusal.payload),
+                        ));
+                    }
+                }
+            }
+            "/" if sio.root.is_some() => {
+                drop(sio);
+                conn.close(CloseReason::ProtocolError);
+            }
+            "/" => {
+                let sid = crate::engine::new_sid();
+                let data = serde_json::json!({ "sid": &*sid }).to_string();
+                sio.root = Some(sid);
+                drop(sio);
+                conn.send_message(&socketio::encode(
+                    PacketType::Connect,
+                    "/",
+                    None,
+                    Some(&data),
+                ));
+            }
+            other => {
+                drop(sio);
+                conn.engine.metrics.refused_handshake("invalid_namespace");
+                conn.send_message(&socketio::encode(
+                    PacketType::ConnectError,
+                    other,
+                    None,
+                    Some(r#"{"message":"Invalid namespace"}"#),
+                ));
+            }
         }
-        other => {
-            drop(sio);
-            conn.engine.metrics.refused_handshake("invalid_namespace");
-            conn.send_message(&socketio::encode(
-                PacketType::ConnectError,
-                other,
-                None,
-                Some(r#"{"message":"Invalid namespace"}"#),
-            ));
+    }
+
+    /// The server ends the `/chat` socket of a connection: `41/chat,` to the
+    /// client, then the chat layer's disconnect (used on token expiry and shutdown).
+    fn end_chat(&self, conn: &Arc<Conn>) {
+        let socket = self.state.lock().chat.take();
+        if let Some(socket) = socket {
+            conn.send_message(&socketio::encode(PacketType::Disconnect, CHAT, None, None));
+            self.chat.disconnect(socket);
         }
+    }
+
+    /// The Engine.IO connection closed: every namespace socket on it disconnects.
+    fn closed(&self) {
+        let socket = {
+            let mut sio = self.state.lock();
+            sio.root = None;
+            sio.pending = None;
+            sio.chat.take()
+        };
+        if let Some(socket) = socket {
+            self.chat.disconnect(socket);
+        }
+    }
+
+    /// Whether any namespace (`/` or `/chat`) is connected on this Engine.IO
+    /// connection (the engine's connect timeout asks).
+    fn attached(&self) -> bool {
+        let sio = self.state.lock();
+        sio.root.is_some() || sio.chat.is_some()
     }
 }
 
-/// The server ends the `/chat` socket of a connection: `41/chat,` to the
-/// client, then the chat layer's disconnect (used on token expiry and shutdown).
-pub fn server_disconnect(conn: &Arc<Conn>) {
-    let socket = conn.sio.lock().chat.take();
-    if let Some(socket) = socket {
-        conn.send_message(&socketio::encode(PacketType::Disconnect, CHAT, None, None));
-        conn.engine.chat.disconnect(socket);
+/// The Socket.IO server: the Engine.IO layer's [`Handler`], serving `/` and
+/// the `/chat` namespace's rules.
+pub struct Sio {
+    chat: Arc<ChatNamespace>,
+}
+
+impl Sio {
+    /// A server whose `/chat` namespace follows `chat`.
+    pub fn new(chat: Arc<ChatNamespace>) -> Self {
+        Self { chat }
     }
 }
 
-/// The Engine.IO connection closed: every namespace socket on it disconnects.
-pub fn on_close(conn: &Arc<Conn>) {
-    let socket = {
-        let mut sio = conn.sio.lock();
-        sio.root = None;
-        sio.pending = None;
-        sio.chat.take()
-    };
-    if let Some(socket) = socket {
-        conn.engine.chat.disconnect(socket);
+impl Handler for Sio {
+    fn on_connect(&self) -> Box<dyn ConnHandler> {
+        Box::new(SioSocket {
+            chat: self.chat.clone(),
+            state: Mutex::new(SioConn::default()),
+        })
     }
 }
 
-/// Whether any namespace (`/` or `/chat`) is connected on this Engine.IO
-/// connection (the engine's connect timeout asks).
-pub fn has_namespace(conn: &Conn) -> bool {
-    let sio = conn.sio.lock();
-    sio.root.is_some() || sio.chat.is_some()
+/// The Socket.IO side of one Engine.IO connection.
+struct SioSocket {
+    chat: Arc<ChatNamespace>,
+    /// Namespace sockets and binary reassembly, locked per incoming packet.
+    state: Mutex<SioConn>,
+}
+
+impl ConnHandler for SioSocket {
+    fn on_message(&self, conn: &Arc<Conn>, text: &str) {
+        self.message(conn, text);
+    }
+
+    fn on_binary(&self, conn: &Arc<Conn>, bytes: Vec<u8>) {
+        self.binary(conn, bytes);
+    }
+
+    fn on_disconnect(&self, _conn: &Arc<Conn>) {
+        self.closed();
+    }
+
+    fn on_server_disconnect(&self, conn: &Arc<Conn>) {
+        self.end_chat(conn);
+    }
+
+    fn is_attached(&self) -> bool {
+        self.attached()
+    }
 }
