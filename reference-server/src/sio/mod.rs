@@ -12,7 +12,6 @@ use chorus_protocol::DecodeError;
 
 pub mod adapter;
 
-use crate::chat::{ChatSocket, ConnRate};
 use crate::engine::{CloseReason, Conn, ConnHandler, Handler};
 use adapter::Outcome;
 use parking_lot::Mutex;
@@ -50,9 +49,6 @@ pub trait Namespace: Send + Sync {
     fn disconnect(&self, socket: Self::Socket);
 }
 
-/// The `/chat` namespace as this layer holds it.
-pub type ChatNamespace = dyn Namespace<Socket = ChatSocket, ConnState = ConnRate>;
-
 /// A refused namespace CONNECT: the CONNECT_ERROR payload and the metric label.
 pub struct Refused {
     /// Label for the refused-handshakes metric.
@@ -62,19 +58,30 @@ pub struct Refused {
 }
 
 /// Socket.IO state of one Engine.IO connection.
-#[derive(Default)]
-struct SioConn {
+struct SioConn<N: Namespace> {
     /// The root-namespace socket id, once connected to `/`.
     root: Option<Arc<str>>,
     /// The `/chat` socket, once connected.
-    chat: Option<ChatSocket>,
+    chat: Option<N::Socket>,
     /// A binary packet waiting for its attachments.
     pending: Option<PendingBinary>,
     /// Namespace CONNECTs this connection has made (bounded by `max_connects_per_conn`).
     connects: u32,
     /// The connection's own rate-limit buckets (strict profile), created at the
     /// first event and kept across namespace reconnects.
-    rate: Option<ConnRate>,
+    rate: Option<N::ConnState>,
+}
+
+impl<N: Namespace> Default for SioConn<N> {
+    fn default() -> Self {
+        Self {
+            root: None,
+            chat: None,
+            pending: None,
+            connects: 0,
+            rate: None,
+        }
+    }
 }
 
 struct PendingBinary {
@@ -101,7 +108,7 @@ fn max_pending_bytes(conn: &Conn) -> usize {
     usize::try_from(conn.engine.config.max_payload).unwrap_or(usize::MAX)
 }
 
-impl SioSocket {
+impl<N: Namespace> SioSocket<N> {
     /// Handles one Socket.IO packet (the text of an Engine.IO message).
     fn message(&self, conn: &Arc<Conn>, text: &str) {
         let (packet, event) = match socketio::Packet::decode_with_event(text) {
@@ -339,18 +346,18 @@ impl SioSocket {
 
 /// The Socket.IO server: the Engine.IO layer's [`Handler`], serving `/` and
 /// the `/chat` namespace's rules.
-pub struct Sio {
-    chat: Arc<ChatNamespace>,
+pub struct Sio<N> {
+    chat: Arc<N>,
 }
 
-impl Sio {
+impl<N> Sio<N> {
     /// A server whose `/chat` namespace follows `chat`.
-    pub fn new(chat: Arc<ChatNamespace>) -> Self {
+    pub fn new(chat: Arc<N>) -> Self {
         Self { chat }
     }
 }
 
-impl Handler for Sio {
+impl<N: Namespace + 'static> Handler for Sio<N> {
     fn on_connect(&self) -> Box<dyn ConnHandler> {
         Box::new(SioSocket {
             chat: self.chat.clone(),
@@ -360,13 +367,13 @@ impl Handler for Sio {
 }
 
 /// The Socket.IO side of one Engine.IO connection.
-struct SioSocket {
-    chat: Arc<ChatNamespace>,
+struct SioSocket<N: Namespace> {
+    chat: Arc<N>,
     /// Namespace sockets and binary reassembly, locked per incoming packet.
-    state: Mutex<SioConn>,
+    state: Mutex<SioConn<N>>,
 }
 
-impl ConnHandler for SioSocket {
+impl<N: Namespace> ConnHandler for SioSocket<N> {
     fn on_message(&self, conn: &Arc<Conn>, text: &str) {
         self.message(conn, text);
     }
