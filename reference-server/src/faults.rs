@@ -4,16 +4,16 @@
 //!
 //! [`start`] builds a gateway out of the shipped parts with wrappers around
 //! them, at three depths only:
-//! - [`FaultyAdapter`] wraps the `/chat` namespace's in-process adapter:
+//! - `FaultyAdapter` wraps the `/chat` namespace's in-process adapter:
 //!   every frame the chat rules deliver passes through it, so it drops,
 //!   duplicates, delays and reorders broadcasts, starves the stalled socket,
 //!   and rewrites what a faulty gateway would send (`userTyping` to its
 //!   sender, no `userOffline`, numeric timestamps, wrong names, a short
 //!   `onlineUsers`, `joined` without its name or not at all);
-//! - [`FaultyChat`] wraps the `/chat` rules themselves (a token-blind
+//! - `FaultyChat` wraps the `/chat` rules themselves (a token-blind
 //!   CONNECT, unjoined sockets' events handled, `userOffline` for sockets
 //!   that never joined, `joined` answered as an ack);
-//! - a TCP front ([`front`]) between the clients and the gateway stalls
+//! - a TCP front (`front`) between the clients and the gateway stalls
 //!   every connection's incoming bytes once, and crashes: it stops listening
 //!   and drops every connection without a close frame or close packet.
 

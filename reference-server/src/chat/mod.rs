@@ -4,7 +4,7 @@
 //! ([`seed`] and [`strict`]).
 //!
 //! One mutex guards the namespace's state. Broadcasts hand one shared frame
-//! to the namespace's [`Adapter`] while holding it, which queues it to every
+//! to the namespace's `Adapter` while holding it, which queues it to every
 //! receiver without waiting (a full queue marks the receiver for
 //! disconnection), so broadcasts leave in one total order, every receiver sees every sender's events in the order they were
 //! handled, and an `onlineUsers` snapshot is exact at the moment the socket
