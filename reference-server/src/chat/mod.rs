@@ -1,7 +1,7 @@
 //! The `/chat` namespace: who is connected, who has joined, and the delivery
 //! rules of PROTOCOL.md section 2, shared by both profiles. The profiles differ
 //! only in how events are authenticated, validated and acknowledged
-//! ([`seed`] and [`strict`]).
+//! (`seed` and `strict`).
 //!
 //! One mutex guards the namespace's state. Broadcasts hand one shared frame
 //! to the namespace's `Adapter` while holding it, which queues it to every

@@ -206,7 +206,7 @@ impl Conn {
     /// Closes the connection once: every namespace socket on it disconnects,
     /// the transport is told to close, and the session is forgotten: at once,
     /// or, when frames it should still flush are queued, once they are taken
-    /// (at most [`LINGER`] later; a polling client needs one more GET).
+    /// (at most `LINGER` later; a polling client needs one more GET).
     pub fn close(self: &Arc<Self>, reason: CloseReason) {
         if self.close_once.set(reason).is_err() {
             return;
