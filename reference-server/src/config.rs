@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, ValueEnum};
 
-/// Which contract the gateway implements (see `shared/PROTOCOL.md`).
+/// Which contract the gateway implements (see `docs/protocol.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Profile {
     /// Wire-identical to the tutorial's NestJS + socket.io 4.8 gateway, quirks included.
@@ -60,7 +60,7 @@ pub struct GatewayConfig {
 
     /// Sustained `sendMessage` + `typing` + `joinChat` events per second, for each token
     /// subject (`sub`, else the token) and each Engine.IO connection: reconnecting does not
-    /// refill it (strict profile, PROTOCOL section 7.4).
+    /// refill it (strict profile, docs/protocol.md section 7.4).
     #[arg(long, env = "GATEWAY_RATE_PER_SEC", default_value_t = 20.0)]
     pub rate_per_sec: f64,
 

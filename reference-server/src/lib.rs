@@ -1,6 +1,6 @@
 //! The chorus reference chat gateway: the tutorial's NestJS + socket.io chat
 //! gateway rebuilt on axum, wire-identical in the `seed` profile and hardened
-//! in the `strict` profile (see `shared/PROTOCOL.md`).
+//! in the `strict` profile (see `docs/protocol.md`).
 //!
 //! Layers, bottom up: [`engine`] (Engine.IO v4: polling, websocket, upgrade,
 //! heartbeat), `sio` (Socket.IO v5 namespaces and routing, on the

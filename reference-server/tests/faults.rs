@@ -1,7 +1,6 @@
 //! Every injected fault (feature `faults`) really happens on the wire, seen
 //! by raw clients. `cargo test --workspace` builds the gateway with the
 //! feature: the root crate's dev-dependency enables it.
-#![cfg(feature = "faults")]
 
 mod common;
 

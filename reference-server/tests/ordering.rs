@@ -1,4 +1,4 @@
-//! Per-sender order and completeness under load (PROTOCOL.md section 2, "per
+//! Per-sender order and completeness under load (docs/protocol.md section 2, "per
 //! sender, broadcasts leave in the order the sender's events arrived", and
 //! section 7.5, no silent loss): 5 senders × 2,000 messages, received by
 //! websocket and polling clients, on the multi-thread runtime.

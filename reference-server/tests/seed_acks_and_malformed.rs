@@ -1,4 +1,4 @@
-//! PROTOCOL.md sections 4 (acks are never called) and 5 (malformed input is
+//! docs/protocol.md sections 4 (acks are never called) and 5 (malformed input is
 //! not validated), profile `seed`.
 
 mod common;

@@ -1,4 +1,4 @@
-//! PROTOCOL.md section 3 (authentication in the seed profile): the guard runs
+//! docs/protocol.md section 3 (authentication in the seed profile): the guard runs
 //! on the three message handlers only, never on connection.
 
 mod common;

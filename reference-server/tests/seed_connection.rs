@@ -1,4 +1,4 @@
-//! PROTOCOL.md section 1 (Engine.IO and connection), profile `seed`, checked
+//! docs/protocol.md section 1 (Engine.IO and connection), profile `seed`, checked
 //! with raw websocket frames and raw HTTP long-polling.
 
 mod common;

@@ -1,4 +1,4 @@
-//! PROTOCOL.md section 2 (events for an authenticated client), profile `seed`,
+//! docs/protocol.md section 2 (events for an authenticated client), profile `seed`,
 //! over websocket and polling, with raw frames compared byte for byte.
 
 mod common;

@@ -1,4 +1,4 @@
-//! PROTOCOL.md section 7, the `strict` profile: handshake authentication,
+//! docs/protocol.md section 7, the `strict` profile: handshake authentication,
 //! validated input, acks, rate limit, no silent loss, graceful shutdown.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The `/chat` namespace: who is connected, who has joined, and the delivery
-//! rules of PROTOCOL.md section 2, shared by both profiles. The profiles differ
+//! rules of docs/protocol.md section 2, shared by both profiles. The profiles differ
 //! only in how events are authenticated, validated and acknowledged
 //! (`seed` and `strict`).
 //!

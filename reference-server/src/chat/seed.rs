@@ -1,5 +1,5 @@
 //! The seed profile's event handling: the tutorial's NestJS gateway as it
-//! really runs (PROTOCOL.md sections 2–5). A guard verifies the handshake
+//! really runs (docs/protocol.md sections 2–5). A guard verifies the handshake
 //! token on each of the three chat events; nothing is validated; the server
 //! never acks.
 

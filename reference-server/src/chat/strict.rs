@@ -1,4 +1,4 @@
-//! The strict profile's event handling (PROTOCOL.md section 7): the socket was
+//! The strict profile's event handling (docs/protocol.md section 7): the socket was
 //! authenticated at the handshake; input is validated; events are rate limited
 //! and acknowledged when the client asks.
 
@@ -158,7 +158,7 @@ enum Limited {
     /// `sendMessage`, `typing` and refused `joinChat`s: the event bucket.
     Event,
     /// A valid `joinChat` (a join or a rename, broadcast to everyone): the
-    /// event bucket (PROTOCOL section 7.4), and the join bucket when
+    /// event bucket (docs/protocol.md section 7.4), and the join bucket when
     /// `--join-rate-per-sec` sets one.
     Join,
 }

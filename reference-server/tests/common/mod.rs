@@ -10,9 +10,6 @@ pub mod js;
 pub mod raw;
 pub mod tokens;
 
-// npm.rs takes its install lock with `File::lock` (Rust 1.89), above the
-// workspace's declared MSRV of 1.85; the toolchain here is newer.
-#[allow(clippy::incompatible_msrv)]
 #[path = "../../../tests/support/npm.rs"]
 pub mod npm;
 
