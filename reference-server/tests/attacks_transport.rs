@@ -289,6 +289,44 @@ async fn slow_and_silent_http_connections_are_cut_by_the_header_and_idle_timeout
     still_serving_then_terminate(gw).await;
 }
 
+/// Sends, on its own connection for each session of `sids` at once, the head
+/// of a 1,000,000-byte polling POST and half its body, then waits (at most
+/// 10 s) for what the gateway answers: one answer text per session, empty when
+/// nothing came (a refused body may be answered before it is all written, so
+/// write errors are not failures here).
+async fn half_sent_posts(addr: SocketAddr, sids: &[String]) -> Vec<String> {
+    let half = vec![b'x'; 500_000];
+    futures_util::stream::iter(sids.iter().cloned())
+        .map(|sid| {
+            let half = &half;
+            async move {
+                let mut tcp = TcpStream::connect(addr).await.expect("connect");
+                let head = format!(
+                    "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n",
+                    endpoint(Transport::Polling, "", Some(&sid))
+                );
+                let _ = tcp.write_all(head.as_bytes()).await;
+                let _ = tcp.write_all(half).await;
+                let mut answer = Vec::new();
+                let _ = within_for(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+                String::from_utf8_lossy(&answer).into_owned()
+            }
+        })
+        .buffer_unordered(sids.len().max(1))
+        .collect()
+        .await
+}
+
+/// The gateway's highest RSS over the next second, sampled every 50 ms.
+async fn peak_rss_for_a_second(gw: &GatewayProcess) -> u64 {
+    let mut peak = 0;
+    for _ in 0..20 {
+        peak = peak.max(gw.rss_bytes());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    peak
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_polling_bodies_get_408_and_hold_nothing() {
     const ATTACKERS: usize = 100;
@@ -299,35 +337,8 @@ async fn half_sent_polling_bodies_get_408_and_hold_nothing() {
     for _ in 0..ATTACKERS {
         sids.push(polling_handshake(addr).await);
     }
-    let half = vec![b'x'; 500_000];
-    let attack = futures_util::stream::iter(sids.clone())
-        .map(|sid| {
-            let half = &half;
-            async move {
-                let mut tcp = TcpStream::connect(addr).await.expect("connect");
-                let head = format!(
-                    "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n",
-                    endpoint(Transport::Polling, "", Some(&sid))
-                );
-                tcp.write_all(head.as_bytes()).await.expect("write the head");
-                tcp.write_all(half).await.expect("write half the body");
-                let mut answer = Vec::new();
-                within_for(Duration::from_secs(10), tcp.read_to_end(&mut answer))
-                    .await
-                    .ok();
-                String::from_utf8_lossy(&answer).into_owned()
-            }
-        })
-        .buffer_unordered(ATTACKERS)
-        .collect::<Vec<String>>();
-    let peak = async {
-        let mut peak = 0;
-        for _ in 0..20 {
-            peak = peak.max(gw.rss_bytes());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        peak
-    };
+    let attack = half_sent_posts(addr, &sids);
+    let peak = peak_rss_for_a_second(&gw);
     let (answers, peak, ()) = tokio::join!(attack, peak, pair.exchange(10, 5, 16));
     for answer in &answers {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
@@ -693,34 +704,8 @@ async fn polling_bodies_in_flight_share_one_bounded_buffer() {
     for _ in 0..ATTACKERS {
         sids.push(polling_handshake(addr).await);
     }
-    let half = vec![b'x'; 500_000];
-    let attack = futures_util::stream::iter(sids.clone())
-        .map(|sid| {
-            let half = &half;
-            async move {
-                let mut tcp = TcpStream::connect(addr).await.expect("connect");
-                let head = format!(
-                    "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n",
-                    endpoint(Transport::Polling, "", Some(&sid))
-                );
-                // A refused body is answered (and its connection closed) before it is all written.
-                let _ = tcp.write_all(head.as_bytes()).await;
-                let _ = tcp.write_all(half).await;
-                let mut answer = Vec::new();
-                let _ = within_for(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
-                String::from_utf8_lossy(&answer).into_owned()
-            }
-        })
-        .buffer_unordered(ATTACKERS)
-        .collect::<Vec<String>>();
-    let peak = async {
-        let mut peak = 0;
-        for _ in 0..20 {
-            peak = peak.max(gw.rss_bytes());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        peak
-    };
+    let attack = half_sent_posts(addr, &sids);
+    let peak = peak_rss_for_a_second(&gw);
     let (answers, peak, ()) = tokio::join!(attack, peak, pair.exchange(10, 5, 16));
     for answer in &answers {
         assert!(
