@@ -45,6 +45,18 @@ fn run_command(
     harness::chorus(args, env)
 }
 
+/// Runs `chorus run --quiet --no-report` to completion, tokens unused.
+async fn run_quietly(scenario: &Path, target: &str, out: &Path) -> std::process::Output {
+    harness::finish(run_command(
+        scenario,
+        target,
+        out,
+        &["--quiet", "--no-report"],
+        ("UNUSED", ""),
+    ))
+    .await
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -371,14 +383,7 @@ async fn some_clients_refused_fail_the_run_with_exit_1_and_the_reasons_counted()
          load:\n  phases:\n    - ramp: { to: 4, over: 400ms }\n    - hold: 500ms\n",
     );
     let out = dir.join("run");
-    let output = harness::finish(run_command(
-        &scenario,
-        &harness::url_of(&gw),
-        &out,
-        &["--quiet", "--no-report"],
-        ("UNUSED", ""),
-    ))
-    .await;
+    let output = run_quietly(&scenario, &harness::url_of(&gw), &out).await;
     gw.shutdown().await;
     harness::assert_exit(&output, 1, "half the clients refused");
     let summary = harness::read_summary(&out);
@@ -404,14 +409,7 @@ async fn an_arrive_phase_starts_exactly_rate_times_duration_clients() {
          load:\n  phases:\n    - arrive: { rate: 20/s, duration: 1s }\n    - arrive: { rate: 30/s, duration: 500ms, arrival: poisson }\n",
     );
     let out = dir.join("run");
-    let output = harness::finish(run_command(
-        &scenario,
-        &harness::url_of(&gw),
-        &out,
-        &["--quiet", "--no-report"],
-        ("UNUSED", ""),
-    ))
-    .await;
+    let output = run_quietly(&scenario, &harness::url_of(&gw), &out).await;
     gw.shutdown().await;
     harness::assert_exit(&output, 0, "arrivals");
     let summary = harness::read_summary(&out);
@@ -635,14 +633,7 @@ async fn a_run_cut_by_max_duration_still_writes_its_summary() {
     );
     let out = dir.join("run");
     let started = Instant::now();
-    let output = harness::finish(run_command(
-        &scenario,
-        &harness::url_of(&gw),
-        &out,
-        &["--quiet", "--no-report"],
-        ("UNUSED", ""),
-    ))
-    .await;
+    let output = run_quietly(&scenario, &harness::url_of(&gw), &out).await;
     gw.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(20));
     harness::assert_exit(&output, 0, "cut by max_duration, nothing failed");
