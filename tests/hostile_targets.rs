@@ -119,6 +119,20 @@ impl Outcome {
         self.assert_says(words);
     }
 
+    /// The run failed because the server broke client bound `limit`
+    /// (`limit.<bound>`): named in the output, counted once per client as
+    /// `errors.<limit>`, every session ended by the server.
+    fn assert_every_client_cut_by(&self, limit: &str) {
+        self.assert_failed(&[limit]);
+        assert_all_ended_by_server(self);
+        assert_eq!(
+            self.counter(&format!("errors.{limit}")),
+            CLIENTS,
+            "{}",
+            self.context()
+        );
+    }
+
     /// Every client's connect failed, whatever the reason.
     fn assert_every_connect_failed(&self) {
         assert_eq!(
@@ -357,66 +371,31 @@ async fn sends_garbage_frames() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announces_an_oversized_attachment_count() {
     let out = against(Mode::AttachmentBomb, &[]).await;
-    out.assert_failed(&["limit.attachments"]);
-    assert_all_ended_by_server(&out);
-    assert_eq!(
-        out.counter("errors.limit.attachments"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_client_cut_by("limit.attachments");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_binary_attachments() {
     let out = against(Mode::AttachmentFlood, &[]).await;
-    out.assert_failed(&["limit.attachment_bytes"]);
-    assert_all_ended_by_server(&out);
-    assert_eq!(
-        out.counter("errors.limit.attachment_bytes"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_client_cut_by("limit.attachment_bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_the_largest_chunk_size() {
     let out = against(Mode::ChunkSizeBomb, POLLING).await;
-    out.assert_failed(&["limit.http_body_size"]);
-    assert_all_ended_by_server(&out);
-    assert_eq!(
-        out.counter("errors.limit.http_body_size"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_client_cut_by("limit.http_body_size");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announces_a_terabyte_body() {
     let out = against(Mode::HugeContentLength, POLLING).await;
-    out.assert_failed(&["limit.http_body_size"]);
-    assert_all_ended_by_server(&out);
-    assert_eq!(
-        out.counter("errors.limit.http_body_size"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_client_cut_by("limit.http_body_size");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_a_never_ending_polling_body() {
     let out = against(Mode::EndlessBody, POLLING).await;
-    out.assert_failed(&["limit.http_body_size"]);
-    assert_all_ended_by_server(&out);
-    assert_eq!(
-        out.counter("errors.limit.http_body_size"),
-        CLIENTS,
-        "{}",
-        out.context()
-    );
+    out.assert_every_client_cut_by("limit.http_body_size");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
