@@ -14,6 +14,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::binary::{metric, GatewayProcess};
@@ -25,6 +26,7 @@ use common::{tokens, within, within_for, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -166,6 +168,15 @@ async fn session_is_gone(addr: SocketAddr, sid: &str) -> bool {
     response.status == 400 && response.text().contains("Session ID unknown")
 }
 
+/// How many attacking connects are in flight at once.
+const CONNECTING: usize = 16;
+
+/// Connects to `addr` holding one of `connecting`'s permits for the connect only.
+async fn connect_one(addr: SocketAddr, connecting: &Semaphore) -> TcpStream {
+    let _permit = connecting.acquire().await.expect("semaphore open");
+    within(TcpStream::connect(addr)).await.expect("connect")
+}
+
 /// Reads from `stream` until the server closes it; how long that took.
 async fn wait_for_close(stream: &mut TcpStream, limit: Duration) -> Duration {
     let start = Instant::now();
@@ -228,15 +239,22 @@ async fn slow_and_silent_http_connections_are_cut_by_the_header_and_idle_timeout
     );
     let addr = gw.addr;
     let mut pair = Pair::join(addr).await;
-    let slow = futures_util::stream::iter(0..SLOW).map(|i| async move {
-        let mut tcp = TcpStream::connect(addr).await.expect("connect");
-        let head = format!("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {addr}\r\n");
-        tcp.write_all(head.as_bytes())
-            .await
-            .expect("write the start");
-        let start = Instant::now();
-        // One header line every 200 ms, never the blank line that ends the head.
-        within_for(Duration::from_secs(10), async {
+    // Connects go a few at a time: a burst of hundreds can overflow a small
+    // accept queue (somaxconn 128 on some kernels), and the kernel's SYN-ACK
+    // retries would then delay the accept by seconds the gateway never saw.
+    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let slow = futures_util::stream::iter(0..SLOW).map(|i| {
+        let connecting = connecting.clone();
+        async move {
+            let mut tcp = connect_one(addr, &connecting).await;
+            let head =
+                format!("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {addr}\r\n");
+            tcp.write_all(head.as_bytes())
+                .await
+                .expect("write the start");
+            let start = Instant::now();
+            // One header line every 200 ms, never the blank line that ends the head.
+            within_for(Duration::from_secs(30), async {
             let mut buf = [0u8; 1024];
             loop {
                 tokio::select! {
@@ -253,11 +271,15 @@ async fn slow_and_silent_http_connections_are_cut_by_the_header_and_idle_timeout
             }
         })
         .await;
-        start.elapsed()
+            start.elapsed()
+        }
     });
-    let silent = futures_util::stream::iter(0..SILENT).map(|_| async move {
-        let mut tcp = TcpStream::connect(addr).await.expect("connect");
-        wait_for_close(&mut tcp, Duration::from_secs(10)).await
+    let silent = futures_util::stream::iter(0..SILENT).map(|_| {
+        let connecting = connecting.clone();
+        async move {
+            let mut tcp = connect_one(addr, &connecting).await;
+            wait_for_close(&mut tcp, Duration::from_secs(30)).await
+        }
     });
     let attack = async {
         let (slow, silent): (Vec<Duration>, Vec<Duration>) = tokio::join!(
@@ -269,12 +291,14 @@ async fn slow_and_silent_http_connections_are_cut_by_the_header_and_idle_timeout
     let ((slow, silent), ()) = tokio::join!(attack, pair.exchange(10, 5, 16));
     let slowest = slow.iter().max().copied().unwrap_or_default();
     let quietest = silent.iter().max().copied().unwrap_or_default();
+    // The limits are 1 s and 0.5 s; the defaults (10 s, 60 s) would hold
+    // them far longer. The margin is for a busy machine, not for the gateway.
     assert!(
-        slowest < Duration::from_secs(5),
+        slowest < Duration::from_secs(8),
         "slow headers held {slowest:?}"
     );
     assert!(
-        quietest < Duration::from_secs(5),
+        quietest < Duration::from_secs(8),
         "silent connection held {quietest:?}"
     );
     let text = metrics_until(&gw, "every attacking connection closed", |t| {
