@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use super::error::ClientError;
 
-/// The Engine.IO transport a client uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The Engine.IO transport a client uses. Scenarios name it in kebab-case
+/// (`websocket`, `polling`, `polling-upgrade`); conformance cases spell the
+/// last one `upgrade` (their own deserializer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Transport {
     /// A websocket from the start (`transport=websocket`).
     #[default]

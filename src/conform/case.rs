@@ -3,14 +3,17 @@
 //! points at the offending line and column when they are wrong.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
+use serde::de::{self, Deserializer, EnumAccess, VariantAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::{MessageFormatter, Spanned};
 
 use super::error::ConformError;
 use super::tokens::TokenKind;
+use crate::client::Transport;
 
 /// The case files shipped with chorus, compiled in so that `chorus conform`
 /// works from any directory.
@@ -98,17 +101,48 @@ impl Category {
     }
 }
 
-/// The Engine.IO transport of a case client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportName {
-    /// Websocket from the first request.
-    #[default]
-    Websocket,
-    /// HTTP long-polling only.
-    Polling,
-    /// Polling, then upgraded to websocket.
-    Upgrade,
+/// How case files spell the transports: `upgrade` where scenarios say
+/// `polling-upgrade`.
+const TRANSPORT_NAMES: &[&str] = &["websocket", "polling", "upgrade"];
+
+/// Reads a case client's transport in the case files' spelling, with the
+/// errors (and error positions) of a derived enum.
+fn case_transport<'de, D: Deserializer<'de>>(d: D) -> Result<Transport, D::Error> {
+    struct Enum;
+    impl<'de> Visitor<'de> for Enum {
+        type Value = Transport;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a transport")
+        }
+        fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Transport, A::Error> {
+            let (Spelled(transport), variant) = data.variant()?;
+            variant.unit_variant()?;
+            Ok(transport)
+        }
+    }
+    /// The variant name, checked where it is read so that errors point at it.
+    struct Spelled(Transport);
+    impl<'de> Deserialize<'de> for Spelled {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_identifier(Name)
+        }
+    }
+    struct Name;
+    impl Visitor<'_> for Name {
+        type Value = Spelled;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("variant identifier")
+        }
+        fn visit_str<E: de::Error>(self, name: &str) -> Result<Spelled, E> {
+            match name {
+                "websocket" => Ok(Spelled(Transport::Websocket)),
+                "polling" => Ok(Spelled(Transport::Polling)),
+                "upgrade" => Ok(Spelled(Transport::PollingUpgrade)),
+                _ => Err(E::unknown_variant(name, TRANSPORT_NAMES)),
+            }
+        }
+    }
+    d.deserialize_enum("Transport", TRANSPORT_NAMES, Enum)
 }
 
 /// A client a case uses, and how it presents its token.
@@ -116,8 +150,8 @@ pub enum TransportName {
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
     /// The transport (default websocket).
-    #[serde(default)]
-    pub transport: TransportName,
+    #[serde(default, deserialize_with = "case_transport")]
+    pub transport: Transport,
     /// The namespace (default `/chat`).
     #[serde(default)]
     pub namespace: Option<String>,
@@ -521,6 +555,26 @@ mod tests {
         let text = "cases:\n  - name: a.b\n    profiles: [seed]\n    category: nope\n";
         let err = parse_cases(text, "x.yml").unwrap_err().to_string();
         assert!(err.starts_with("x.yml:4:"), "{err}");
+    }
+
+    #[test]
+    fn transports_use_the_case_spelling() {
+        let case = |transport: &str| {
+            let text = format!("cases:\n  - name: a.b\n    profiles: [seed]\n    category: events\n    statement: s\n    clients: {{a: {{transport: {transport}}}, b: {{}}}}\n    steps:\n      - connect: a\n");
+            parse_cases(&text, "x.yml").map(|c| c[0].spec.clients.clone())
+        };
+        let clients = case("upgrade").expect("valid");
+        assert_eq!(clients["a"].transport, Transport::PollingUpgrade);
+        assert_eq!(clients["b"].transport, Transport::Websocket);
+        assert_eq!(
+            case("polling").expect("valid")["a"].transport,
+            Transport::Polling
+        );
+        let err = case("polling-upgrade").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "x.yml:6:30: unknown variant `polling-upgrade`, expected one of websocket, polling, upgrade"
+        );
     }
 
     #[test]

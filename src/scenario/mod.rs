@@ -31,7 +31,7 @@ pub use error::{Location, ScenarioError};
 pub use model::{
     Arrival, AuthConfig, Capture, CsvConfig, Emit, Expect, Group, GroupPicker, JwtAlgorithm,
     JwtConfig, LoadConfig, Loop, MessageSchedule, Phase, Scenario, SocketIoConfig, Step, Think,
-    TokenPlace, Transport, CONNECT_ERROR_EVENT, DEFAULT_TIMEOUT,
+    TokenPlace, CONNECT_ERROR_EVENT, DEFAULT_TIMEOUT,
 };
 pub use template::{json_contains, JsonTemplate, Template, VuState};
 pub use threshold::{CmpOp, Stat, Threshold, ValueUnit};
