@@ -6,14 +6,14 @@
 //! latencies and bump counters, at ≥ 500,000 samples a second. A shared
 //! histogram behind one lock would make the worker threads contend on every
 //! sample, and a lock-free `SyncHistogram` still needs a per-recorder buffer
-//! and a blocking refresh. So each OS thread gets its own **shard**: a
-//! thread-local, lazily created on the thread's first record and registered
-//! with the [`Registry`]. A shard holds one plain `Histogram<u64>` per
+//! and a blocking refresh. So each OS thread gets its own **stripe** (lock
+//! striping; a distributed run's shard is another thing): a thread-local, lazily created on the thread's first record and registered
+//! with the [`Registry`]. A stripe holds one plain `Histogram<u64>` per
 //! latency metric and one plain `u64` per counter behind a `Mutex` that only
 //! its own thread and the once-a-second collector ever take, so the lock is
 //! uncontended (an atomic swap in and out, no syscall) and the hot path is
-//! "look up the thread's shard, lock, index by id, record, unlock".
-//! Counters live in the same shard (instead of global atomics) so that a
+//! "look up the thread's stripe, lock, index by id, record, unlock".
+//! Counters live in the same stripe (instead of global atomics) so that a
 //! collection drains histograms and counters consistently, and so no cache
 //! line bounces between the worker threads.
 //!
@@ -22,10 +22,10 @@
 //! string and, once a thread has recorded each metric once, allocates
 //! nothing (checked by a counting global allocator in the unit tests).
 //!
-//! [`Registry::collect_interval`] swaps each shard's non-empty histograms
+//! [`Registry::collect_interval`] swaps each stripe's non-empty histograms
 //! with a pre-reset spare (double buffering: the lock is held for pointer
 //! swaps only), then merges the drained ones outside the lock into one
-//! interval histogram per metric and into the cumulative histograms. Shards
+//! interval histogram per metric and into the cumulative histograms. Stripes
 //! of exited threads are drained one last time and dropped.
 //!
 //! # Outputs
