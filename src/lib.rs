@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod conform;
+pub mod error;
 pub mod metrics;
 pub mod report;
 pub mod rules;

@@ -14,6 +14,7 @@ use serde_saphyr::{MessageFormatter, Spanned};
 use super::error::ConformError;
 use super::tokens::TokenKind;
 use crate::client::Transport;
+use crate::error::FileError;
 
 /// The case files shipped with chorus, compiled in so that `chorus conform`
 /// works from any directory.
@@ -375,12 +376,8 @@ pub fn parse_cases(text: &str, origin: &str) -> Result<Vec<LoadedCase>, ConformE
 
 /// Loads every `*.yml` file of `dir`, in file-name order.
 pub fn load_dir(dir: &Path) -> Result<Vec<LoadedCase>, ConformError> {
-    let io = |source| ConformError::Io {
-        path: dir.to_owned(),
-        source,
-    };
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io)?
+        .map_err(|e| FileError::new(dir, e))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
@@ -388,10 +385,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedCase>, ConformError> {
     files.sort();
     let mut cases = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|source| ConformError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| FileError::new(&path, e))?;
         cases.extend(parse_cases(&text, &path.display().to_string())?);
     }
     check_unique(&cases)?;

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::MetricsError;
+use crate::error::FileError;
 
 /// Writes `value` as pretty-printed JSON to `path` (via a temporary file and
 /// a rename, so readers never see a half-written document).
@@ -16,13 +17,13 @@ pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Met
     })?;
     text.push(b'\n');
     let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, text).map_err(|e| MetricsError::io(&partial, e))?;
-    std::fs::rename(&partial, path).map_err(|e| MetricsError::io(path, e))
+    std::fs::write(&partial, text).map_err(|e| FileError::new(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| FileError::new(path, e).into())
 }
 
 /// Reads a JSON document from `path`.
 pub(super) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, MetricsError> {
-    let text = std::fs::read(path).map_err(|e| MetricsError::io(path, e))?;
+    let text = std::fs::read(path).map_err(|e| FileError::new(path, e))?;
     serde_json::from_slice(&text).map_err(|source| MetricsError::Json {
         path: path.to_path_buf(),
         source,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::error::FileError;
 use crate::metrics::MetricsError;
 
 /// Everything that can go wrong while reading a run directory, rendering
@@ -12,14 +13,8 @@ pub enum ReportError {
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file involved.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// An optional JSON input (`violations.json`, `conformance.json`) is malformed.
     #[error("{path}: {source}")]
     Json {
@@ -45,14 +40,4 @@ pub enum ReportError {
         /// What was wrong with it.
         reason: String,
     },
-}
-
-impl ReportError {
-    /// Wraps an I/O error with the path it concerns.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
-    }
 }

@@ -24,6 +24,8 @@ mod tolerance;
 
 use std::path::{Path, PathBuf};
 
+use crate::error::FileError;
+
 pub use compare::{compare, Comparison, ComparisonRow};
 pub use error::ReportError;
 pub use html::SECTION_TITLES;
@@ -62,7 +64,7 @@ pub fn render_run_dir(dir: &Path) -> Result<ReportFiles, ReportError> {
         let path = dir.join(name);
         std::fs::write(&path, text)
             .map(|()| path.clone())
-            .map_err(|e| ReportError::io(&path, e))
+            .map_err(|e| ReportError::from(FileError::new(&path, e)))
     };
     let html = write("report.html", html::render_html(&run))?;
     let markdown = write("summary.md", markdown::render_markdown(&run))?;

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::error::FileError;
+
 /// A place in a scenario source: the file (or the `--set` override) and a
 /// 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,13 +27,8 @@ impl fmt::Display for Location {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The scenario (or a file it names) could not be read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// The text is not valid YAML, does not fit the model, or fails validation.
     #[error("{at}: {message}")]
     Invalid {

@@ -38,6 +38,7 @@ pub use threshold::{CmpOp, Stat, Threshold, ValueUnit};
 pub use token::{read_csv_tokens, JwtMinter, TokenSource};
 pub use units::{parse_duration, parse_rate};
 
+use crate::error::FileError;
 use tree::{DeError, Kind, Node, NodeDeserializer};
 
 /// A `--set key=value` override: a dotted path into the YAML (list items by
@@ -114,10 +115,7 @@ impl Scenario {
         overrides: &[Override],
     ) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| FileError::new(path, e))?;
         Self::from_str_with_overrides(&text, &path.display().to_string(), overrides)
     }
 
