@@ -9,12 +9,13 @@ use std::path::Path;
 use serde::de::{self, Deserializer, EnumAccess, VariantAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
-use serde_saphyr::{MessageFormatter, Spanned};
+use serde_saphyr::Spanned;
 
 use super::error::ConformError;
 use super::tokens::TokenKind;
 use crate::client::Transport;
 use crate::error::FileError;
+use crate::scenario::{saphyr_error, Location, Pos};
 
 /// The case files shipped with chorus, compiled in so that `chorus conform`
 /// works from any directory.
@@ -333,41 +334,32 @@ struct CaseFile {
 pub struct LoadedCase {
     /// The case.
     pub spec: CaseSpec,
-    /// `file:line:col` of the case.
-    pub origin: String,
+    /// Where the case starts (shown as `file:line:col`).
+    pub origin: Location,
 }
 
 /// Parses one case file's text; `origin` names it in errors.
 pub fn parse_cases(text: &str, origin: &str) -> Result<Vec<LoadedCase>, ConformError> {
     let file: CaseFile = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        let (pos, message) = saphyr_error(&e, 0);
         ConformError::InvalidCase {
-            origin: origin.to_owned(),
-            line,
-            column,
-            message: serde_saphyr::DefaultMessageFormatter
-                .format_message(&e)
-                .into_owned(),
+            at: Location::new(origin, pos),
+            message,
         }
     })?;
+    let at = |loc: serde_saphyr::Location| Location::new(origin, Pos::from_location(loc));
     let mut cases = Vec::with_capacity(file.cases.len());
     for case in file.cases {
-        let at = |loc: serde_saphyr::Location, message: String| ConformError::InvalidCase {
-            origin: origin.to_owned(),
-            line: loc.line(),
-            column: loc.column(),
+        let invalid = |loc, message| ConformError::InvalidCase {
+            at: at(loc),
             message,
         };
-        validate(&case.value).map_err(|m| at(case.referenced, m))?;
+        validate(&case.value).map_err(|m| invalid(case.referenced, m))?;
         for step in &case.value.steps {
-            validate_step(&case.value, &step.value).map_err(|m| at(step.referenced, m))?;
+            validate_step(&case.value, &step.value).map_err(|m| invalid(step.referenced, m))?;
         }
         cases.push(LoadedCase {
-            origin: format!(
-                "{origin}:{}:{}",
-                case.referenced.line(),
-                case.referenced.column()
-            ),
+            origin: at(case.referenced),
             spec: case.value,
         });
     }
@@ -405,27 +397,14 @@ pub fn load_builtin_files() -> Result<Vec<LoadedCase>, ConformError> {
 fn check_unique(cases: &[LoadedCase]) -> Result<(), ConformError> {
     let mut seen = std::collections::HashMap::new();
     for case in cases {
-        if let Some(first) = seen.insert(case.spec.name.as_str(), case.origin.as_str()) {
-            return Err(invalid_at(
-                &case.origin,
-                format!("case name {:?} already used at {first}", case.spec.name),
-            ));
+        if let Some(first) = seen.insert(case.spec.name.as_str(), &case.origin) {
+            return Err(ConformError::InvalidCase {
+                at: case.origin.clone(),
+                message: format!("case name {:?} already used at {first}", case.spec.name),
+            });
         }
     }
     Ok(())
-}
-
-/// An [`ConformError::InvalidCase`] at an origin written `file:line:col`.
-fn invalid_at(origin: &str, message: String) -> ConformError {
-    let mut parts = origin.rsplitn(3, ':');
-    let column = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
-    let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(1);
-    ConformError::InvalidCase {
-        origin: parts.next().unwrap_or(origin).to_owned(),
-        line,
-        column,
-        message,
-    }
 }
 
 fn validate(case: &CaseSpec) -> Result<(), String> {
@@ -569,6 +548,15 @@ mod tests {
             err,
             "x.yml:6:30: unknown variant `polling-upgrade`, expected one of websocket, polling, upgrade"
         );
+    }
+
+    #[test]
+    fn a_duplicate_name_points_at_both_cases() {
+        let text = "cases:\n  - name: a.b\n    profiles: [seed]\n    category: events\n    statement: s\n    steps:\n      - wait: 1s\n";
+        let mut cases = parse_cases(text, "a.yml").expect("valid");
+        cases.extend(parse_cases(text, "b.yml").expect("valid"));
+        let err = check_unique(&cases).unwrap_err().to_string();
+        assert_eq!(err, "b.yml:2:5: case name \"a.b\" already used at a.yml:2:5");
     }
 
     #[test]

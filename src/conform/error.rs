@@ -1,6 +1,7 @@
 //! Why a conformance run could not produce a verdict.
 
 use crate::error::FileError;
+use crate::scenario::Location;
 
 /// Everything that stops `chorus conform` before or outside the cases themselves.
 #[derive(Debug, thiserror::Error)]
@@ -9,14 +10,10 @@ pub enum ConformError {
     #[error(transparent)]
     Io(#[from] FileError),
     /// A case file is not valid YAML, does not fit the case format, or fails validation.
-    #[error("{origin}:{line}:{column}: {message}")]
+    #[error("{at}: {message}")]
     InvalidCase {
-        /// The file name.
-        origin: String,
-        /// 1-based line.
-        line: u64,
-        /// 1-based column.
-        column: u64,
+        /// Where: the file, line and column.
+        at: Location,
         /// What is wrong.
         message: String,
     },

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::tree::Pos;
 use crate::error::FileError;
 
 /// A place in a scenario source: the file (or the `--set` override) and a
@@ -15,6 +16,17 @@ pub struct Location {
     pub line: u32,
     /// 1-based column.
     pub column: u32,
+}
+
+impl Location {
+    /// `pos` in `origin`.
+    pub(crate) fn new(origin: impl Into<String>, pos: Pos) -> Self {
+        Location {
+            origin: origin.into(),
+            line: pos.line,
+            column: pos.column,
+        }
+    }
 }
 
 impl fmt::Display for Location {

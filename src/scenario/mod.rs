@@ -39,6 +39,7 @@ pub use token::{read_csv_tokens, JwtMinter, TokenSource};
 pub use units::{parse_duration, parse_rate};
 
 use crate::error::FileError;
+pub(crate) use tree::{saphyr_error, Pos};
 use tree::{DeError, Kind, Node, NodeDeserializer};
 
 /// A `--set key=value` override: a dotted path into the YAML (list items by
@@ -88,16 +89,9 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
     origin: &str,
 ) -> Result<T, ScenarioError> {
-    let invalid = |e: DeError| {
-        let pos = e.pos.unwrap_or_default();
-        ScenarioError::Invalid {
-            at: Location {
-                origin: origin.to_owned(),
-                line: pos.line,
-                column: pos.column,
-            },
-            message: e.message,
-        }
+    let invalid = |e: DeError| ScenarioError::Invalid {
+        at: Location::new(origin, e.pos.unwrap_or_default()),
+        message: e.message,
     };
     let root = tree::parse(text, 0).map_err(invalid)?;
     T::deserialize(NodeDeserializer(&root)).map_err(invalid)
@@ -134,15 +128,9 @@ impl Scenario {
         let mut origins = vec![origin.to_owned()];
         let invalid = |origins: &[String], e: DeError| {
             let pos = e.pos.unwrap_or_default();
+            let origin = origins.get(usize::from(pos.source));
             ScenarioError::Invalid {
-                at: Location {
-                    origin: origins
-                        .get(usize::from(pos.source))
-                        .cloned()
-                        .unwrap_or_default(),
-                    line: pos.line,
-                    column: pos.column,
-                },
+                at: Location::new(origin.cloned().unwrap_or_default(), pos),
                 message: e.message,
             }
         };
