@@ -261,7 +261,7 @@ async fn conform(options: &chorus::conform::ConformOptions) -> ExitCode {
 fn merge(dirs: &[PathBuf], out: &Path, no_report: bool) -> ExitCode {
     match chorus::run::merge(dirs, out) {
         Ok(summary) => {
-            println!("{}", chorus::metrics::render_table(&summary));
+            println!("{}", chorus::report::render_table(&summary));
             if !no_report {
                 report_quietly(out);
             }

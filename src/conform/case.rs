@@ -556,7 +556,10 @@ mod tests {
         let mut cases = parse_cases(text, "a.yml").expect("valid");
         cases.extend(parse_cases(text, "b.yml").expect("valid"));
         let err = check_unique(&cases).unwrap_err().to_string();
-        assert_eq!(err, "b.yml:2:5: case name \"a.b\" already used at a.yml:2:5");
+        assert_eq!(
+            err,
+            "b.yml:2:5: case name \"a.b\" already used at a.yml:2:5"
+        );
     }
 
     #[test]

@@ -36,12 +36,14 @@
 //!   written as `<run_dir>/timeseries.json` for the HTML report.
 //! - [`Summary`]: the versioned `summary.json` contract, with threshold
 //!   lookups ([`Summary::value`]).
-//! - [`render_table`]: the terminal summary table.
+//! - [`format_ms`]: latencies for people (the terminal table that uses it
+//!   is rendered by the report module, which metrics does not import).
 //! - [`render_prometheus`]: Prometheus text exposition of the live totals.
 //! - [`HealthSampler`] and [`assess`]: chorus's own runtime lag, CPU and
 //!   memory, and the "chorus itself was the bottleneck" rule.
 
 mod error;
+mod format;
 mod health;
 mod hlog;
 mod json_file;
@@ -49,10 +51,10 @@ mod prometheus;
 mod registry;
 mod rfc3339;
 mod summary;
-mod table;
 mod timeseries;
 
 pub use error::MetricsError;
+pub use format::format_ms;
 pub use health::{
     assess, DriverReport, HealthConfig, HealthSampler, CPU_BOTTLENECK_FRACTION, CPU_PERCENT,
     RSS_BYTES, RUNTIME_LAG, RUNTIME_LAG_P99_LIMIT_US, SCHEDULE_LAG, WAKEUP_LAG,
@@ -68,5 +70,7 @@ pub use registry::{
 pub use summary::{
     LatencyStats, Lookup, RunInfo, Summary, ThresholdResult, Verdict, SCHEMA_VERSION,
 };
-pub use table::{format_ms, render_table};
 pub use timeseries::{PointStats, TimePoint, TimeSeries};
+
+#[cfg(test)]
+pub(crate) use summary::tests::sample_summary;

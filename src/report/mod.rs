@@ -8,7 +8,8 @@
 //! - `summary.md`: Markdown for a PR comment or `$GITHUB_STEP_SUMMARY`;
 //! - `junit.xml`: only when `conformance.json` is present.
 //!
-//! [`compare`] sets a run's [`Summary`](crate::metrics::Summary) against a
+//! [`render_table`] is the terminal summary `chorus run` and `chorus merge`
+//! print. [`compare`] sets a run's [`Summary`](crate::metrics::Summary) against a
 //! baseline's under [`Tolerances`]. The formats are described in
 //! `reports/README.md`.
 
@@ -20,6 +21,7 @@ mod markdown;
 mod markup;
 mod run_dir;
 mod svg;
+mod terminal;
 mod tolerance;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ pub use error::ReportError;
 pub use html::SECTION_TITLES;
 pub use junit::{render_junit, CaseStatus, Conformance, ConformanceCase};
 pub use run_dir::{RunData, ViolationRecord};
+pub use terminal::render_table;
 pub use tolerance::{
     Gate, MetricKind, ToleranceRule, Tolerances, DEFAULT_GATED_COUNTERS,
     DEFAULT_LATENCY_ABSOLUTE_US, DEFAULT_LATENCY_RELATIVE,

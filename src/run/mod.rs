@@ -34,9 +34,9 @@ use tokio::sync::watch;
 
 use crate::client::ClientConfig;
 use crate::metrics::{
-    render_table, HealthSampler, IntervalLogs, MetricsError, Registry, RunInfo, Summary,
-    TimeSeries, Verdict,
+    HealthSampler, IntervalLogs, MetricsError, Registry, RunInfo, Summary, TimeSeries, Verdict,
 };
+use crate::report::render_table;
 use crate::rules::ProtocolModel;
 use crate::scenario::{Override, Phase, Scenario, ScenarioError, TokenSource};
 
