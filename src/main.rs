@@ -286,8 +286,13 @@ async fn conform(options: &chorus::conform::ConformOptions) -> Result<ExitCode, 
 
 /// `chorus merge`: merges shard run directories, then renders the reports.
 fn merge(dirs: &[PathBuf], out: &Path, no_report: bool) -> Result<ExitCode, Failure> {
-    let summary = chorus::run::merge(dirs, out)?;
-    println!("{}", chorus::report::render_table(&summary));
+    // A merged run directory is a run's: its verdict maps to the same exit code.
+    let merged = chorus::run::RunReport {
+        summary: chorus::run::merge(dirs, out)?,
+        run_dir: out.to_owned(),
+    };
+    let summary = &merged.summary;
+    println!("{}", chorus::report::render_table(summary));
     if !no_report {
         report_quietly(out);
     }
@@ -296,11 +301,7 @@ fn merge(dirs: &[PathBuf], out: &Path, no_report: bool) -> Result<ExitCode, Fail
         eprintln!("chorus: {why}");
     }
     println!("verdict: {:?}", summary.verdict);
-    Ok(ExitCode::from(match (&summary.aborted, summary.verdict) {
-        (Some(_), _) => 3,
-        (None, chorus::metrics::Verdict::Pass) => 0,
-        (None, chorus::metrics::Verdict::Fail) => 1,
-    }))
+    Ok(ExitCode::from(merged.exit_code()))
 }
 
 /// Renders a run directory's reports, saying where they went (or why not).
