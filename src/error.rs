@@ -23,3 +23,25 @@ impl FileError {
         }
     }
 }
+
+/// A JSON file that could not be encoded or decoded: the one shape of every
+/// domain's `Json` variant, shown as `<path>: <cause>`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct JsonFileError {
+    /// The JSON file involved.
+    pub path: PathBuf,
+    /// What serde_json said.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl JsonFileError {
+    /// Pairs a serde_json error with the file it concerns.
+    pub fn new(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
+        JsonFileError {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterError;
 use hdrhistogram::serialization::V2DeflateSerializeError;
 
-use crate::error::FileError;
+use crate::error::{FileError, JsonFileError};
 
 /// Everything that can go wrong while writing or reading metrics output.
 #[derive(Debug, thiserror::Error)]
@@ -14,14 +14,8 @@ pub enum MetricsError {
     #[error(transparent)]
     Io(#[from] FileError),
     /// A JSON document could not be encoded or decoded.
-    #[error("{path}: {source}")]
-    Json {
-        /// The JSON file involved.
-        path: PathBuf,
-        /// The underlying serde_json error.
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Json(#[from] JsonFileError),
     /// A histogram could not be appended to an HdrHistogram interval log.
     #[error("{path}: cannot write interval histogram: {source}")]
     IntervalLog {

@@ -1,8 +1,6 @@
 //! The one error type of the report domain.
 
-use std::path::PathBuf;
-
-use crate::error::FileError;
+use crate::error::{FileError, JsonFileError};
 use crate::metrics::MetricsError;
 
 /// Everything that can go wrong while reading a run directory, rendering
@@ -16,22 +14,8 @@ pub enum ReportError {
     #[error(transparent)]
     Io(#[from] FileError),
     /// An optional JSON input (`violations.json`, `conformance.json`) is malformed.
-    #[error("{path}: {source}")]
-    Json {
-        /// The file involved.
-        path: PathBuf,
-        /// The underlying serde_json error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// An HdrHistogram interval log could not be decoded.
-    #[error("{path}: invalid interval log: {reason}")]
-    IntervalLog {
-        /// The `.hlog` file involved.
-        path: PathBuf,
-        /// What was wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    Json(#[from] JsonFileError),
     /// A tolerance rule such as `delivery.*.p99=10%:1ms` could not be parsed.
     #[error("invalid tolerance `{rule}`: {reason}")]
     Tolerance {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ReportError;
 use super::junit::Conformance;
-use crate::error::FileError;
+use crate::error::{FileError, JsonFileError};
 use crate::metrics::{IntervalLog, Summary, TimeSeries};
 
 /// One protocol violation with its evidence, as listed in `violations.json`.
@@ -91,10 +91,7 @@ fn read_optional_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Rep
     };
     serde_json::from_slice(&text)
         .map(Some)
-        .map_err(|source| ReportError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|e| JsonFileError::new(path, e).into())
 }
 
 /// Every `*.hlog` of `dir` summed into one histogram per metric (an absent
