@@ -4,9 +4,18 @@
 //!   thousands of timestamped clients in one process.
 //! - [`scenario`]: the YAML scenario language and its loader.
 //! - [`metrics`]: lossless latency histograms, counters, thresholds and `summary.json`.
+//! - [`rules`]: protocol models, a gateway's delivery rules as data.
+//! - [`run`]: `chorus run` and `chorus merge`.
+//! - [`report`]: the terminal table, `report.html`, `summary.md`, JUnit and `chorus compare`.
+//! - [`conform`]: `chorus conform`, the conformance suite.
+//! - [`error`]: error pieces the domains' error enums share.
+//!
+//! Imports go one way, down this order: `conform`, `run`, `report`, `rules`,
+//! `metrics`, `scenario`, `client`, `error` (no module imports one before it).
 
 pub mod client;
 pub mod conform;
+pub mod error;
 pub mod metrics;
 pub mod report;
 pub mod rules;

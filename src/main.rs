@@ -127,10 +127,60 @@ enum Command {
     },
 }
 
+/// Why a command could not do its job; [`exit_code`] gives its exit status.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// `chorus run` or `chorus merge`.
+    #[error(transparent)]
+    Run(#[from] chorus::run::RunError),
+    /// `chorus conform`.
+    #[error(transparent)]
+    Conform(#[from] chorus::conform::ConformError),
+    /// `chorus report`, or a bad `--tolerance`.
+    #[error(transparent)]
+    Report(#[from] chorus::report::ReportError),
+    /// A `summary.json` that `chorus compare` cannot read.
+    #[error(transparent)]
+    Metrics(#[from] chorus::metrics::MetricsError),
+    /// A file that cannot be written (`compare --markdown`).
+    #[error(transparent)]
+    File(#[from] chorus::error::FileError),
+    /// `chorus serve`.
+    #[error(transparent)]
+    Gateway(#[from] chorus_gateway::GatewayError),
+    /// A bad command-line value.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The exit code of a failure (the README's "Exit codes"): `run`, `merge` and
+/// `conform` tell theirs apart; everything else is bad input or usage, 2.
+fn exit_code(failure: &Failure) -> u8 {
+    match failure {
+        Failure::Run(err) => err.exit_code(),
+        Failure::Conform(err) => err.exit_code(),
+        Failure::Report(_)
+        | Failure::Metrics(_)
+        | Failure::File(_)
+        | Failure::Gateway(_)
+        | Failure::Usage(_) => 2,
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match dispatch(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("chorus: {failure}");
+            ExitCode::from(exit_code(&failure))
+        }
+    }
+}
+
+/// Runs one command; its exit code, or why it could not run.
+async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
+    match command {
         Command::Run {
             scenario,
             target,
@@ -146,13 +196,9 @@ async fn main() -> ExitCode {
         } => {
             let shard = match (shard, shards) {
                 (Some(shard), _) => shard,
-                (None, Some(count)) => match chorus::run::Shard::from_job_index(count) {
-                    Ok(shard) => shard,
-                    Err(err) => {
-                        eprintln!("chorus: {err}");
-                        return ExitCode::from(2);
-                    }
-                },
+                (None, Some(count)) => {
+                    chorus::run::Shard::from_job_index(count).map_err(Failure::Usage)?
+                }
                 (None, None) => chorus::run::Shard::WHOLE,
             };
             let options = chorus::run::RunOptions {
@@ -203,84 +249,59 @@ async fn main() -> ExitCode {
         } => compare(&baseline, &current, &tolerances, markdown.as_deref()),
         Command::Serve { config } => {
             chorus_gateway::init_logging(&config.log_level);
-            match chorus_gateway::serve_until_signal(*config).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("chorus: {err}");
-                    ExitCode::from(2)
-                }
-            }
+            chorus_gateway::serve_until_signal(*config).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 /// `chorus run`: plays the scenario, then renders the reports unless told not to.
-async fn run(options: chorus::run::RunOptions, no_report: bool) -> ExitCode {
+async fn run(options: chorus::run::RunOptions, no_report: bool) -> Result<ExitCode, Failure> {
     let quiet = options.quiet;
-    match chorus::run::run(options).await {
-        Ok(report) => {
-            if !no_report {
-                if quiet {
-                    if let Err(err) = chorus::report::render_run_dir(&report.run_dir) {
-                        eprintln!("chorus: cannot render the report: {err}");
-                    }
-                } else {
-                    report_quietly(&report.run_dir);
-                }
+    let report = chorus::run::run(options).await?;
+    if !no_report {
+        if quiet {
+            if let Err(err) = chorus::report::render_run_dir(&report.run_dir) {
+                eprintln!("chorus: cannot render the report: {err}");
             }
-            if let Some(why) = &report.summary.aborted {
-                eprintln!("chorus: {why}");
-            }
-            if !quiet {
-                println!("verdict: {:?}", report.summary.verdict);
-            }
-            ExitCode::from(report.exit_code())
-        }
-        Err(err) => {
-            eprintln!("chorus: {err}");
-            ExitCode::from(err.exit_code())
+        } else {
+            report_quietly(&report.run_dir);
         }
     }
+    if let Some(why) = &report.summary.aborted {
+        eprintln!("chorus: {why}");
+    }
+    if !quiet {
+        println!("verdict: {:?}", report.summary.verdict);
+    }
+    Ok(ExitCode::from(report.exit_code()))
 }
 
 /// `chorus conform`: one line per case, evidence under each failure, then the totals.
-async fn conform(options: &chorus::conform::ConformOptions) -> ExitCode {
-    match chorus::conform::run(options, |result| println!("{}", result.render())).await {
-        Ok(report) => {
-            println!("{}", report.summary_line());
-            ExitCode::from(report.exit_code())
-        }
-        Err(err) => {
-            eprintln!("chorus: {err}");
-            ExitCode::from(err.exit_code())
-        }
-    }
+async fn conform(options: &chorus::conform::ConformOptions) -> Result<ExitCode, Failure> {
+    let report = chorus::conform::run(options, |result| println!("{}", result.render())).await?;
+    println!("{}", report.summary_line());
+    Ok(ExitCode::from(report.exit_code()))
 }
 
 /// `chorus merge`: merges shard run directories, then renders the reports.
-fn merge(dirs: &[PathBuf], out: &Path, no_report: bool) -> ExitCode {
-    match chorus::run::merge(dirs, out) {
-        Ok(summary) => {
-            println!("{}", chorus::metrics::render_table(&summary));
-            if !no_report {
-                report_quietly(out);
-            }
-            eprintln!("merged into {}", out.display());
-            if let Some(why) = &summary.aborted {
-                eprintln!("chorus: {why}");
-            }
-            println!("verdict: {:?}", summary.verdict);
-            ExitCode::from(match (&summary.aborted, summary.verdict) {
-                (Some(_), _) => 3,
-                (None, chorus::metrics::Verdict::Pass) => 0,
-                (None, chorus::metrics::Verdict::Fail) => 1,
-            })
-        }
-        Err(err) => {
-            eprintln!("chorus: {err}");
-            ExitCode::from(err.exit_code())
-        }
+fn merge(dirs: &[PathBuf], out: &Path, no_report: bool) -> Result<ExitCode, Failure> {
+    // A merged run directory is a run's: its verdict maps to the same exit code.
+    let merged = chorus::run::RunReport {
+        summary: chorus::run::merge(dirs, out)?,
+        run_dir: out.to_owned(),
+    };
+    let summary = &merged.summary;
+    println!("{}", chorus::report::render_table(summary));
+    if !no_report {
+        report_quietly(out);
     }
+    eprintln!("merged into {}", out.display());
+    if let Some(why) = &summary.aborted {
+        eprintln!("chorus: {why}");
+    }
+    println!("verdict: {:?}", summary.verdict);
+    Ok(ExitCode::from(merged.exit_code()))
 }
 
 /// Renders a run directory's reports, saying where they went (or why not).
@@ -296,59 +317,34 @@ fn report_quietly(run_dir: &Path) {
 }
 
 /// `chorus report`: renders the run directory's reports and prints their paths.
-fn report(run_dir: &Path) -> ExitCode {
-    match chorus::report::render_run_dir(run_dir) {
-        Ok(files) => {
-            for path in files.paths() {
-                println!("{}", path.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("chorus: {err}");
-            ExitCode::from(2)
-        }
+fn report(run_dir: &Path) -> Result<ExitCode, Failure> {
+    let files = chorus::report::render_run_dir(run_dir)?;
+    for path in files.paths() {
+        println!("{}", path.display());
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-/// `chorus compare`: prints the comparison table; 1 on regression, 2 on bad input.
+/// `chorus compare`: reads both summaries, prints the comparison table and
+/// writes the Markdown file if asked; 1 on regression.
 fn compare(
     baseline: &Path,
     current: &Path,
     tolerances: &[String],
     markdown: Option<&Path>,
-) -> ExitCode {
-    match compare_summaries(baseline, current, tolerances, markdown) {
-        Ok(comparison) => {
-            print!("{}", comparison.render_text());
-            if comparison.regressed() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(err) => {
-            eprintln!("chorus: {err}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// Reads both summaries, compares them and writes the Markdown file if asked.
-fn compare_summaries(
-    baseline: &Path,
-    current: &Path,
-    tolerances: &[String],
-    markdown: Option<&Path>,
-) -> Result<chorus::report::Comparison, String> {
-    let tolerances = chorus::report::Tolerances::parse(tolerances.iter().map(String::as_str))
-        .map_err(|e| e.to_string())?;
-    let baseline = chorus::metrics::Summary::read(baseline).map_err(|e| e.to_string())?;
-    let current = chorus::metrics::Summary::read(current).map_err(|e| e.to_string())?;
+) -> Result<ExitCode, Failure> {
+    let tolerances = chorus::report::Tolerances::parse(tolerances.iter().map(String::as_str))?;
+    let baseline = chorus::metrics::Summary::read(baseline)?;
+    let current = chorus::metrics::Summary::read(current)?;
     let comparison = chorus::report::compare(&baseline, &current, &tolerances);
     if let Some(path) = markdown {
         std::fs::write(path, comparison.render_markdown())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| chorus::error::FileError::new(path, e))?;
     }
-    Ok(comparison)
+    print!("{}", comparison.render_text());
+    Ok(if comparison.regressed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

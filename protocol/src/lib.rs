@@ -4,6 +4,7 @@
 //!
 //! Everything here reads untrusted bytes, so outside tests it may not unwrap,
 //! expect, panic or index unchecked.
+#![warn(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(

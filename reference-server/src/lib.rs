@@ -30,6 +30,7 @@
 //!
 //! Every byte a client sends is untrusted, so outside tests the gateway may not
 //! unwrap, expect, panic or index unchecked (SECURITY.md).
+#![warn(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(

@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use chorus_protocol::engineio::{self, OpenPacket};
 
-use super::config::Limits;
-use super::connect::parse_open;
+use super::config::{parse_open, Limits};
 use super::error::{ClientError, Limit};
 use super::http::{status_error, HttpConn};
 use super::websocket::io_timeout;

@@ -3,14 +3,19 @@
 //! points at the offending line and column when they are wrong.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
+use serde::de::{self, Deserializer, EnumAccess, VariantAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
-use serde_saphyr::{MessageFormatter, Spanned};
+use serde_saphyr::Spanned;
 
 use super::error::ConformError;
 use super::tokens::TokenKind;
+use crate::client::Transport;
+use crate::error::FileError;
+use crate::scenario::{saphyr_error, Location, Pos};
 
 /// The case files shipped with chorus, compiled in so that `chorus conform`
 /// works from any directory.
@@ -98,17 +103,48 @@ impl Category {
     }
 }
 
-/// The Engine.IO transport of a case client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportName {
-    /// Websocket from the first request.
-    #[default]
-    Websocket,
-    /// HTTP long-polling only.
-    Polling,
-    /// Polling, then upgraded to websocket.
-    Upgrade,
+/// How case files spell the transports: `upgrade` where scenarios say
+/// `polling-upgrade`.
+const TRANSPORT_NAMES: &[&str] = &["websocket", "polling", "upgrade"];
+
+/// Reads a case client's transport in the case files' spelling, with the
+/// errors (and error positions) of a derived enum.
+fn case_transport<'de, D: Deserializer<'de>>(d: D) -> Result<Transport, D::Error> {
+    struct Enum;
+    impl<'de> Visitor<'de> for Enum {
+        type Value = Transport;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a transport")
+        }
+        fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Transport, A::Error> {
+            let (Spelled(transport), variant) = data.variant()?;
+            variant.unit_variant()?;
+            Ok(transport)
+        }
+    }
+    /// The variant name, checked where it is read so that errors point at it.
+    struct Spelled(Transport);
+    impl<'de> Deserialize<'de> for Spelled {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_identifier(Name)
+        }
+    }
+    struct Name;
+    impl Visitor<'_> for Name {
+        type Value = Spelled;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("variant identifier")
+        }
+        fn visit_str<E: de::Error>(self, name: &str) -> Result<Spelled, E> {
+            match name {
+                "websocket" => Ok(Spelled(Transport::Websocket)),
+                "polling" => Ok(Spelled(Transport::Polling)),
+                "upgrade" => Ok(Spelled(Transport::PollingUpgrade)),
+                _ => Err(E::unknown_variant(name, TRANSPORT_NAMES)),
+            }
+        }
+    }
+    d.deserialize_enum("Transport", TRANSPORT_NAMES, Enum)
 }
 
 /// A client a case uses, and how it presents its token.
@@ -116,8 +152,8 @@ pub enum TransportName {
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
     /// The transport (default websocket).
-    #[serde(default)]
-    pub transport: TransportName,
+    #[serde(default, deserialize_with = "case_transport")]
+    pub transport: Transport,
     /// The namespace (default `/chat`).
     #[serde(default)]
     pub namespace: Option<String>,
@@ -298,41 +334,32 @@ struct CaseFile {
 pub struct LoadedCase {
     /// The case.
     pub spec: CaseSpec,
-    /// `file:line:col` of the case.
-    pub origin: String,
+    /// Where the case starts (shown as `file:line:col`).
+    pub origin: Location,
 }
 
 /// Parses one case file's text; `origin` names it in errors.
 pub fn parse_cases(text: &str, origin: &str) -> Result<Vec<LoadedCase>, ConformError> {
     let file: CaseFile = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        let (pos, message) = saphyr_error(&e, 0);
         ConformError::InvalidCase {
-            origin: origin.to_owned(),
-            line,
-            column,
-            message: serde_saphyr::DefaultMessageFormatter
-                .format_message(&e)
-                .into_owned(),
+            at: Location::new(origin, pos),
+            message,
         }
     })?;
+    let at = |loc: serde_saphyr::Location| Location::new(origin, Pos::from_location(loc));
     let mut cases = Vec::with_capacity(file.cases.len());
     for case in file.cases {
-        let at = |loc: serde_saphyr::Location, message: String| ConformError::InvalidCase {
-            origin: origin.to_owned(),
-            line: loc.line(),
-            column: loc.column(),
+        let invalid = |loc, message| ConformError::InvalidCase {
+            at: at(loc),
             message,
         };
-        validate(&case.value).map_err(|m| at(case.referenced, m))?;
+        validate(&case.value).map_err(|m| invalid(case.referenced, m))?;
         for step in &case.value.steps {
-            validate_step(&case.value, &step.value).map_err(|m| at(step.referenced, m))?;
+            validate_step(&case.value, &step.value).map_err(|m| invalid(step.referenced, m))?;
         }
         cases.push(LoadedCase {
-            origin: format!(
-                "{origin}:{}:{}",
-                case.referenced.line(),
-                case.referenced.column()
-            ),
+            origin: at(case.referenced),
             spec: case.value,
         });
     }
@@ -341,12 +368,8 @@ pub fn parse_cases(text: &str, origin: &str) -> Result<Vec<LoadedCase>, ConformE
 
 /// Loads every `*.yml` file of `dir`, in file-name order.
 pub fn load_dir(dir: &Path) -> Result<Vec<LoadedCase>, ConformError> {
-    let io = |source| ConformError::Io {
-        path: dir.to_owned(),
-        source,
-    };
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io)?
+        .map_err(|e| FileError::new(dir, e))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
@@ -354,10 +377,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedCase>, ConformError> {
     files.sort();
     let mut cases = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|source| ConformError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| FileError::new(&path, e))?;
         cases.extend(parse_cases(&text, &path.display().to_string())?);
     }
     check_unique(&cases)?;
@@ -377,27 +397,14 @@ pub fn load_builtin_files() -> Result<Vec<LoadedCase>, ConformError> {
 fn check_unique(cases: &[LoadedCase]) -> Result<(), ConformError> {
     let mut seen = std::collections::HashMap::new();
     for case in cases {
-        if let Some(first) = seen.insert(case.spec.name.as_str(), case.origin.as_str()) {
-            return Err(invalid_at(
-                &case.origin,
-                format!("case name {:?} already used at {first}", case.spec.name),
-            ));
+        if let Some(first) = seen.insert(case.spec.name.as_str(), &case.origin) {
+            return Err(ConformError::InvalidCase {
+                at: case.origin.clone(),
+                message: format!("case name {:?} already used at {first}", case.spec.name),
+            });
         }
     }
     Ok(())
-}
-
-/// An [`ConformError::InvalidCase`] at an origin written `file:line:col`.
-fn invalid_at(origin: &str, message: String) -> ConformError {
-    let mut parts = origin.rsplitn(3, ':');
-    let column = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
-    let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(1);
-    ConformError::InvalidCase {
-        origin: parts.next().unwrap_or(origin).to_owned(),
-        line,
-        column,
-        message,
-    }
 }
 
 fn validate(case: &CaseSpec) -> Result<(), String> {
@@ -521,6 +528,38 @@ mod tests {
         let text = "cases:\n  - name: a.b\n    profiles: [seed]\n    category: nope\n";
         let err = parse_cases(text, "x.yml").unwrap_err().to_string();
         assert!(err.starts_with("x.yml:4:"), "{err}");
+    }
+
+    #[test]
+    fn transports_use_the_case_spelling() {
+        let case = |transport: &str| {
+            let text = format!("cases:\n  - name: a.b\n    profiles: [seed]\n    category: events\n    statement: s\n    clients: {{a: {{transport: {transport}}}, b: {{}}}}\n    steps:\n      - connect: a\n");
+            parse_cases(&text, "x.yml").map(|c| c[0].spec.clients.clone())
+        };
+        let clients = case("upgrade").expect("valid");
+        assert_eq!(clients["a"].transport, Transport::PollingUpgrade);
+        assert_eq!(clients["b"].transport, Transport::Websocket);
+        assert_eq!(
+            case("polling").expect("valid")["a"].transport,
+            Transport::Polling
+        );
+        let err = case("polling-upgrade").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "x.yml:6:30: unknown variant `polling-upgrade`, expected one of websocket, polling, upgrade"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_name_points_at_both_cases() {
+        let text = "cases:\n  - name: a.b\n    profiles: [seed]\n    category: events\n    statement: s\n    steps:\n      - wait: 1s\n";
+        let mut cases = parse_cases(text, "a.yml").expect("valid");
+        cases.extend(parse_cases(text, "b.yml").expect("valid"));
+        let err = check_unique(&cases).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "b.yml:2:5: case name \"a.b\" already used at a.yml:2:5"
+        );
     }
 
     #[test]

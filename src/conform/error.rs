@@ -1,27 +1,19 @@
 //! Why a conformance run could not produce a verdict.
 
-use std::path::PathBuf;
+use crate::error::FileError;
+use crate::scenario::Location;
 
 /// Everything that stops `chorus conform` before or outside the cases themselves.
 #[derive(Debug, thiserror::Error)]
 pub enum ConformError {
-    /// A case file could not be read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// A case file could not be read, or an output file written.
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// A case file is not valid YAML, does not fit the case format, or fails validation.
-    #[error("{origin}:{line}:{column}: {message}")]
+    #[error("{at}: {message}")]
     InvalidCase {
-        /// The file name.
-        origin: String,
-        /// 1-based line.
-        line: u64,
-        /// 1-based column.
-        column: u64,
+        /// Where: the file, line and column.
+        at: Location,
         /// What is wrong.
         message: String,
     },

@@ -16,7 +16,7 @@ mod matcher;
 mod runner;
 mod tokens;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -29,6 +29,7 @@ pub use case::{
 pub use error::ConformError;
 pub use tokens::{TokenKind, TokenMint};
 
+use crate::error::FileError;
 use crate::report::{render_junit, CaseStatus, Conformance, ConformanceCase};
 
 /// How many cases run at once.
@@ -406,25 +407,20 @@ fn write_outputs(options: &ConformOptions, report: &ConformReport) -> Result<(),
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("chorus-conform-{}", std::process::id())),
     };
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ConformError::Io { path, source }
-    };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    std::fs::create_dir_all(&dir).map_err(|e| FileError::new(&dir, e))?;
     let json_path = dir.join("conformance.json");
     let json = serde_json::to_string_pretty(&report.to_conformance())
         .expect("conformance results serialize");
-    std::fs::write(&json_path, json).map_err(io(&json_path))?;
+    std::fs::write(&json_path, json).map_err(|e| FileError::new(&json_path, e))?;
     if let Some(junit) = &options.junit {
-        let text = std::fs::read_to_string(&json_path).map_err(io(&json_path))?;
+        let text =
+            std::fs::read_to_string(&json_path).map_err(|e| FileError::new(&json_path, e))?;
         let conformance: Conformance =
-            serde_json::from_str(&text).map_err(|e| ConformError::Io {
-                path: json_path.clone(),
-                source: e.into(),
-            })?;
+            serde_json::from_str(&text).map_err(|e| FileError::new(&json_path, e.into()))?;
         let suite =
             format!("chorus conform {:?}", ProfileName::from(options.profile)).to_lowercase();
-        std::fs::write(junit, render_junit(&conformance, &suite)).map_err(io(junit))?;
+        std::fs::write(junit, render_junit(&conformance, &suite))
+            .map_err(|e| FileError::new(junit, e))?;
     }
     Ok(())
 }

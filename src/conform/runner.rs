@@ -10,9 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::case::{
-    CaseSpec, ClientSpec, CloseExpect, ExpectNoneStep, ExpectStep, Step, TransportName,
-};
+use super::case::{CaseSpec, ClientSpec, CloseExpect, ExpectNoneStep, ExpectStep, Step};
 use super::http::http_exchange;
 use super::matcher::{appears_in, expand, expand_value, matches_exact, matches_subset};
 use super::tokens::TokenKind;
@@ -46,23 +44,23 @@ struct Received {
 
 /// Everything a client received, in order, and a wake-up for waiters.
 #[derive(Debug, Default)]
-struct Inbox {
+struct Transcript {
     items: Mutex<Vec<Received>>,
     notify: Notify,
 }
 
-impl Inbox {
+impl Transcript {
     fn push(&self, at: Instant, item: Item) {
         self.items
             .lock()
-            .expect("inbox")
+            .expect("transcript")
             .push(Received { at, item });
         self.notify.notify_waiters();
     }
 
     /// The index of the first item from `from` on that `pred` accepts.
     fn find(&self, from: usize, pred: impl Fn(&Item) -> bool) -> Option<usize> {
-        let items = self.items.lock().expect("inbox");
+        let items = self.items.lock().expect("transcript");
         items
             .iter()
             .skip(from)
@@ -71,7 +69,7 @@ impl Inbox {
     }
 
     fn is_closed(&self) -> bool {
-        let items = self.items.lock().expect("inbox");
+        let items = self.items.lock().expect("transcript");
         items.iter().any(|r| matches!(r.item, Item::Closed(_)))
     }
 
@@ -98,8 +96,8 @@ impl Inbox {
     }
 }
 
-/// The [`Handler`] of a case client: records everything into its inbox.
-struct Recorder(Arc<Inbox>);
+/// The [`Handler`] of a case client: writes everything into its transcript.
+struct TranscriptHandler(Arc<Transcript>);
 
 fn args_value(args: &[&RawValue]) -> Value {
     Value::Array(
@@ -109,7 +107,7 @@ fn args_value(args: &[&RawValue]) -> Value {
     )
 }
 
-impl Handler for Recorder {
+impl Handler for TranscriptHandler {
     fn on_message(&mut self, at: Instant, message: Incoming<'_>) {
         let item = match message {
             Incoming::Event { name, args, .. } => Item::Event {
@@ -134,7 +132,7 @@ impl Handler for Recorder {
 struct CaseClient {
     spec: ClientSpec,
     client: Option<Client>,
-    inbox: Option<Arc<Inbox>>,
+    transcript: Option<Arc<Transcript>>,
     refused: Option<String>,
     /// Events and the close before this index were consumed by earlier `expect` steps.
     cursor: usize,
@@ -272,14 +270,14 @@ impl Play<'_> {
 
     async fn connect(&mut self, name: &str) -> Result<(), String> {
         let config = self.client_config(name)?;
-        let inbox = Arc::new(Inbox::default());
-        let result = Client::connect(&config, Recorder(inbox.clone())).await;
+        let transcript = Arc::new(Transcript::default());
+        let result = Client::connect(&config, TranscriptHandler(transcript.clone())).await;
         let c = self.client(name);
         match result {
             Ok((client, _)) => {
                 let sid = client.sid().to_owned();
                 c.client = Some(client);
-                c.inbox = Some(inbox);
+                c.transcript = Some(transcript);
                 self.sids.insert(name.to_owned(), sid);
                 Ok(())
             }
@@ -301,11 +299,7 @@ impl Play<'_> {
         };
         let mut config = ClientConfig::new(self.target.url.clone())
             .namespace(spec.namespace.as_deref().unwrap_or("/chat"))
-            .transport(match spec.transport {
-                TransportName::Websocket => Transport::Websocket,
-                TransportName::Polling => Transport::Polling,
-                TransportName::Upgrade => Transport::PollingUpgrade,
-            });
+            .transport(spec.transport);
         config.connect_timeout = CONNECT_TIMEOUT;
         let no_token_field = spec.query.is_none()
             && spec.header.is_none()
@@ -423,7 +417,7 @@ impl Play<'_> {
                 (None, None) => Err(format!("{want}\ngot: {} never connected", e.client)),
             };
         }
-        let Some(inbox) = c.inbox.clone() else {
+        let Some(transcript) = c.transcript.clone() else {
             return Err(not_connected(&e.client, c));
         };
         let want_ack = e.ack.then_some(c.last_ack);
@@ -441,7 +435,7 @@ impl Play<'_> {
         };
         let deadline = tokio::time::Instant::now() + timeout;
         let from = if e.ack { c.ack_cursor } else { c.cursor };
-        match inbox.wait_for(from, deadline, pred).await {
+        match transcript.wait_for(from, deadline, pred).await {
             Some(i) => {
                 let c = self.client(&e.client);
                 if e.ack {
@@ -460,7 +454,7 @@ impl Play<'_> {
                 Err(format!(
                     "expected: {} to receive {what} within {timeout:?}\ngot: {}",
                     e.client,
-                    self.render_inbox(&e.client, &inbox, from, relevant)
+                    self.render_transcript(&e.client, &transcript, from, relevant)
                 ))
             }
         }
@@ -477,7 +471,7 @@ impl Play<'_> {
             .as_ref()
             .map(|a| expand_value(&Value::Array(a.clone()), self.tag));
         let c = &self.clients[&e.client];
-        let Some(inbox) = c.inbox.clone() else {
+        let Some(transcript) = c.transcript.clone() else {
             return Err(not_connected(&e.client, c));
         };
         let from = c.cursor;
@@ -498,7 +492,7 @@ impl Play<'_> {
             Item::Ack { .. } => e.ack || e.event.is_none(),
             Item::Closed(_) => false,
         };
-        match inbox.find(from, counts) {
+        match transcript.find(from, counts) {
             None => Ok(()),
             Some(i) => {
                 let mut what = e
@@ -511,7 +505,7 @@ impl Play<'_> {
                 Err(format!(
                     "expected: {} to receive {what} within {window:?}\ngot: {}",
                     e.client,
-                    self.render_inbox(&e.client, &inbox, i, |item| counts(item))
+                    self.render_transcript(&e.client, &transcript, i, |item| counts(item))
                 ))
             }
         }
@@ -519,14 +513,14 @@ impl Play<'_> {
 
     /// What `name` received from index `from` on that `relevant` accepts, one
     /// line per item, and how many other items arrived.
-    fn render_inbox(
+    fn render_transcript(
         &self,
         name: &str,
-        inbox: &Inbox,
+        transcript: &Transcript,
         from: usize,
         relevant: impl Fn(&Item) -> bool,
     ) -> String {
-        let items = inbox.items.lock().expect("inbox");
+        let items = transcript.items.lock().expect("transcript");
         let (shown, others): (Vec<&Received>, Vec<&Received>) =
             items.iter().skip(from).partition(|r| relevant(&r.item));
         let mut out = String::new();
@@ -573,7 +567,7 @@ impl Play<'_> {
     }
 }
 
-fn close_matches(expect: CloseExpect, transport: TransportName, reason: &CloseReason) -> bool {
+fn close_matches(expect: CloseExpect, transport: Transport, reason: &CloseReason) -> bool {
     let server_end = matches!(
         reason,
         CloseReason::ServerClosed { .. } | CloseReason::Transport(_) | CloseReason::Io(_)
@@ -582,7 +576,7 @@ fn close_matches(expect: CloseExpect, transport: TransportName, reason: &CloseRe
         CloseExpect::Any => !matches!(reason, CloseReason::ClientDisconnect),
         CloseExpect::Namespace => matches!(reason, CloseReason::NamespaceDisconnect),
         // Polling has no close codes: any end of the session from the server counts.
-        CloseExpect::NoStatus if transport == TransportName::Polling => server_end,
+        CloseExpect::NoStatus if transport == Transport::Polling => server_end,
         CloseExpect::NoStatus => matches!(reason, CloseReason::ServerClosed { code: None }),
         CloseExpect::TooBig => matches!(reason, CloseReason::ServerClosed { code: Some(1009) }),
     }

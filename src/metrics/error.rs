@@ -5,27 +5,17 @@ use std::path::PathBuf;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterError;
 use hdrhistogram::serialization::V2DeflateSerializeError;
 
+use crate::error::{FileError, JsonFileError};
+
 /// Everything that can go wrong while writing or reading metrics output.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// A file or directory could not be created, written or read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or directory involved.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// A JSON document could not be encoded or decoded.
-    #[error("{path}: {source}")]
-    Json {
-        /// The JSON file involved.
-        path: PathBuf,
-        /// The underlying serde_json error.
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Json(#[from] JsonFileError),
     /// A histogram could not be appended to an HdrHistogram interval log.
     #[error("{path}: cannot write interval histogram: {source}")]
     IntervalLog {
@@ -53,14 +43,4 @@ pub enum MetricsError {
         /// The schema number this build writes and reads.
         expected: u32,
     },
-}
-
-impl MetricsError {
-    /// Wraps an I/O error with the path it concerns.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
-    }
 }

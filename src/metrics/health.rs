@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use super::format::format_ms;
 use super::registry::{Cumulative, GaugeId, LatencyId, Recorder, Registry};
-use super::table::format_ms;
 
 /// Latency metric: how late the sampler's ticks fire, µs.
 pub const RUNTIME_LAG: &str = "driver.runtime_lag";

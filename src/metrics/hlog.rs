@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 
 use super::error::MetricsError;
 use super::registry::IntervalSnapshot;
+use crate::error::FileError;
 
 /// One open `.hlog` file.
 /// The header comment naming a log's metric: `#chorus latency metric <name>, values in microseconds`.
@@ -50,7 +51,7 @@ pub struct IntervalLog {
 impl IntervalLog {
     /// Reads `<metric>.hlog`.
     pub fn read(path: &Path) -> Result<Self, MetricsError> {
-        let bytes = std::fs::read(path).map_err(|e| MetricsError::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| FileError::new(path, e))?;
         let invalid = |reason: String| MetricsError::InvalidLog {
             path: path.to_path_buf(),
             reason,
@@ -137,7 +138,7 @@ impl IntervalLogs {
     /// `started_at` should be [`Registry::started_at`](super::Registry::started_at).
     pub fn create(run_dir: &Path, started_at: SystemTime) -> Result<Self, MetricsError> {
         let dir = run_dir.join("hdr");
-        std::fs::create_dir_all(&dir).map_err(|e| MetricsError::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| FileError::new(&dir, e))?;
         Ok(Self {
             dir,
             started_at,
@@ -168,7 +169,7 @@ impl IntervalLogs {
             debug_assert_eq!(log.name, latency.name, "registration order is append-only");
             IntervalLogWriterBuilder::new()
                 .begin_log_with(&mut log.writer, &mut self.serializer)
-                .map_err(|e| MetricsError::io(&log.path, e))?
+                .map_err(|e| FileError::new(&log.path, e))?
                 .write_histogram(&latency.histogram, snapshot.start, snapshot.duration, None)
                 .map_err(|source| MetricsError::IntervalLog {
                     path: log.path.clone(),
@@ -176,7 +177,7 @@ impl IntervalLogs {
                 })?;
             log.writer
                 .flush()
-                .map_err(|e| MetricsError::io(&log.path, e))?;
+                .map_err(|e| FileError::new(&log.path, e))?;
         }
         Ok(())
     }
@@ -185,14 +186,14 @@ impl IntervalLogs {
     fn open(&mut self, name: &Arc<str>) -> Result<MetricLog, MetricsError> {
         let file_name = self.unique_file_name(name);
         let path = self.dir.join(&file_name);
-        let file = File::create(&path).map_err(|e| MetricsError::io(&path, e))?;
+        let file = File::create(&path).map_err(|e| FileError::new(&path, e))?;
         let mut writer = BufWriter::new(file);
         IntervalLogWriterBuilder::new()
             .add_comment(&format!("{NAME_PREFIX}{name}{NAME_SUFFIX}"))
             .with_start_time(self.started_at)
             .with_base_time(self.started_at)
             .begin_log_with(&mut writer, &mut self.serializer)
-            .map_err(|e| MetricsError::io(&path, e))?;
+            .map_err(|e| FileError::new(&path, e))?;
         Ok(MetricLog {
             name: Arc::clone(name),
             path,

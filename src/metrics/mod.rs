@@ -6,14 +6,14 @@
 //! latencies and bump counters, at ≥ 500,000 samples a second. A shared
 //! histogram behind one lock would make the worker threads contend on every
 //! sample, and a lock-free `SyncHistogram` still needs a per-recorder buffer
-//! and a blocking refresh. So each OS thread gets its own **shard**: a
-//! thread-local, lazily created on the thread's first record and registered
-//! with the [`Registry`]. A shard holds one plain `Histogram<u64>` per
+//! and a blocking refresh. So each OS thread gets its own **stripe** (lock
+//! striping; a distributed run's shard is another thing): a thread-local, lazily created on the thread's first record and registered
+//! with the [`Registry`]. A stripe holds one plain `Histogram<u64>` per
 //! latency metric and one plain `u64` per counter behind a `Mutex` that only
 //! its own thread and the once-a-second collector ever take, so the lock is
 //! uncontended (an atomic swap in and out, no syscall) and the hot path is
-//! "look up the thread's shard, lock, index by id, record, unlock".
-//! Counters live in the same shard (instead of global atomics) so that a
+//! "look up the thread's stripe, lock, index by id, record, unlock".
+//! Counters live in the same stripe (instead of global atomics) so that a
 //! collection drains histograms and counters consistently, and so no cache
 //! line bounces between the worker threads.
 //!
@@ -22,10 +22,10 @@
 //! string and, once a thread has recorded each metric once, allocates
 //! nothing (checked by a counting global allocator in the unit tests).
 //!
-//! [`Registry::collect_interval`] swaps each shard's non-empty histograms
+//! [`Registry::collect_interval`] swaps each stripe's non-empty histograms
 //! with a pre-reset spare (double buffering: the lock is held for pointer
 //! swaps only), then merges the drained ones outside the lock into one
-//! interval histogram per metric and into the cumulative histograms. Shards
+//! interval histogram per metric and into the cumulative histograms. Stripes
 //! of exited threads are drained one last time and dropped.
 //!
 //! # Outputs
@@ -36,12 +36,14 @@
 //!   written as `<run_dir>/timeseries.json` for the HTML report.
 //! - [`Summary`]: the versioned `summary.json` contract, with threshold
 //!   lookups ([`Summary::value`]).
-//! - [`render_table`]: the terminal summary table.
+//! - [`format_ms`]: latencies for people (the terminal table that uses it
+//!   is rendered by the report module, which metrics does not import).
 //! - [`render_prometheus`]: Prometheus text exposition of the live totals.
 //! - [`HealthSampler`] and [`assess`]: chorus's own runtime lag, CPU and
 //!   memory, and the "chorus itself was the bottleneck" rule.
 
 mod error;
+mod format;
 mod health;
 mod hlog;
 mod json_file;
@@ -49,10 +51,10 @@ mod prometheus;
 mod registry;
 mod rfc3339;
 mod summary;
-mod table;
 mod timeseries;
 
 pub use error::MetricsError;
+pub use format::format_ms;
 pub use health::{
     assess, DriverReport, HealthConfig, HealthSampler, CPU_BOTTLENECK_FRACTION, CPU_PERCENT,
     RSS_BYTES, RUNTIME_LAG, RUNTIME_LAG_P99_LIMIT_US, SCHEDULE_LAG, WAKEUP_LAG,
@@ -68,5 +70,7 @@ pub use registry::{
 pub use summary::{
     LatencyStats, Lookup, RunInfo, Summary, ThresholdResult, Verdict, SCHEMA_VERSION,
 };
-pub use table::{format_ms, render_table};
 pub use timeseries::{PointStats, TimePoint, TimeSeries};
+
+#[cfg(test)]
+pub(crate) use summary::tests::sample_summary;

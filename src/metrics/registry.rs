@@ -1,7 +1,7 @@
 //! The metric registry, the hot-path [`Recorder`] and once-a-second collection.
 //!
 //! See the [module documentation](super) for why recording goes through
-//! per-thread shards.
+//! per-thread stripes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,12 +39,12 @@ pub struct CounterId(u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GaugeId(u32);
 
-/// Source of unique registry ids, used to key the thread-local shard table.
+/// Source of unique registry ids, used to key the thread-local stripe table.
 static NEXT_REGISTRY_ID: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// The shards this thread records into, one per live registry it used.
-    static LOCAL_SHARDS: RefCell<Vec<(u64, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+    /// The stripes this thread records into, one per live registry it used.
+    static LOCAL_STRIPES: RefCell<Vec<(u64, Arc<Stripe>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the
@@ -116,7 +116,7 @@ impl Kind {
 
 /// What one thread recorded since the last collection.
 #[derive(Default)]
-struct ShardData {
+struct StripeData {
     histograms: Vec<Option<Histogram<u64>>>,
     counters: Vec<u64>,
 }
@@ -126,14 +126,14 @@ struct ShardData {
 /// double buffer, swapped with `live` histograms so the lock is held only
 /// for pointer swaps, never for a merge.
 #[derive(Default)]
-struct Shard {
-    live: Mutex<ShardData>,
+struct Stripe {
+    live: Mutex<StripeData>,
     spare: Mutex<Vec<Option<Histogram<u64>>>>,
 }
 
-impl Shard {
+impl Stripe {
     /// Moves everything recorded so far into `merged` and `deltas` (indexed
-    /// by metric id) and leaves the shard empty.
+    /// by metric id) and leaves the stripe empty.
     fn drain_into(&self, merged: &mut Vec<Option<Histogram<u64>>>, deltas: &mut Vec<u64>) {
         let mut spare = lock(&self.spare);
         {
@@ -184,9 +184,9 @@ struct Inner {
     started: Instant,
     started_at: SystemTime,
     names: RwLock<Names>,
-    shards: Mutex<Vec<Arc<Shard>>>,
-    /// Shared shard for threads whose thread-locals are already destroyed.
-    fallback: Arc<Shard>,
+    stripes: Mutex<Vec<Arc<Stripe>>>,
+    /// Shared stripe for threads whose thread-locals are already destroyed.
+    fallback: Arc<Stripe>,
     gauges: Mutex<Vec<Option<GaugeState>>>,
     collected: Mutex<Collected>,
 }
@@ -207,20 +207,20 @@ impl Inner {
         kind.table(&names).names.clone()
     }
 
-    /// Runs `f` on this thread's shard, creating and registering it on first use.
+    /// Runs `f` on this thread's stripe, creating and registering it on first use.
     #[inline]
-    fn with_live<R>(&self, f: impl FnOnce(&mut ShardData) -> R) -> R {
+    fn with_live<R>(&self, f: impl FnOnce(&mut StripeData) -> R) -> R {
         let mut f = Some(f);
-        let done = LOCAL_SHARDS.try_with(|cell| {
+        let done = LOCAL_STRIPES.try_with(|cell| {
             let mut local = cell.borrow_mut();
             let pos = match local.iter().position(|(id, _)| *id == self.id) {
                 Some(pos) => pos,
                 None => {
-                    // Shards only this thread still holds belong to dropped registries.
-                    local.retain(|(_, shard)| Arc::strong_count(shard) > 1);
-                    let shard = Arc::new(Shard::default());
-                    lock(&self.shards).push(Arc::clone(&shard));
-                    local.push((self.id, shard));
+                    // Stripes only this thread still holds belong to dropped registries.
+                    local.retain(|(_, stripe)| Arc::strong_count(stripe) > 1);
+                    let stripe = Arc::new(Stripe::default());
+                    lock(&self.stripes).push(Arc::clone(&stripe));
+                    local.push((self.id, stripe));
                     local.len() - 1
                 }
             };
@@ -236,7 +236,7 @@ impl Inner {
     }
 }
 
-/// The set of metrics of one run: names, ids, per-thread shards and the
+/// The set of metrics of one run: names, ids, per-thread stripes and the
 /// cumulative totals. Cheap to clone (all clones share the same state).
 #[derive(Clone)]
 pub struct Registry {
@@ -262,14 +262,14 @@ impl Registry {
     /// A new, empty registry; its clock (interval offsets) starts now.
     pub fn new() -> Self {
         let now = Instant::now();
-        let fallback = Arc::new(Shard::default());
+        let fallback = Arc::new(Stripe::default());
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_REGISTRY_ID.fetch_add(1, Ordering::Relaxed),
                 started: now,
                 started_at: SystemTime::now(),
                 names: RwLock::default(),
-                shards: Mutex::new(vec![Arc::clone(&fallback)]),
+                stripes: Mutex::new(vec![Arc::clone(&fallback)]),
                 fallback,
                 gauges: Mutex::default(),
                 collected: Mutex::new(Collected {
@@ -313,35 +313,35 @@ impl Registry {
         }
     }
 
-    /// Drains every shard and returns what happened since the previous call
+    /// Drains every stripe and returns what happened since the previous call
     /// (or since the registry was created), folding it into the cumulative
     /// totals. Meant to be called once a second with the current instant;
     /// the interval is `[previous now, now)`.
     pub fn collect_interval(&self, now: Instant) -> IntervalSnapshot {
         let inner = &*self.inner;
         let mut collected = lock(&inner.collected);
-        // Shards held by the registry alone belong to threads that have
+        // Stripes held by the registry alone belong to threads that have
         // exited: nothing can be recorded into them after this drain.
-        let (shards, dead): (Vec<Arc<Shard>>, Vec<bool>) = lock(&inner.shards)
+        let (stripes, dead): (Vec<Arc<Stripe>>, Vec<bool>) = lock(&inner.stripes)
             .iter()
-            .map(|shard| {
-                let dead = Arc::strong_count(shard) == 1;
-                (Arc::clone(shard), dead)
+            .map(|stripe| {
+                let dead = Arc::strong_count(stripe) == 1;
+                (Arc::clone(stripe), dead)
             })
             .unzip();
         let mut merged = Vec::new();
         let mut deltas = Vec::new();
-        for shard in &shards {
-            shard.drain_into(&mut merged, &mut deltas);
+        for stripe in &stripes {
+            stripe.drain_into(&mut merged, &mut deltas);
         }
         if dead.contains(&true) {
-            let dead: Vec<*const Shard> = shards
+            let dead: Vec<*const Stripe> = stripes
                 .iter()
                 .zip(&dead)
                 .filter(|(_, &dead)| dead)
-                .map(|(shard, _)| Arc::as_ptr(shard))
+                .map(|(stripe, _)| Arc::as_ptr(stripe))
                 .collect();
-            lock(&inner.shards).retain(|shard| !dead.contains(&Arc::as_ptr(shard)));
+            lock(&inner.stripes).retain(|stripe| !dead.contains(&Arc::as_ptr(stripe)));
         }
 
         let latency_names = inner.names(Kind::Latency);
@@ -706,8 +706,8 @@ mod tests {
         let counter = snapshot.counter("deliveries.received").expect("counter");
         assert_eq!((counter.delta, counter.total), (80_000, 80_000));
 
-        // Exited threads' shards are pruned once drained; nothing is lost.
-        assert_eq!(lock(&registry.inner.shards).len(), 1);
+        // Exited threads' stripes are pruned once drained; nothing is lost.
+        assert_eq!(lock(&registry.inner.stripes).len(), 1);
         let next = registry.collect_interval(Instant::now());
         assert!(next
             .latency("delivery.newMessage")
@@ -777,7 +777,7 @@ mod tests {
         let latency = registry.latency("delivery.newMessage");
         let counter = registry.counter("deliveries.received");
         let recorder = registry.recorder();
-        // Warm-up: the thread's shard and this metric's histogram are created.
+        // Warm-up: the thread's stripe and this metric's histogram are created.
         let start = allocations();
         recorder.record(latency, 1);
         recorder.add(counter, 1);
@@ -804,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn registries_do_not_share_shards() {
+    fn registries_do_not_share_stripes() {
         let a = Registry::new();
         let b = Registry::new();
         let id_a = a.counter("emits");

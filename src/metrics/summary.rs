@@ -25,6 +25,7 @@ use super::health::{assess, DriverReport};
 use super::json_file::{read_json, write_json};
 use super::registry::{Cumulative, Registry};
 use super::rfc3339;
+use crate::error::JsonFileError;
 
 /// The `schema` number this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -391,7 +392,7 @@ impl Summary {
                 expected: SCHEMA_VERSION,
             });
         }
-        serde_json::from_value(document).map_err(|source| MetricsError::Json { path: file, source })
+        serde_json::from_value(document).map_err(|e| JsonFileError::new(file, e).into())
     }
 }
 

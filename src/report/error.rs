@@ -1,7 +1,6 @@
 //! The one error type of the report domain.
 
-use std::path::PathBuf;
-
+use crate::error::{FileError, JsonFileError};
 use crate::metrics::MetricsError;
 
 /// Everything that can go wrong while reading a run directory, rendering
@@ -12,31 +11,11 @@ pub enum ReportError {
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file involved.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// An optional JSON input (`violations.json`, `conformance.json`) is malformed.
-    #[error("{path}: {source}")]
-    Json {
-        /// The file involved.
-        path: PathBuf,
-        /// The underlying serde_json error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// An HdrHistogram interval log could not be decoded.
-    #[error("{path}: invalid interval log: {reason}")]
-    IntervalLog {
-        /// The `.hlog` file involved.
-        path: PathBuf,
-        /// What was wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    Json(#[from] JsonFileError),
     /// A tolerance rule such as `delivery.*.p99=10%:1ms` could not be parsed.
     #[error("invalid tolerance `{rule}`: {reason}")]
     Tolerance {
@@ -45,14 +24,4 @@ pub enum ReportError {
         /// What was wrong with it.
         reason: String,
     },
-}
-
-impl ReportError {
-    /// Wraps an I/O error with the path it concerns.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
-    }
 }

@@ -8,7 +8,8 @@
 //! - `summary.md`: Markdown for a PR comment or `$GITHUB_STEP_SUMMARY`;
 //! - `junit.xml`: only when `conformance.json` is present.
 //!
-//! [`compare`] sets a run's [`Summary`](crate::metrics::Summary) against a
+//! [`render_table`] is the terminal summary `chorus run` and `chorus merge`
+//! print. [`compare`] sets a run's [`Summary`](crate::metrics::Summary) against a
 //! baseline's under [`Tolerances`]. The formats are described in
 //! `reports/README.md`.
 
@@ -20,15 +21,19 @@ mod markdown;
 mod markup;
 mod run_dir;
 mod svg;
+mod terminal;
 mod tolerance;
 
 use std::path::{Path, PathBuf};
+
+use crate::error::FileError;
 
 pub use compare::{compare, Comparison, ComparisonRow};
 pub use error::ReportError;
 pub use html::SECTION_TITLES;
 pub use junit::{render_junit, CaseStatus, Conformance, ConformanceCase};
 pub use run_dir::{RunData, ViolationRecord};
+pub use terminal::render_table;
 pub use tolerance::{
     Gate, MetricKind, ToleranceRule, Tolerances, DEFAULT_GATED_COUNTERS,
     DEFAULT_LATENCY_ABSOLUTE_US, DEFAULT_LATENCY_RELATIVE,
@@ -62,7 +67,7 @@ pub fn render_run_dir(dir: &Path) -> Result<ReportFiles, ReportError> {
         let path = dir.join(name);
         std::fs::write(&path, text)
             .map(|()| path.clone())
-            .map_err(|e| ReportError::io(&path, e))
+            .map_err(|e| ReportError::from(FileError::new(&path, e)))
     };
     let html = write("report.html", html::render_html(&run))?;
     let markdown = write("summary.md", markdown::render_markdown(&run))?;

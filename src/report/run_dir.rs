@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ReportError;
 use super::junit::Conformance;
+use crate::error::{FileError, JsonFileError};
 use crate::metrics::{IntervalLog, Summary, TimeSeries};
 
 /// One protocol violation with its evidence, as listed in `violations.json`.
@@ -65,7 +66,7 @@ impl RunData {
         let scenario = if scenario_path.exists() {
             Some(
                 std::fs::read_to_string(&scenario_path)
-                    .map_err(|e| ReportError::io(&scenario_path, e))?,
+                    .map_err(|e| FileError::new(&scenario_path, e))?,
             )
         } else {
             None
@@ -86,14 +87,11 @@ fn read_optional_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Rep
     let text = match std::fs::read(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ReportError::io(path, e)),
+        Err(e) => return Err(FileError::new(path, e).into()),
     };
     serde_json::from_slice(&text)
         .map(Some)
-        .map_err(|source| ReportError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|e| JsonFileError::new(path, e).into())
 }
 
 /// Every `*.hlog` of `dir` summed into one histogram per metric (an absent
@@ -103,10 +101,10 @@ fn read_hlog_dir(dir: &Path) -> Result<BTreeMap<String, Histogram<u64>>, ReportE
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(histograms),
-        Err(e) => return Err(ReportError::io(dir, e)),
+        Err(e) => return Err(FileError::new(dir, e).into()),
     };
     for entry in entries {
-        let path = entry.map_err(|e| ReportError::io(dir, e))?.path();
+        let path = entry.map_err(|e| FileError::new(dir, e))?.path();
         if path.extension().is_some_and(|ext| ext == "hlog") {
             let (name, histogram) = read_hlog(&path)?;
             histograms.insert(name, histogram);

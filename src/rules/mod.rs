@@ -210,10 +210,8 @@ impl ProtocolModel {
             return Self::parse(text, &format!("scenarios/protocol/{name}.yml"));
         }
         let path = base_dir.join(name_or_path);
-        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| crate::error::FileError::new(&path, e))?;
         Self::parse(&text, &path.display().to_string())
     }
 

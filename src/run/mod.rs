@@ -32,11 +32,11 @@ use std::time::{Duration, Instant, SystemTime};
 use chorus_gateway::Profile;
 use tokio::sync::watch;
 
-use crate::client::{ClientConfig, Transport};
+use crate::client::ClientConfig;
 use crate::metrics::{
-    render_table, HealthSampler, IntervalLogs, MetricsError, Registry, RunInfo, Summary,
-    TimeSeries, Verdict,
+    HealthSampler, IntervalLogs, MetricsError, Registry, RunInfo, Summary, TimeSeries, Verdict,
 };
+use crate::report::render_table;
 use crate::rules::ProtocolModel;
 use crate::scenario::{Override, Phase, Scenario, ScenarioError, TokenSource};
 
@@ -433,11 +433,7 @@ async fn play(
     let mut client = ClientConfig::new(target.url());
     client.path = scenario.socketio.path.clone();
     client.namespace = scenario.socketio.namespace.clone();
-    client.transport = match scenario.socketio.transport {
-        crate::scenario::Transport::Websocket => Transport::Websocket,
-        crate::scenario::Transport::Polling => Transport::Polling,
-        crate::scenario::Transport::PollingUpgrade => Transport::PollingUpgrade,
-    };
+    client.transport = scenario.socketio.transport;
     let local_ips = target::source_addresses(target.url(), planned);
     let ctx = Arc::new(Context::new(
         scenario,

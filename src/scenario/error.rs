@@ -3,6 +3,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::tree::Pos;
+use crate::error::FileError;
+
 /// A place in a scenario source: the file (or the `--set` override) and a
 /// 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +18,17 @@ pub struct Location {
     pub column: u32,
 }
 
+impl Location {
+    /// `pos` in `origin`.
+    pub(crate) fn new(origin: impl Into<String>, pos: Pos) -> Self {
+        Location {
+            origin: origin.into(),
+            line: pos.line,
+            column: pos.column,
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.origin, self.line, self.column)
@@ -25,13 +39,8 @@ impl fmt::Display for Location {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The scenario (or a file it names) could not be read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// The text is not valid YAML, does not fit the model, or fails validation.
     #[error("{at}: {message}")]
     Invalid {

@@ -31,13 +31,15 @@ pub use error::{Location, ScenarioError};
 pub use model::{
     Arrival, AuthConfig, Capture, CsvConfig, Emit, Expect, Group, GroupPicker, JwtAlgorithm,
     JwtConfig, LoadConfig, Loop, MessageSchedule, Phase, Scenario, SocketIoConfig, Step, Think,
-    TokenPlace, Transport, CONNECT_ERROR_EVENT, DEFAULT_TIMEOUT,
+    TokenPlace, CONNECT_ERROR_EVENT, DEFAULT_TIMEOUT,
 };
 pub use template::{json_contains, JsonTemplate, Template, VuState};
 pub use threshold::{CmpOp, Stat, Threshold, ValueUnit};
 pub use token::{read_csv_tokens, JwtMinter, TokenSource};
 pub use units::{parse_duration, parse_rate};
 
+use crate::error::FileError;
+pub(crate) use tree::{saphyr_error, Pos};
 use tree::{DeError, Kind, Node, NodeDeserializer};
 
 /// A `--set key=value` override: a dotted path into the YAML (list items by
@@ -87,16 +89,9 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
     origin: &str,
 ) -> Result<T, ScenarioError> {
-    let invalid = |e: DeError| {
-        let pos = e.pos.unwrap_or_default();
-        ScenarioError::Invalid {
-            at: Location {
-                origin: origin.to_owned(),
-                line: pos.line,
-                column: pos.column,
-            },
-            message: e.message,
-        }
+    let invalid = |e: DeError| ScenarioError::Invalid {
+        at: Location::new(origin, e.pos.unwrap_or_default()),
+        message: e.message,
     };
     let root = tree::parse(text, 0).map_err(invalid)?;
     T::deserialize(NodeDeserializer(&root)).map_err(invalid)
@@ -114,10 +109,7 @@ impl Scenario {
         overrides: &[Override],
     ) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| FileError::new(path, e))?;
         Self::from_str_with_overrides(&text, &path.display().to_string(), overrides)
     }
 
@@ -136,15 +128,9 @@ impl Scenario {
         let mut origins = vec![origin.to_owned()];
         let invalid = |origins: &[String], e: DeError| {
             let pos = e.pos.unwrap_or_default();
+            let origin = origins.get(usize::from(pos.source));
             ScenarioError::Invalid {
-                at: Location {
-                    origin: origins
-                        .get(usize::from(pos.source))
-                        .cloned()
-                        .unwrap_or_default(),
-                    line: pos.line,
-                    column: pos.column,
-                },
+                at: Location::new(origin.cloned().unwrap_or_default(), pos),
                 message: e.message,
             }
         };

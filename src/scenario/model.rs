@@ -8,6 +8,8 @@ use rand::Rng;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::client::Transport;
+
 use super::template::{JsonTemplate, Template};
 use super::threshold::Threshold;
 use super::units;
@@ -79,7 +81,7 @@ pub struct SocketIoConfig {
     /// The Socket.IO namespace, `/` by default.
     #[serde(default = "default_namespace")]
     pub namespace: String,
-    /// The transport.
+    /// The transport: `websocket` (default), `polling` or `polling-upgrade`.
     #[serde(default)]
     pub transport: Transport,
     /// Extra handshake query parameters (templated).
@@ -112,19 +114,6 @@ impl Default for SocketIoConfig {
             auth: None,
         }
     }
-}
-
-/// The Engine.IO transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Transport {
-    /// A websocket from the start.
-    #[default]
-    Websocket,
-    /// HTTP long-polling only.
-    Polling,
-    /// Long-polling, then upgraded to a websocket (the browser default).
-    PollingUpgrade,
 }
 
 /// Where a token comes from and where it goes.

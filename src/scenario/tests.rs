@@ -2,6 +2,7 @@
 //! and the shipped scenario files.
 
 use super::*;
+use crate::client::Transport;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::error::ScenarioError;
 use super::model::{AuthConfig, JwtAlgorithm, JwtConfig};
 use super::template::{JsonTemplate, Template, VuState};
+use crate::error::FileError;
 
 /// Hands out one token per virtual client.
 #[derive(Clone)]
@@ -120,10 +121,7 @@ impl TokenSource {
 /// double-quoted). Every row must have the header's field count and a
 /// non-empty token.
 pub fn read_csv_tokens(path: &Path, column: &str) -> Result<Vec<String>, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| FileError::new(path, e))?;
     let fail = |line: usize, message: String| ScenarioError::Csv {
         path: path.to_owned(),
         line,

@@ -27,7 +27,8 @@ pub(crate) struct Pos {
 }
 
 impl Pos {
-    fn from_location(loc: serde_saphyr::Location) -> Self {
+    /// Where serde-saphyr located a node, in source 0.
+    pub(crate) fn from_location(loc: serde_saphyr::Location) -> Self {
         Pos {
             line: u32::try_from(loc.line()).unwrap_or(u32::MAX),
             column: u32::try_from(loc.column()).unwrap_or(u32::MAX),
@@ -128,18 +129,27 @@ pub(crate) fn parse(text: &str, source: u16) -> Result<Node, DeError> {
             Ok(node)
         }
         Err(e) => {
-            let mut pos = e.location().map(Pos::from_location).unwrap_or(Pos {
-                line: 1,
-                column: 1,
-                source,
-            });
-            pos.source = source;
-            let message = serde_saphyr::DefaultMessageFormatter
-                .format_message(&e)
-                .into_owned();
+            let (pos, message) = saphyr_error(&e, source);
             Err(DeError::at(message, pos))
         }
     }
+}
+
+/// A serde-saphyr error's position in `source` (line 1, column 1 when it
+/// names none) and its message: how every YAML file chorus reads (scenarios,
+/// `--set` values, protocol models, conformance cases) places its syntax and
+/// typing errors.
+pub(crate) fn saphyr_error(e: &serde_saphyr::Error, source: u16) -> (Pos, String) {
+    let mut pos = e.location().map(Pos::from_location).unwrap_or(Pos {
+        line: 1,
+        column: 1,
+        source,
+    });
+    pos.source = source;
+    let message = serde_saphyr::DefaultMessageFormatter
+        .format_message(e)
+        .into_owned();
+    (pos, message)
 }
 
 /// The serde-saphyr side: a node content whose children carry spans.

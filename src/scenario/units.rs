@@ -69,8 +69,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a rate `<number>/<unit>` (`10/s`, `600/m`, `2.5/s`, `100/h`) into
-/// events per second; it must be finite and within [`MIN_RATE`] (one per
-/// 366 days) and [`MAX_RATE`] (1,000,000/s).
+/// events per second; it must be finite and within `MIN_RATE` (one per
+/// 366 days) and `MAX_RATE` (1,000,000/s).
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     let bad = || format!("invalid rate `{text}`, expected e.g. `10/s` or `600/m`");
     let (num, unit) = text.trim().split_once('/').ok_or_else(bad)?;

@@ -3,34 +3,11 @@
 
 use std::fmt::Write as _;
 
-use super::summary::{LatencyStats, Summary};
+use super::markup::threshold_value;
+use crate::metrics::{format_ms, LatencyStats, Summary};
 
 /// Width of each numeric column.
 const NUMBER_WIDTH: usize = 9;
-
-/// Formats microseconds as milliseconds with about three significant
-/// digits (the precision of the histograms): `0.125`, `4.25`, `42.0`, `1234`.
-pub fn format_ms(micros: f64) -> String {
-    let ms = micros / 1000.0;
-    if ms < 1.0 {
-        format!("{ms:.3}")
-    } else if ms < 10.0 {
-        format!("{ms:.2}")
-    } else if ms < 100.0 {
-        format!("{ms:.1}")
-    } else {
-        format!("{ms:.0}")
-    }
-}
-
-/// Formats a plain number: integers without decimals, others to 4 places.
-fn format_number(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.4}")
-    }
-}
 
 /// Renders the summary as an aligned plain-text table, ending with a newline.
 pub fn render_table(summary: &Summary) -> String {
@@ -81,13 +58,7 @@ pub fn render_table(summary: &Summary) -> String {
                 let _ = writeln!(out, "{mark} {}  (no data)", threshold.expr);
                 continue;
             }
-            let actual = match threshold.value {
-                Some(value) if is_latency_expr(summary, &threshold.expr) => {
-                    format!("{} ms", format_ms(value))
-                }
-                Some(value) => format_number(value),
-                None => "no value".to_string(),
-            };
+            let actual = threshold_value(summary, threshold);
             let _ = writeln!(out, "{mark} {}  (actual {actual})", threshold.expr);
         }
     }
@@ -125,30 +96,10 @@ fn latency_cells(stats: &LatencyStats) -> [String; 7] {
     ]
 }
 
-/// Whether a threshold expression (`<metric>.<stat> <op> <value>`, possibly
-/// with a `:` after the metric) measures a latency other than its count.
-fn is_latency_expr(summary: &Summary, expr: &str) -> bool {
-    let target = expr
-        .split(|c: char| c.is_whitespace() || c == ':')
-        .next()
-        .unwrap_or_default();
-    target
-        .rsplit_once('.')
-        .is_some_and(|(metric, stat)| stat != "count" && summary.latency.contains_key(metric))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::summary::tests::sample_summary;
-
-    #[test]
-    fn formats_milliseconds() {
-        assert_eq!(format_ms(125.0), "0.125");
-        assert_eq!(format_ms(4_250.0), "4.25");
-        assert_eq!(format_ms(42_000.0), "42.0");
-        assert_eq!(format_ms(1_234_000.0), "1234");
-    }
+    use crate::metrics::sample_summary;
 
     #[test]
     fn renders_known_summary() {
@@ -198,6 +149,20 @@ mod tests {
             .any(|l| l.starts_with("✓ delivery.newMessage.p99 < 50ms  (actual 9.9")));
         assert!(lines.contains(&"✗ errors == 0  (actual 5)"));
         assert!(!table.contains("run stopped"));
+    }
+
+    #[test]
+    fn a_p99_9_threshold_shows_milliseconds() {
+        let mut summary = sample_summary();
+        let expr = "delivery.newMessage.p99.9 < 50ms";
+        summary.evaluate(expr, "delivery.newMessage", Some("p99.9"), |v| v < 50_000.0);
+        let table = render_table(&summary);
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&format!("✓ {expr}  (actual ")) && l.ends_with(" ms)")),
+            "{table}"
+        );
     }
 
     #[test]
