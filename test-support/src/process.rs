@@ -6,11 +6,13 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::raw::try_http;
+use crate::http::try_http;
+use crate::{within, WAIT};
 
 /// How many of the gateway's last log lines are kept for failure messages.
 const LOG_LINES: usize = 200;
@@ -27,12 +29,14 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Spawns the binary with `--addr 127.0.0.1:0 --jwt-secret` [`super::SECRET`]
-    /// plus `args` (e.g. `["--profile", "strict", "--connect-timeout-ms", "500"]`),
-    /// and waits for the address it logs.
-    pub fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus-gateway"))
-            .args(["--addr", "127.0.0.1:0", "--jwt-secret", super::SECRET])
+    /// Spawns the binary `bin` (a test's `env!("CARGO_BIN_EXE_chorus-gateway")`:
+    /// only the gateway crate's own tests have it built) with
+    /// `--addr 127.0.0.1:0 --jwt-secret secret` plus `args` (e.g.
+    /// `["--profile", "strict", "--connect-timeout-ms", "500"]`), and waits
+    /// for the address it logs.
+    pub fn spawn(bin: &Path, secret: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(bin)
+            .args(["--addr", "127.0.0.1:0", "--jwt-secret", secret])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -110,7 +114,7 @@ impl GatewayProcess {
 
     /// The body of `GET /metrics`.
     pub async fn metrics(&self) -> String {
-        let response = super::within(try_http(self.addr, "GET", "/metrics", &[], b""))
+        let response = within(try_http(self.addr, "GET", "/metrics", &[], b""))
             .await
             .expect("connect for /metrics");
         assert_eq!(response.status, 200, "GET /metrics");
@@ -123,10 +127,10 @@ impl GatewayProcess {
         matches!(child.try_wait(), Ok(None))
     }
 
-    /// Whether `GET /healthz` answers `ok` within [`super::WAIT`].
+    /// Whether `GET /healthz` answers `ok` within [`WAIT`].
     pub async fn healthy(&self) -> bool {
         let probe = try_http(self.addr, "GET", "/healthz", &[], b"");
-        match tokio::time::timeout(super::WAIT, probe).await {
+        match tokio::time::timeout(WAIT, probe).await {
             Ok(Ok(response)) => response.status == 200 && response.body == b"ok",
             _ => false,
         }
