@@ -6,6 +6,10 @@
 //! run: it fails the conformance auth cases instead; unjoined sockets'
 //! messages being handled fail both a conformance case and a run.
 //!
+//! The faults are one table ([`Row`], one `#[test]` per row, named after
+//! it): the fault, the run or conformance cases that must catch it, the
+//! violation kind it must produce and the check of its evidence.
+//!
 //! `stall_once` and `delay_all` only slow the gateway down; they are
 //! measurement fixtures, covered by `run_accuracy.rs`.
 
@@ -16,14 +20,9 @@ use chorus::conform::{self, ConformOptions};
 use chorus::metrics::{Summary, Verdict};
 use chorus::run::run;
 use chorus_gateway::{Faults, Profile, RunningGateway};
-
-#[path = "support/harness.rs"]
-#[allow(dead_code)]
-mod harness;
 use serde_json::Value;
 
-/// The runs measure time: one at a time, so they do not skew each other.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::harness::{self, SERIAL};
 
 /// The environment variable the fault scenarios read their JWT secret from.
 const SECRET_ENV: &str = "CHORUS_TEST_SECRET_FAULTS";
@@ -220,428 +219,406 @@ async fn conformance_cases_pass_against_fault_free_gateways() {
     }
 }
 
-// ---- broadcast delivery ---------------------------------------------------
+// ---- the table -------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_deliveries_are_loss() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            drop_fraction: 0.05,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    // A dropped announcement is a presence violation too, and a joiner's own
-    // dropped `userOnline` leaves its `joined` without it (order).
-    out.assert_caught("loss", &["duplicate", "recipient", "payload", "reply"]);
-    assert!(out.counter("deliveries.lost") > 0);
+/// One injected fault and how it must be caught.
+struct Row {
+    /// What the gateway does wrong.
+    faults: Faults,
+    /// The conformance cases that must fail against it, if any (checked first).
+    conform: Option<ConformCheck>,
+    /// The run that must catch it, if a run can.
+    run: Option<RunCheck>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_percent_drop_is_caught_by_a_thirty_second_load() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            drop_fraction: 0.01,
-            ..Faults::default()
-        },
-        LOAD,
-        &[],
-    )
-    .await;
-    // As above: presence and order may show the dropped announcements too.
-    out.assert_caught("loss", &["duplicate", "recipient", "payload", "reply"]);
-    let (expected, lost) = (
-        out.counter("deliveries.expected"),
-        out.counter("deliveries.lost"),
-    );
-    // About 1 % of some 70,000 owed deliveries.
-    assert!(expected > 50_000, "{expected}");
-    assert!(
-        lost * 200 > expected && lost * 50 < expected,
-        "{lost} of {expected}"
-    );
-    assert!(out.took < Duration::from_secs(45), "{:?}", out.took);
+/// A run of a scenario against the faulty gateway.
+struct RunCheck {
+    /// The scenario (relative to the crate root).
+    scenario: &'static str,
+    /// `--set` style overrides of the scenario.
+    overrides: &'static [&'static str],
+    /// The violation kind the run must count, with evidence.
+    kind: &'static str,
+    /// The kinds it must count at zero.
+    unrelated: Unrelated,
+    /// What the evidence (and the rest of the outcome) must show.
+    evidence: fn(&Outcome),
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicated_deliveries_are_duplicate() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            duplicate_fraction: 0.05,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_only("duplicate");
+/// The violation kinds a faulty run must not count.
+enum Unrelated {
+    /// These.
+    These(&'static [&'static str]),
+    /// Every kind but the caught one and liveness ([`Outcome::assert_only`]).
+    AllButLiveness,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reordered_messages_are_order() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            reorder: true,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_caught(
-        "order",
-        &["loss", "duplicate", "recipient", "presence", "payload"],
-    );
+/// The conformance cases matching `only` of `profile` against the faulty gateway.
+struct ConformCheck {
+    profile: Profile,
+    only: &'static str,
+    /// What each case's name and verdict (passed or not) must be.
+    results: fn(&[(String, bool)]),
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_delayed_past_the_deadline_are_loss() {
-    let _serial = SERIAL.lock().await;
-    // 10 s is past the 2 s delivery deadline and past the receivers' stay:
-    // the late copies arrive after everyone left, so they are lost.
-    let out = run_against(
-        Faults {
+impl Row {
+    async fn check(self) {
+        let _serial = SERIAL.lock().await;
+        if let Some(c) = self.conform {
+            let results = conform_against(c.profile, self.faults.clone(), c.only).await;
+            (c.results)(&results);
+        }
+        if let Some(r) = self.run {
+            let out = run_against(self.faults, r.scenario, r.overrides).await;
+            match r.unrelated {
+                Unrelated::These(kinds) => out.assert_caught(r.kind, kinds),
+                Unrelated::AllButLiveness => out.assert_only(r.kind),
+            }
+            (r.evidence)(&out);
+        }
+    }
+}
+
+/// One `#[test]` per row, named after it, so that a failure names its fault.
+macro_rules! fault_table {
+    ($($(#[$meta:meta])* $name:ident => $row:expr,)*) => {$(
+        $(#[$meta])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $row.check().await;
+        }
+    )*};
+}
+
+/// The run of `scenario` as it is, which must count `kind` with evidence that passes `evidence`.
+const fn by_run(
+    scenario: &'static str,
+    kind: &'static str,
+    unrelated: Unrelated,
+    evidence: fn(&Outcome),
+) -> Option<RunCheck> {
+    Some(RunCheck {
+        scenario,
+        overrides: &[],
+        kind,
+        unrelated,
+        evidence,
+    })
+}
+
+use Unrelated::{AllButLiveness, These};
+
+fault_table! {
+    // ---- broadcast delivery ------------------------------------------------
+
+    dropped_deliveries_are_loss => Row {
+        faults: Faults { drop_fraction: 0.05, ..Faults::default() },
+        conform: None,
+        // A dropped announcement is a presence violation too, and a joiner's own
+        // dropped `userOnline` leaves its `joined` without it (order).
+        run: by_run(CHAT, "loss", These(&["duplicate", "recipient", "payload", "reply"]), |out| {
+            assert!(out.counter("deliveries.lost") > 0);
+        }),
+    },
+
+    one_percent_drop_is_caught_by_a_thirty_second_load => Row {
+        faults: Faults { drop_fraction: 0.01, ..Faults::default() },
+        conform: None,
+        // As above: presence and order may show the dropped announcements too.
+        run: by_run(LOAD, "loss", These(&["duplicate", "recipient", "payload", "reply"]), |out| {
+            let (expected, lost) = (
+                out.counter("deliveries.expected"),
+                out.counter("deliveries.lost"),
+            );
+            // About 1 % of some 70,000 owed deliveries.
+            assert!(expected > 50_000, "{expected}");
+            assert!(
+                lost * 200 > expected && lost * 50 < expected,
+                "{lost} of {expected}"
+            );
+            // The load lasts 30 s: twice that leaves a busy machine room and
+            // still fails a run that does not stop on time.
+            assert!(out.took < Duration::from_secs(60), "{:?}", out.took);
+        }),
+    },
+
+    duplicated_deliveries_are_duplicate => Row {
+        faults: Faults { duplicate_fraction: 0.05, ..Faults::default() },
+        conform: None,
+        run: by_run(CHAT, "duplicate", AllButLiveness, |_| {}),
+    },
+
+    reordered_messages_are_order => Row {
+        faults: Faults { reorder: true, ..Faults::default() },
+        conform: None,
+        run: by_run(
+            CHAT,
+            "order",
+            These(&["loss", "duplicate", "recipient", "presence", "payload"]),
+            |_| {},
+        ),
+    },
+
+    deliveries_delayed_past_the_deadline_are_loss => Row {
+        // 10 s is past the 2 s delivery deadline and past the receivers' stay:
+        // the late copies arrive after everyone left, so they are lost.
+        faults: Faults {
             delay_fraction: 0.05,
             delay: Duration::from_secs(10),
             ..Faults::default()
         },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_caught("loss", &["duplicate", "recipient", "payload"]);
-    assert!(out.counter("deliveries.lost") > 0);
-}
+        conform: None,
+        run: by_run(CHAT, "loss", These(&["duplicate", "recipient", "payload"]), |out| {
+            assert!(out.counter("deliveries.lost") > 0);
+        }),
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_delayed_within_the_deadline_fail_the_latency_threshold() {
-    let _serial = SERIAL.lock().await;
-    // 1.5 s is within the 2 s deadline and the receivers' stay: nothing is
-    // lost, but the scenario's `delivery.newMessage.max < 1s` fails, and a
-    // late message arrives after its sender's later ones (order).
-    let out = run_against(
-        Faults {
+    deliveries_delayed_within_the_deadline_fail_the_latency_threshold => Row {
+        // 1.5 s is within the 2 s deadline and the receivers' stay: nothing is
+        // lost, but the scenario's `delivery.newMessage.max < 1s` fails, and a
+        // late message arrives after its sender's later ones (order).
+        faults: Faults {
             delay_fraction: 0.05,
             delay: Duration::from_millis(1500),
             ..Faults::default()
         },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_caught("order", &["loss", "duplicate", "recipient", "payload"]);
-    let threshold = out
-        .summary
-        .thresholds
-        .iter()
-        .find(|t| t.expr.starts_with("delivery.newMessage.max"))
-        .expect("the latency threshold");
-    assert!(!threshold.pass, "{threshold:?}");
-    assert!(
-        threshold.value.is_some_and(|us| us >= 1_500_000.0),
-        "{threshold:?}"
-    );
-}
+        conform: None,
+        run: by_run(CHAT, "order", These(&["loss", "duplicate", "recipient", "payload"]), |out| {
+            let threshold = out
+                .summary
+                .thresholds
+                .iter()
+                .find(|t| t.expr.starts_with("delivery.newMessage.max"))
+                .expect("the latency threshold");
+            assert!(!threshold.pass, "{threshold:?}");
+            assert!(
+                threshold.value.is_some_and(|us| us >= 1_500_000.0),
+                "{threshold:?}"
+            );
+        }),
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receiver_that_stops_getting_broadcasts_is_liveness_within_bound() {
-    let _serial = SERIAL.lock().await;
-    // The first socket gets nothing from its connection on; the others keep
-    // receiving for 6 s (180 messages at 30/s), longer than the 5 s bound.
-    let out = run_against(
-        Faults {
-            stall_socket: Some(1),
-            ..Faults::default()
-        },
-        CHAT,
-        &[
-            "groups.0.flow.6.loop.count=180",
-            "groups.0.flow.8.listen=500ms",
-        ],
-    )
-    .await;
-    // Its own `userOnline` never reaches it either, so its `joined` comes
-    // "before" it (order), and what it misses is loss and presence as well.
-    out.assert_caught("liveness", &["duplicate", "recipient", "payload"]);
-    // The stall starts as the run's first socket connects, near t = 0: the
-    // watchdog (5 s bound, checked once a second) reports it by ~6 s.
-    let first = out.evidence_of("liveness")[0]["t_s"]
-        .as_f64()
-        .expect("a time");
-    eprintln!("liveness first reported at {first} s");
-    assert!(first < 7.0, "liveness reported at {first} s");
-}
+    receiver_that_stops_getting_broadcasts_is_liveness_within_bound => Row {
+        // The first socket gets nothing from its connection on; the others keep
+        // receiving for 6 s (180 messages at 30/s), longer than the 5 s bound.
+        faults: Faults { stall_socket: Some(1), ..Faults::default() },
+        conform: None,
+        // Its own `userOnline` never reaches it either, so its `joined` comes
+        // "before" it (order), and what it misses is loss and presence as well.
+        run: Some(RunCheck {
+            scenario: CHAT,
+            overrides: &[
+                "groups.0.flow.6.loop.count=180",
+                "groups.0.flow.8.listen=500ms",
+            ],
+            kind: "liveness",
+            unrelated: These(&["duplicate", "recipient", "payload"]),
+            evidence: |out| {
+                // The stall starts as the run's first socket connects, near t = 0:
+                // the watchdog (5 s bound, checked once a second) reports it by
+                // ~6 s; 10 s leaves a busy machine room and still fails a
+                // watchdog that waits for the run's end (~7 s of sending, then
+                // the 2 s delivery deadline).
+                let first = out.evidence_of("liveness")[0]["t_s"]
+                    .as_f64()
+                    .expect("a time");
+                eprintln!("liveness first reported at {first} s");
+                assert!(first < 10.0, "liveness reported at {first} s");
+            },
+        }),
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crashed_gateway_is_liveness_and_the_run_ends_with_partial_results() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            crash_after: Some(Duration::from_secs(2)),
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_caught("liveness", &["duplicate", "order", "recipient", "payload"]);
-    // Every client's session was ended by the gateway, not by the client.
-    let ended: u64 = ["server_closed", "transport_error", "io_error"]
-        .iter()
-        .map(|how| out.counter(&format!("disconnects.{how}")))
-        .sum();
-    assert_eq!(ended, 6, "{:?}", out.summary.counters);
-    assert!(out.took < Duration::from_secs(15), "{:?}", out.took);
-    let written = read_json(&out.run_dir.join("summary.json"));
-    assert_eq!(written["verdict"], "fail", "{written}");
-    assert!(written["counters"]["emits"].as_u64().unwrap_or(0) > 0);
-}
+    crashed_gateway_is_liveness_and_the_run_ends_with_partial_results => Row {
+        faults: Faults { crash_after: Some(Duration::from_secs(2)), ..Faults::default() },
+        conform: None,
+        run: by_run(
+            CHAT,
+            "liveness",
+            These(&["duplicate", "order", "recipient", "payload"]),
+            |out| {
+                // Every client's session was ended by the gateway, not by the client.
+                let ended: u64 = ["server_closed", "transport_error", "io_error"]
+                    .iter()
+                    .map(|how| out.counter(&format!("disconnects.{how}")))
+                    .sum();
+                assert_eq!(ended, 6, "{:?}", out.summary.counters);
+                // The run stops early: well before the scenario's 30 s
+                // `max_duration`, with room for a busy machine.
+                assert!(out.took < Duration::from_secs(25), "{:?}", out.took);
+                let written = read_json(&out.run_dir.join("summary.json"));
+                assert_eq!(written["verdict"], "fail", "{written}");
+                assert!(written["counters"]["emits"].as_u64().unwrap_or(0) > 0);
+            },
+        ),
+    },
 
-// ---- typing ----------------------------------------------------------------
+    // ---- typing --------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn typing_echoed_to_its_sender_is_recipient() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            echo_typing: true,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_caught(
-        "recipient",
-        &["loss", "duplicate", "order", "presence", "payload"],
-    );
-    assert!(out.evidence_of("recipient")[0]["event"] == "userTyping");
-}
+    typing_echoed_to_its_sender_is_recipient => Row {
+        faults: Faults { echo_typing: true, ..Faults::default() },
+        conform: None,
+        run: by_run(
+            CHAT,
+            "recipient",
+            These(&["loss", "duplicate", "order", "presence", "payload"]),
+            |out| {
+                assert!(out.evidence_of("recipient")[0]["event"] == "userTyping");
+            },
+        ),
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_typing_is_loss_of_user_typing() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            drop_typing: true,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_caught(
-        "loss",
-        &["duplicate", "order", "recipient", "presence", "payload"],
-    );
-    assert_eq!(out.counter("deliveries.lost"), 0);
-    assert!(out.counter("deliveries.unmarked.lost") > 0);
-    assert!(out
-        .evidence_of("loss")
-        .iter()
-        .all(|e| e["event"] == "userTyping"));
-}
+    dropped_typing_is_loss_of_user_typing => Row {
+        faults: Faults { drop_typing: true, ..Faults::default() },
+        conform: None,
+        run: by_run(
+            CHAT,
+            "loss",
+            These(&["duplicate", "order", "recipient", "presence", "payload"]),
+            |out| {
+                assert_eq!(out.counter("deliveries.lost"), 0);
+                assert!(out.counter("deliveries.unmarked.lost") > 0);
+                assert!(out
+                    .evidence_of("loss")
+                    .iter()
+                    .all(|e| e["event"] == "userTyping"));
+            },
+        ),
+    },
 
-// ---- presence ----------------------------------------------------------------
+    // ---- presence ------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_user_offline_is_presence() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            skip_user_offline: true,
-            ..Faults::default()
-        },
-        PRESENCE,
-        &[],
-    )
-    .await;
-    out.assert_caught(
-        "presence",
-        &["loss", "duplicate", "order", "recipient", "payload"],
-    );
-    assert!(out
-        .evidence_of("presence")
-        .iter()
-        .any(|e| e["event"] == "userOffline"));
-}
+    missing_user_offline_is_presence => Row {
+        faults: Faults { skip_user_offline: true, ..Faults::default() },
+        conform: None,
+        run: by_run(
+            PRESENCE,
+            "presence",
+            These(&["loss", "duplicate", "order", "recipient", "payload"]),
+            |out| {
+                assert!(out
+                    .evidence_of("presence")
+                    .iter()
+                    .any(|e| e["event"] == "userOffline"));
+            },
+        ),
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_offline_for_a_socket_that_never_joined_is_presence() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            offline_for_unjoined: true,
-            ..Faults::default()
-        },
-        PRESENCE,
-        &[],
-    )
-    .await;
-    // Its `username` is null, which the payload check flags as well.
-    out.assert_caught("presence", &["loss", "duplicate", "order", "recipient"]);
-    assert!(out.evidence_of("presence").iter().any(|e| e["got"]
-        .as_str()
-        .is_some_and(|g| g.contains("never joined"))));
-}
+    user_offline_for_a_socket_that_never_joined_is_presence => Row {
+        faults: Faults { offline_for_unjoined: true, ..Faults::default() },
+        conform: None,
+        // Its `username` is null, which the payload check flags as well.
+        run: by_run(
+            PRESENCE,
+            "presence",
+            These(&["loss", "duplicate", "order", "recipient"]),
+            |out| {
+                assert!(out.evidence_of("presence").iter().any(|e| e["got"]
+                    .as_str()
+                    .is_some_and(|g| g.contains("never joined"))));
+            },
+        ),
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshot_without_the_newest_user_is_presence() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            snapshot_missing_newest: true,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_caught(
-        "presence",
-        &["loss", "duplicate", "order", "recipient", "payload"],
-    );
-    assert!(out
-        .evidence_of("presence")
-        .iter()
-        .all(|e| e["event"] == "onlineUsers"));
-}
+    snapshot_without_the_newest_user_is_presence => Row {
+        faults: Faults { snapshot_missing_newest: true, ..Faults::default() },
+        conform: None,
+        run: by_run(
+            CHAT,
+            "presence",
+            These(&["loss", "duplicate", "order", "recipient", "payload"]),
+            |out| {
+                assert!(out
+                    .evidence_of("presence")
+                    .iter()
+                    .all(|e| e["event"] == "onlineUsers"));
+            },
+        ),
+    },
 
-// ---- payloads and replies ------------------------------------------------------
+    // ---- payloads and replies ------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn joined_without_username_is_payload() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            wrong_joined: true,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_only("payload");
-    assert!(out
-        .evidence_of("payload")
-        .iter()
-        .all(|e| e["event"] == "joined"));
-}
+    joined_without_username_is_payload => Row {
+        faults: Faults { wrong_joined: true, ..Faults::default() },
+        conform: None,
+        run: by_run(CHAT, "payload", AllButLiveness, |out| {
+            assert!(out
+                .evidence_of("payload")
+                .iter()
+                .all(|e| e["event"] == "joined"));
+        }),
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn joined_sent_as_an_ack_is_a_missing_reply() {
-    let _serial = SERIAL.lock().await;
-    // The seed model wants the `joined` event; the faulty gateway only acks
-    // joins that ask for an ack, and these do not: `joined` never comes.
-    let out = run_against(
-        Faults {
-            joined_as_ack: true,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_only("reply");
-    assert!(out.counter("timeouts.expect") > 0);
-}
+    joined_sent_as_an_ack_is_a_missing_reply => Row {
+        // The seed model wants the `joined` event; the faulty gateway only acks
+        // joins that ask for an ack, and these do not: `joined` never comes.
+        faults: Faults { joined_as_ack: true, ..Faults::default() },
+        conform: None,
+        run: by_run(CHAT, "reply", AllButLiveness, |out| {
+            assert!(out.counter("timeouts.expect") > 0);
+        }),
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn numeric_timestamp_is_payload() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            bad_timestamp: true,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_only("payload");
-    assert!(out
-        .evidence_of("payload")
-        .iter()
-        .all(|e| e["event"] == "newMessage"));
-}
+    numeric_timestamp_is_payload => Row {
+        faults: Faults { bad_timestamp: true, ..Faults::default() },
+        conform: None,
+        run: by_run(CHAT, "payload", AllButLiveness, |out| {
+            assert!(out
+                .evidence_of("payload")
+                .iter()
+                .all(|e| e["event"] == "newMessage"));
+        }),
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_under_another_users_name_is_payload() {
-    let _serial = SERIAL.lock().await;
-    let out = run_against(
-        Faults {
-            wrong_username: true,
-            ..Faults::default()
-        },
-        CHAT,
-        &[],
-    )
-    .await;
-    out.assert_only("payload");
-    assert!(out.evidence_of("payload").iter().all(|e| e["expected"]
-        .as_str()
-        .is_some_and(|x| x.contains("sender's name"))));
-}
+    message_under_another_users_name_is_payload => Row {
+        faults: Faults { wrong_username: true, ..Faults::default() },
+        conform: None,
+        run: by_run(CHAT, "payload", AllButLiveness, |out| {
+            assert!(out.evidence_of("payload").iter().all(|e| e["expected"]
+                .as_str()
+                .is_some_and(|x| x.contains("sender's name"))));
+        }),
+    },
 
-// ---- conformance -------------------------------------------------------------
+    // ---- conformance ---------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strict_gateway_admitting_any_token_fails_the_auth_cases() {
-    let _serial = SERIAL.lock().await;
-    let results = conform_against(
-        Profile::Strict,
-        Faults {
-            accept_any_token: true,
-            ..Faults::default()
-        },
-        "strict.auth.*-token-refused",
-    )
-    .await;
-    // no-token, garbage, expired, nbf, wrong secret, alg none, hs384, hs512,
-    // string payload, no exp: every one is admitted, so every case fails.
-    assert_eq!(results.len(), 10, "{results:?}");
-    assert!(results.iter().all(|(_, pass)| !pass), "{results:?}");
-}
+    strict_gateway_admitting_any_token_fails_the_auth_cases => Row {
+        faults: Faults { accept_any_token: true, ..Faults::default() },
+        conform: Some(ConformCheck {
+            profile: Profile::Strict,
+            only: "strict.auth.*-token-refused",
+            results: |results| {
+                // no-token, garbage, expired, nbf, wrong secret, alg none, hs384,
+                // hs512, string payload, no exp: every one is admitted, so every
+                // case fails.
+                assert_eq!(results.len(), 10, "{results:?}");
+                assert!(results.iter().all(|(_, pass)| !pass), "{results:?}");
+            },
+        }),
+        run: None,
+    },
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_of_unjoined_sockets_fail_the_unjoined_case() {
-    let _serial = SERIAL.lock().await;
-    let results = conform_against(
-        Profile::Seed,
-        Faults {
-            unjoined_messages: true,
-            ..Faults::default()
-        },
-        "events.unjoined.send-and-typing-ignored",
-    )
-    .await;
-    assert_eq!(
-        results,
-        vec![("events.unjoined.send-and-typing-ignored".to_owned(), false)]
-    );
-    // In a run, the presence scenario's lurkers send without joining: their
-    // broadcasts carry `username: null`, which the payload check flags.
-    let out = run_against(
-        Faults {
-            unjoined_messages: true,
-            ..Faults::default()
-        },
-        PRESENCE,
-        &[],
-    )
-    .await;
-    out.assert_only("payload");
-    let events: Vec<&Value> = out
-        .evidence_of("payload")
-        .iter()
-        .map(|e| &e["event"])
-        .collect();
-    assert!(events.contains(&&Value::from("newMessage")), "{events:?}");
-    assert!(events.contains(&&Value::from("userTyping")), "{events:?}");
+    messages_of_unjoined_sockets_fail_the_unjoined_case => Row {
+        faults: Faults { unjoined_messages: true, ..Faults::default() },
+        conform: Some(ConformCheck {
+            profile: Profile::Seed,
+            only: "events.unjoined.send-and-typing-ignored",
+            results: |results| {
+                assert_eq!(
+                    results,
+                    [("events.unjoined.send-and-typing-ignored".to_owned(), false)]
+                );
+            },
+        }),
+        // In a run, the presence scenario's lurkers send without joining: their
+        // broadcasts carry `username: null`, which the payload check flags.
+        run: by_run(PRESENCE, "payload", AllButLiveness, |out| {
+            let events: Vec<&Value> = out
+                .evidence_of("payload")
+                .iter()
+                .map(|e| &e["event"])
+                .collect();
+            assert!(events.contains(&&Value::from("newMessage")), "{events:?}");
+            assert!(events.contains(&&Value::from("userTyping")), "{events:?}");
+        }),
+    },
 }
