@@ -1,11 +1,5 @@
 //! The client engine against a real socket.io 4.8 server (`tests/js/echo-server.mjs`).
 
-#[path = "support/hostile.rs"]
-#[allow(dead_code)]
-mod hostile;
-#[path = "support/npm.rs"]
-mod npm;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,10 +10,12 @@ use chorus::client::{
     AckReply, Client, ClientConfig, ClientError, CloseReason, Handler, Incoming, Limit,
     LimitExceeded, Limits, Transport,
 };
-use hostile::{Hostile, Mode};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+
+use crate::support::harness::SERIAL;
+use crate::support::hostile::{Hostile, Mode};
 
 const TRANSPORTS: [Transport; 3] = [
     Transport::Websocket,
@@ -37,7 +33,7 @@ struct EchoServer {
 impl EchoServer {
     /// Starts the server; `ping` sets its pingInterval and pingTimeout (ms).
     fn start(ping: Option<u64>) -> Self {
-        let dir = npm::ensure_node_modules();
+        let dir = chorus_test_support::npm::ensure_node_modules();
         let mut cmd = Command::new("node");
         cmd.arg("echo-server.mjs")
             .current_dir(dir)
@@ -342,14 +338,11 @@ async fn close_reasons_are_reported() {
 
 #[tokio::test]
 async fn the_reference_gateway_speaks_every_transport() {
-    let gateway = chorus_gateway::start(chorus_gateway::GatewayConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        profile: chorus_gateway::Profile::Seed,
-        jwt_secret: "s3cret".into(),
-        ..chorus_gateway::GatewayConfig::default()
-    })
-    .await
-    .unwrap();
+    let gateway = chorus_test_support::gateway::start(chorus_test_support::gateway::config(
+        chorus_gateway::Profile::Seed,
+        "s3cret",
+    ))
+    .await;
     for transport in TRANSPORTS {
         let config = ClientConfig::new(format!("http://{}", gateway.addr()))
             .namespace("/chat")
@@ -447,15 +440,11 @@ impl Handler for Idle {
     fn on_closed(&mut self, _: Instant, _: CloseReason) {}
 }
 
-/// Held by the test that measures this process's memory and by the tests
-/// that make it allocate megabytes, so that they do not run at once.
-static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test]
 async fn idle_clients_stay_small_even_after_a_large_frame() {
     const N: usize = 1000;
     const BIG: usize = 256 * 1024;
-    let _measuring = MEMORY.lock().await;
+    let _measuring = SERIAL.lock().await;
     let server = EchoServer::start(None);
     let config = server.config(Transport::Websocket);
     let received = Arc::new(AtomicUsize::new(0));
@@ -496,7 +485,7 @@ async fn idle_clients_stay_small_even_after_a_large_frame() {
     drop((warm, clients));
 }
 
-// ---- bounds against hostile servers (tests/support/hostile.rs) -------------
+// ---- bounds against hostile servers (support/hostile.rs) -------------
 
 /// A client config for a hostile server's `/chat`, with `limits`.
 fn hostile_config(server: &Hostile, transport: Transport, limits: Limits) -> ClientConfig {
@@ -516,7 +505,7 @@ async fn closed_by_limit(rx: &mut Inbox) -> LimitExceeded {
 
 #[tokio::test]
 async fn an_oversized_attachment_count_closes_the_session_by_name() {
-    let _memory = MEMORY.lock().await;
+    let _memory = SERIAL.lock().await;
     let server = Hostile::start(Mode::AttachmentBomb).await;
     let config = hostile_config(&server, Transport::Websocket, Limits::default());
     let (_client, mut rx) = connect(&config).await;
@@ -531,7 +520,7 @@ async fn an_oversized_attachment_count_closes_the_session_by_name() {
 
 #[tokio::test]
 async fn attachments_are_bounded_in_bytes_together() {
-    let _memory = MEMORY.lock().await;
+    let _memory = SERIAL.lock().await;
     let server = Hostile::start(Mode::AttachmentFlood).await;
     // Ten attachments of 2 MiB against an 8 MiB bound: the fifth goes over.
     let limits = Limits {
@@ -549,7 +538,7 @@ async fn attachments_are_bounded_in_bytes_together() {
 
 #[tokio::test]
 async fn a_response_head_that_never_ends_is_refused_by_name() {
-    let _memory = MEMORY.lock().await;
+    let _memory = SERIAL.lock().await;
     let server = Hostile::start(Mode::EndlessHeader).await;
     for transport in TRANSPORTS {
         let (tx, _rx) = mpsc::unbounded_channel();
@@ -564,7 +553,7 @@ async fn a_response_head_that_never_ends_is_refused_by_name() {
 
 #[tokio::test]
 async fn absurd_ping_settings_and_huge_open_packets_refuse_the_connect() {
-    let _memory = MEMORY.lock().await;
+    let _memory = SERIAL.lock().await;
     for (mode, limit) in [
         (Mode::AbsurdPing, Limit::PingInterval),
         (Mode::HugeOpen, Limit::OpenPacketSize),
@@ -579,7 +568,7 @@ async fn absurd_ping_settings_and_huge_open_packets_refuse_the_connect() {
 
 #[tokio::test]
 async fn polling_bodies_are_bounded_however_they_are_announced() {
-    let _memory = MEMORY.lock().await;
+    let _memory = SERIAL.lock().await;
     for mode in [
         Mode::ChunkSizeBomb,
         Mode::HugeContentLength,
@@ -607,7 +596,7 @@ async fn polling_bodies_are_bounded_however_they_are_announced() {
 
 #[tokio::test]
 async fn a_post_the_server_never_answers_times_out() {
-    let _memory = MEMORY.lock().await;
+    let _memory = SERIAL.lock().await;
     let server = Hostile::start(Mode::PostNeverAnswered).await;
     let limits = Limits {
         io_timeout: Duration::from_millis(500),
@@ -629,7 +618,7 @@ async fn a_post_the_server_never_answers_times_out() {
 
 #[tokio::test]
 async fn a_server_that_floods_pings_without_reading_is_cut_off() {
-    let _memory = MEMORY.lock().await;
+    let _memory = SERIAL.lock().await;
     let server = Hostile::start(Mode::PingFloodNoRead).await;
     let limits = Limits {
         max_pending_replies: 64,

@@ -2,16 +2,15 @@
 //! healthy gateway compare clean, a run against a gateway that delays every
 //! broadcast by 100 ms is a regression of `delivery.newMessage`.
 
-#[allow(dead_code)] // each test binary uses its own part of the harness
-#[path = "support/harness.rs"]
-mod harness;
-
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use chorus_gateway::Faults;
-use harness::{assert_exit, chorus, finish, run_args, start_gateway, temp_dir, url_of};
+
+use crate::support::harness::{
+    assert_exit, chorus, finish, run_args, start_gateway, temp_dir, url_of,
+};
 
 const SECRET: (&str, &str) = ("CHORUS_TEST_SECRET_STEADY", "secret-for-compare");
 

@@ -4,11 +4,13 @@
 //! target, `--only`, `--junit` and `--out`.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Output;
 
 use chorus::conform::{all_cases, load_builtin_files, Category, ProfileName};
-use chorus_gateway::{GatewayConfig, Profile};
+use chorus_gateway::Profile;
+use chorus_test_support::gateway;
+
+use crate::support::harness::temp_dir;
 
 const SECRET: &str = "conform-test-secret";
 
@@ -33,14 +35,6 @@ fn names(out: &str, prefix: &str) -> BTreeSet<String> {
         .filter_map(|l| l.strip_prefix(prefix))
         .map(|rest| rest.split(' ').next().unwrap_or_default().to_owned())
         .collect()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("chorus-conform-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a temp dir");
-    dir
 }
 
 async fn assert_profile_passes(profile: &str, expected: ProfileName) {
@@ -69,14 +63,7 @@ async fn strict_suite_passes_against_the_embedded_strict_gateway() {
 
 #[tokio::test]
 async fn strict_suite_against_a_seed_gateway_fails_exactly_the_strict_only_cases() {
-    let gateway = chorus_gateway::start(GatewayConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        profile: Profile::Seed,
-        jwt_secret: SECRET.into(),
-        ..GatewayConfig::default()
-    })
-    .await
-    .expect("start a seed gateway");
+    let gateway = chorus_test_support::gateway::start(gateway::config(Profile::Seed, SECRET)).await;
     let target = format!("http://{}", gateway.addr());
     let output = conform(&["--target", &target, "--profile", "strict"]).await;
     let out = stdout(&output);

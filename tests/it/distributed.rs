@@ -2,16 +2,13 @@
 //! against one gateway, merged with `chorus merge`, report exactly the counts
 //! of the same scenario played by one process, and latencies like its own.
 
-#[allow(dead_code)] // each test binary uses its own part of the harness
-#[path = "support/harness.rs"]
-mod harness;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chorus::metrics::Summary;
 use chorus::run::LedgerFile;
 use chorus_gateway::Faults;
-use harness::{
+
+use crate::support::harness::{
     assert_exit, chorus, counter, crate_path, finish, read_summary, run_args, start_gateway,
     temp_dir, url_of,
 };

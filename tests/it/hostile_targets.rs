@@ -1,5 +1,5 @@
 //! `chorus run`, the real binary, against targets that misbehave on purpose
-//! (tests/support/hostile.rs), a reference gateway that crashes mid-run, a
+//! (support/hostile.rs), a reference gateway that crashes mid-run, a
 //! closed port and a target that refuses every handshake. Whatever the target
 //! does, chorus must not panic (no "panicked" on stderr, exit code neither
 //! 101 nor 134), must end within its own timeouts (each run is killed and the
@@ -10,21 +10,16 @@
 //! A run in which no client could connect, or whose target died, exits 3; a
 //! run whose clients were broken by the server fails (non-zero).
 
-#[path = "support/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-#[path = "support/hostile.rs"]
-#[allow(dead_code)]
-mod hostile;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chorus_gateway::{Faults, Profile};
-use hostile::{Hostile, Mode};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
+
+use crate::support::harness;
+use crate::support::hostile::{Hostile, Mode};
 
 const SCENARIO: &str = "tests/scenarios/hostile.yml";
 /// Clients in the scenario.

@@ -1,17 +1,14 @@
 //! `chorus run --metrics-addr`: while the run goes on, `GET /metrics` answers
 //! Prometheus text whose `emits` counter grows from one scrape to the next.
 
-#[allow(dead_code)] // each test binary uses its own part of the harness
-#[path = "support/harness.rs"]
-mod harness;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chorus_gateway::Faults;
-use harness::{chorus, crate_path, start_gateway, temp_dir, url_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::harness::{chorus, crate_path, start_gateway, temp_dir, url_of};
 
 const SECRET: (&str, &str) = ("CHORUS_TEST_SECRET_STEADY", "secret-for-live-metrics");
 /// Time between the two scrapes compared.

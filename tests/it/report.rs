@@ -1,7 +1,7 @@
 //! Reports and comparison over a real run directory written by the metrics
 //! module's own writers, exactly as the run engine writes it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
@@ -11,16 +11,10 @@ use chorus::metrics::{
 };
 use chorus::report::{compare, render_run_dir, Tolerances, SECTION_TITLES};
 
+use crate::support::harness::temp_dir;
+
 const TARGET: &str = "http://127.0.0.1:3000";
 const SCENARIO_YML: &str = "name: smoke-report\n# <script>alert(1)</script> & friends\n";
-
-/// A fresh, empty directory for one test.
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chorus-report-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
 
 /// Records five seconds of a small chat run and writes `hdr/*.hlog`,
 /// `timeseries.json`, `summary.json`, `scenario.yml` and `violations.json`.

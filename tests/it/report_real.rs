@@ -1,14 +1,11 @@
 //! The reports of a real `chorus run`: report.html and summary.md are
 //! written, complete, self-contained, and show the numbers of summary.json.
 
-#[allow(dead_code)] // each test binary uses its own part of the harness
-#[path = "support/harness.rs"]
-mod harness;
-
 use chorus::metrics::{format_ms, Verdict};
 use chorus::report::SECTION_TITLES;
 use chorus_gateway::Faults;
-use harness::{
+
+use crate::support::harness::{
     assert_exit, chorus, crate_path, finish, read_summary, start_gateway, temp_dir, url_of,
 };
 

@@ -8,12 +8,7 @@ use chorus::metrics::{LatencyStats, Summary, Verdict};
 use chorus::run::{run, RunError, RunOptions, RunReport};
 use chorus_gateway::Faults;
 
-#[path = "support/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-
-/// The runs measure time: one at a time, so they do not skew each other.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::harness::{self, SERIAL};
 
 const MS: u64 = 1_000;
 

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use chorus::metrics::{Summary, Verdict};
 use chorus_gateway::{Faults, Profile};
+use chorus_test_support::tokens::valid_for_an_hour;
 
-#[path = "support/harness.rs"]
-#[allow(dead_code)]
-mod harness;
+use crate::support::harness;
 
 /// A scenario file written into `dir`, returning its path.
 fn scenario_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
@@ -372,7 +371,7 @@ async fn some_clients_refused_fail_the_run_with_exit_1_and_the_reasons_counted()
     let dir = harness::temp_dir("verdict-partial");
     let secret = "partial-secret";
     let gw = harness::start_gateway_in(Profile::Strict, Faults::default(), secret).await;
-    let good = token(secret, "good");
+    let good = valid_for_an_hour(secret, "good");
     // Round-robin per client: clients 0 and 2 get the good token, 1 and 3 garbage.
     std::fs::write(dir.join("tokens.csv"), format!("token\n{good}\ngarbage\n")).expect("csv");
     let scenario = scenario_file(
@@ -542,28 +541,16 @@ async fn a_target_that_dies_mid_run_ends_it_with_partial_results_and_exit_3() {
     assert_eq!(summary.verdict, Verdict::Fail);
 }
 
-/// A token for `sub` signed with `secret`, valid for an hour.
-fn token(secret: &str, sub: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-        + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({"sub": sub, "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("a token")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_the_flow_expects_is_not_a_failure_and_one_it_does_not_match_is() {
     let dir = harness::temp_dir("verdict-expected");
     let secret = "expected-secret";
     let gw = harness::start_gateway_in(Profile::Strict, Faults::default(), secret).await;
     // Clients 0 and 1 (members) get good tokens, 2 and 3 (intruders) garbage.
-    let (a, b) = (token(secret, "a"), token(secret, "b"));
+    let (a, b) = (
+        valid_for_an_hour(secret, "a"),
+        valid_for_an_hour(secret, "b"),
+    );
     std::fs::write(
         dir.join("tokens.csv"),
         format!("token\n{a}\n{b}\ngarbage\ngarbage\n"),

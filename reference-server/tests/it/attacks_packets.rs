@@ -8,19 +8,20 @@
 //! attacker lose nothing, `/metrics` counts what happened, and SIGTERM
 //! afterwards exits 0.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::binary::{metric, GatewayProcess};
-use common::js::JsClient;
-use common::raw::{endpoint, http, joined_client, ws_connect, RawClient, Transport, WsStream};
-use common::{tokens, within, JOINED_TEXT, SECRET, WAIT};
+use chorus_test_support::http::http;
+use chorus_test_support::process::{metric, GatewayProcess};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support;
+use crate::support::js::JsClient;
+use crate::support::raw::{endpoint, joined_client, ws_connect, RawClient, Transport, WsStream};
+use crate::support::{gateway_process, tokens, within, JOINED_TEXT, SECRET, WAIT};
 
 /// How much the gateway's resident memory may grow during one attack group.
 const RSS_GROWTH_BOUND: u64 = 64 * 1024 * 1024;
@@ -41,7 +42,7 @@ fn spawn(auth: Auth, extra: &[&str]) -> GatewayProcess {
     };
     let mut args = vec!["--profile", profile];
     args.extend_from_slice(extra);
-    GatewayProcess::spawn(&args)
+    gateway_process(&args)
 }
 
 fn auth_payload(token: &str) -> String {
@@ -1001,7 +1002,7 @@ async fn node_tokens(args: Vec<String>, lines: usize) -> Vec<Value> {
     let mut node = JsClient::spawn_script("mint-token.mjs", &args, &[]);
     let mut out = Vec::new();
     for _ in 0..lines {
-        let line = node.next_line_within(common::js::JS_WAIT).await;
+        let line = node.next_line_within(support::js::JS_WAIT).await;
         out.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}")));
     }
     out

@@ -11,24 +11,23 @@
 //! happened, and SIGTERM afterwards exits 0. Everything runs on 127.0.0.1, in
 //! bounded counts.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::binary::{metric, GatewayProcess};
-use common::raw::{
-    endpoint, event_frame, http, joined_client, try_http, ws_connect, Incoming, RawClient,
-    Transport,
-};
-use common::{tokens, within, within_for, WAIT};
+use chorus_test_support::http::{http, try_http};
+use chorus_test_support::process::{metric, GatewayProcess};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::raw::{
+    endpoint, event_frame, joined_client, ws_connect, Incoming, RawClient, Transport,
+};
+use crate::support::{gateway_process, tokens, within, within_for, WAIT};
 
 /// The resident set the gateway (a debug build) must stay under during and
 /// after every attack here.
@@ -45,7 +44,7 @@ fn gateway(profile: &str, extra: &[&str]) -> GatewayProcess {
         "100000",
     ];
     args.extend_from_slice(extra);
-    GatewayProcess::spawn(&args)
+    gateway_process(&args)
 }
 
 /// Two well-behaved clients beside the attackers: `alice` sends over

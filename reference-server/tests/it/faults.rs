@@ -1,17 +1,17 @@
 //! Every injected fault (feature `faults`) really happens on the wire, seen
 //! by raw clients. `cargo test --workspace` builds the gateway with the
-//! feature: the root crate's dev-dependency enables it.
-
-mod common;
+//! feature: the root crate's dev-dependency enables it; without it this
+//! module is not compiled (`main.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chorus_gateway::{Faults, GatewayConfig, Profile, RunningGateway};
-use common::raw::{joined_client, Incoming, Msg, RawClient, Transport};
-use common::{config, tokens, within};
 use serde_json::Value;
+
+use crate::support::raw::{joined_client, Incoming, Msg, RawClient, Transport};
+use crate::support::{config, tokens, within};
 
 /// A seed gateway injecting `faults`.
 async fn gateway(faults: Faults) -> RunningGateway {

@@ -2,19 +2,18 @@
 //! socket.io-client 4.8.3 over websocket, polling and polling-then-upgrade,
 //! the tutorial's own browser example, and the `rust_socketio` crate.
 
-mod common;
-
 use std::time::Duration;
 
 use chorus_gateway::Profile;
-use common::js::{self, args, wait_line, JsClient};
-use common::raw::{assert_iso_timestamp, RawClient};
-use common::{start, tokens, within_for, JOINED_TEXT, NO_TOKEN};
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::ClientBuilder;
 use rust_socketio::{Payload, TransportType};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+
+use crate::support::js::{self, args, wait_line, JsClient};
+use crate::support::raw::{assert_iso_timestamp, RawClient};
+use crate::support::{start, tokens, within_for, JOINED_TEXT, NO_TOKEN};
 
 /// Runs the full chat exchange of section 2 with the JS client on `transports`
 /// and checks what it and a raw observer saw.

@@ -3,13 +3,12 @@
 //! section 7.5, no silent loss): 5 senders × 2,000 messages, received by
 //! websocket and polling clients, on the multi-thread runtime.
 
-mod common;
-
 use std::time::Duration;
 
 use chorus_gateway::Profile;
-use common::raw::{event_frame, joined_client, RawClient, Transport};
-use common::{config, start_with, tokens, within_for};
+
+use crate::support::raw::{event_frame, joined_client, RawClient, Transport};
+use crate::support::{config, start_with, tokens, within_for};
 
 const SENDERS: usize = 5;
 const PER_SENDER: usize = 2_000;

@@ -1,13 +1,12 @@
 //! docs/protocol.md sections 4 (acks are never called) and 5 (malformed input is
 //! not validated), profile `seed`.
 
-mod common;
-
 use chorus_gateway::Profile;
-use common::js::{self, JsClient};
-use common::raw::{RawClient, Transport};
-use common::{start, tokens, JOINED_TEXT};
 use serde_json::json;
+
+use crate::support::js::{self, JsClient};
+use crate::support::raw::{RawClient, Transport};
+use crate::support::{start, tokens, JOINED_TEXT};
 
 fn token_query() -> String {
     format!("token={}", tokens::valid("u1"))

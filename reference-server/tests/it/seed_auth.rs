@@ -1,15 +1,14 @@
 //! docs/protocol.md section 3 (authentication in the seed profile): the guard runs
 //! on the three message handlers only, never on connection.
 
-mod common;
-
 use std::time::Duration;
 
 use chorus_gateway::Profile;
-use common::raw::{joined_client, RawClient, Transport};
-use common::{start, tokens, INVALID_TOKEN, JOINED_TEXT, NO_TOKEN};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
+
+use crate::support::raw::{joined_client, RawClient, Transport};
+use crate::support::{start, tokens, INVALID_TOKEN, JOINED_TEXT, NO_TOKEN};
 
 /// The exception frame a refused event gets.
 fn exception(message: &str, cause: &str) -> String {

@@ -1,14 +1,15 @@
 //! docs/protocol.md section 1 (Engine.IO and connection), profile `seed`, checked
 //! with raw websocket frames and raw HTTP long-polling.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use chorus_gateway::Profile;
-use common::raw::{connect_frame, endpoint, event_frame, http, Incoming, RawClient, Transport};
-use common::{config, start, start_with, tokens, within, WAIT};
+use chorus_test_support::http::http;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support;
+use crate::support::raw::{connect_frame, endpoint, event_frame, Incoming, RawClient, Transport};
+use crate::support::{config, start, start_with, tokens, within, WAIT};
 
 const TRANSPORTS: [Transport; 2] = [Transport::Websocket, Transport::Polling];
 
@@ -93,7 +94,7 @@ async fn seed_connect_to_chat_answers_sid_then_empty_online_users() {
     for transport in TRANSPORTS {
         let mut client = RawClient::connect(gw.addr(), transport, "", &[]).await;
         let reply = client.join_ns("/chat", None).await;
-        let sid = common::raw::connect_sid(&reply);
+        let sid = support::raw::connect_sid(&reply);
         assert_eq!(sid.len(), 20, "the namespace sid has 20 characters");
         assert_ne!(
             sid,
@@ -147,7 +148,7 @@ async fn seed_root_namespace_accepts_connect_and_drops_events() {
     for transport in TRANSPORTS {
         let mut client = RawClient::connect(gw.addr(), transport, &query, &[]).await;
         let reply = client.join_ns("/", None).await;
-        common::raw::connect_sid(&reply);
+        support::raw::connect_sid(&reply);
         client
             .send(&event_frame(
                 "/",
@@ -197,7 +198,7 @@ async fn assert_closes_connection(setup: &[&str], bad: &str) {
         client.send(frame).await;
         let reply = client.next_msg().await;
         if reply.nsp == "/chat" {
-            chat_sid = Some(common::raw::connect_sid(&reply));
+            chat_sid = Some(support::raw::connect_sid(&reply));
             client.wait_event("onlineUsers").await;
             client.emit("joinChat", &[r#"{"username":"victim"}"#]).await;
             client.wait_event("joined").await;

@@ -1,12 +1,12 @@
 //! docs/protocol.md section 2 (events for an authenticated client), profile `seed`,
 //! over websocket and polling, with raw frames compared byte for byte.
 
-mod common;
-
 use chorus_gateway::Profile;
-use common::raw::{assert_iso_timestamp, joined_client, RawClient, Transport};
-use common::{start, tokens, JOINED_TEXT};
 use serde_json::json;
+
+use crate::support;
+use crate::support::raw::{assert_iso_timestamp, joined_client, RawClient, Transport};
+use crate::support::{start, tokens, JOINED_TEXT};
 
 const TRANSPORTS: [Transport; 2] = [Transport::Websocket, Transport::Polling];
 
@@ -232,14 +232,14 @@ async fn seed_broadcasts_leave_in_the_order_the_sender_sent() {
         let frames: Vec<String> = (0..100)
             .map(|i| {
                 if i % 10 == 9 {
-                    common::raw::event_frame(
+                    support::raw::event_frame(
                         "/chat",
                         None,
                         "typing",
                         &[&format!(r#"{{"isTyping":{}}}"#, i % 20 == 9)],
                     )
                 } else {
-                    common::raw::event_frame(
+                    support::raw::event_frame(
                         "/chat",
                         None,
                         "sendMessage",

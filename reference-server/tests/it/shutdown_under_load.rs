@@ -4,8 +4,6 @@
 //! sender before the signal was sent reaches every joined client before that
 //! client's `41/chat,`; the process exits 0 within the drain bound.
 
-mod common;
-
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use chorus_protocol::engineio::split_payload;
 use chorus_protocol::socketio::{self, PacketType};
-use common::binary::{metric, GatewayProcess};
-use common::raw::{endpoint, event_frame, http, ws_connect, Transport, WsStream};
-use common::{tokens, within, within_for, WAIT};
+use chorus_test_support::http::http;
+use chorus_test_support::process::metric;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +20,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Barrier};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::raw::{endpoint, event_frame, ws_connect, Transport, WsStream};
+use crate::support::{gateway_process, tokens, within, within_for, WAIT};
 
 /// Clients on each transport.
 const PER_TRANSPORT: usize = 4;
@@ -282,7 +282,7 @@ async fn client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_delivers_every_acked_message_then_41_and_exits_zero() {
     let drain = DRAIN_MS.to_string();
-    let gw = GatewayProcess::spawn(&[
+    let gw = gateway_process(&[
         "--profile",
         "strict",
         "--rate-per-sec",

@@ -1,16 +1,13 @@
 //! The `chorus-gateway` binary: SIGTERM and SIGINT shut it down gracefully
 //! (`41/chat,` to every socket, then exit 0).
 
-mod common;
-
 use std::time::Duration;
 
-use common::binary::GatewayProcess;
-use common::raw::{RawClient, Transport};
-use common::within;
+use crate::support::raw::{RawClient, Transport};
+use crate::support::{gateway_process, within};
 
 async fn shuts_down_gracefully_on(name: &'static str) {
-    let gateway = GatewayProcess::spawn(&["--profile", "seed"]);
+    let gateway = gateway_process(&["--profile", "seed"]);
     let mut client = RawClient::connect(gateway.addr, Transport::Websocket, "", &[]).await;
     client.connect_chat().await;
     gateway.signal(name);

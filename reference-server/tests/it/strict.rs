@@ -1,21 +1,21 @@
 //! docs/protocol.md section 7, the `strict` profile: handshake authentication,
 //! validated input, acks, rate limit, no silent loss, graceful shutdown.
 
-mod common;
-
 use std::time::Duration;
 
 use chorus_gateway::Profile;
-use common::raw::{
-    assert_iso_timestamp, endpoint, event_frame, joined_client, RawClient, Transport,
-};
-use common::{
-    config, start, start_with, tokens, within, within_for, INVALID_TOKEN, JOINED_TEXT, NO_TOKEN,
-};
 use futures_util::SinkExt;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support;
+use crate::support::raw::{
+    assert_iso_timestamp, endpoint, event_frame, joined_client, RawClient, Transport,
+};
+use crate::support::{
+    config, start, start_with, tokens, within, within_for, INVALID_TOKEN, JOINED_TEXT, NO_TOKEN,
+};
 
 const TRANSPORTS: [Transport; 2] = [Transport::Websocket, Transport::Polling];
 
@@ -493,7 +493,7 @@ async fn strict_slow_consumer_is_disconnected_and_counted_never_left_with_a_gap(
     .await
     .expect("websocket handshake");
     let token = tokens::valid("slow");
-    slow.send(Message::text(common::raw::connect_frame(
+    slow.send(Message::text(support::raw::connect_frame(
         "/chat",
         Some(&auth(&token)),
     )))

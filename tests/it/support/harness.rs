@@ -4,22 +4,32 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chorus::metrics::Summary;
-use chorus_gateway::{Faults, GatewayConfig, Profile, RunningGateway};
+use chorus_gateway::{Faults, Profile, RunningGateway};
 
 /// No `chorus` child process of these tests may take longer than this.
 const CHILD_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Held by the tests that must not overlap: those that measure this process
+/// (its resident memory, latencies whose accuracy they assert) and the
+/// in-process runs that load it heavily. All tests share one process, so one
+/// lock for all of them.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A path relative to the crate root.
 pub fn crate_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// A fresh, empty directory for one test's run directories.
+/// A fresh, empty directory for one test's run directories (a new one on
+/// every call: the tests share one process).
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chorus-{tag}-{}", std::process::id()));
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("chorus-{tag}-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the temp dir");
     dir
@@ -32,13 +42,8 @@ pub async fn start_gateway(faults: Faults, secret: &str) -> RunningGateway {
 
 /// A gateway in `profile` on 127.0.0.1 port 0 injecting `faults`, signing tokens with `secret`.
 pub async fn start_gateway_in(profile: Profile, faults: Faults, secret: &str) -> RunningGateway {
-    let config = GatewayConfig {
-        addr: "127.0.0.1:0".parse().expect("a loopback address"),
-        profile,
-        jwt_secret: secret.to_owned(),
-        ..GatewayConfig::default()
-    };
-    chorus_gateway::faults::start(config, faults)
+    let config = chorus_test_support::gateway::config(profile, secret);
+    chorus_test_support::within(chorus_gateway::faults::start(config, faults))
         .await
         .expect("the gateway starts")
 }

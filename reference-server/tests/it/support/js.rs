@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use super::npm::ensure_node_modules;
 use super::{within, within_for};
+use chorus_test_support::npm::ensure_node_modules;
 
 /// How long a JS client may take to start and connect (Node boots slowly on a busy machine).
 pub const JS_WAIT: Duration = Duration::from_secs(20);

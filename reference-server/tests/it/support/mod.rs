@@ -1,28 +1,22 @@
-//! The shared fixture of the gateway's integration tests: a gateway per test on
-//! 127.0.0.1 port 0, JWTs of every kind, raw Engine.IO clients (websocket and
-//! HTTP long-polling) and a runner for the official JavaScript client.
+//! The fixture of the gateway's integration tests: a gateway per test on
+//! 127.0.0.1 port 0 (in process, or the binary as a child process), JWTs of
+//! every kind, raw Engine.IO clients (websocket and HTTP long-polling) and a
+//! runner for the official JavaScript client. What the chorus crate's tests
+//! need too lives in `chorus-test-support`.
 
-// Every test binary compiles this module but uses only part of it.
-#![allow(dead_code)]
-
-pub mod binary;
 pub mod js;
 pub mod raw;
 pub mod tokens;
 
-#[path = "../../../tests/support/npm.rs"]
-pub mod npm;
-
-use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use chorus_gateway::{GatewayConfig, Profile, RunningGateway};
+use chorus_test_support::process::GatewayProcess;
+pub use chorus_test_support::{within, within_for, WAIT};
 
 /// The secret every test gateway verifies tokens with.
 pub const SECRET: &str = "test-secret";
-
-/// How long any single wait in a test may last before the test fails.
-pub const WAIT: Duration = Duration::from_secs(5);
 
 /// How long a test watches for something that must not happen.
 pub const QUIET: Duration = Duration::from_millis(300);
@@ -38,12 +32,7 @@ pub const INVALID_TOKEN: &str = "无效的认证令牌";
 
 /// A configuration on 127.0.0.1 port 0 with the test secret and the CLI defaults.
 pub fn config(profile: Profile) -> GatewayConfig {
-    GatewayConfig {
-        addr: "127.0.0.1:0".parse().expect("a loopback address"),
-        profile,
-        jwt_secret: SECRET.into(),
-        ..GatewayConfig::default()
-    }
+    chorus_test_support::gateway::config(profile, SECRET)
 }
 
 /// Starts a gateway with the default test configuration of `profile`.
@@ -53,19 +42,15 @@ pub async fn start(profile: Profile) -> RunningGateway {
 
 /// Starts a gateway with `cfg`, bounded in time.
 pub async fn start_with(cfg: GatewayConfig) -> RunningGateway {
-    within(chorus_gateway::start(cfg))
-        .await
-        .expect("the gateway starts")
+    chorus_test_support::gateway::start(cfg).await
 }
 
-/// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
-pub async fn within<F: Future>(fut: F) -> F::Output {
-    within_for(WAIT, fut).await
-}
-
-/// Awaits `fut`, failing the test if it takes longer than `limit`.
-pub async fn within_for<F: Future>(limit: Duration, fut: F) -> F::Output {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {limit:?}"))
+/// This crate's `chorus-gateway` binary as a child process verifying tokens
+/// with [`SECRET`], with `args` added to `--addr 127.0.0.1:0`.
+pub fn gateway_process(args: &[&str]) -> GatewayProcess {
+    GatewayProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_chorus-gateway")),
+        SECRET,
+        args,
+    )
 }

@@ -1,32 +1,13 @@
 //! JWTs for the tests: valid ones in each accepted algorithm, and every kind of
 //! bad one the protocol names (expired, not yet valid, wrong secret, `alg:none`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use chorus_test_support::tokens::{now, sign};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 
 use super::SECRET;
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs() as i64
-}
-
-/// Signs `claims` (any JSON value, a plain string included) with `alg` and `secret`.
-pub fn sign(alg: Algorithm, secret: &str, claims: &Value) -> String {
-    encode(
-        &Header::new(alg),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("an HMAC token encodes")
-}
 
 /// A valid HS256 token for `sub`, expiring in an hour.
 pub fn valid(sub: &str) -> String {
