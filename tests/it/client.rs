@@ -411,8 +411,10 @@ async fn a_server_that_stops_pinging_is_a_ping_timeout() {
         ack_or_close(&mut rx).await,
         Got::Closed(CloseReason::PingTimeout)
     );
+    // Noticed after the 200 ms of pingInterval + pingTimeout, not after
+    // some other timeout: 3 s leaves a busy machine room.
     assert!(
-        start.elapsed() < Duration::from_secs(1),
+        start.elapsed() < Duration::from_secs(3),
         "{:?}",
         start.elapsed()
     );
