@@ -4,6 +4,8 @@
 //! process ([`process`]), a one-shot HTTP/1.1 client ([`http`]), JWT minting
 //! ([`tokens`]) and bounded waits.
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -255,7 +255,9 @@ enum Unrelated {
 
 /// The conformance cases matching `only` of `profile` against the faulty gateway.
 struct ConformCheck {
+    /// The profile of the gateway and of the suite.
     profile: Profile,
+    /// The case-name pattern (`--only`).
     only: &'static str,
     /// What each case's name and verdict (passed or not) must be.
     results: fn(&[(String, bool)]),
