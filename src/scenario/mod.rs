@@ -38,9 +38,10 @@ pub use threshold::{CmpOp, Stat, Threshold, ValueUnit};
 pub use token::{read_csv_tokens, JwtMinter, TokenSource};
 pub use units::{parse_duration, parse_rate};
 
+use crate::client::{Tls, TlsField};
 use crate::error::FileError;
 pub(crate) use tree::{saphyr_error, Pos};
-use tree::{DeError, Kind, Node, NodeDeserializer};
+use tree::{DeError, Kind, Node, NodeDeserializer, PathSeg};
 
 /// A `--set key=value` override: a dotted path into the YAML (list items by
 /// index) and a YAML value (`50`, `5s`, `[a, b]`; text that is not valid
@@ -167,6 +168,22 @@ impl Scenario {
             .unwrap_or_default();
         validate::validate(&scenario, &root)
             .map_err(|e| invalid(&origins, DeError::at(e.message, e.pos)))?;
+        if let Some(tls) = scenario.tls.as_mut() {
+            for path in [&mut tls.ca, &mut tls.client_cert, &mut tls.client_key]
+                .into_iter()
+                .flatten()
+            {
+                *path = scenario.base_dir.join(&*path);
+            }
+            let built = Tls::new(tls).map_err(|e| {
+                let at = match e.field {
+                    TlsField::Settings => root.pos_of(&[PathSeg::Key("tls")]),
+                    field => root.pos_of(&[PathSeg::Key("tls"), PathSeg::Key(field.key())]),
+                };
+                invalid(&origins, DeError::at(e.to_string(), at))
+            })?;
+            scenario.tls_client = Some(built);
+        }
         if let Some(csv) = scenario.auth.as_mut().and_then(|a| a.csv.as_mut()) {
             csv.tokens = read_csv_tokens(&scenario.base_dir.join(&csv.file), &csv.column)?;
         }
