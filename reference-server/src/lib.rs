@@ -45,8 +45,8 @@ pub mod chat;
 pub mod config;
 pub mod engine;
 pub mod metrics;
-pub mod tls;
 mod sio;
+pub mod tls;
 
 /// Marks items that exist only in builds with the `faults` feature (test
 /// fixtures); the one place the shipped crate names that feature.

@@ -36,8 +36,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsFileError> {
     if chain.is_empty() {
         return Err(fail("certificate", cert, "no CERTIFICATE in it".into()));
     }
-    let private =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| fail("key", key, e.to_string()))?;
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| fail("key", key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -39,7 +39,9 @@ async fn start_tls(pki: &Pki, profile: Profile) -> RunningGateway {
 async fn tls_connect(gw: &RunningGateway, ca: &Path) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("read the CA") {
-        roots.add(cert.expect("a CA certificate")).expect("add the CA");
+        roots
+            .add(cert.expect("a CA certificate"))
+            .expect("add the CA");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -92,11 +94,18 @@ async fn health_and_metrics_are_served_over_tls_on_the_same_listener() {
     let pki = Pki::new("health");
     let gw = start_tls(&pki, Profile::Strict).await;
     assert_eq!(gw.url(), format!("https://{}", gw.addr()));
-    let mut tls = within(tls_connect(&gw, &pki.ca)).await.expect("TLS handshake");
+    let mut tls = within(tls_connect(&gw, &pki.ca))
+        .await
+        .expect("TLS handshake");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let health = get(&mut tls, "/healthz").await;
-    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok"), "{health}");
-    let mut tls = within(tls_connect(&gw, &pki.ca)).await.expect("TLS handshake");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok"),
+        "{health}"
+    );
+    let mut tls = within(tls_connect(&gw, &pki.ca))
+        .await
+        .expect("TLS handshake");
     let metrics = get(&mut tls, "/metrics").await;
     assert!(
         metrics.contains("chorus_gateway_tls_handshake_failures_total{reason=\"error\"} 0"),
@@ -113,9 +122,16 @@ async fn an_unknown_ca_is_refused_by_the_client_and_counted_by_the_gateway() {
         .await
         .expect_err("a certificate from an untrusted CA");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
-    metric_reaches(&gw, "chorus_gateway_tls_handshake_failures_total{reason=\"error\"}", 1).await;
+    metric_reaches(
+        &gw,
+        "chorus_gateway_tls_handshake_failures_total{reason=\"error\"}",
+        1,
+    )
+    .await;
     // And the gateway still serves a client that trusts its CA.
-    let mut tls = within(tls_connect(&gw, &pki.ca)).await.expect("TLS handshake");
+    let mut tls = within(tls_connect(&gw, &pki.ca))
+        .await
+        .expect("TLS handshake");
     assert!(get(&mut tls, "/healthz").await.ends_with("ok"));
     gw.shutdown().await;
 }
@@ -127,10 +143,20 @@ async fn a_plaintext_client_fails_cleanly_and_is_counted() {
     let started = Instant::now();
     let mut tcp = TcpStream::connect(gw.addr()).await.expect("connect");
     let answer = get(&mut tcp, "/healthz").await;
-    assert!(!answer.contains("ok"), "plaintext got an answer: {answer:?}");
+    assert!(
+        !answer.contains("ok"),
+        "plaintext got an answer: {answer:?}"
+    );
     assert!(started.elapsed() < WAIT);
-    metric_reaches(&gw, "chorus_gateway_tls_handshake_failures_total{reason=\"error\"}", 1).await;
-    let mut tls = within(tls_connect(&gw, &pki.ca)).await.expect("TLS handshake");
+    metric_reaches(
+        &gw,
+        "chorus_gateway_tls_handshake_failures_total{reason=\"error\"}",
+        1,
+    )
+    .await;
+    let mut tls = within(tls_connect(&gw, &pki.ca))
+        .await
+        .expect("TLS handshake");
     assert!(get(&mut tls, "/healthz").await.ends_with("ok"));
     gw.shutdown().await;
 }
@@ -150,10 +176,20 @@ async fn the_tls_handshake_is_bounded_by_the_header_timeout() {
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?} {sink:?}");
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(250), "{waited:?}");
-    metric_reaches(&gw, "chorus_gateway_tls_handshake_failures_total{reason=\"timeout\"}", 1).await;
+    metric_reaches(
+        &gw,
+        "chorus_gateway_tls_handshake_failures_total{reason=\"timeout\"}",
+        1,
+    )
+    .await;
     // A peer that connects and leaves is counted apart.
     drop(TcpStream::connect(gw.addr()).await.expect("connect"));
-    metric_reaches(&gw, "chorus_gateway_tls_handshake_failures_total{reason=\"closed\"}", 1).await;
+    metric_reaches(
+        &gw,
+        "chorus_gateway_tls_handshake_failures_total{reason=\"closed\"}",
+        1,
+    )
+    .await;
     gw.shutdown().await;
 }
 
@@ -164,7 +200,10 @@ async fn unusable_certificate_files_are_refused_at_start() {
         tls_cert: Some(pki.dir.join("nope.pem")),
         ..tls_config(&pki, Profile::Strict)
     };
-    let err = chorus_gateway::start(missing).await.err().expect("no certificate");
+    let err = chorus_gateway::start(missing)
+        .await
+        .err()
+        .expect("no certificate");
     assert!(matches!(err, GatewayError::Tls(_)), "{err}");
     assert!(err.to_string().contains("nope.pem"), "{err}");
     // A certificate given as the key.
@@ -190,10 +229,8 @@ fn the_flags_come_in_pairs() {
         config: GatewayConfig,
     }
     let parse = |args: &[&str]| {
-        <Cli as clap::Parser>::try_parse_from(
-            ["gateway", "--jwt-secret", "s"].iter().chain(args),
-        )
-        .map(|cli| cli.config)
+        <Cli as clap::Parser>::try_parse_from(["gateway", "--jwt-secret", "s"].iter().chain(args))
+            .map(|cli| cli.config)
     };
     let both = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).expect("both flags");
     assert_eq!(both.tls_cert.as_deref(), Some(Path::new("c.pem")));
@@ -207,7 +244,9 @@ async fn shutdown_stays_graceful_with_tls_connections_open() {
     let pki = Pki::new("shutdown");
     let gw = start_tls(&pki, Profile::Strict).await;
     // One finished handshake kept alive, one TCP connection that never starts one.
-    let _kept = within(tls_connect(&gw, &pki.ca)).await.expect("TLS handshake");
+    let _kept = within(tls_connect(&gw, &pki.ca))
+        .await
+        .expect("TLS handshake");
     let _silent = TcpStream::connect(gw.addr()).await.expect("connect");
     let started = Instant::now();
     within_shutdown(gw).await;

@@ -41,16 +41,15 @@ impl Pki {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "chorus-tls-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("chorus-tls-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the certificate directory");
         let (ca_params, ca_key, ca_pem) = ca("chorus test CA");
         let issuer = Issuer::new(ca_params, ca_key);
         let server_key = KeyPair::generate().expect("a server key");
-        let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("server params");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
         params
             .distinguished_name
             .push(DnType::CommonName, "chorus test gateway");
