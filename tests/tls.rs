@@ -143,8 +143,8 @@ async fn an_unknown_ca_is_refused_by_name_and_accepted_with_the_ca_or_insecure()
     let base = ClientConfig::new(format!("wss://{}", gw.addr())).namespace("/chat");
     let err = connect(&base.clone().tls(trusting(&pki.other_ca)))
         .await
-        .err()
-        .expect("an untrusted certificate");
+        .map(|_| ())
+        .expect_err("an untrusted certificate");
     assert_eq!(err.reason(), "tls.unknown_ca", "{err}");
     assert!(
         matches!(&err, ClientError::Tls(f) if f.reason == TlsReason::UnknownCa),
@@ -172,8 +172,8 @@ async fn an_unknown_ca_is_refused_by_name_and_accepted_with_the_ca_or_insecure()
     };
     let err = connect(&base.clone().tls(named("chat.example.com")))
         .await
-        .err()
-        .expect("another name");
+        .map(|_| ())
+        .expect_err("another name");
     assert_eq!(err.reason(), "tls.name_mismatch", "{err}");
     assert!(connect(&base.clone().tls(named("localhost"))).await.is_ok());
     gw.shutdown().await;
@@ -189,7 +189,10 @@ async fn plaintext_against_tls_and_tls_against_plaintext_fail_cleanly() {
         let config = ClientConfig::new(format!("http://{}", secure.addr()))
             .namespace("/chat")
             .transport(transport);
-        let err = connect(&config).await.err().expect("plaintext to TLS");
+        let err = connect(&config)
+            .await
+            .map(|_| ())
+            .expect_err("plaintext to TLS");
         assert!(started.elapsed() < WAIT, "{transport:?}: {err}");
         assert!(!matches!(err, ClientError::Timeout { .. }), "{err}");
 
@@ -198,7 +201,10 @@ async fn plaintext_against_tls_and_tls_against_plaintext_fail_cleanly() {
             .namespace("/chat")
             .transport(transport)
             .tls(trusting(&pki.ca));
-        let err = connect(&config).await.err().expect("TLS to plaintext");
+        let err = connect(&config)
+            .await
+            .map(|_| ())
+            .expect_err("TLS to plaintext");
         assert!(started.elapsed() < WAIT, "{transport:?}: {err}");
         assert_eq!(err.reason(), "tls.not_tls", "{transport:?}: {err}");
     }
@@ -222,7 +228,10 @@ async fn the_tls_handshake_is_bounded_by_the_connect_timeout() {
     let mut config = ClientConfig::new(format!("https://{addr}")).tls(trusting(&pki.ca));
     config.connect_timeout = Duration::from_millis(300);
     let started = Instant::now();
-    let err = connect(&config).await.err().expect("no TLS answer");
+    let err = connect(&config)
+        .await
+        .map(|_| ())
+        .expect_err("no TLS answer");
     assert!(
         matches!(
             err,
@@ -354,4 +363,42 @@ async fn chorus_run_names_an_unknown_ca_and_a_missing_ca_file() {
         "{stderr}"
     );
     gw.shutdown().await;
+}
+
+/// `chorus conform --target <url> --profile seed` plus `extra`; its stdout and exit code.
+async fn chorus_conform(target: &str, extra: &[&str]) -> (String, Option<i32>) {
+    let mut args = vec!["conform", "--target", target, "--profile", "seed"];
+    args.extend_from_slice(extra);
+    let output = harness::finish(harness::chorus(args, ("JWT_SECRET", SECRET))).await;
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.code(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chorus_conform_gives_the_same_verdicts_over_tls() {
+    let pki = Pki::new("driver-conform");
+    let secure = gateway(Some(&pki)).await;
+    let plain = gateway(None).await;
+    let ca = pki.ca.to_str().expect("a UTF-8 path");
+    let (over_tls, code) = chorus_conform(&secure.url(), &["--ca", ca]).await;
+    assert_eq!(code, Some(0), "{over_tls}");
+    let (plaintext, _) = chorus_conform(&plain.url(), &[]).await;
+    let verdicts = |out: &str| -> Vec<String> {
+        let mut lines: Vec<String> = out
+            .lines()
+            .filter(|l| ["PASS ", "FAIL ", "SKIP "].iter().any(|p| l.starts_with(p)))
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(verdicts(&over_tls), verdicts(&plaintext));
+    assert!(verdicts(&over_tls).iter().any(|l| l.starts_with("PASS ")));
+    // Without the CA: refused in one line, exit 3 (the target is unreachable as TLS).
+    let (_, code) = chorus_conform(&secure.url(), &[]).await;
+    assert_eq!(code, Some(3));
+    secure.shutdown().await;
+    plain.shutdown().await;
 }
