@@ -34,7 +34,7 @@ use tokio_rustls::client::TlsStream;
 /// How a client sets up TLS: the scenario's `tls:` block. Relative paths are
 /// resolved by whoever reads them (the scenario loader: from the scenario's
 /// directory).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file of the CA certificates to trust instead of the system's roots.
@@ -54,6 +54,28 @@ pub struct TlsConfig {
     /// PEM private key of `client_cert`.
     #[serde(default)]
     pub client_key: Option<PathBuf>,
+    /// Resume earlier sessions (TLS 1.3 tickets, TLS 1.2 session ids) so a
+    /// reconnecting client skips the full handshake: on by default; off to
+    /// measure what a storm of full handshakes costs.
+    #[serde(default = "resume_by_default")]
+    pub resume: bool,
+}
+
+fn resume_by_default() -> bool {
+    true
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            ca: None,
+            insecure: false,
+            server_name: None,
+            client_cert: None,
+            client_key: None,
+            resume: resume_by_default(),
+        }
+    }
 }
 
 /// The field of a [`TlsConfig`] a [`TlsSetupError`] is about.
@@ -121,7 +143,8 @@ impl fmt::Debug for Tls {
 
 impl Tls {
     /// Reads the files `config` names and builds the shared client setup:
-    /// ALPN `http/1.1`, SNI, in-memory session resumption (rustls's default).
+    /// ALPN `http/1.1`, SNI, in-memory session resumption (rustls's default
+    /// cache of 256 servers) unless `resume` is off.
     pub fn new(config: &TlsConfig) -> Result<Tls, TlsSetupError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -162,6 +185,9 @@ impl Tls {
             }
         };
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !config.resume {
+            tls.resumption = rustls::client::Resumption::disabled();
+        }
         let server_name = config
             .server_name
             .as_deref()
@@ -589,17 +615,21 @@ mod tests {
         }
         use rustls::HandshakeKind::{Full, Resumed};
         assert_eq!(kinds, [Some(Full), Some(Resumed), Some(Resumed)]);
-        // A separate setup has its own cache: a full handshake again.
+        // A separate setup has its own cache, and `resume: false` none.
         let other = Tls::new(&TlsConfig {
             ca: Some(dir.join("cert.pem")),
+            resume: false,
             ..TlsConfig::default()
         })
         .unwrap();
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let Stream::Tls(stream) = other.connect("localhost", tcp).await.unwrap() else {
-            panic!("a TLS stream");
-        };
-        assert_eq!(stream.get_ref().1.handshake_kind(), Some(Full));
+        for _ in 0..2 {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let Stream::Tls(mut stream) = other.connect("localhost", tcp).await.unwrap() else {
+                panic!("a TLS stream");
+            };
+            assert_eq!(stream.get_ref().1.handshake_kind(), Some(Full));
+            stream.read_exact(&mut [0u8; 1]).await.unwrap();
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 
