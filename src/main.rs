@@ -206,12 +206,14 @@ impl TlsArgs {
             out.push(chorus::scenario::Override {
                 key: "tls.ca".into(),
                 value: serde_json::Value::from(path.display().to_string()).to_string(),
+                flag: Some("--ca"),
             });
         }
         if self.insecure {
             out.push(chorus::scenario::Override {
                 key: "tls.insecure".into(),
                 value: "true".into(),
+                flag: Some("--insecure"),
             });
         }
         out

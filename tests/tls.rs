@@ -362,6 +362,21 @@ async fn chorus_run_names_an_unknown_ca_and_a_missing_ca_file() {
         stderr.contains(&at) && stderr.contains("missing.pem"),
         "{stderr}"
     );
+    // The same through `--ca`: the flag is named.
+    let scenario_path = scenario(&pki.dir, &gw.url(), "");
+    let missing = pki.dir.join("absent.pem");
+    let output = chorus_run(
+        &scenario_path,
+        &pki.dir.join("flag"),
+        &["--ca", missing.to_str().expect("a UTF-8 path")],
+    )
+    .await;
+    harness::assert_exit(&output, 2, "a missing --ca file");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("chorus: --ca:") && stderr.contains("absent.pem"),
+        "{stderr}"
+    );
     gw.shutdown().await;
 }
 

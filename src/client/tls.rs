@@ -94,7 +94,7 @@ pub enum TlsField {
 }
 
 impl TlsField {
-    /// The field's name in the scenario's `tls:` block.
+    /// The field's name in the scenario's `tls:` block (`tls` for [`TlsField::Settings`]).
     pub fn key(self) -> &'static str {
         match self {
             Self::Ca => "ca",
@@ -104,11 +104,20 @@ impl TlsField {
             Self::Settings => "tls",
         }
     }
+
+    /// The dotted path in a scenario: `tls.ca`, …, or `tls`.
+    fn path(self) -> String {
+        match self {
+            Self::Settings => "tls".to_owned(),
+            field => format!("tls.{}", field.key()),
+        }
+    }
 }
 
-/// Why a [`TlsConfig`] cannot be turned into a [`Tls`].
+/// Why a [`TlsConfig`] cannot be turned into a [`Tls`]: shown as
+/// `tls.<field>: <what>` (or `tls: <what>` when no one field is at fault).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("tls.{}: {message}", field.key())]
+#[error("{}: {message}", field.path())]
 pub struct TlsSetupError {
     /// The setting at fault.
     pub field: TlsField,

@@ -52,6 +52,9 @@ pub struct Override {
     pub key: String,
     /// The value text.
     pub value: String,
+    /// The flag it came from when not `--set` (e.g. `--ca` sets `tls.ca`),
+    /// to name in errors.
+    pub flag: Option<&'static str>,
 }
 
 impl Override {
@@ -71,6 +74,7 @@ impl Override {
         Ok(Override {
             key: key.to_owned(),
             value: value.to_owned(),
+            flag: None,
         })
     }
 }
@@ -141,7 +145,10 @@ impl Scenario {
                 spec: o.key.clone(),
                 reason: "too many overrides".into(),
             })?;
-            origins.push(format!("--set {}", o.key));
+            origins.push(match o.flag {
+                Some(flag) => flag.to_owned(),
+                None => format!("--set {}", o.key),
+            });
             let value = match tree::parse(&o.value, source) {
                 Ok(node) if !o.value.trim().is_empty() => node,
                 _ => Node {

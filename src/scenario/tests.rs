@@ -401,16 +401,27 @@ fn tls_files_load_relative_to_the_scenario_and_errors_point_at_the_field() {
         Scenario::load(&path)
     };
     let s = with("  ca: ca.pem\n  server_name: localhost\n").unwrap();
-    assert_eq!(s.tls.as_ref().unwrap().ca.as_deref(), Some(&*dir.join("ca.pem")));
+    assert_eq!(
+        s.tls.as_ref().unwrap().ca.as_deref(),
+        Some(&*dir.join("ca.pem"))
+    );
     assert!(s.tls_client.is_some());
     let origin = path.display();
     let err = with("  ca: nope.pem\n").unwrap_err().to_string();
     assert!(err.starts_with(&format!("{origin}:9:7: tls.ca: ")), "{err}");
     assert!(err.contains("nope.pem"), "{err}");
-    let err = with("  insecure: true\n  client_cert: ca.pem\n").unwrap_err().to_string();
-    assert_eq!(err, format!("{origin}:10:16: tls.client_cert: client_cert needs client_key"));
+    let err = with("  insecure: true\n  client_cert: ca.pem\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("{origin}:10:16: tls.client_cert: client_cert needs client_key")
+    );
     let err = with("  cafile: ca.pem\n").unwrap_err().to_string();
-    assert!(err.starts_with(&format!("{origin}:9:3: unknown field `cafile`")), "{err}");
+    assert!(
+        err.starts_with(&format!("{origin}:9:3: unknown field `cafile`")),
+        "{err}"
+    );
     // Without a `tls:` block nothing is built: secure targets use the system's roots.
     assert!(load(MINIMAL).unwrap().tls_client.is_none());
     let _ = std::fs::remove_dir_all(dir);
