@@ -195,6 +195,7 @@ async fn plaintext_against_tls_and_tls_against_plaintext_fail_cleanly() {
             .expect_err("plaintext to TLS");
         assert!(started.elapsed() < WAIT, "{transport:?}: {err}");
         assert!(!matches!(err, ClientError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("https://"), "{transport:?}: {err}");
 
         let started = Instant::now();
         let config = ClientConfig::new(format!("https://{}", plain.addr()))

@@ -200,6 +200,12 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Head)>, Clie
             )
             .into())
         }
+        // A TLS record (an alert or a handshake) where HTTP was expected.
+        Err(_) if matches!(buf, [0x15 | 0x16, 0x03, ..]) => {
+            return Err(ClientError::Protocol(
+                "the server answered in TLS: use an https:// or wss:// target".into(),
+            ))
+        }
         Err(e) => return Err(ClientError::Protocol(format!("bad HTTP response: {e}"))),
     };
     LimitExceeded::check(Limit::HttpHeadSize, len, limits.max_http_head)?;
@@ -330,6 +336,13 @@ mod tests {
             breach(parse_chunk(&line, 0, &l).unwrap_err()).0,
             Limit::HttpHeadSize
         );
+    }
+
+    #[test]
+    fn a_tls_answer_to_plaintext_is_named() {
+        let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
+        let err = parse_head(&alert, &limits()).unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
     }
 
     #[test]
