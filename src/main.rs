@@ -58,6 +58,8 @@ enum Command {
         /// Serve the run's live metrics in the Prometheus format at http://ADDR/metrics.
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Run the conformance suite against a gateway (without a target: against
     /// the reference gateway started in-process in the chosen profile).
@@ -86,6 +88,8 @@ enum Command {
         /// Read the case files from this directory instead of the built-in ones.
         #[arg(long, value_name = "DIR")]
         cases: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Combine the run directories of the shards of one distributed run into
     /// one: histograms merged losslessly, counters summed, the delivery ledger
@@ -178,6 +182,44 @@ async fn main() -> ExitCode {
     }
 }
 
+/// TLS for `https://`/`wss://` targets, on `run` and `conform`.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// PEM file of the CA certificates to trust instead of the system's roots
+    /// (for `run`: the scenario's `tls.ca`).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Accept any server certificate (a test gateway's self-signed one); for
+    /// `run`: the scenario's `tls.insecure`.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl TlsArgs {
+    /// The flags as scenario overrides (`tls.ca`, `tls.insecure`), so that the
+    /// scenario loader reads and checks the files like the scenario's own.
+    fn overrides(&self) -> Vec<chorus::scenario::Override> {
+        let mut out = Vec::new();
+        if let Some(ca) = &self.ca {
+            // Relative to where chorus runs, not to the scenario; quoted as YAML.
+            let path = std::path::absolute(ca).unwrap_or_else(|_| ca.clone());
+            out.push(chorus::scenario::Override {
+                key: "tls.ca".into(),
+                value: serde_json::Value::from(path.display().to_string()).to_string(),
+                flag: Some("--ca"),
+            });
+        }
+        if self.insecure {
+            out.push(chorus::scenario::Override {
+                key: "tls.insecure".into(),
+                value: "true".into(),
+                flag: Some("--insecure"),
+            });
+        }
+        out
+    }
+}
+
 /// Runs one command; its exit code, or why it could not run.
 async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     match command {
@@ -193,7 +235,10 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             shards,
             start_at,
             metrics_addr,
+            tls,
         } => {
+            let mut overrides = overrides;
+            overrides.extend(tls.overrides());
             let shard = match (shard, shards) {
                 (Some(shard), _) => shard,
                 (None, Some(count)) => {
@@ -228,6 +273,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             out,
             jwt_secret_env,
             cases,
+            tls,
         } => {
             let options = chorus::conform::ConformOptions {
                 target,
@@ -237,6 +283,11 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 out,
                 jwt_secret_env,
                 cases_dir: cases,
+                tls: chorus::client::TlsConfig {
+                    ca: tls.ca,
+                    insecure: tls.insecure,
+                    ..Default::default()
+                },
             };
             conform(&options).await
         }

@@ -1,6 +1,7 @@
 //! Gateway configuration: command-line flags with environment fallbacks.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
@@ -140,6 +141,15 @@ pub struct GatewayConfig {
     /// when full, buckets that have refilled are forgotten first, then the oldest.
     #[arg(long, env = "GATEWAY_MAX_RATE_SUBJECTS", default_value_t = 100_000)]
     pub max_rate_subjects: usize,
+
+    /// PEM certificate chain to serve HTTPS and WSS with (with `--tls-key`); without
+    /// both the gateway serves plaintext. `/healthz` and `/metrics` share the listener.
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Log filter (`error`, `warn`, `info`, `debug` for one line per event, `trace`, or a tracing directive).
     #[arg(long, env = "GATEWAY_LOG_LEVEL", default_value = "info")]

@@ -46,6 +46,7 @@ pub mod config;
 pub mod engine;
 pub mod metrics;
 mod sio;
+pub mod tls;
 
 /// Marks items that exist only in builds with the `faults` feature (test
 /// fixtures); the one place the shipped crate names that feature.
@@ -84,6 +85,9 @@ pub enum GatewayError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// `--tls-cert` or `--tls-key` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsFileError),
     /// The SIGINT / SIGTERM handlers could not be installed.
     #[error("cannot install the signal handlers: {0}")]
     Signal(std::io::Error),
@@ -92,6 +96,7 @@ pub enum GatewayError {
 /// A gateway serving in the background.
 pub struct RunningGateway {
     addr: SocketAddr,
+    tls: bool,
     engine: Arc<Engine>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
@@ -119,6 +124,10 @@ pub(crate) async fn start_with(
     if config.jwt_secret.is_empty() {
         return Err(GatewayError::NoSecret);
     }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| GatewayError::Bind {
@@ -132,10 +141,18 @@ pub(crate) async fn start_with(
     let engine = make(config);
     let app = router(engine.clone());
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(engine::http::serve(listener, engine.clone(), app, stopped));
-    tracing::info!(%addr, profile = ?engine.config.profile, "chat gateway listening");
+    let secure = tls.is_some();
+    let server = tokio::spawn(engine::http::serve(
+        listener,
+        tls,
+        engine.clone(),
+        app,
+        stopped,
+    ));
+    tracing::info!(%addr, tls = secure, profile = ?engine.config.profile, "chat gateway listening");
     Ok(RunningGateway {
         addr,
+        tls: secure,
         engine,
         stop,
         server,
@@ -161,6 +178,12 @@ impl RunningGateway {
     /// The address the gateway listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The base URL clients connect to: `https://addr` when serving TLS, else `http://addr`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The Prometheus text that `GET /metrics` serves.

@@ -16,6 +16,10 @@ pub const HANDSHAKE_REFUSALS: [&str; 3] = ["no_token", "invalid_token", "invalid
 /// Why the transport layer closed an HTTP connection or an Engine.IO session
 /// on a time limit, in `chorus_gateway_timeouts_total`.
 pub const TIMEOUTS: [&str; 4] = ["header", "body", "idle", "connect"];
+/// Why a TLS handshake failed, in `chorus_gateway_tls_handshake_failures_total`:
+/// not done within the header timeout, the peer closed first (a plaintext
+/// probe or a client that gave up), or refused by either side.
+pub const TLS_FAILURES: [&str; 3] = ["timeout", "closed", "error"];
 /// Where an incoming packet over `max_payload` arrived.
 pub const OVERSIZE_TRANSPORTS: [&str; 2] = ["websocket", "polling"];
 /// Why the engine refused a request on a live session.
@@ -63,6 +67,7 @@ pub struct Metrics {
     sessions_opened: AtomicU64,
     refused_connections: AtomicU64,
     timeouts: Labelled<4>,
+    tls_failures: Labelled<3>,
     oversized: Labelled<2>,
     refused_requests: Labelled<3>,
     abuse: Labelled<4>,
@@ -85,6 +90,7 @@ impl Default for Metrics {
             sessions_opened: AtomicU64::new(0),
             refused_connections: AtomicU64::new(0),
             timeouts: labelled(TIMEOUTS),
+            tls_failures: labelled(TLS_FAILURES),
             oversized: labelled(OVERSIZE_TRANSPORTS),
             refused_requests: labelled(REFUSED_REQUESTS),
             abuse: labelled(ABUSE_REASONS),
@@ -152,6 +158,10 @@ impl Metrics {
     /// A time limit closed something: `header`, `body`, `idle` or `connect` (see [`TIMEOUTS`]).
     pub fn timeout(&self, kind: &str) {
         bump(&self.timeouts, kind);
+    }
+    /// A TLS handshake failed (see [`TLS_FAILURES`]).
+    pub fn tls_failure(&self, reason: &str) {
+        bump(&self.tls_failures, reason);
     }
     /// An incoming packet over `max_payload` arrived on `transport` (see [`OVERSIZE_TRANSPORTS`]).
     pub fn oversized(&self, transport: &str) {
@@ -279,6 +289,13 @@ impl Metrics {
             "kind",
             "HTTP connections, requests and sessions closed by a time limit.",
             &self.timeouts,
+        );
+        family(
+            &mut out,
+            "chorus_gateway_tls_handshake_failures_total",
+            "reason",
+            "TLS handshakes that failed, by reason.",
+            &self.tls_failures,
         );
         family(
             &mut out,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chorus_protocol::engineio::OpenPacket;
 
 use super::error::{ClientError, Limit, LimitExceeded};
+use super::tls::Tls;
 
 /// The Engine.IO transport a client uses. Scenarios name it in kebab-case
 /// (`websocket`, `polling`, `polling-upgrade`); conformance cases spell the
@@ -25,8 +26,11 @@ pub enum Transport {
 /// The settings of one client connection.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `http://host:port` or `ws://host:port` (no TLS).
+    /// `http://host:port` or `ws://host:port`; `https://` or `wss://` for TLS.
     pub url: String,
+    /// The TLS setup for a secure URL, shared by every client of a run (one
+    /// session cache); `None` trusts the system's roots.
+    pub tls: Option<Tls>,
     /// The Engine.IO path, `/socket.io/` by default.
     pub path: String,
     /// The Socket.IO namespace, `/` by default.
@@ -151,6 +155,7 @@ impl ClientConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls: None,
             path: "/socket.io/".into(),
             namespace: "/".into(),
             transport: Transport::Websocket,
@@ -189,6 +194,12 @@ impl ClientConfig {
         self
     }
 
+    /// Sets the TLS setup for secure URLs.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Adds a query parameter.
     pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.query.push((name.into(), value.into()));
@@ -207,10 +218,15 @@ impl ClientConfig {
             url: self.url.clone(),
             reason,
         };
-        let rest = ["http://", "ws://"]
-            .iter()
-            .find_map(|scheme| self.url.strip_prefix(scheme))
-            .ok_or_else(|| invalid("the scheme must be http:// or ws://"))?;
+        let (rest, tls) = [
+            ("http://", false),
+            ("ws://", false),
+            ("https://", true),
+            ("wss://", true),
+        ]
+        .iter()
+        .find_map(|&(scheme, tls)| Some((self.url.strip_prefix(scheme)?, tls)))
+        .ok_or_else(|| invalid("the scheme must be http://, ws://, https:// or wss://"))?;
         let host_header = rest.split('/').next().unwrap_or_default();
         if host_header.is_empty() {
             return Err(invalid("no host"));
@@ -222,12 +238,13 @@ impl ClientConfig {
                 port.parse()
                     .map_err(|_| invalid("the port is not a number"))?,
             ),
-            _ => (host_header, 80),
+            _ => (host_header, if tls { 443 } else { 80 }),
         };
         Ok(Authority {
             host_header,
             name: name.trim_start_matches('[').trim_end_matches(']'),
             port,
+            tls,
         })
     }
 
@@ -259,8 +276,10 @@ pub(crate) struct Authority<'a> {
     pub host_header: &'a str,
     /// The host name or IP address, without brackets.
     pub name: &'a str,
-    /// The port, 80 when not written.
+    /// The port, 80 (443 for TLS) when not written.
     pub port: u16,
+    /// Whether the scheme is `https://` or `wss://`.
+    pub tls: bool,
 }
 
 /// Appends `text` with everything but RFC 3986 unreserved characters percent-encoded.
@@ -298,7 +317,11 @@ mod tests {
             ("[::1]:81".into(), "::1".into(), 81)
         );
         assert_eq!(auth("ws://[::1]").unwrap().2, 80);
-        assert!(auth("https://x").is_err());
+        assert_eq!(auth("https://x").unwrap().2, 443);
+        assert_eq!(auth("wss://h:8443/").unwrap().2, 8443);
+        assert!(ClientConfig::new("wss://h").authority().unwrap().tls);
+        assert!(!ClientConfig::new("ws://h").authority().unwrap().tls);
+        assert!(auth("ftp://x").is_err());
         assert!(auth("http://h:port").is_err());
         assert!(auth("http:///").is_err());
     }

@@ -1,4 +1,5 @@
-//! The connect sequence: TCP, transport handshake, open packet, namespace CONNECT.
+//! The connect sequence: TCP, TLS for secure URLs, transport handshake, open
+//! packet, namespace CONNECT.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use super::handler::Handler;
 use super::http::HttpConn;
 use super::polling::{self, PollReader, PollRequest, PollWriter};
 use super::session::{Client, Control, ReadSide, Session, Shared, Writer};
+use super::tls::{Stream, Tls};
 use super::websocket::{self, WsMessage, WsReader};
 
 /// How long each connect phase took.
@@ -22,6 +24,8 @@ use super::websocket::{self, WsMessage, WsReader};
 pub struct ConnectTimings {
     /// Resolving the host and the TCP connect.
     pub tcp: Duration,
+    /// The TLS handshake of the first connection (zero for plaintext).
+    pub tls: Duration,
     /// The websocket upgrade, or the polling handshake GET (which brings the open packet).
     pub handshake: Duration,
     /// Websocket: reading the open packet. Polling: connecting the POST connection.
@@ -34,7 +38,7 @@ pub struct ConnectTimings {
 impl ConnectTimings {
     /// The whole connect latency.
     pub fn total(&self) -> Duration {
-        self.tcp + self.handshake + self.open + self.namespace
+        self.tcp + self.tls + self.handshake + self.open + self.namespace
     }
 }
 
@@ -75,8 +79,11 @@ async fn connect_phases<H: Handler>(
     let start = Instant::now();
     let authority = config.authority()?;
     let addr = resolve(authority, config.local_ip).await?;
-    let stream = tcp_connect(addr, config.local_ip).await?;
+    let tcp = tcp_connect(addr, config.local_ip).await?;
     let tcp_done = Instant::now();
+    *phase = "tls handshake";
+    let stream = secure(config, authority, tcp).await?;
+    let tls_done = Instant::now();
 
     *phase = "transport handshake";
     let opened = match config.transport {
@@ -109,7 +116,8 @@ async fn connect_phases<H: Handler>(
     client.sid = rx.await.map_err(|_| ClientError::Closed)??.into();
     let timings = ConnectTimings {
         tcp: tcp_done - start,
-        handshake: opened.handshake_done - tcp_done,
+        tls: tls_done - tcp_done,
+        handshake: opened.handshake_done - tls_done,
         open: open_done - opened.handshake_done,
         namespace: open_done.elapsed(),
     };
@@ -161,6 +169,38 @@ async fn tcp_connect(addr: SocketAddr, local_ip: Option<IpAddr>) -> Result<TcpSt
         .map_err(|source| ClientError::Connect { addr, source })
 }
 
+/// `tcp` as it is for a plaintext URL, after the TLS handshake for a secure
+/// one (the configured [`Tls`], else the system's roots).
+async fn secure(
+    config: &ClientConfig,
+    authority: Authority<'_>,
+    tcp: TcpStream,
+) -> Result<Stream, ClientError> {
+    if !authority.tls {
+        return Ok(Stream::Plain(tcp));
+    }
+    let system;
+    let tls = match &config.tls {
+        Some(tls) => tls,
+        None => {
+            system = Tls::system()?;
+            &system
+        }
+    };
+    Ok(tls.connect(authority.name, tcp).await?)
+}
+
+/// One more connection to the server (polling's POST connection, the
+/// upgrade's websocket), TLS included for a secure URL.
+async fn open_stream(
+    config: &ClientConfig,
+    authority: Authority<'_>,
+    addr: SocketAddr,
+) -> Result<Stream, ClientError> {
+    let tcp = tcp_connect(addr, config.local_ip).await?;
+    secure(config, authority, tcp).await
+}
+
 /// Lets the kernel pick the source port at connect time rather than at bind
 /// time (`IP_BIND_ADDRESS_NO_PORT`), so that ports in TIME_WAIT towards other
 /// destinations can be reused and a bound source address serves its full
@@ -194,7 +234,7 @@ fn defer_port_choice(_socket: &TcpSocket) -> std::io::Result<()> {
 async fn open_websocket(
     config: &ClientConfig,
     authority: Authority<'_>,
-    stream: TcpStream,
+    stream: Stream,
     phase: &mut &'static str,
 ) -> Result<Opened, ClientError> {
     let (mut reader, writer) = websocket::handshake(
@@ -245,7 +285,7 @@ async fn read_open(reader: &mut WsReader, limits: &Limits) -> Result<OpenPacket,
 async fn polling_handshake(
     config: &ClientConfig,
     authority: Authority<'_>,
-    stream: TcpStream,
+    stream: Stream,
 ) -> Result<(HttpConn, OpenPacket, Arc<PollRequest>), ClientError> {
     let mut conn = HttpConn::new(stream, config.read_buffer_size, config.limits);
     let target = config.target("polling", None);
@@ -263,14 +303,14 @@ async fn open_polling(
     config: &ClientConfig,
     authority: Authority<'_>,
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Stream,
     phase: &mut &'static str,
 ) -> Result<Opened, ClientError> {
     let (conn, open, request) = polling_handshake(config, authority, stream).await?;
     let handshake_done = Instant::now();
     *phase = "polling POST connection";
     let post = HttpConn::new(
-        tcp_connect(addr, config.local_ip).await?,
+        open_stream(config, authority, addr).await?,
         config.read_buffer_size,
         config.limits,
     );
@@ -290,7 +330,7 @@ async fn open_upgrade(
     config: &ClientConfig,
     authority: Authority<'_>,
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Stream,
     phase: &mut &'static str,
 ) -> Result<Opened, ClientError> {
     let (conn, open, request) = polling_handshake(config, authority, stream).await?;
@@ -303,7 +343,7 @@ async fn open_upgrade(
     *phase = "websocket upgrade";
     let mut poller = PollReader::new(conn, request);
     let probe = async {
-        let stream = tcp_connect(addr, config.local_ip).await?;
+        let stream = open_stream(config, authority, addr).await?;
         let (mut reader, mut writer) = websocket::handshake(
             HttpConn::new(stream, config.read_buffer_size, config.limits),
             authority.host_header,

@@ -41,6 +41,12 @@ pub enum ClientError {
         /// The start of the response body, for the error message.
         body: String,
     },
+    /// The TLS handshake failed (certificate, protocol, or the peer closed).
+    #[error(transparent)]
+    Tls(#[from] super::TlsFailure),
+    /// The TLS settings cannot be used (e.g. no system roots).
+    #[error(transparent)]
+    TlsSetup(#[from] super::TlsSetupError),
     /// The server refused the namespace with a CONNECT_ERROR packet.
     #[error("namespace {nsp} refused the connection: {data}")]
     ConnectRefused {
@@ -83,6 +89,8 @@ impl ClientError {
             Self::Resolve { .. } => "resolve",
             Self::Connect { .. } => "tcp_connect",
             Self::Handshake { .. } => "handshake_status",
+            Self::Tls(e) => e.reason.metric_name(),
+            Self::TlsSetup(_) => "tls.settings",
             Self::ConnectRefused { .. } => "refused",
             Self::Timeout { .. } => "timeout",
             Self::Protocol(_) | Self::Decode(_) => "protocol",

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use super::tls::Stream;
 
 use super::config::Limits;
 use super::error::{ClientError, Limit, LimitExceeded};
@@ -28,7 +29,7 @@ pub(crate) struct Head {
 /// One HTTP/1.1 connection, with the bytes read past the last response.
 #[derive(Debug)]
 pub(crate) struct HttpConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     keep: usize,
     limits: Limits,
@@ -37,7 +38,7 @@ pub(crate) struct HttpConn {
 impl HttpConn {
     /// Wraps a connected stream; `keep` is the buffer capacity kept between
     /// responses, `limits` bound what a response may hold.
-    pub fn new(stream: TcpStream, keep: usize, limits: Limits) -> Self {
+    pub fn new(stream: Stream, keep: usize, limits: Limits) -> Self {
         Self {
             stream,
             buf: Vec::new(),
@@ -83,6 +84,8 @@ impl HttpConn {
         req.extend_from_slice(b"\r\n");
         req.extend_from_slice(body);
         self.stream.write_all(&req).await?;
+        // TLS may keep records back after `write_all`; TCP's flush does nothing.
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -171,7 +174,7 @@ impl HttpConn {
     }
 
     /// The stream and the bytes already read past the last response head.
-    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+    pub fn into_parts(self) -> (Stream, Vec<u8>) {
         (self.stream, self.buf)
     }
 }
@@ -196,6 +199,12 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Head)>, Clie
                 limits.max_http_headers as u64,
             )
             .into())
+        }
+        // A TLS record (an alert or a handshake) where HTTP was expected.
+        Err(_) if matches!(buf, [0x15 | 0x16, 0x03, ..]) => {
+            return Err(ClientError::Protocol(
+                "the server answered in TLS: use an https:// or wss:// target".into(),
+            ))
         }
         Err(e) => return Err(ClientError::Protocol(format!("bad HTTP response: {e}"))),
     };
@@ -275,7 +284,7 @@ pub(crate) fn status_error(status: u16, body: &[u8]) -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     fn limits() -> Limits {
         Limits::default()
@@ -327,6 +336,13 @@ mod tests {
             breach(parse_chunk(&line, 0, &l).unwrap_err()).0,
             Limit::HttpHeadSize
         );
+    }
+
+    #[test]
+    fn a_tls_answer_to_plaintext_is_named() {
+        let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
+        let err = parse_head(&alert, &limits()).unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
     }
 
     #[test]
@@ -406,7 +422,11 @@ mod tests {
             let mut sink = [0u8; 64];
             while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
         });
-        HttpConn::new(TcpStream::connect(addr).await.unwrap(), 4096, limits)
+        HttpConn::new(
+            Stream::Plain(TcpStream::connect(addr).await.unwrap()),
+            4096,
+            limits,
+        )
     }
 
     #[tokio::test]

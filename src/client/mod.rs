@@ -1,6 +1,6 @@
 //! The Socket.IO client engine: Engine.IO v4 / Socket.IO v5 over websocket,
-//! HTTP long-polling, or polling upgraded to websocket, built so that one
-//! process can hold thousands of timestamped clients.
+//! HTTP long-polling, or polling upgraded to websocket, plaintext or TLS,
+//! built so that one process can hold thousands of timestamped clients.
 //!
 //! [`Client::connect`] runs the connect sequence and returns the phase
 //! [`ConnectTimings`]; everything received afterwards is handed, inline in the
@@ -13,6 +13,7 @@ mod handler;
 mod http;
 mod polling;
 mod session;
+mod tls;
 mod websocket;
 
 pub use config::{ClientConfig, Limits, Transport};
@@ -20,3 +21,5 @@ pub use connect::ConnectTimings;
 pub use error::{ClientError, Limit, LimitExceeded};
 pub use handler::{AckReply, CloseReason, Handler, Incoming};
 pub use session::{Client, SentAck};
+pub(crate) use tls::Stream;
+pub use tls::{Tls, TlsConfig, TlsFailure, TlsField, TlsReason, TlsSetupError};

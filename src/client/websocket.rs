@@ -12,7 +12,6 @@ use std::io::Cursor;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
@@ -20,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
 use super::error::{ClientError, Limit, LimitExceeded};
 use super::http::{status_error, HttpConn};
+use super::tls::{ReadHalf, WriteHalf};
 
 /// The largest payload of a control frame (RFC 6455 §5.5).
 const MAX_CONTROL: usize = 125;
@@ -98,7 +98,7 @@ pub(crate) enum WsMessage<'a> {
 /// The reading half of a websocket.
 #[derive(Debug)]
 pub(crate) struct WsReader {
-    half: OwnedReadHalf,
+    half: ReadHalf,
     /// Bytes read; `buf[start..]` is not yet handed out.
     buf: Vec<u8>,
     start: usize,
@@ -309,7 +309,7 @@ impl WsReader {
 /// The writing half of a websocket: masks and writes whole frames.
 #[derive(Debug)]
 pub(crate) struct WsWriter {
-    half: OwnedWriteHalf,
+    half: WriteHalf,
     buf: Vec<u8>,
     keep: usize,
     /// How long one frame may take to be handed to the socket.
@@ -364,7 +364,12 @@ impl WsWriter {
         for (i, b) in self.buf[start..].iter_mut().enumerate() {
             *b ^= mask[i & 3];
         }
-        let result = tokio::time::timeout(self.io_timeout, self.half.write_all(&self.buf)).await;
+        let write = async {
+            self.half.write_all(&self.buf).await?;
+            // TLS may keep records back after `write_all`; TCP's flush does nothing.
+            self.half.flush().await
+        };
+        let result = tokio::time::timeout(self.io_timeout, write).await;
         let at = Instant::now();
         if self.buf.capacity() > self.keep {
             self.buf = Vec::new();
@@ -416,7 +421,7 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let (read, write) = client.into_split();
         let reader = WsReader {
-            half: read,
+            half: ReadHalf::Plain(read),
             buf: Vec::with_capacity(4096),
             start: 0,
             consumed: 0,
@@ -429,7 +434,7 @@ mod tests {
             max_message: Limits::default().max_ws_message,
         };
         let writer = WsWriter {
-            half: write,
+            half: WriteHalf::Plain(write),
             buf: Vec::new(),
             keep: 4096,
             io_timeout: Limits::default().io_timeout,

@@ -9,15 +9,14 @@ use std::time::Duration;
 use chorus_protocol::engineio::{self, split_payload, OpenPacket};
 use chorus_protocol::socketio::{self, PacketType};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 use super::case::{Category, ProfileName};
-use super::http::http_exchange;
+use super::http::{http_exchange, Peer};
 use super::tokens::TokenKind;
 use super::{Target, Verdict};
-use crate::client::{Client, ClientConfig, CloseReason, Handler, Incoming};
+use crate::client::{Client, ClientConfig, CloseReason, Handler, Incoming, Stream};
 
 /// The longest heartbeat (pingInterval + pingTimeout) a case waits for; a
 /// target with a longer one gets those cases skipped.
@@ -25,7 +24,7 @@ const HEARTBEAT_BUDGET: Duration = Duration::from_secs(10);
 /// How long any single raw read waits.
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
-type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type WsStream = WebSocketStream<Stream>;
 
 /// A case written in Rust.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,9 +161,14 @@ fn endpoint(transport: &str, sid: Option<&str>, token: Option<&str>) -> String {
     target
 }
 
-async fn ws_connect(authority: &str, target: &str) -> Result<WsStream, String> {
-    let url = format!("ws://{authority}{target}");
-    let connect = tokio_tungstenite::connect_async(url.as_str());
+async fn ws_connect(peer: &Peer, target: &str) -> Result<WsStream, String> {
+    let url = format!("{}://{peer}{target}", peer.ws_scheme());
+    let connect = async {
+        let stream = peer.connect().await?;
+        tokio_tungstenite::client_async(url.as_str(), stream)
+            .await
+            .map_err(|e| e.to_string())
+    };
     match tokio::time::timeout(READ_TIMEOUT, connect).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(e)) => Err(format!("websocket handshake to {url} failed: {e}")),
@@ -195,7 +199,7 @@ async fn ws_send(ws: &mut WsStream, text: &str) -> Result<(), String> {
 
 /// Opens a raw websocket session and returns it with the open packet.
 async fn ws_open(
-    authority: &str,
+    authority: &Peer,
     token: Option<&str>,
 ) -> Result<(WsStream, String, OpenPacket), String> {
     let mut ws = ws_connect(authority, &endpoint("websocket", None, token)).await?;
@@ -240,7 +244,7 @@ async fn open_websocket(target: &Target) -> Result<(), String> {
 
 /// The polling handshake: the open packet's text and the session id.
 async fn polling_handshake(
-    authority: &str,
+    authority: &Peer,
     token: Option<&str>,
 ) -> Result<(String, OpenPacket), String> {
     let response = http_exchange(

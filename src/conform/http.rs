@@ -8,8 +8,57 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::client::{Stream, Tls};
+
 /// The bound on one exchange.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where raw requests go: `host:port`, over TLS when the target is secure.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// `host:port`.
+    pub authority: String,
+    /// The TLS setup, for an `https://`/`wss://` target.
+    pub tls: Option<Tls>,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.authority)
+    }
+}
+
+impl Peer {
+    /// A TCP connection to the peer, with the TLS handshake done when it is secure.
+    pub(crate) async fn connect(&self) -> Result<Stream, String> {
+        let authority = &self.authority;
+        let tcp = TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some(tls) => {
+                let host = match authority.rsplit_once(':') {
+                    Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+                    None => authority.as_str(),
+                };
+                tls.connect(host, tcp)
+                    .await
+                    .map_err(|e| format!("{authority}: {e}"))
+            }
+        }
+    }
+
+    /// `ws://` or `wss://`.
+    pub(crate) fn ws_scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        }
+    }
+}
 
 /// A response read to the end of the connection.
 #[derive(Debug)]
@@ -23,7 +72,7 @@ pub(crate) struct HttpResponse {
 /// Sends one request with `Connection: close` to `authority` (`host:port`) and
 /// reads the answer.
 pub(crate) async fn http_exchange(
-    authority: &str,
+    peer: &Peer,
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
@@ -31,22 +80,21 @@ pub(crate) async fn http_exchange(
 ) -> Result<HttpResponse, String> {
     tokio::time::timeout(
         EXCHANGE_TIMEOUT,
-        exchange(authority, method, target, headers, body),
+        exchange(peer, method, target, headers, body),
     )
     .await
     .map_err(|_| format!("no answer within {EXCHANGE_TIMEOUT:?}"))?
 }
 
 async fn exchange(
-    authority: &str,
+    peer: &Peer,
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse, String> {
-    let mut stream = TcpStream::connect(authority)
-        .await
-        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+    let authority = &peer.authority;
+    let stream = peer.connect().await?;
     let mut request = format!(
         "{method} {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -60,10 +108,12 @@ async fn exchange(
     request.push_str("\r\n");
     let mut bytes = request.into_bytes();
     bytes.extend_from_slice(body);
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     // The server may stop reading an oversized body and close; its answer still counts.
     let write = async {
-        let _ = writer.write_all(&bytes).await;
+        if writer.write_all(&bytes).await.is_ok() {
+            let _ = writer.flush().await;
+        }
     };
     let read = async {
         let mut raw = Vec::new();

@@ -27,8 +27,10 @@ pub use case::{
     ProfileName,
 };
 pub use error::ConformError;
+pub use http::Peer;
 pub use tokens::{TokenKind, TokenMint};
 
+use crate::client::{Tls, TlsConfig};
 use crate::error::FileError;
 use crate::report::{render_junit, CaseStatus, Conformance, ConformanceCase};
 
@@ -57,6 +59,8 @@ pub struct ConformOptions {
     pub jwt_secret_env: String,
     /// Read the case files from this directory instead of the compiled-in ones.
     pub cases_dir: Option<PathBuf>,
+    /// TLS for an `https://`/`wss://` target (`--ca`, `--insecure`).
+    pub tls: TlsConfig,
 }
 
 /// What a case produced.
@@ -121,11 +125,11 @@ pub fn all_cases(files: Vec<LoadedCase>) -> Vec<Case> {
 pub struct Target {
     /// The base URL, `http://host:port`.
     pub url: String,
-    /// `host:port` of the URL, for raw requests.
-    pub authority: String,
+    /// `host:port` of the URL (and its TLS setup), for raw requests.
+    pub authority: Peer,
     /// `host:port` of the gateway the heartbeat cases use (the target itself,
     /// or a second embedded gateway with a fast heartbeat).
-    pub heartbeat_authority: String,
+    pub heartbeat_authority: Peer,
     /// Mints the case clients' tokens.
     pub mint: TokenMint,
     /// The secret, when this run started the gateway itself.
@@ -309,7 +313,13 @@ impl Gateways {
         if let Some(url) = &options.target {
             let secret = std::env::var(&options.jwt_secret_env)
                 .map_err(|_| ConformError::MissingSecret(options.jwt_secret_env.clone()))?;
-            let authority = authority_of(url)?;
+            let (authority, secure) = authority_of(url)?;
+            let tls = if secure {
+                Some(Tls::new(&options.tls).map_err(|e| ConformError::Usage(e.to_string()))?)
+            } else {
+                None
+            };
+            let authority = Peer { authority, tls };
             return Ok(Self {
                 target: Target {
                     url: url.trim_end_matches('/').to_owned(),
@@ -336,11 +346,15 @@ impl Gateways {
         let main = chorus_gateway::start(config).await?;
         let heartbeat = chorus_gateway::start(fast).await?;
         let authority = main.addr().to_string();
+        let plain = |authority| Peer {
+            authority,
+            tls: None,
+        };
         Ok(Self {
             target: Target {
                 url: format!("http://{authority}"),
-                authority,
-                heartbeat_authority: heartbeat.addr().to_string(),
+                authority: plain(authority),
+                heartbeat_authority: plain(heartbeat.addr().to_string()),
                 mint: TokenMint::new(secret.clone()),
                 embedded_secret: Some(secret),
             },
@@ -355,21 +369,28 @@ impl Gateways {
     }
 }
 
-/// `host:port` of an `http://` or `ws://` URL.
-fn authority_of(url: &str) -> Result<String, ConformError> {
-    let rest = ["http://", "ws://"]
-        .iter()
-        .find_map(|scheme| url.strip_prefix(scheme))
-        .ok_or_else(|| ConformError::Usage(format!("--target {url}: expected http://host:port")))?;
+/// `host:port` of an `http://`, `ws://`, `https://` or `wss://` URL, and
+/// whether it is a secure one.
+fn authority_of(url: &str) -> Result<(String, bool), ConformError> {
+    let (rest, secure) = [
+        ("http://", false),
+        ("ws://", false),
+        ("https://", true),
+        ("wss://", true),
+    ]
+    .iter()
+    .find_map(|&(scheme, secure)| Some((url.strip_prefix(scheme)?, secure)))
+    .ok_or_else(|| ConformError::Usage(format!("--target {url}: expected http(s)://host:port")))?;
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
         return Err(ConformError::Usage(format!("--target {url}: no host")));
     }
-    Ok(if authority.contains(':') && !authority.ends_with(']') {
+    let authority = if authority.contains(':') && !authority.ends_with(']') {
         authority.to_owned()
     } else {
-        format!("{authority}:80")
-    })
+        format!("{authority}:{}", if secure { 443 } else { 80 })
+    };
+    Ok((authority, secure))
 }
 
 /// Checks that the target answers an Engine.IO polling handshake.
@@ -433,10 +454,17 @@ mod tests {
     fn authorities_get_a_port() {
         assert_eq!(
             authority_of("http://127.0.0.1:3000/").unwrap(),
-            "127.0.0.1:3000"
+            ("127.0.0.1:3000".to_owned(), false)
         );
-        assert_eq!(authority_of("ws://gw").unwrap(), "gw:80");
-        assert!(authority_of("https://gw").is_err());
+        assert_eq!(
+            authority_of("ws://gw").unwrap(),
+            ("gw:80".to_owned(), false)
+        );
+        assert_eq!(
+            authority_of("https://gw").unwrap(),
+            ("gw:443".to_owned(), true)
+        );
+        assert!(authority_of("ftp://gw").is_err());
     }
 
     #[test]

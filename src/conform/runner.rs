@@ -301,6 +301,7 @@ impl Play<'_> {
             .namespace(spec.namespace.as_deref().unwrap_or("/chat"))
             .transport(spec.transport);
         config.connect_timeout = CONNECT_TIMEOUT;
+        config.tls = self.target.authority.tls.clone();
         let no_token_field = spec.query.is_none()
             && spec.header.is_none()
             && spec.authorization.is_none()

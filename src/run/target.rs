@@ -110,7 +110,8 @@ pub(super) async fn check_reachable(url: &str) -> Result<(), RunError> {
     {
         authority.to_owned()
     } else {
-        format!("{authority}:80")
+        let secure = url.starts_with("https://") || url.starts_with("wss://");
+        format!("{authority}:{}", if secure { 443 } else { 80 })
     };
     match tokio::time::timeout(
         Duration::from_secs(5),

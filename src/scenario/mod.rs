@@ -38,9 +38,10 @@ pub use threshold::{CmpOp, Stat, Threshold, ValueUnit};
 pub use token::{read_csv_tokens, JwtMinter, TokenSource};
 pub use units::{parse_duration, parse_rate};
 
+use crate::client::{Tls, TlsField};
 use crate::error::FileError;
 pub(crate) use tree::{saphyr_error, Pos};
-use tree::{DeError, Kind, Node, NodeDeserializer};
+use tree::{DeError, Kind, Node, NodeDeserializer, PathSeg};
 
 /// A `--set key=value` override: a dotted path into the YAML (list items by
 /// index) and a YAML value (`50`, `5s`, `[a, b]`; text that is not valid
@@ -51,6 +52,9 @@ pub struct Override {
     pub key: String,
     /// The value text.
     pub value: String,
+    /// The flag it came from when not `--set` (e.g. `--ca` sets `tls.ca`),
+    /// to name in errors.
+    pub flag: Option<&'static str>,
 }
 
 impl Override {
@@ -70,6 +74,7 @@ impl Override {
         Ok(Override {
             key: key.to_owned(),
             value: value.to_owned(),
+            flag: None,
         })
     }
 }
@@ -140,7 +145,10 @@ impl Scenario {
                 spec: o.key.clone(),
                 reason: "too many overrides".into(),
             })?;
-            origins.push(format!("--set {}", o.key));
+            origins.push(match o.flag {
+                Some(flag) => flag.to_owned(),
+                None => format!("--set {}", o.key),
+            });
             let value = match tree::parse(&o.value, source) {
                 Ok(node) if !o.value.trim().is_empty() => node,
                 _ => Node {
@@ -167,6 +175,22 @@ impl Scenario {
             .unwrap_or_default();
         validate::validate(&scenario, &root)
             .map_err(|e| invalid(&origins, DeError::at(e.message, e.pos)))?;
+        if let Some(tls) = scenario.tls.as_mut() {
+            for path in [&mut tls.ca, &mut tls.client_cert, &mut tls.client_key]
+                .into_iter()
+                .flatten()
+            {
+                *path = scenario.base_dir.join(&*path);
+            }
+            let built = Tls::new(tls).map_err(|e| {
+                let at = match e.field {
+                    TlsField::Settings => root.pos_of(&[PathSeg::Key("tls")]),
+                    field => root.pos_of(&[PathSeg::Key("tls"), PathSeg::Key(field.key())]),
+                };
+                invalid(&origins, DeError::at(e.to_string(), at))
+            })?;
+            scenario.tls_client = Some(built);
+        }
         if let Some(csv) = scenario.auth.as_mut().and_then(|a| a.csv.as_mut()) {
             csv.tokens = read_csv_tokens(&scenario.base_dir.join(&csv.file), &csv.column)?;
         }

@@ -8,7 +8,7 @@ use rand::Rng;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::client::Transport;
+use crate::client::{Tls, TlsConfig, Transport};
 
 use super::template::{JsonTemplate, Template};
 use super::threshold::Threshold;
@@ -42,6 +42,15 @@ pub struct Scenario {
     /// Socket.IO connection options.
     #[serde(default)]
     pub socketio: SocketIoConfig,
+    /// TLS for `https://`/`wss://` targets: `ca`, `insecure`, `server_name`,
+    /// `client_cert`, `client_key` (paths relative to the scenario). Without
+    /// it a secure target is verified against the system's roots.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// The TLS setup built from `tls` when the scenario is loaded (its files
+    /// read then), shared by every client of the run.
+    #[serde(skip)]
+    pub tls_client: Option<Tls>,
     /// The protocol model the run is checked against: `seed`, `strict`, or a
     /// model file (relative to the scenario). Default: the embedded gateway's
     /// profile, or `seed` for another target.

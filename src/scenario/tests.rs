@@ -193,7 +193,7 @@ fn unknown_field_points_at_the_key() {
     );
     assert_eq!(
         error_of(&format!("{MINIMAL}colour: red\n")),
-        "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `socketio`, `protocol`, \
+        "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `socketio`, `tls`, `protocol`, \
          `auth`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
     );
 }
@@ -383,6 +383,48 @@ fn csv_tokens_load_relative_to_the_scenario() {
         err.ends_with("tokens.csv:2: unterminated quoted field"),
         "{err}"
     );
+}
+
+#[test]
+fn tls_files_load_relative_to_the_scenario_and_errors_point_at_the_field() {
+    let dir = std::env::temp_dir().join(format!("chorus-scenario-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+    let path = dir.join("s.yml");
+    let with = |tls: &str| {
+        std::fs::write(&path, format!("{MINIMAL}tls:\n{tls}")).unwrap();
+        Scenario::load(&path)
+    };
+    let s = with("  ca: ca.pem\n  server_name: localhost\n").unwrap();
+    assert_eq!(
+        s.tls.as_ref().unwrap().ca.as_deref(),
+        Some(&*dir.join("ca.pem"))
+    );
+    assert!(s.tls_client.is_some());
+    let origin = path.display();
+    let err = with("  ca: nope.pem\n").unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{origin}:9:7: tls.ca: ")), "{err}");
+    assert!(err.contains("nope.pem"), "{err}");
+    let err = with("  insecure: true\n  client_cert: ca.pem\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("{origin}:10:16: tls.client_cert: client_cert needs client_key")
+    );
+    let err = with("  cafile: ca.pem\n").unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{origin}:9:3: unknown field `cafile`")),
+        "{err}"
+    );
+    // Without a `tls:` block nothing is built: secure targets use the system's roots.
+    assert!(load(MINIMAL).unwrap().tls_client.is_none());
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

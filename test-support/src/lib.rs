@@ -2,7 +2,7 @@
 //! published): the npm interop packages of `tests/js` ([`npm`]), a reference
 //! gateway started in process ([`gateway`]) or as the `chorus-gateway` child
 //! process ([`process`]), a one-shot HTTP/1.1 client ([`http`]), JWT minting
-//! ([`tokens`]) and bounded waits.
+//! ([`tokens`]), TLS certificates made with rcgen ([`pki`]) and bounded waits.
 
 #![warn(missing_docs)]
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod gateway;
 pub mod http;
 pub mod npm;
+pub mod pki;
 pub mod process;
 pub mod tokens;
 

@@ -8,6 +8,7 @@
 //   "transports": ["websocket"],           // optional; default polling then upgrade
 //   "upgrade": true,                       // optional
 //   "query": {...}, "extraHeaders": {...}, "auth": {...},   // optional
+//   "ca": "-----BEGIN CERTIFICATE-----...",   // optional: the CA to trust for https://
 //   "steps": [
 //     {"op": "emit", "event": "joinChat", "args": [{...}], "ack": false},
 //     {"op": "emitWithAck", "event": "sendMessage", "args": [...], "timeoutMs": 1000},
@@ -60,7 +61,7 @@ function waitFor(event, count, timeoutMs) {
 }
 
 const options = { reconnection: false, forceNew: true };
-for (const key of ["transports", "upgrade", "query", "extraHeaders", "auth"]) {
+for (const key of ["transports", "upgrade", "query", "extraHeaders", "auth", "ca"]) {
   if (plan[key] !== undefined) options[key] = plan[key];
 }
 const socket = io(plan.url + (plan.namespace ?? "/"), options);

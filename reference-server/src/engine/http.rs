@@ -8,6 +8,10 @@
 //!   `idle_timeout_ms` (since its accept or its last response) is closed;
 //! - (polling POST bodies are bounded in time by the POST handler itself.)
 //!
+//! With TLS configured the handshake comes first, bounded by
+//! `header_timeout_ms` (a failure is counted, never fatal); then the same
+//! HTTP service runs over the encrypted stream.
+//!
 //! Every accepted socket gets `TCP_NODELAY`; websocket upgrades are served;
 //! shutdown stops accepting, lets in-flight responses finish and waits for
 //! the connection tasks (websockets included) through [`Tasks`].
@@ -26,6 +30,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+use tokio_rustls::TlsAcceptor;
 
 use super::Engine;
 
@@ -83,9 +88,11 @@ impl Drop for TaskGuard {
     }
 }
 
-/// Accepts connections until `stop` turns true, serving each on its own task.
+/// Accepts connections until `stop` turns true, serving each on its own task
+/// (over TLS when `tls` is set).
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     engine: Arc<Engine>,
     app: Router,
     mut stop: watch::Receiver<bool>,
@@ -107,13 +114,46 @@ pub(crate) async fn serve(
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::warn!(%err, "cannot set TCP_NODELAY");
         }
-        tokio::spawn(serve_connection(
+        tokio::spawn(accept_connection(
             tcp,
+            tls.clone(),
             engine.clone(),
             app.clone(),
             stop.clone(),
         ));
     }
+}
+
+/// Serves one accepted socket: plaintext, or after a TLS handshake that must
+/// finish within the header timeout.
+async fn accept_connection(
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
+    engine: Arc<Engine>,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _task = engine.tasks.enter();
+    engine.metrics.http_connection(1);
+    let _gauge = Gauge(engine.clone());
+    let Some(acceptor) = tls else {
+        return serve_connection(tcp, &engine, app, stop).await;
+    };
+    let limit = Duration::from_millis(engine.config.header_timeout_ms);
+    let handshake = tokio::select! {
+        done = tokio::time::timeout(limit, acceptor.accept(tcp)) => done,
+        _ = stop.wait_for(|stop| *stop) => return,
+    };
+    let reason = match handshake {
+        Ok(Ok(stream)) => return serve_connection(stream, &engine, app, stop).await,
+        Err(_) => "timeout",
+        Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => "closed",
+        Ok(Err(err)) => {
+            tracing::debug!(%err, "TLS handshake failed");
+            "error"
+        }
+    };
+    engine.metrics.tls_failure(reason);
 }
 
 /// What limit ended a connection's wait for its next request.
@@ -212,13 +252,13 @@ impl Drop for InFlight {
     }
 }
 
-/// A TCP stream that records when it last read a byte.
-struct Tracked {
-    inner: TcpStream,
+/// A stream (TCP or TLS over TCP) that records when it last read a byte.
+struct Tracked<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -233,7 +273,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -274,19 +314,18 @@ impl Drop for Gauge {
 
 /// Serves HTTP/1.1 on one accepted socket until it closes, is upgraded, times
 /// out, or the server stops (in-flight responses finish first).
-async fn serve_connection(
-    tcp: TcpStream,
-    engine: Arc<Engine>,
+async fn serve_connection<S>(
+    stream: S,
+    engine: &Engine,
     app: Router,
     mut stop: watch::Receiver<bool>,
-) {
-    let _task = engine.tasks.enter();
-    engine.metrics.http_connection(1);
-    let _gauge = Gauge(engine.clone());
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let config = &engine.config;
     let activity = Activity::new();
     let io = TokioIo::new(Tracked {
-        inner: tcp,
+        inner: stream,
         activity: activity.clone(),
     });
     let tower = TowerToHyperService::new(app);

@@ -21,3 +21,4 @@ mod seed_events;
 mod shutdown_under_load;
 mod signals;
 mod strict;
+mod tls;
