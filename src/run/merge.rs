@@ -4,7 +4,7 @@
 //! shards as a single process would have (a client of shard 1 owed what a
 //! client of shard 2 sent).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,9 +18,11 @@ use crate::metrics::{
 use crate::rules::ProtocolModel;
 use crate::scenario::Scenario;
 
-use super::ledger::{settle, LedgerFile, Window};
-use super::violations::{read_evidence, write_evidence, Evidence};
-use super::{settlement, RunError};
+use super::ledger::LedgerFile;
+use super::settlement::settle_ledgers;
+use super::verdict::evaluate;
+use super::violations::{read_evidence, write_evidence, Evidence, EVIDENCE_FILE};
+use super::RunError;
 
 /// One shard's run directory, read.
 struct ShardDir {
@@ -68,7 +70,7 @@ impl ShardDir {
             logs,
             series,
             ledger,
-            evidence: read_evidence(dir).map_err(io(dir.join(super::violations::EVIDENCE_FILE)))?,
+            evidence: read_evidence(dir).map_err(io(dir.join(EVIDENCE_FILE)))?,
             scenario: std::fs::read_to_string(&scenario_path).map_err(io(scenario_path))?,
             dir: dir.to_owned(),
         })
@@ -227,17 +229,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
         .fold(0.0, f64::max);
     if with_ledger > 0 {
         let ledgers: Vec<&LedgerFile> = shards.iter().filter_map(|s| s.ledger.as_ref()).collect();
-        let receivers: Vec<_> = ledgers
-            .iter()
-            .flat_map(|l| l.receivers.iter().cloned())
-            .collect();
-        let senders: HashMap<_, _> = ledgers.iter().flat_map(|l| l.senders.clone()).collect();
-        let settlement = settle(&receivers, &senders, Window::RUN);
-        for (name, n) in settlement::counters(&settlement) {
+        let model = ProtocolModel::resolve(&ledgers[0].protocol, &first.dir)?;
+        let settled = settle_ledgers(&ledgers, &model, duration_s);
+        for (name, n) in settled.counters {
             *counters.entry(name).or_default() += n;
         }
-        let model = ProtocolModel::resolve(&ledgers[0].protocol, &first.dir)?;
-        for (n, e) in settlement::evidence(&settlement, &model, duration_s) {
+        for (n, e) in settled.violations {
             *counters
                 .entry(format!("violations.{}", e.kind.as_str()))
                 .or_default() += n;
@@ -279,7 +276,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
     let mut summary = Summary::from_cumulative(&cumulative, info, cores);
     let scenario_path = first.dir.join("scenario.yml");
     let scenario = Scenario::from_str(&first.scenario, &scenario_path.display().to_string())?;
-    super::evaluate(&mut summary, &scenario);
+    evaluate(&mut summary, &scenario);
     // A shard that was stopped (or could not connect at all) stops the whole run.
     let stopped: Vec<String> = shards
         .iter()

@@ -1,78 +1,80 @@
 //! What each virtual user sent, shared with every receiver: the send times of
 //! its correlated messages and typing events, when it joined and left, and
-//! which virtual user goes by which name.
+//! which virtual user goes by which name. Times are [`WallTime`]s
+//! (wall-clock µs since the UNIX epoch).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::ledger::{ReceiverRecord, SendLog, SenderFacts};
+use super::clock::{AtomicTime, WallTime};
+use super::ledger::{name_hash, ReceiverRecord, SendLog, SenderFacts};
 
-/// Marks an unset instant.
-const UNSET: u64 = u64::MAX;
-
-fn get(a: &AtomicU64) -> Option<u64> {
-    Some(a.load(Relaxed)).filter(|&v| v != UNSET)
-}
-
-/// One virtual user's sending history (times in µs since the run epoch).
-#[derive(Debug)]
+/// One virtual user's sending history.
+#[derive(Debug, Default)]
 pub struct SenderLog {
     /// Send time of each correlated message, by sequence number.
     pub messages: Mutex<SendLog>,
     /// Intended and actual send times of each uncorrelated broadcast cause, in order.
-    pub typing: Mutex<Vec<(u64, u64)>>,
-    join_intended: AtomicU64,
-    join_sent: AtomicU64,
-    join_confirmed: AtomicU64,
-    left: AtomicU64,
+    pub typing: Mutex<Vec<(WallTime, WallTime)>>,
+    join_intended: AtomicTime,
+    join_sent: AtomicTime,
+    join_confirmed: AtomicTime,
+    left: AtomicTime,
     name: Mutex<Option<String>>,
-}
-
-impl Default for SenderLog {
-    fn default() -> Self {
-        Self {
-            messages: Mutex::default(),
-            typing: Mutex::default(),
-            join_intended: AtomicU64::new(UNSET),
-            join_sent: AtomicU64::new(UNSET),
-            join_confirmed: AtomicU64::new(UNSET),
-            left: AtomicU64::new(UNSET),
-            name: Mutex::default(),
-        }
-    }
+    /// Whether `name` is set, and its [`name_hash`]: receivers compare names
+    /// without the lock.
+    named: AtomicBool,
+    name_hash: AtomicU64,
 }
 
 impl SenderLog {
     /// Records a join sent under `name`.
-    pub fn joined(&self, name: Option<String>, intended_us: u64, sent_us: u64) {
-        self.join_intended.store(intended_us, Relaxed);
-        self.join_sent.store(sent_us, Relaxed);
+    pub fn joined(&self, name: Option<String>, intended: WallTime, sent: WallTime) {
+        self.join_intended.set(intended);
+        self.join_sent.set(sent);
+        let hash = name.as_deref().map(name_hash);
         *self.name.lock().expect("name lock") = name;
+        self.name_hash.store(hash.unwrap_or_default(), Relaxed);
+        self.named.store(hash.is_some(), Relaxed);
     }
     /// The intended and actual time of the latest join.
-    pub fn join_times(&self) -> Option<(u64, u64)> {
-        Some((get(&self.join_intended)?, get(&self.join_sent)?))
+    pub fn join_times(&self) -> Option<(WallTime, WallTime)> {
+        Some((self.join_intended.get()?, self.join_sent.get()?))
     }
     /// The join's reply arrived.
-    pub fn join_confirmed(&self, at_us: u64) {
-        self.join_confirmed.store(at_us, Relaxed);
+    pub fn join_confirmed(&self, at: WallTime) {
+        self.join_confirmed.set(at);
     }
     /// When the join's reply arrived.
-    pub fn join_confirmed_at(&self) -> Option<u64> {
-        get(&self.join_confirmed)
+    pub fn join_confirmed_at(&self) -> Option<WallTime> {
+        self.join_confirmed.get()
     }
     /// Records the start of leaving (the first call counts).
-    pub fn left(&self, at_us: u64) {
-        let _ = self.left.compare_exchange(UNSET, at_us, Relaxed, Relaxed);
+    pub fn left(&self, at: WallTime) {
+        self.left.set_once(at);
     }
     /// When it started to leave.
-    pub fn left_at(&self) -> Option<u64> {
-        get(&self.left)
+    pub fn left_at(&self) -> Option<WallTime> {
+        self.left.get()
     }
     /// The name it joined with.
     pub fn name(&self) -> Option<String> {
         self.name.lock().expect("name lock").clone()
+    }
+
+    /// The name it joined with when `got` is not that name (`None` when it
+    /// is, or it joined with none). Equal hashes count as the same name, so
+    /// the usual case takes no lock.
+    pub fn misnamed(&self, got: Option<&str>) -> Option<String> {
+        if !self.named.load(Relaxed) {
+            return None;
+        }
+        if got.is_some_and(|g| name_hash(g) == self.name_hash.load(Relaxed)) {
+            return None;
+        }
+        let name = self.name()?;
+        (got != Some(name.as_str())).then_some(name)
     }
 
     fn facts(&self) -> SenderFacts {
@@ -86,7 +88,7 @@ impl SenderLog {
                 .iter()
                 .map(|&(_, sent)| sent)
                 .collect(),
-            join_sent: get(&self.join_sent),
+            join_sent: self.join_sent.get(),
             left: self.left_at(),
         }
     }
@@ -96,7 +98,8 @@ impl SenderLog {
 #[derive(Debug, Default)]
 pub struct Roster {
     senders: RwLock<HashMap<u32, Arc<SenderLog>>>,
-    names: RwLock<HashMap<String, u32>>,
+    /// Virtual users by the [`name_hash`] of the name they joined with.
+    names: RwLock<HashMap<u64, u32>>,
     receivers: Mutex<Vec<ReceiverRecord>>,
 }
 
@@ -119,9 +122,9 @@ impl Roster {
         self.senders.read().expect("roster lock").get(&vu).cloned()
     }
 
-    /// Looks up a sender by the name it joined with.
-    pub fn by_name(&self, name: &str) -> Option<(u32, Arc<SenderLog>)> {
-        let vu = *self.names.read().expect("roster lock").get(name)?;
+    /// Looks up a sender by the [`name_hash`] of the name it joined with.
+    pub fn by_name_hash(&self, hash: u64) -> Option<(u32, Arc<SenderLog>)> {
+        let vu = *self.names.read().expect("roster lock").get(&hash)?;
         let log = self.senders.read().expect("roster lock").get(&vu)?.clone();
         Some((vu, log))
     }
@@ -131,7 +134,7 @@ impl Roster {
         self.names
             .write()
             .expect("roster lock")
-            .insert(name.to_owned(), vu);
+            .insert(name_hash(name), vu);
     }
 
     /// Every sender that has joined, with its log.
@@ -161,5 +164,26 @@ impl Roster {
             .map(|(vu, log)| (*vu, log.facts()))
             .collect();
         (receivers, senders)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_compared_without_the_lock_and_exactly_when_they_differ() {
+        let log = SenderLog::default();
+        assert_eq!(log.misnamed(Some("x")), None, "no name yet");
+        let t = WallTime::from_micros(1);
+        log.joined(Some("ann".into()), t, t);
+        assert_eq!(log.misnamed(Some("ann")), None);
+        assert_eq!(log.misnamed(Some("bob")).as_deref(), Some("ann"));
+        assert_eq!(log.misnamed(None).as_deref(), Some("ann"));
+        let roster = Roster::default();
+        roster.sender(4).joined(Some("ann".into()), t, t);
+        roster.name("ann", 4);
+        assert_eq!(roster.by_name_hash(name_hash("ann")).map(|(vu, _)| vu), Some(4));
+        assert!(roster.by_name_hash(name_hash("bob")).is_none());
     }
 }
