@@ -43,7 +43,7 @@ impl PayloadChecks {
         }
         let n = &mut self.seen[id.index()];
         *n += 1;
-        if *n > CHECK_FIRST && *n % CHECK_EVERY != 0 {
+        if *n > CHECK_FIRST && !n.is_multiple_of(CHECK_EVERY) {
             return None;
         }
         let value = arg.and_then(|a| serde_json::from_str::<Value>(a.get()).ok());

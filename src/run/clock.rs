@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(later.as_micros(), 11_500_000);
         assert_eq!(clock.seconds_into_run(later), 1.5);
         // Before the origin: the origin.
-        assert_eq!(clock.wall(origin - Duration::from_secs(1)).as_micros(), 10_000_000);
+        assert_eq!(
+            clock.wall(origin - Duration::from_secs(1)).as_micros(),
+            10_000_000
+        );
     }
 
     #[test]
@@ -164,6 +167,9 @@ mod tests {
     fn serializes_as_a_bare_number() {
         let t = WallTime::from_micros(1_795_669_200_000_123);
         assert_eq!(serde_json::to_string(&t).unwrap(), "1795669200000123");
-        assert_eq!(serde_json::from_str::<WallTime>("42").unwrap().as_micros(), 42);
+        assert_eq!(
+            serde_json::from_str::<WallTime>("42").unwrap().as_micros(),
+            42
+        );
     }
 }

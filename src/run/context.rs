@@ -35,10 +35,10 @@ impl Context {
     /// The shared state of a run of `plan`.
     pub fn new(plan: RunPlan, registry: &Registry) -> Self {
         Self {
+            roster: Roster::new(plan.shard, plan.vus),
             plan,
             violations: Violations::new(registry),
             recorder: registry.recorder(),
-            roster: Roster::default(),
             clients: Clients {
                 connected: AtomicI64::new(0),
                 ever_connected: AtomicU64::new(0),

@@ -21,8 +21,9 @@ const BACKLOG: usize = 256;
 /// Kept as text: parsed, a large array takes 16 to 32 times its text.
 const BACKLOG_BYTES: usize = 16 << 20;
 
-/// The answer to an ack: when it came and its arguments as JSON.
-pub type AckAnswer = (Instant, String);
+/// The answer to an ack: when it came (its arguments are not kept: no
+/// check reads them, so the receive path does not copy them).
+pub type AckAnswer = Instant;
 
 enum AckSlot {
     Waiting(oneshot::Sender<AckAnswer>),
@@ -151,10 +152,14 @@ impl Inbox {
             let notified = self.arrived.notified();
             {
                 let mut backlog = self.backlog.lock().expect("backlog lock");
-                let found = backlog.events.iter().enumerate().find_map(|(i, (id, raw))| {
-                    let value = (*id == event).then(|| parse_kept(raw.as_deref()))?;
-                    accept(&value).then_some((i, value))
-                });
+                let found = backlog
+                    .events
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, (id, raw))| {
+                        let value = (*id == event).then(|| parse_kept(raw.as_deref()))?;
+                        accept(&value).then_some((i, value))
+                    });
                 if let Some((i, value)) = found {
                     backlog.remove(i);
                     return Some(value);

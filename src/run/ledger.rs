@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::clock::WallTime;
+use super::error::RunError;
 
 /// A receiver is owed messages sent this long after it entered the namespace.
 pub const LEDGER_MARGIN: Duration = Duration::from_millis(100);
@@ -213,20 +214,20 @@ impl LedgerFile {
     pub const FILE: &'static str = "ledger.json";
 
     /// Writes `ledger.json` into `run_dir`.
-    pub fn write(&self, run_dir: &std::path::Path) -> Result<(), super::RunError> {
+    pub fn write(&self, run_dir: &std::path::Path) -> Result<(), RunError> {
         let path = run_dir.join(Self::FILE);
         let json = serde_json::to_vec(self).expect("the ledger serializes");
-        std::fs::write(&path, json).map_err(|source| super::RunError::Io { path, source })
+        std::fs::write(&path, json).map_err(|source| RunError::Io { path, source })
     }
 
     /// Reads `ledger.json` from `run_dir`.
-    pub fn read(run_dir: &std::path::Path) -> Result<Self, super::RunError> {
+    pub fn read(run_dir: &std::path::Path) -> Result<Self, RunError> {
         let path = run_dir.join(Self::FILE);
-        let bytes = std::fs::read(&path).map_err(|source| super::RunError::Io {
+        let bytes = std::fs::read(&path).map_err(|source| RunError::Io {
             path: path.clone(),
             source,
         })?;
-        serde_json::from_slice(&bytes).map_err(|e| super::RunError::Io {
+        serde_json::from_slice(&bytes).map_err(|e| RunError::Io {
             path,
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })
@@ -249,25 +250,49 @@ pub struct LedgerTotals {
 pub enum Finding {
     /// `count` correlated messages from `sender` never reached `receiver`.
     MessagesLost {
+        /// The receiving virtual user.
         receiver: u32,
+        /// The sending virtual user.
         sender: u32,
+        /// How many were lost.
         count: u64,
     },
     /// `count` typing broadcasts from `sender` never reached `receiver`.
     TypingLost {
+        /// The receiving virtual user.
         receiver: u32,
+        /// The sending virtual user.
         sender: u32,
+        /// How many were lost.
         count: u64,
     },
     /// `receiver` never got the join announcement of `subject`.
-    OnlineMissing { receiver: u32, subject: u32 },
+    OnlineMissing {
+        /// The receiving virtual user.
+        receiver: u32,
+        /// The virtual user that joined.
+        subject: u32,
+    },
     /// `receiver` never got the leave announcement of `subject`.
-    OfflineMissing { receiver: u32, subject: u32 },
+    OfflineMissing {
+        /// The receiving virtual user.
+        receiver: u32,
+        /// The virtual user that left.
+        subject: u32,
+    },
     /// `receiver` got a leave announcement for a client that never joined
     /// (`subject` is `None`: no sender has that name) or never left.
-    OfflineSpurious { receiver: u32, subject: Option<u32> },
+    OfflineSpurious {
+        /// The receiving virtual user.
+        receiver: u32,
+        /// The virtual user announced gone, when one has that name.
+        subject: Option<u32>,
+    },
     /// `receiver` joined but the join's reply never came.
-    ReplyMissing { receiver: u32 },
+    ReplyMissing {
+        /// The virtual user that joined.
+        receiver: u32,
+    },
 }
 
 /// What settling found.

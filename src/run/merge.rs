@@ -18,11 +18,11 @@ use crate::metrics::{
 use crate::rules::ProtocolModel;
 use crate::scenario::Scenario;
 
+use super::error::RunError;
 use super::ledger::LedgerFile;
 use super::settlement::settle_ledgers;
 use super::verdict::evaluate;
 use super::violations::{read_evidence, write_evidence, Evidence, EVIDENCE_FILE};
-use super::RunError;
 
 /// One shard's run directory, read.
 struct ShardDir {

@@ -2,16 +2,32 @@
 //! and writes the run directory.
 //!
 //! The flow of a run: resolve the target (or start the reference gateway
-//! in-process), start virtual users as the load phases say, collect metrics
-//! once a second (interval logs, time series, progress, early abort), and at
-//! the end stop the senders, let in-flight deliveries drain, disconnect
-//! everyone, settle the delivery ledger and write `summary.json`.
+//! in-process), compile the scenario against its protocol model into a
+//! `RunPlan`, start virtual users as the load phases say, collect
+//! metrics once a second (interval logs, time series, progress, early abort),
+//! and at the end stop the senders, let in-flight deliveries drain, disconnect
+//! everyone, settle the delivery ledger (as a merge of one shard would) and
+//! write `summary.json`.
+//!
+//! Layers, each calling only those below it:
+//!
+//! - `phases` starts virtual users (`vu`), which play the plan's flows and
+//!   hand each client a `receiver`, the checker of everything it receives;
+//! - `receiver` uses `checks` (payload schemas, snapshots), `timing`
+//!   (latency recording), `closes` (close-reason counters) and `correlate`
+//!   (the marks in message texts);
+//! - `context` is the plan plus the run's shared state: the `roster` the
+//!   `ledger` is settled from, `violations`, the clients' `inbox`es;
+//! - `plan` (the compiled run), `inbox`, `ledger`, `clock` (the one time type,
+//!   `WallTime`) and `error` are at the bottom. `merge` and this module
+//!   settle through `settlement` and judge through `verdict`.
 
 mod checks;
 mod clock;
 mod closes;
 mod context;
 mod correlate;
+mod error;
 mod failure;
 mod inbox;
 mod ledger;
@@ -40,13 +56,13 @@ use tokio::sync::watch;
 
 use crate::client::{ClientConfig, Transport};
 use crate::metrics::{
-    render_table, HealthSampler, IntervalLogs, MetricsError, Registry, RunInfo, Summary,
-    TimeSeries, Verdict,
+    render_table, HealthSampler, IntervalLogs, Registry, RunInfo, Summary, TimeSeries, Verdict,
 };
 use crate::rules::ProtocolModel;
-use crate::scenario::{Override, Phase, Scenario, ScenarioError, TokenSource};
+use crate::scenario::{Override, Phase, Scenario, TokenSource};
 
 pub use clock::WallTime;
+pub use error::RunError;
 pub use ledger::{
     settle, Finding, LedgerFile, LedgerTotals, ReceiverRecord, SenderFacts, SeqRuns, Settlement,
     Window,
@@ -111,61 +127,6 @@ impl RunOptions {
             start_at: None,
             metrics_addr: None,
             handle_signals: false,
-        }
-    }
-}
-
-/// Why a run could not be carried out.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The scenario does not load.
-    #[error(transparent)]
-    Scenario(#[from] ScenarioError),
-    /// The target does not answer.
-    #[error("cannot reach {url}: {reason}")]
-    Unreachable {
-        /// The target URL.
-        url: String,
-        /// What connecting said.
-        reason: String,
-    },
-    /// The embedded gateway did not start.
-    #[error("cannot start the embedded gateway: {0}")]
-    Gateway(String),
-    /// Writing results failed.
-    #[error(transparent)]
-    Metrics(#[from] MetricsError),
-    /// The live metrics endpoint cannot listen.
-    #[error("cannot serve metrics on {addr}: {source}")]
-    MetricsAddr {
-        /// The address asked for.
-        addr: std::net::SocketAddr,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// A signal came before the run started.
-    #[error("interrupted by {signal} before the run started")]
-    Interrupted {
-        /// `SIGINT` or `SIGTERM`.
-        signal: &'static str,
-    },
-    /// The run directory cannot be written.
-    #[error("cannot write {path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-}
-
-impl RunError {
-    /// The exit code: 2 for a scenario or usage error, 3 for an unreachable
-    /// target, an interruption or I/O.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Scenario(_) => 2,
-            _ => 3,
         }
     }
 }

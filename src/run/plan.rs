@@ -13,7 +13,7 @@ use crate::client::ClientConfig;
 use crate::metrics::{CounterId, LatencyId, Registry, SCHEDULE_LAG, WAKEUP_LAG};
 use crate::rules::{ProtocolModel, Schema};
 use crate::scenario::{
-    Arrival, Emit, Expect, Scenario, Step, Think, TokenSource, CONNECT_ERROR_EVENT,
+    Arrival, Emit, Expect, Phase, Scenario, Step, Think, TokenSource, CONNECT_ERROR_EVENT,
 };
 
 use super::clock::Clock;
@@ -172,6 +172,8 @@ pub struct RunPlan {
     pub local_ips: Vec<IpAddr>,
     /// This process's part of the run.
     pub shard: Shard,
+    /// How many virtual-user numbers the load phases give out at most (all shards).
+    pub vus: u64,
     /// The run's clock.
     pub clock: Clock,
     /// Metric ids of no one event.
@@ -348,6 +350,7 @@ impl RunPlan {
             })
             .collect();
         Self {
+            vus: vu_numbers(&scenario),
             clock: Clock::new(registry.started(), registry.started_at()),
             scenario,
             model,
@@ -399,6 +402,24 @@ impl EventId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+}
+
+/// How many virtual-user numbers the phases give out at most: one per
+/// client a ramp up starts and per arrival (capped ones included).
+fn vu_numbers(scenario: &Scenario) -> u64 {
+    let mut level = 0u64;
+    let mut numbers = 0u64;
+    for phase in &scenario.load.phases {
+        match phase {
+            Phase::Ramp { to, .. } => {
+                numbers = numbers.saturating_add(to.saturating_sub(level));
+                level = *to;
+            }
+            Phase::Hold(_) => {}
+            Phase::Arrive { .. } => numbers = numbers.saturating_add(phase.arrivals()),
+        }
+    }
+    numbers
 }
 
 /// Compiles the steps of one group's flow.
@@ -471,9 +492,115 @@ impl Compiler<'_> {
                 arrival: lp.arrival,
                 steps: self.steps(&lp.steps),
             }),
-            Step::Think(think) => PlanStep::Think(think.clone()),
+            Step::Think(think) => PlanStep::Think(*think),
             Step::Listen(d) => PlanStep::Listen(*d),
             Step::Disconnect => PlanStep::Disconnect,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn plan() -> RunPlan {
+        let scenario = Scenario::from_str(
+            "name: t\nsocketio: { namespace: /chat }\n\
+             groups:\n  - name: g\n    flow:\n      - connect\n      - expect: { event: onlineUsers }\n\
+             \x20     - emit: { event: joinChat, data: { username: a } }\n\
+             \x20     - loop:\n          count: 2\n          steps:\n\
+             \x20           - emit: { event: sendMessage, data: { message: hi }, ack: true }\n\
+             \x20           - expect: { event: custom }\n\
+             \x20     - emit: { event: typing, data: { isTyping: true } }\n\
+             \x20 - name: h\n    flow: [connect, { expect: { event: connect_error } }, connect, { emit: { event: other } }]\n\
+             load:\n  phases:\n    - hold: 1s\n",
+            "t.yml",
+        )
+        .expect("the scenario loads");
+        let model = ProtocolModel::resolve("strict", Path::new(".")).expect("strict loads");
+        let setup = Setup {
+            client: ClientConfig::new("http://127.0.0.1:1"),
+            tokens: None,
+            local_ips: Vec::new(),
+            shard: Shard::WHOLE,
+        };
+        RunPlan::new(scenario, model, setup, &Registry::new())
+    }
+
+    #[test]
+    fn events_are_interned_once_with_their_role_and_metrics() {
+        let plan = plan();
+        let id = plan.event_id("newMessage").expect("a broadcast");
+        let message = plan.event(id);
+        assert_eq!(message.role, Some(Role::Broadcast(0)));
+        assert!(message.delivery.is_some() && message.received.is_some());
+        assert!(message.schema.is_some());
+        let joined = plan.event(plan.event_id("joined").expect("the join reply"));
+        assert_eq!(joined.role, Some(Role::JoinReply));
+        assert!(joined.delivery.is_none(), "replies are timed as `join`");
+        // An event only a flow waits for is known, with no role.
+        let custom = plan.event_id("custom").expect("expected by group g");
+        assert_eq!(plan.event(custom).role, None);
+        assert!(plan.expected_by(0, custom));
+        assert!(!plan.expected_by(1, custom));
+        assert!(plan.expected_by(0, plan.event_id("onlineUsers").expect("a snapshot")));
+        assert_eq!(plan.event_id("unknownEvent"), None);
+    }
+
+    #[test]
+    fn emit_steps_know_their_rule_and_ack_metric() {
+        let plan = plan();
+        let kinds: Vec<(EmitKind, bool)> = plan
+            .flow(0)
+            .iter()
+            .flat_map(|s| match s {
+                PlanStep::Loop(lp) => lp.steps.iter().collect::<Vec<_>>(),
+                other => vec![other],
+            })
+            .filter_map(|s| match s {
+                PlanStep::Emit(e) => Some((e.kind, e.ack.is_some())),
+                _ => None,
+            })
+            .collect();
+        let typing = plan
+            .model
+            .broadcasts
+            .iter()
+            .position(|b| b.cause == "typing")
+            .expect("a typing rule");
+        assert_eq!(
+            kinds,
+            [
+                (EmitKind::Join, false),
+                (EmitKind::Cause(0), true),
+                (EmitKind::Cause(typing), false)
+            ]
+        );
+        // A connect followed by an expected refusal is one step.
+        assert!(matches!(
+            plan.flow(1),
+            [
+                PlanStep::ConnectRefused(_),
+                PlanStep::Connect,
+                PlanStep::Emit(PlannedEmit {
+                    kind: EmitKind::Plain,
+                    ..
+                })
+            ]
+        ));
+    }
+
+    #[test]
+    fn the_phases_number_every_client_they_start() {
+        let scenario = Scenario::from_str(
+            "name: t\nsocketio: { namespace: /chat }\ngroups:\n  - name: g\n    flow: [connect]\n\
+             load:\n  phases:\n    - ramp: { to: 5, over: 1s }\n    - ramp: { to: 2, over: 1s }\n\
+             \x20   - ramp: { to: 4, over: 1s }\n    - arrive: { rate: 2/s, duration: 3s }\n",
+            "t.yml",
+        )
+        .expect("the scenario loads");
+        assert_eq!(vu_numbers(&scenario), 5 + 2 + 6);
     }
 }

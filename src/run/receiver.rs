@@ -71,8 +71,7 @@ impl Receiver {
 
     fn violation(&self, kind: Kind, event: EventId, expected: String, got: String, at: WallTime) {
         let name = &self.ctx.plan.event(event).name;
-        self.ctx
-            .violation(kind, self.vu(), name, expected, got, at);
+        self.ctx.violation(kind, self.vu(), name, expected, got, at);
     }
 
     /// Whether `who` is the name this client last joined with: one atomic
@@ -151,26 +150,30 @@ impl Receiver {
         // Settled by name at the end (senders may be in other shards);
         // timed here when the sender is in this process.
         let hash = name_hash(who.as_deref().unwrap_or_default());
-        let subject = who
-            .as_ref()
-            .and_then(|_| self.ctx.roster.by_name_hash(hash));
-        let subject_vu = subject.as_ref().map(|(vu, _)| *vu);
-        if join {
-            if self.is_me(who.as_deref().unwrap_or_default()) {
-                self.own_announce_seen = true;
-            }
-            let times = subject.and_then(|(_, log)| log.join_times());
-            if let Some((intended, sent)) = times.filter(|&(_, s)| s <= at) {
-                self.record_delivery(id, at, intended, sent);
-            }
-            self.ledger.online_seen.add_hashed(subject_vu, hash);
-        } else {
-            let left = subject.and_then(|(_, log)| log.left_at());
-            if let Some(left) = left.filter(|&l| l <= at) {
-                self.record_delivery(id, at, left, left);
-            }
-            self.ledger.offline_seen.add_hashed(subject_vu, hash);
+        let roster = &self.ctx.roster;
+        // The subject's number and, for a join, the join's times; for a leave, when it left.
+        let subject = who.as_ref().and_then(|_| {
+            roster.with_named(hash, |vu, log| {
+                let times = match join {
+                    true => log.join_times(),
+                    false => log.left_at().map(|l| (l, l)),
+                };
+                (vu, times)
+            })
+        });
+        let subject_vu = subject.map(|(vu, _)| vu);
+        let times = subject.and_then(|(_, times)| times);
+        if join && self.is_me(who.as_deref().unwrap_or_default()) {
+            self.own_announce_seen = true;
         }
+        if let Some((intended, sent)) = times.filter(|&(_, s)| s <= at) {
+            self.record_delivery(id, at, intended, sent);
+        }
+        let seen = match join {
+            true => &mut self.ledger.online_seen,
+            false => &mut self.ledger.offline_seen,
+        };
+        seen.add_hashed(subject_vu, hash);
     }
 
     fn on_marked(
@@ -218,8 +221,8 @@ impl Receiver {
         let misnamed = self
             .ctx
             .roster
-            .get(mark.vu)
-            .and_then(|log| log.misnamed(who));
+            .with_sender(mark.vu, |log| log.misnamed(who))
+            .flatten();
         if let Some(expected) = misnamed {
             self.violation(
                 Kind::Payload,
@@ -246,11 +249,13 @@ impl Receiver {
         let hash = name_hash(who);
         *self.ledger.typing_from.entry(hash).or_default() += 1;
         // Timed when the sender is in this process.
-        let Some((vu, log)) = self.ctx.roster.by_name_hash(hash) else {
-            return;
-        };
         let joined = self.inbox.connected_at.get();
-        let times = self.unmarked.next(vu, &log, joined);
+        let unmarked = &mut self.unmarked;
+        let times = self
+            .ctx
+            .roster
+            .with_named(hash, |vu, log| unmarked.next(vu, log, joined))
+            .flatten();
         if let Some((intended, sent)) = times.filter(|&(_, s)| s <= at) {
             self.record_delivery(id, at, intended, sent);
         }
@@ -312,13 +317,7 @@ impl Handler for Receiver {
                     self.inbox.keep(id, arg);
                 }
             }
-            Incoming::Ack { id, args } => {
-                let json = format!(
-                    "[{}]",
-                    args.iter().map(|a| a.get()).collect::<Vec<_>>().join(",")
-                );
-                self.inbox.ack_arrived(id, (received_at, json));
-            }
+            Incoming::Ack { id, .. } => self.inbox.ack_arrived(id, received_at),
         }
     }
 

@@ -5,10 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::clock::{AtomicTime, WallTime};
 use super::ledger::{name_hash, ReceiverRecord, SendLog, SenderFacts};
+use super::shard::Shard;
+
+/// The most senders looked up without a lock (16 bytes each, allocated up front).
+const MAX_SLOTS: u64 = 1 << 20;
 
 /// One virtual user's sending history.
 #[derive(Debug, Default)]
@@ -95,21 +99,71 @@ impl SenderLog {
 }
 
 /// Every sender's log, the name directory, and the receivers' records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Roster {
-    senders: RwLock<HashMap<u32, Arc<SenderLog>>>,
+    senders: Senders,
     /// Virtual users by the [`name_hash`] of the name they joined with.
     names: RwLock<HashMap<u64, u32>>,
     receivers: Mutex<Vec<ReceiverRecord>>,
 }
 
+/// The senders of this process by virtual-user number: a slot per number
+/// the load phases can give this shard, so a receiver finds a sender with
+/// two atomic reads (every delivery does); numbers beyond (none, unless the
+/// phases gave more than planned) go to a map under a lock.
+#[derive(Debug)]
+struct Senders {
+    shard: Shard,
+    slots: Box<[OnceLock<Arc<SenderLog>>]>,
+    overflow: RwLock<HashMap<u32, Arc<SenderLog>>>,
+}
+
+impl Senders {
+    fn slot(&self, vu: u32) -> Option<&OnceLock<Arc<SenderLog>>> {
+        if !self.shard.owns(vu) {
+            return None;
+        }
+        self.slots.get((vu / self.shard.count) as usize)
+    }
+
+    fn all(&self) -> Vec<(u32, Arc<SenderLog>)> {
+        let (index, count) = (self.shard.index, self.shard.count);
+        let mut all: Vec<_> = (0u32..)
+            .zip(self.slots.iter())
+            .filter_map(|(i, slot)| Some((i * count + index, slot.get()?.clone())))
+            .collect();
+        let overflow = self.overflow.read().expect("roster lock");
+        all.extend(overflow.iter().map(|(vu, log)| (*vu, log.clone())));
+        all
+    }
+}
+
 impl Roster {
+    /// The roster of shard `shard` of a run whose phases number at most
+    /// `vus` virtual users.
+    pub fn new(shard: Shard, vus: u64) -> Self {
+        let slots = vus.div_ceil(u64::from(shard.count)).min(MAX_SLOTS) as usize;
+        Self {
+            senders: Senders {
+                shard,
+                slots: (0..slots).map(|_| OnceLock::new()).collect(),
+                overflow: RwLock::default(),
+            },
+            names: RwLock::default(),
+            receivers: Mutex::default(),
+        }
+    }
+
     /// The log of virtual user `vu`, created on first use.
     pub fn sender(&self, vu: u32) -> Arc<SenderLog> {
-        if let Some(log) = self.senders.read().expect("roster lock").get(&vu) {
+        if let Some(slot) = self.senders.slot(vu) {
+            return slot.get_or_init(Arc::default).clone();
+        }
+        let senders = &self.senders.overflow;
+        if let Some(log) = senders.read().expect("roster lock").get(&vu) {
             return log.clone();
         }
-        self.senders
+        senders
             .write()
             .expect("roster lock")
             .entry(vu)
@@ -117,16 +171,23 @@ impl Roster {
             .clone()
     }
 
-    /// The log of virtual user `vu`, if it plays in this process.
-    pub fn get(&self, vu: u32) -> Option<Arc<SenderLog>> {
-        self.senders.read().expect("roster lock").get(&vu).cloned()
+    /// `f` of the log of virtual user `vu`, if it plays in this process: no
+    /// lock for a sender of this shard.
+    pub fn with_sender<R>(&self, vu: u32, f: impl FnOnce(&SenderLog) -> R) -> Option<R> {
+        match self.senders.slot(vu) {
+            Some(slot) => slot.get().map(|log| f(log)),
+            None => {
+                let overflow = self.senders.overflow.read().expect("roster lock");
+                overflow.get(&vu).map(|log| f(log))
+            }
+        }
     }
 
-    /// Looks up a sender by the [`name_hash`] of the name it joined with.
-    pub fn by_name_hash(&self, hash: u64) -> Option<(u32, Arc<SenderLog>)> {
+    /// `f` of the virtual user and log of the sender that joined with the
+    /// name of [`name_hash`] `hash`, if it plays in this process.
+    pub fn with_named<R>(&self, hash: u64, f: impl FnOnce(u32, &SenderLog) -> R) -> Option<R> {
         let vu = *self.names.read().expect("roster lock").get(&hash)?;
-        let log = self.senders.read().expect("roster lock").get(&vu)?.clone();
-        Some((vu, log))
+        self.with_sender(vu, |log| f(vu, log))
     }
 
     /// Remembers that `vu` joined as `name`.
@@ -139,13 +200,9 @@ impl Roster {
 
     /// Every sender that has joined, with its log.
     pub fn joined_senders(&self) -> Vec<(u32, Arc<SenderLog>)> {
-        self.senders
-            .read()
-            .expect("roster lock")
-            .iter()
-            .filter(|(_, log)| log.join_times().is_some())
-            .map(|(vu, log)| (*vu, log.clone()))
-            .collect()
+        let mut all = self.senders.all();
+        all.retain(|(_, log)| log.join_times().is_some());
+        all
     }
 
     /// A receiver's session ended.
@@ -158,10 +215,9 @@ impl Roster {
         let receivers = std::mem::take(&mut *self.receivers.lock().expect("roster lock"));
         let senders = self
             .senders
-            .read()
-            .expect("roster lock")
-            .iter()
-            .map(|(vu, log)| (*vu, log.facts()))
+            .all()
+            .into_iter()
+            .map(|(vu, log)| (vu, log.facts()))
             .collect();
         (receivers, senders)
     }
@@ -180,10 +236,26 @@ mod tests {
         assert_eq!(log.misnamed(Some("ann")), None);
         assert_eq!(log.misnamed(Some("bob")).as_deref(), Some("ann"));
         assert_eq!(log.misnamed(None).as_deref(), Some("ann"));
-        let roster = Roster::default();
+        let roster = Roster::new(Shard::WHOLE, 10);
         roster.sender(4).joined(Some("ann".into()), t, t);
         roster.name("ann", 4);
-        assert_eq!(roster.by_name_hash(name_hash("ann")).map(|(vu, _)| vu), Some(4));
-        assert!(roster.by_name_hash(name_hash("bob")).is_none());
+        assert_eq!(roster.with_named(name_hash("ann"), |vu, _| vu), Some(4));
+        assert!(roster.with_named(name_hash("bob"), |_, _| ()).is_none());
+    }
+
+    #[test]
+    fn senders_are_found_in_their_slot_or_beyond() {
+        let shard = Shard { index: 1, count: 3 };
+        let roster = Roster::new(shard, 9);
+        let (mine, beyond) = (roster.sender(4), roster.sender(10));
+        let found = |vu| roster.with_sender(vu, |log| log as *const SenderLog);
+        assert_eq!(found(4), Some(Arc::as_ptr(&mine)), "slot 1");
+        assert_eq!(found(10), Some(Arc::as_ptr(&beyond)), "past the slots");
+        assert_eq!(found(7), None, "not created");
+        assert_eq!(found(5), None, "another shard's");
+        let mut vus: Vec<u32> = roster.take_ledger().1.into_keys().collect();
+        vus.sort_unstable();
+        assert_eq!(vus, [4, 10]);
+        assert_eq!(roster.joined_senders().len(), 0);
     }
 }

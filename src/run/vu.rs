@@ -321,7 +321,7 @@ impl Vu {
         };
         let answer = self.inbox.ack_answer(sent.id);
         match tokio::time::timeout(emit.ack_timeout, answer).await {
-            Ok(Ok((at, _args))) => {
+            Ok(Ok(at)) => {
                 if let Some(id) = planned.ack {
                     ctx.recorder
                         .record_duration(id, at.saturating_duration_since(sent.sent_at));
