@@ -178,9 +178,11 @@ pub struct ReceiverRecord {
     /// The receiving virtual user.
     pub vu: u32,
     /// When the receiver entered the namespace.
-    pub joined_at_us: WallTime,
+    #[serde(rename = "joined_at_us")]
+    pub joined_at: WallTime,
     /// When its session ended.
-    pub left_at_us: WallTime,
+    #[serde(rename = "left_at_us")]
+    pub left_at: WallTime,
     /// Correlated sequence numbers received, per sender.
     pub from: HashMap<u32, SeqRuns>,
     /// Uncorrelated broadcasts (`userTyping`) received, per sender ([`name_hash`] of its name).
@@ -337,7 +339,7 @@ pub fn settle<'a>(
         .filter_map(|(vu, f)| Some((name_hash(f.name.as_deref()?), *vu)))
         .collect();
     for r in receivers {
-        if r.join_sent && !r.join_replied && r.left_at_us > r.joined_at_us.plus_us(w.deadline_us) {
+        if r.join_sent && !r.join_replied && r.left_at > r.joined_at.plus_us(w.deadline_us) {
             out.findings.push(Finding::ReplyMissing { receiver: r.vu });
         }
         let announced_gone = r.offline_seen.vus.iter().map(|vu| Some(vu as u32));
@@ -353,8 +355,8 @@ pub fn settle<'a>(
                 });
             }
         }
-        let from = r.joined_at_us.plus_us(w.margin_us);
-        let until = r.left_at_us.minus_us(w.deadline_us);
+        let from = r.joined_at.plus_us(w.margin_us);
+        let until = r.left_at.minus_us(w.deadline_us);
         if from >= until {
             continue;
         }
@@ -488,8 +490,8 @@ mod tests {
         // In the namespace from 250 to 950, margin 50, deadline 150: owed seqs 3..=8.
         let r = ReceiverRecord {
             vu: 2,
-            joined_at_us: t(250),
-            left_at_us: t(950),
+            joined_at: t(250),
+            left_at: t(950),
             from: HashMap::from([(1, runs)]),
             ..Default::default()
         };
@@ -528,8 +530,8 @@ mod tests {
         ]);
         let r = ReceiverRecord {
             vu: 2,
-            joined_at_us: t(0),
-            left_at_us: t(10_000),
+            joined_at: t(0),
+            left_at: t(10_000),
             online_seen: seen(&[(Some(4), "d")]),
             offline_seen: seen(&[(None, "c"), (Some(4), "d")]),
             join_sent: true,
@@ -558,6 +560,31 @@ mod tests {
     }
 
     #[test]
+    fn ledger_times_serialize_as_bare_microseconds() {
+        let facts = SenderFacts {
+            name: Some("a".into()),
+            messages: vec![t(5)],
+            typing: vec![t(6)],
+            join_sent: Some(t(7)),
+            left: None,
+        };
+        let json = r#"{"name":"a","messages":[5],"typing":[6],"join_sent":7,"left":null}"#;
+        assert_eq!(serde_json::to_string(&facts).unwrap(), json);
+        let r = ReceiverRecord {
+            vu: 1,
+            joined_at: t(10),
+            left_at: t(20),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.starts_with(r#"{"vu":1,"joined_at_us":10,"left_at_us":20,"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<ReceiverRecord>(&text).unwrap(), r);
+    }
+
+    #[test]
     fn typing_losses_are_counted_per_sender() {
         let facts = SenderFacts {
             name: Some("a".into()),
@@ -567,7 +594,7 @@ mod tests {
         let senders = HashMap::from([(1, facts)]);
         let r = ReceiverRecord {
             vu: 2,
-            left_at_us: t(1_000),
+            left_at: t(1_000),
             typing_from: HashMap::from([(name_hash("a"), 1)]),
             ..Default::default()
         };

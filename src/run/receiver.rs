@@ -339,8 +339,8 @@ impl Handler for Receiver {
         if let Some(joined) = self.inbox.connected_at.get() {
             let mut record = std::mem::take(&mut self.ledger);
             record.vu = self.vu();
-            record.joined_at_us = joined;
-            record.left_at_us = at;
+            record.joined_at = joined;
+            record.left_at = at;
             record.join_sent = self.inbox.joins() > 0;
             record.online_seen.seal();
             record.offline_seen.seal();
