@@ -111,7 +111,10 @@ mod tests {
 
     #[test]
     fn empty_names_match_nothing_and_the_last_duplicate_wins() {
-        assert_eq!(two_fields(r#"{"":"e","a":"1"}"#, ["a", ""]), [Some("1".into()), None]);
+        assert_eq!(
+            two_fields(r#"{"":"e","a":"1"}"#, ["a", ""]),
+            [Some("1".into()), None]
+        );
         let [a, _] = two_fields(r#"{"a":"1","a":"2"}"#, ["a", ""]);
         assert_eq!(a.as_deref(), Some("2"));
     }

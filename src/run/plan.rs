@@ -281,12 +281,11 @@ impl RunPlan {
             })
             .collect();
 
-        let ids_head = (
-            registry.latency("connect"),
-            registry.latency("join"),
-            registry.latency(SCHEDULE_LAG),
-            registry.latency(WAKEUP_LAG),
-        );
+        // Then, kind by kind, in the order the run always registered them
+        // (interval logs list metrics in it): these latencies, the timed
+        // events' latencies, the counters, the timed events' counters.
+        let [connect, join, schedule_lag, wakeup_lag] =
+            ["connect", "join", SCHEDULE_LAG, WAKEUP_LAG].map(|name| registry.latency(name));
         let timed: Vec<EventId> = model
             .broadcasts
             .iter()
@@ -323,10 +322,10 @@ impl RunPlan {
         let [connections, connections_ok, connections_refused, panics, errors_emit, errors_exception, timeouts_expect, timeouts_ack, emits] =
             counters;
         let ids = Ids {
-            connect: ids_head.0,
-            join: ids_head.1,
-            schedule_lag: ids_head.2,
-            wakeup_lag: ids_head.3,
+            connect,
+            join,
+            schedule_lag,
+            wakeup_lag,
             connections,
             connections_ok,
             connections_refused,
