@@ -13,6 +13,8 @@
 //! Imports go one way, down this order: `conform`, `run`, `report`, `rules`,
 //! `metrics`, `scenario`, `client`, `error` (no module imports one before it).
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod conform;
 pub mod error;

@@ -17,6 +17,7 @@
 
 pub mod engineio;
 pub mod json;
+pub mod pick;
 pub mod socketio;
 pub mod timestamp;
 

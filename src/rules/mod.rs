@@ -239,7 +239,7 @@ impl ProtocolModel {
         payload: Option<&Value>,
         now: SystemTime,
     ) -> Option<String> {
-        check_schema(self.payloads.get(event)?, payload, now)
+        schema_problem(self.payloads.get(event)?, payload, now)
     }
 
     /// Like [`ProtocolModel::payload_problem`], for the ack of a client event.
@@ -249,14 +249,17 @@ impl ProtocolModel {
         payload: Option<&Value>,
         now: SystemTime,
     ) -> Option<String> {
-        check_schema(self.acks.get(client_event)?, payload, now)
+        schema_problem(self.acks.get(client_event)?, payload, now)
     }
 }
 
 /// How far a payload's timestamp may be from the receive time.
 pub const TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(5);
 
-fn check_schema(schema: &Schema, payload: Option<&Value>, now: SystemTime) -> Option<String> {
+/// Checks a payload against a schema: `None` when it fits, else what is
+/// wrong (the first problem found). Timestamps must also lie within
+/// [`TIMESTAMP_TOLERANCE`] of `now`.
+pub fn schema_problem(schema: &Schema, payload: Option<&Value>, now: SystemTime) -> Option<String> {
     let Some(Value::Object(map)) = payload else {
         return Some(format!(
             "expected an object, got {}",

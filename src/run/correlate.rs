@@ -1,10 +1,13 @@
 //! The correlation mark the driver appends to the text of each message it
 //! sends, so that every receiver can tell who sent it, its place in the
 //! sender's sequence, and when it was meant to go and did go, without any
-//! shared lookup: ` #chorus/<vu>/<seq>/<intended µs>/<sent µs>` (times since
-//! the run's epoch).
+//! shared lookup: ` #chorus/<vu>/<seq>/<intended µs>/<sent µs>`, both times
+//! [`WallTime`]s (wall-clock µs since the UNIX epoch, so that receivers in
+//! other shards read them alike).
 
 use std::fmt::Write as _;
+
+use super::clock::WallTime;
 
 const PREFIX: &str = " #chorus/";
 
@@ -15,10 +18,10 @@ pub struct Mark {
     pub vu: u32,
     /// The sender's message number, from 0.
     pub seq: u64,
-    /// When the schedule meant the message to be sent (µs since the epoch).
-    pub intended_us: u64,
-    /// When it was handed to the socket (µs since the epoch).
-    pub sent_us: u64,
+    /// When the schedule meant the message to be sent.
+    pub intended: WallTime,
+    /// When it was handed to the socket.
+    pub sent: WallTime,
 }
 
 impl Mark {
@@ -27,7 +30,10 @@ impl Mark {
         let _ = write!(
             text,
             "{PREFIX}{}/{}/{}/{}",
-            self.vu, self.seq, self.intended_us, self.sent_us
+            self.vu,
+            self.seq,
+            self.intended.as_micros(),
+            self.sent.as_micros()
         );
     }
 
@@ -39,8 +45,8 @@ impl Mark {
         let mark = Mark {
             vu: u32::try_from(next()?).ok()?,
             seq: next()?,
-            intended_us: next()?,
-            sent_us: next()?,
+            intended: WallTime::from_micros(next()?),
+            sent: WallTime::from_micros(next()?),
         };
         parts.next().is_none().then_some(mark)
     }
@@ -55,8 +61,8 @@ mod tests {
         let mark = Mark {
             vu: 7,
             seq: 42,
-            intended_us: 1_000,
-            sent_us: 1_250,
+            intended: WallTime::from_micros(1_000),
+            sent: WallTime::from_micros(1_250),
         };
         let mut text = String::from("hello 3");
         mark.append_to(&mut text);

@@ -366,7 +366,7 @@ mod tests {
             )
         };
         let mut clean = summary_with("");
-        assert!(super::super::evaluate(&mut clean, &scenario()));
+        assert!(super::super::verdict::evaluate(&mut clean, &scenario()));
         for (counter, check) in [
             (PANIC_COUNTER, "errors.panic == 0 (built-in check)"),
             (
@@ -377,7 +377,7 @@ mod tests {
         ] {
             let mut summary = summary_with(counter);
             assert!(
-                !super::super::evaluate(&mut summary, &scenario()),
+                !super::super::verdict::evaluate(&mut summary, &scenario()),
                 "{counter}"
             );
             let failed: Vec<&str> = summary

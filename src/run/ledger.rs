@@ -8,10 +8,23 @@
 //! compared with the senders' logs: a message was owed to the receiver when it
 //! was sent while the receiver was surely in the namespace (after it had
 //! joined plus a margin, and at least the delivery deadline before it left).
+//! Every time here is a [`WallTime`] (wall-clock µs since the UNIX epoch),
+//! serialized as the bare number.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::clock::WallTime;
+use super::error::RunError;
+use crate::error::FileError;
+
+/// A receiver is owed messages sent this long after it entered the namespace.
+pub const LEDGER_MARGIN: Duration = Duration::from_millis(100);
+/// A message must reach its receivers within this long to count as delivered
+/// to a receiver that leaves; it is also the drain time at the end of a run.
+pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Sequence numbers received from one sender, as sorted, disjoint, inclusive runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,11 +130,16 @@ pub struct Seen {
 impl Seen {
     /// Records an announcement of `name`, resolved to `vu` when the sender plays here.
     pub fn add(&mut self, vu: Option<u32>, name: &str) {
+        self.add_hashed(vu, name_hash(name));
+    }
+
+    /// Like [`Seen::add`], with the name's [`name_hash`] already computed.
+    pub fn add_hashed(&mut self, vu: Option<u32>, hash: u64) {
         match vu {
             Some(vu) => {
                 self.vus.insert(u64::from(vu));
             }
-            None => self.names.push(name_hash(name)),
+            None => self.names.push(hash),
         }
     }
 
@@ -137,10 +155,10 @@ impl Seen {
     }
 }
 
-/// Send times (µs since the run epoch) of one sender's correlated messages, by sequence number.
-pub type SendLog = Vec<u64>;
+/// Send times of one sender's correlated messages, by sequence number.
+pub type SendLog = Vec<WallTime>;
 
-/// What the ledger needs to know of one sender (times in µs since the run epoch).
+/// What the ledger needs to know of one sender.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SenderFacts {
     /// The name it joined with (announcements and unmarked broadcasts carry it).
@@ -148,11 +166,11 @@ pub struct SenderFacts {
     /// Send time of each correlated message, by sequence number.
     pub messages: SendLog,
     /// Send time of each uncorrelated broadcast cause (`typing`), in order.
-    pub typing: Vec<u64>,
+    pub typing: Vec<WallTime>,
     /// When it sent its latest join.
-    pub join_sent: Option<u64>,
+    pub join_sent: Option<WallTime>,
     /// When it started to leave (or its session ended).
-    pub left: Option<u64>,
+    pub left: Option<WallTime>,
 }
 
 /// One receiver's record, handed in when its session ends.
@@ -160,10 +178,12 @@ pub struct SenderFacts {
 pub struct ReceiverRecord {
     /// The receiving virtual user.
     pub vu: u32,
-    /// When the receiver entered the namespace (µs since the run epoch).
-    pub joined_at_us: u64,
-    /// When its session ended (µs since the run epoch).
-    pub left_at_us: u64,
+    /// When the receiver entered the namespace.
+    #[serde(rename = "joined_at_us")]
+    pub joined_at: WallTime,
+    /// When its session ended.
+    #[serde(rename = "left_at_us")]
+    pub left_at: WallTime,
     /// Correlated sequence numbers received, per sender.
     pub from: HashMap<u32, SeqRuns>,
     /// Uncorrelated broadcasts (`userTyping`) received, per sender ([`name_hash`] of its name).
@@ -197,22 +217,22 @@ impl LedgerFile {
     pub const FILE: &'static str = "ledger.json";
 
     /// Writes `ledger.json` into `run_dir`.
-    pub fn write(&self, run_dir: &std::path::Path) -> Result<(), super::RunError> {
+    pub fn write(&self, run_dir: &std::path::Path) -> Result<(), RunError> {
         let path = run_dir.join(Self::FILE);
         let json = serde_json::to_vec(self).expect("the ledger serializes");
-        std::fs::write(&path, json).map_err(|source| super::RunError::Io { path, source })
+        std::fs::write(&path, json).map_err(|source| FileError::new(path, source).into())
     }
 
     /// Reads `ledger.json` from `run_dir`.
-    pub fn read(run_dir: &std::path::Path) -> Result<Self, super::RunError> {
+    pub fn read(run_dir: &std::path::Path) -> Result<Self, RunError> {
         let path = run_dir.join(Self::FILE);
-        let bytes = std::fs::read(&path).map_err(|source| super::RunError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| super::RunError::Io {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        let bytes = std::fs::read(&path).map_err(|source| FileError::new(&path, source))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            FileError::new(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+            .into()
         })
     }
 }
@@ -233,25 +253,49 @@ pub struct LedgerTotals {
 pub enum Finding {
     /// `count` correlated messages from `sender` never reached `receiver`.
     MessagesLost {
+        /// The receiving virtual user.
         receiver: u32,
+        /// The sending virtual user.
         sender: u32,
+        /// How many were lost.
         count: u64,
     },
     /// `count` typing broadcasts from `sender` never reached `receiver`.
     TypingLost {
+        /// The receiving virtual user.
         receiver: u32,
+        /// The sending virtual user.
         sender: u32,
+        /// How many were lost.
         count: u64,
     },
     /// `receiver` never got the join announcement of `subject`.
-    OnlineMissing { receiver: u32, subject: u32 },
+    OnlineMissing {
+        /// The receiving virtual user.
+        receiver: u32,
+        /// The virtual user that joined.
+        subject: u32,
+    },
     /// `receiver` never got the leave announcement of `subject`.
-    OfflineMissing { receiver: u32, subject: u32 },
+    OfflineMissing {
+        /// The receiving virtual user.
+        receiver: u32,
+        /// The virtual user that left.
+        subject: u32,
+    },
     /// `receiver` got a leave announcement for a client that never joined
     /// (`subject` is `None`: no sender has that name) or never left.
-    OfflineSpurious { receiver: u32, subject: Option<u32> },
+    OfflineSpurious {
+        /// The receiving virtual user.
+        receiver: u32,
+        /// The virtual user announced gone, when one has that name.
+        subject: Option<u32>,
+    },
     /// `receiver` joined but the join's reply never came.
-    ReplyMissing { receiver: u32 },
+    ReplyMissing {
+        /// The virtual user that joined.
+        receiver: u32,
+    },
 }
 
 /// What settling found.
@@ -277,15 +321,15 @@ pub struct Window {
 impl Window {
     /// The window every run and merge settles with.
     pub const RUN: Window = Window {
-        margin_us: super::LEDGER_MARGIN.as_micros() as u64,
-        deadline_us: super::DELIVERY_DEADLINE.as_micros() as u64,
+        margin_us: LEDGER_MARGIN.as_micros() as u64,
+        deadline_us: DELIVERY_DEADLINE.as_micros() as u64,
     };
 }
 
 /// Adds up, for every receiver, what it was owed and what it got. Senders
 /// and receivers may come from several shards: they meet here by id and name.
-pub fn settle(
-    receivers: &[ReceiverRecord],
+pub fn settle<'a>(
+    receivers: impl IntoIterator<Item = &'a ReceiverRecord>,
     senders: &HashMap<u32, SenderFacts>,
     w: Window,
 ) -> Settlement {
@@ -296,7 +340,7 @@ pub fn settle(
         .filter_map(|(vu, f)| Some((name_hash(f.name.as_deref()?), *vu)))
         .collect();
     for r in receivers {
-        if r.join_sent && !r.join_replied && r.left_at_us > r.joined_at_us + w.deadline_us {
+        if r.join_sent && !r.join_replied && r.left_at > r.joined_at.plus_us(w.deadline_us) {
             out.findings.push(Finding::ReplyMissing { receiver: r.vu });
         }
         let announced_gone = r.offline_seen.vus.iter().map(|vu| Some(vu as u32));
@@ -312,12 +356,12 @@ pub fn settle(
                 });
             }
         }
-        let from = r.joined_at_us.saturating_add(w.margin_us);
-        let until = r.left_at_us.saturating_sub(w.deadline_us);
+        let from = r.joined_at.plus_us(w.margin_us);
+        let until = r.left_at.minus_us(w.deadline_us);
         if from >= until {
             continue;
         }
-        let owed = |t: u64| t >= from && t <= until;
+        let owed = |t: WallTime| t >= from && t <= until;
         for (&sender, facts) in senders {
             // Sends are in time order, so the owed ones form one range of sequence numbers.
             let lo = facts.messages.partition_point(|&t| t < from) as u64;
@@ -428,11 +472,15 @@ mod tests {
         }
     }
 
+    fn t(micros: u64) -> WallTime {
+        WallTime::from_micros(micros)
+    }
+
     #[test]
     fn settle_counts_only_what_was_owed() {
         // Sender 1 sent seqs 0..10 at t = 0, 100, …, 900 µs.
         let facts = SenderFacts {
-            messages: (0..10).map(|i| i * 100).collect(),
+            messages: (0..10).map(|i| t(i * 100)).collect(),
             ..Default::default()
         };
         let senders = HashMap::from([(1, facts)]);
@@ -443,8 +491,8 @@ mod tests {
         // In the namespace from 250 to 950, margin 50, deadline 150: owed seqs 3..=8.
         let r = ReceiverRecord {
             vu: 2,
-            joined_at_us: 250,
-            left_at_us: 950,
+            joined_at: t(250),
+            left_at: t(950),
             from: HashMap::from([(1, runs)]),
             ..Default::default()
         };
@@ -469,10 +517,10 @@ mod tests {
 
     #[test]
     fn presence_and_replies_are_settled() {
-        let named = |name: &str, join_sent, left| SenderFacts {
+        let named = |name: &str, join_sent: Option<u64>, left: Option<u64>| SenderFacts {
             name: Some(name.into()),
-            join_sent,
-            left,
+            join_sent: join_sent.map(t),
+            left: left.map(t),
             ..Default::default()
         };
         let senders = HashMap::from([
@@ -483,8 +531,8 @@ mod tests {
         ]);
         let r = ReceiverRecord {
             vu: 2,
-            joined_at_us: 0,
-            left_at_us: 10_000,
+            joined_at: t(0),
+            left_at: t(10_000),
             online_seen: seen(&[(Some(4), "d")]),
             offline_seen: seen(&[(None, "c"), (Some(4), "d")]),
             join_sent: true,
@@ -513,16 +561,41 @@ mod tests {
     }
 
     #[test]
+    fn ledger_times_serialize_as_bare_microseconds() {
+        let facts = SenderFacts {
+            name: Some("a".into()),
+            messages: vec![t(5)],
+            typing: vec![t(6)],
+            join_sent: Some(t(7)),
+            left: None,
+        };
+        let json = r#"{"name":"a","messages":[5],"typing":[6],"join_sent":7,"left":null}"#;
+        assert_eq!(serde_json::to_string(&facts).unwrap(), json);
+        let r = ReceiverRecord {
+            vu: 1,
+            joined_at: t(10),
+            left_at: t(20),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.starts_with(r#"{"vu":1,"joined_at_us":10,"left_at_us":20,"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<ReceiverRecord>(&text).unwrap(), r);
+    }
+
+    #[test]
     fn typing_losses_are_counted_per_sender() {
         let facts = SenderFacts {
             name: Some("a".into()),
-            typing: vec![100, 200, 300],
+            typing: vec![t(100), t(200), t(300)],
             ..Default::default()
         };
         let senders = HashMap::from([(1, facts)]);
         let r = ReceiverRecord {
             vu: 2,
-            left_at_us: 1_000,
+            left_at: t(1_000),
             typing_from: HashMap::from([(name_hash("a"), 1)]),
             ..Default::default()
         };

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::{render_prometheus, Registry};
 
-use super::RunError;
+use super::error::RunError;
 
 /// Serves `GET /metrics` on `addr` until the returned task is aborted.
 /// Values are those of the latest once-a-second collection.

@@ -6,8 +6,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use super::clock::WallTime;
 use super::context::Context;
-use super::ViolationKind;
+use super::ledger::LEDGER_MARGIN;
+use super::violations::Kind;
 use crate::metrics::IntervalSnapshot;
 
 /// How long a client may go without a delivery owed to everyone while
@@ -22,8 +24,8 @@ pub const DELIVERY_SPREAD: Duration = Duration::from_secs(1);
 /// What the watchdog remembers between ticks.
 #[derive(Debug, Default)]
 pub struct Watch {
-    /// Per tick (µs): the newest delivery owed to everyone that any client had received.
-    newest: VecDeque<(u64, u64)>,
+    /// Per tick: the newest delivery owed to everyone that any client had received.
+    newest: VecDeque<(WallTime, WallTime)>,
     /// Since when clients send but nothing is delivered.
     quiet_since: Option<Instant>,
 }
@@ -36,28 +38,17 @@ pub struct Watch {
 /// merely milliseconds behind on a sparse broadcast from being flagged.)
 pub fn watch_liveness(ctx: &Context, snapshot: &IntervalSnapshot, watch: &mut Watch) {
     let bound = LIVENESS_BOUND.as_micros() as u64;
-    let margin = super::LEDGER_MARGIN.as_micros() as u64;
-    let now = ctx.micros(Instant::now());
-    let live: Vec<_> = {
-        let mut inboxes = ctx.inboxes.lock().expect("inbox list lock");
-        inboxes.retain(|w| w.upgrade().is_some_and(|i| !i.closed.load(Relaxed)));
-        inboxes
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .collect()
-    };
-    let newest = live
-        .iter()
-        .map(|i| i.last_delivery_us.load(Relaxed))
-        .filter(|&t| t != u64::MAX)
-        .max();
+    let margin = LEDGER_MARGIN.as_micros() as u64;
+    let now = ctx.plan.clock.now();
+    let live = ctx.clients.open_inboxes();
+    let newest = live.iter().filter_map(|i| i.last_delivery.get()).max();
     if let Some(newest) = newest {
         watch.newest.push_back((now, newest));
     }
     while watch
         .newest
         .front()
-        .is_some_and(|&(t, _)| t + 2 * bound < now)
+        .is_some_and(|&(t, _)| t.plus_us(2 * bound) < now)
     {
         watch.newest.pop_front();
     }
@@ -67,27 +58,28 @@ pub fn watch_liveness(ctx: &Context, snapshot: &IntervalSnapshot, watch: &mut Wa
         .newest
         .iter()
         .rev()
-        .find(|&&(t, _)| t + bound <= now + half_tick)
+        .find(|&&(t, _)| t.plus_us(bound) <= now.plus_us(half_tick))
         .map(|&(_, n)| n);
     if let Some(reference) = reference {
+        let spread = DELIVERY_SPREAD.as_micros() as u64;
         for inbox in &live {
-            let last = inbox.last_delivery_us.load(Relaxed);
-            let connected = inbox.connected_at_us.load(Relaxed);
-            let spread = DELIVERY_SPREAD.as_micros() as u64;
-            let missed = connected != u64::MAX
-                && connected + margin < reference
-                && (last == u64::MAX || last + spread < reference);
+            let last = inbox.last_delivery.get();
+            let Some(connected) = inbox.connected_at.get() else {
+                continue;
+            };
+            let missed = connected.plus_us(margin) < reference
+                && last.is_none_or(|l| l.plus_us(spread) < reference);
             if missed && !inbox.reported_stalled.swap(true, Relaxed) {
-                let since = if last == u64::MAX { connected } else { last };
+                let since = last.unwrap_or(connected);
                 ctx.violation(
-                    ViolationKind::Liveness,
+                    Kind::Liveness,
                     inbox.vu,
                     "",
                     "deliveries while others receive them".to_owned(),
                     format!(
                         "nothing for {:.1} s, while others got one {:.1} s ago",
-                        now.saturating_sub(since) as f64 / 1e6,
-                        now.saturating_sub(reference) as f64 / 1e6
+                        now.micros_since(since) as f64 / 1e6,
+                        now.micros_since(reference) as f64 / 1e6
                     ),
                     now,
                 );
@@ -103,7 +95,7 @@ pub fn watch_liveness(ctx: &Context, snapshot: &IntervalSnapshot, watch: &mut Wa
         let since = *watch.quiet_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= LIVENESS_BOUND {
             ctx.violation(
-                ViolationKind::Liveness,
+                Kind::Liveness,
                 0,
                 "",
                 "deliveries for what clients send".to_owned(),

@@ -4,13 +4,14 @@
 //! shards as a single process would have (a client of shard 1 owed what a
 //! client of shard 2 sent).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 
+use crate::error::FileError;
 use crate::metrics::{
     new_histogram, CounterTotal, Cumulative, GaugeReading, IntervalCounter, IntervalLog,
     IntervalLogs, IntervalSnapshot, NamedHistogram, RunInfo, Summary, TimeSeries,
@@ -18,9 +19,11 @@ use crate::metrics::{
 use crate::rules::ProtocolModel;
 use crate::scenario::Scenario;
 
-use super::ledger::{settle, LedgerFile, Window};
-use super::violations::{read_evidence, write_evidence, Evidence};
-use super::{settlement, RunError};
+use super::error::RunError;
+use super::ledger::LedgerFile;
+use super::settlement::settle_ledgers;
+use super::verdict::evaluate;
+use super::violations::{read_evidence, write_evidence, Evidence, EVIDENCE_FILE};
 
 /// One shard's run directory, read.
 struct ShardDir {
@@ -34,15 +37,16 @@ struct ShardDir {
 }
 
 fn invalid(dir: &Path, what: impl std::fmt::Display) -> RunError {
-    RunError::Io {
-        path: dir.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string()),
-    }
+    FileError::new(
+        dir,
+        std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string()),
+    )
+    .into()
 }
 
 impl ShardDir {
     fn read(dir: &Path) -> Result<Self, RunError> {
-        let io = |path: PathBuf| move |source| RunError::Io { path, source };
+        let io = |path: PathBuf| move |source| RunError::from(FileError::new(path, source));
         let summary = Summary::read(&dir.join("summary.json"))?;
         let mut logs = Vec::new();
         let hdr = dir.join("hdr");
@@ -68,7 +72,7 @@ impl ShardDir {
             logs,
             series,
             ledger,
-            evidence: read_evidence(dir).map_err(io(dir.join(super::violations::EVIDENCE_FILE)))?,
+            evidence: read_evidence(dir).map_err(io(dir.join(EVIDENCE_FILE)))?,
             scenario: std::fs::read_to_string(&scenario_path).map_err(io(scenario_path))?,
             dir: dir.to_owned(),
         })
@@ -109,10 +113,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
         .filter_map(ShardDir::started_at)
         .min()
         .ok_or_else(|| invalid(&first.dir, "no interval logs"))?;
-    std::fs::create_dir_all(out).map_err(|source| RunError::Io {
-        path: out.to_owned(),
-        source,
-    })?;
+    std::fs::create_dir_all(out).map_err(|source| FileError::new(out, source))?;
 
     // Second by second: interval histograms added, counter increases and gauges summed.
     let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
@@ -227,17 +228,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
         .fold(0.0, f64::max);
     if with_ledger > 0 {
         let ledgers: Vec<&LedgerFile> = shards.iter().filter_map(|s| s.ledger.as_ref()).collect();
-        let receivers: Vec<_> = ledgers
-            .iter()
-            .flat_map(|l| l.receivers.iter().cloned())
-            .collect();
-        let senders: HashMap<_, _> = ledgers.iter().flat_map(|l| l.senders.clone()).collect();
-        let settlement = settle(&receivers, &senders, Window::RUN);
-        for (name, n) in settlement::counters(&settlement) {
+        let model = ProtocolModel::resolve(&ledgers[0].protocol, &first.dir)?;
+        let settled = settle_ledgers(&ledgers, &model, duration_s);
+        for (name, n) in settled.counters {
             *counters.entry(name).or_default() += n;
         }
-        let model = ProtocolModel::resolve(&ledgers[0].protocol, &first.dir)?;
-        for (n, e) in settlement::evidence(&settlement, &model, duration_s) {
+        for (n, e) in settled.violations {
             *counters
                 .entry(format!("violations.{}", e.kind.as_str()))
                 .or_default() += n;
@@ -279,7 +275,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
     let mut summary = Summary::from_cumulative(&cumulative, info, cores);
     let scenario_path = first.dir.join("scenario.yml");
     let scenario = Scenario::from_str(&first.scenario, &scenario_path.display().to_string())?;
-    super::evaluate(&mut summary, &scenario);
+    evaluate(&mut summary, &scenario);
     // A shard that was stopped (or could not connect at all) stops the whole run.
     let stopped: Vec<String> = shards
         .iter()
@@ -293,13 +289,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
         summary.aborted = Some(format!("shard {}", stopped.join("; shard ")));
     }
     summary.write(&out.join("summary.json"))?;
-    write_evidence(out, evidence).map_err(|source| RunError::Io {
-        path: out.join("violations.json"),
-        source,
-    })?;
-    std::fs::write(out.join("scenario.yml"), &first.scenario).map_err(|source| RunError::Io {
-        path: out.join("scenario.yml"),
-        source,
-    })?;
+    write_evidence(out, evidence)
+        .map_err(|source| FileError::new(out.join("violations.json"), source))?;
+    std::fs::write(out.join("scenario.yml"), &first.scenario)
+        .map_err(|source| FileError::new(out.join("scenario.yml"), source))?;
     Ok(summary)
 }

@@ -2,30 +2,52 @@
 //! and writes the run directory.
 //!
 //! The flow of a run: resolve the target (or start the reference gateway
-//! in-process), start virtual users as the load phases say, collect metrics
-//! once a second (interval logs, time series, progress, early abort), and at
-//! the end stop the senders, let in-flight deliveries drain, disconnect
-//! everyone, settle the delivery ledger and write `summary.json`.
+//! in-process), compile the scenario against its protocol model into a
+//! `RunPlan`, start virtual users as the load phases say, collect
+//! metrics once a second (interval logs, time series, progress, early abort),
+//! and at the end stop the senders, let in-flight deliveries drain, disconnect
+//! everyone, settle the delivery ledger (as a merge of one shard would) and
+//! write `summary.json`.
+//!
+//! Layers, each calling only those below it:
+//!
+//! - `phases` starts virtual users (`vu`), which play the plan's flows and
+//!   hand each client a `receiver`, the checker of everything it receives;
+//! - `receiver` uses `checks` (payload schemas, snapshots), `timing`
+//!   (latency recording), `closes` (close-reason counters) and `correlate`
+//!   (the marks in message texts);
+//! - `context` is the plan plus the run's shared state: the `roster` the
+//!   `ledger` is settled from, `violations`, the clients' `inbox`es;
+//! - `plan` (the compiled run), `inbox`, `ledger`, `clock` (the one time type,
+//!   `WallTime`) and `error` are at the bottom. `merge` and this module
+//!   settle through `settlement` and judge through `verdict`.
 
+mod checks;
+mod clock;
+mod closes;
 mod context;
 mod correlate;
+mod error;
 mod failure;
+mod inbox;
 mod ledger;
 mod live;
 mod liveness;
 mod merge;
 mod phases;
+mod plan;
 mod progress;
 mod receiver;
 mod roster;
 mod settlement;
 mod shard;
 mod target;
+mod timing;
+mod verdict;
 mod violations;
 mod vu;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,13 +55,16 @@ use chorus_gateway::Profile;
 use tokio::sync::watch;
 
 use crate::client::ClientConfig;
+use crate::error::FileError;
 use crate::metrics::{
-    HealthSampler, IntervalLogs, MetricsError, Registry, RunInfo, Summary, TimeSeries, Verdict,
+    HealthSampler, IntervalLogs, Registry, RunInfo, Summary, TimeSeries, Verdict,
 };
 use crate::report::render_table;
 use crate::rules::ProtocolModel;
-use crate::scenario::{Override, Phase, Scenario, ScenarioError, TokenSource};
+use crate::scenario::{Override, Phase, Scenario, TokenSource};
 
+pub use clock::WallTime;
+pub use error::RunError;
 pub use ledger::{
     settle, Finding, LedgerFile, LedgerTotals, ReceiverRecord, SenderFacts, SeqRuns, Settlement,
     Window,
@@ -49,14 +74,12 @@ pub use shard::{parse_start_at, Shard};
 pub use violations::Kind as ViolationKind;
 
 use context::Context;
+use plan::{RunPlan, Setup};
 use progress::{Progress, Tick};
+use settlement::settle_ledgers;
 use target::Target;
+use verdict::{breached, evaluate};
 
-/// A receiver is owed messages sent this long after it entered the namespace.
-const LEDGER_MARGIN: Duration = Duration::from_millis(100);
-/// A message must reach its receivers within this long to count as delivered
-/// to a receiver that leaves; it is also the drain time at the end of a run.
-const DELIVERY_DEADLINE: Duration = Duration::from_secs(2);
 /// How long virtual users may take to finish after the last phase, when the
 /// scenario sets no `max_duration`.
 const DEFAULT_GRACE: Duration = Duration::from_secs(60);
@@ -110,61 +133,6 @@ impl RunOptions {
     }
 }
 
-/// Why a run could not be carried out.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The scenario does not load.
-    #[error(transparent)]
-    Scenario(#[from] ScenarioError),
-    /// The target does not answer.
-    #[error("cannot reach {url}: {reason}")]
-    Unreachable {
-        /// The target URL.
-        url: String,
-        /// What connecting said.
-        reason: String,
-    },
-    /// The embedded gateway did not start.
-    #[error("cannot start the embedded gateway: {0}")]
-    Gateway(String),
-    /// Writing results failed.
-    #[error(transparent)]
-    Metrics(#[from] MetricsError),
-    /// The live metrics endpoint cannot listen.
-    #[error("cannot serve metrics on {addr}: {source}")]
-    MetricsAddr {
-        /// The address asked for.
-        addr: std::net::SocketAddr,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// A signal came before the run started.
-    #[error("interrupted by {signal} before the run started")]
-    Interrupted {
-        /// `SIGINT` or `SIGTERM`.
-        signal: &'static str,
-    },
-    /// The run directory cannot be written.
-    #[error("cannot write {path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-}
-
-impl RunError {
-    /// The exit code: 2 for a scenario or usage error, 3 for an unreachable
-    /// target, an interruption or I/O.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Scenario(_) => 2,
-            _ => 3,
-        }
-    }
-}
-
 /// What a finished run produced.
 #[derive(Debug)]
 pub struct RunReport {
@@ -201,10 +169,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         .out
         .clone()
         .unwrap_or_else(|| default_run_dir(&scenario.name));
-    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::Io {
-        path: run_dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&run_dir).map_err(|source| FileError::new(&run_dir, source))?;
     let scenario_text = std::fs::read_to_string(&options.scenario).unwrap_or_default();
     write_file(
         &run_dir.join("scenario.yml"),
@@ -390,10 +355,7 @@ fn scenario_as_run(text: &str, overrides: &[Override]) -> String {
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
-    std::fs::write(path, text).map_err(|source| RunError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::write(path, text).map_err(|source| FileError::new(path, source).into())
 }
 
 /// How many clients the phases start at most (for the progress bar and source addresses).
@@ -436,13 +398,14 @@ async fn play(
     client.transport = scenario.socketio.transport;
     client.tls = scenario.tls_client.clone();
     let local_ips = target::source_addresses(target.url(), planned);
-    let ctx = Arc::new(Context::new(
-        scenario,
-        model,
+    let setup = Setup {
         client,
         tokens,
         local_ips,
-        options.shard,
+        shard: options.shard,
+    };
+    let ctx = Arc::new(Context::new(
+        RunPlan::new(scenario, model, setup, &registry),
         &registry,
     ));
     let live = match options.metrics_addr {
@@ -451,7 +414,8 @@ async fn play(
     };
     let p99_of = format!(
         "delivery.{}",
-        ctx.model
+        ctx.plan
+            .model
             .broadcasts
             .first()
             .map_or("", |b| b.event.as_str())
@@ -465,9 +429,10 @@ async fn play(
     let mut progress = Progress::new(quiet, planned);
     let started = Instant::now();
     let cap = ctx
+        .plan
         .scenario
         .max_duration
-        .unwrap_or(ctx.scenario.phases_duration() + DEFAULT_GRACE);
+        .unwrap_or(ctx.plan.scenario.phases_duration() + DEFAULT_GRACE);
 
     let (phase_tx, phase_rx) = watch::channel(String::from("start"));
     let (end_tx, end_rx) = watch::channel(false);
@@ -489,7 +454,7 @@ async fn play(
             ended = &mut driver => {
                 if let Err(err) = ended {
                     if err.is_panic() {
-                        registry.recorder().add(ctx.ids.panics, 1);
+                        registry.recorder().add(ctx.plan.ids.panics, 1);
                         aborted.get_or_insert_with(|| "the load driver panicked (see the log above)".to_owned());
                     }
                 }
@@ -519,9 +484,9 @@ async fn play(
                     .filter(|c| c.name.starts_with("errors") || c.name.starts_with("timeouts"))
                     .map(|c| c.total)
                     .sum();
-                let connected = ctx.connected.load(Relaxed);
+                let connected = ctx.clients.now_connected();
                 registry.recorder().set_gauge(connected_gauge, connected as f64);
-                registry.recorder().set_gauge(backlog_gauge, ctx.sending.load(Relaxed) as f64);
+                registry.recorder().set_gauge(backlog_gauge, ctx.clients.sending() as f64);
                 progress.tick(&Tick {
                     phase: &phase_rx.borrow(),
                     connected,
@@ -529,27 +494,27 @@ async fn play(
                     snapshot: &snapshot,
                     errors,
                     p99_of: &p99_of,
-                    connect_failures: (ctx.failures.total(), ctx.failures.top()),
+                    connect_failures: (ctx.clients.failures.total(), ctx.clients.failures.top()),
                 });
                 liveness::watch_liveness(&ctx, &snapshot, &mut liveness);
                 let over_time = started.elapsed() >= cap;
-                let breach = if ctx.scenario.abort_on_fail {
-                    breached(&mut summarize(&registry, &ctx.scenario, target, started), &ctx.scenario)
+                let breach = if ctx.plan.scenario.abort_on_fail {
+                    breached(&mut summarize(&registry, &ctx.plan.scenario, target, started), &ctx.plan.scenario)
                 } else {
                     None
                 };
                 // Every client planned so far tried and none could connect:
                 // nothing is left to measure.
-                let failed = ctx.failures.total();
+                let failed = ctx.clients.failures.total();
                 let nobody = failed > 0
                     && failed >= planned
-                    && ctx.ever_connected.load(Relaxed) == 0;
+                    && ctx.clients.ever_connected() == 0;
                 // Every session the run had is gone, lost to the target: if it
                 // no longer accepts TCP, it died (probed at most every 5 s).
                 let lost = lost_connections(cumulative.counters.iter().map(|c| (&*c.name, c.total)));
                 let gone = if lost > 0
-                    && ctx.ever_connected.load(Relaxed) > 0
-                    && open_sessions(&ctx) == 0
+                    && ctx.clients.ever_connected() > 0
+                    && ctx.clients.open_sessions() == 0
                     && last_probe.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(5))
                     && !*end_tx.borrow()
                 {
@@ -562,7 +527,7 @@ async fn play(
                     if let Some(why) = gone {
                         stop(why, &mut aborted);
                     } else if nobody {
-                        stop(failure::no_client_line(&ctx.failures.reasons(), target.url(), &ctx.scenario), &mut aborted);
+                        stop(failure::no_client_line(&ctx.clients.failures.reasons(), target.url(), &ctx.plan.scenario), &mut aborted);
                     } else if let Some(expr) = breach {
                         stop(format!("threshold `{expr}` failed with abort_on_fail"), &mut aborted);
                     } else if over_time {
@@ -580,46 +545,43 @@ async fn play(
 
     // Settle the ledger, then collect once more so its counters are in the summary.
     // A shard cannot: its receivers heard senders of other shards. It writes
-    // its half of the ledger for `chorus merge` instead.
+    // its half of the ledger for `chorus merge` instead. A whole run is
+    // settled as a merge of its one shard.
     let (receivers, senders) = ctx.roster.take_ledger();
-    if ctx.shard.count > 1 {
-        let ledger = LedgerFile {
-            protocol: model_source.to_owned(),
-            shard: ctx.shard.to_string(),
-            receivers,
-            senders,
-        };
+    let ledger = LedgerFile {
+        protocol: model_source.to_owned(),
+        shard: ctx.plan.shard.to_string(),
+        receivers,
+        senders,
+    };
+    if ctx.plan.shard.count > 1 {
         ledger.write(run_dir)?;
     } else {
-        let settlement = settle(&receivers, &senders, Window::RUN);
+        let t_s = started.elapsed().as_secs_f64();
+        let settled = settle_ledgers(&[&ledger], &ctx.plan.model, t_s);
         let rec = registry.recorder();
-        for (name, n) in settlement::counters(&settlement) {
+        for (name, n) in settled.counters {
             rec.add(registry.counter(&name), n);
         }
-        for (n, evidence) in
-            settlement::evidence(&settlement, &ctx.model, started.elapsed().as_secs_f64())
-        {
+        for (n, evidence) in settled.violations {
             ctx.violations.report(n, evidence);
         }
     }
     ctx.violations
         .write(run_dir)
-        .map_err(|source| RunError::Io {
-            path: run_dir.join("violations.json"),
-            source,
-        })?;
+        .map_err(|source| FileError::new(run_dir.join("violations.json"), source))?;
     let snapshot = registry.collect_interval(Instant::now());
     logs.write(&snapshot)?;
     series.push(&snapshot);
     series.write(run_dir)?;
 
-    let mut summary = summarize(&registry, &ctx.scenario, target, started);
-    evaluate(&mut summary, &ctx.scenario);
-    if aborted.is_none() && ctx.ever_connected.load(Relaxed) == 0 && ctx.failures.total() > 0 {
+    let mut summary = summarize(&registry, &ctx.plan.scenario, target, started);
+    evaluate(&mut summary, &ctx.plan.scenario);
+    if aborted.is_none() && ctx.clients.ever_connected() == 0 && ctx.clients.failures.total() > 0 {
         aborted = Some(failure::no_client_line(
-            &ctx.failures.reasons(),
+            &ctx.clients.failures.reasons(),
             target.url(),
-            &ctx.scenario,
+            &ctx.plan.scenario,
         ));
     }
     if aborted.is_none() {
@@ -640,16 +602,6 @@ async fn play(
         summary,
         run_dir: run_dir.to_owned(),
     })
-}
-
-/// Client sessions open right now (connected and not closed by the server).
-fn open_sessions(ctx: &Context) -> usize {
-    let inboxes = ctx.inboxes.lock().unwrap_or_else(|e| e.into_inner());
-    inboxes
-        .iter()
-        .filter_map(std::sync::Weak::upgrade)
-        .filter(|i| !i.closed.load(Relaxed))
-        .count()
 }
 
 /// Connections the target ended without a goodbye (closed, reset, ping
@@ -697,40 +649,4 @@ fn summarize(
             duration: started.elapsed(),
         },
     )
-}
-
-/// Evaluates the scenario's thresholds and the built-in checks: no
-/// delivery rule was violated, every client that was meant to connect did
-/// (`errors.connect`: failed connects of any reason, CONNECT_ERROR refusals
-/// included), every send reached the socket (`errors.emit`: a gateway that
-/// stops reading or drops connections under its clients has not held), and
-/// no virtual user panicked (`errors.panic`). Returns whether all held.
-pub(crate) fn evaluate(summary: &mut Summary, scenario: &Scenario) -> bool {
-    let mut pass = true;
-    for t in &scenario.thresholds {
-        let stat = t.stat.map(|s| s.to_string());
-        pass &= summary.evaluate(t.to_string(), &t.metric, stat.as_deref(), |v| t.check(v));
-    }
-    for (expr, metric) in [
-        ("violations == 0 (built-in check)", "violations"),
-        ("errors.connect == 0 (built-in check)", "errors.connect"),
-        ("errors.emit == 0 (built-in check)", "errors.emit"),
-        ("errors.panic == 0 (built-in check)", failure::PANIC_COUNTER),
-    ] {
-        pass &= summary.evaluate(expr, metric, None, |v| v == 0.0);
-    }
-    pass
-}
-
-/// The live check of `abort_on_fail`: the first threshold or check that
-/// failed on a value. A threshold without data yet is not a breach (early
-/// in a run most latencies have no sample); it fails at the end if it
-/// still has none.
-fn breached(summary: &mut Summary, scenario: &Scenario) -> Option<String> {
-    evaluate(summary, scenario);
-    summary
-        .thresholds
-        .iter()
-        .find(|t| !t.pass && !t.no_data)
-        .map(|t| t.expr.clone())
 }

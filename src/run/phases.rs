@@ -1,7 +1,6 @@
 //! Playing the load phases: starting virtual users as `ramp`, `hold` and
 //! `arrive` say, then ending the run cleanly.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +10,8 @@ use tokio::task::JoinSet;
 
 use super::context::Context;
 use super::failure::supervise;
+use super::ledger::DELIVERY_DEADLINE;
 use super::vu::{Stage, Vu};
-use super::DELIVERY_DEADLINE;
 use crate::scenario::{Arrival, Phase};
 
 /// The start offsets of an `arrive` phase's clients, from the phase's start:
@@ -93,8 +92,8 @@ pub async fn drive(
 ) {
     let mut vus = JoinSet::new();
     let mut stages: Vec<watch::Sender<Stage>> = Vec::new();
-    let mut picker = ctx.scenario.group_picker();
-    let shard = ctx.shard;
+    let mut picker = ctx.plan.scenario.group_picker();
+    let shard = ctx.plan.shard;
     // Every process numbers and assigns all virtual users alike; each plays its own.
     let mut next_vu = 0u32;
     // An arrival over a phase's `max` still takes its number, so shards stay in step.
@@ -109,15 +108,15 @@ pub async fn drive(
                 return;
             }
             if capped {
-                ctx.recorder.add(ctx.ids.arrivals_dropped, 1);
+                ctx.recorder.add(ctx.plan.ids.arrivals_dropped, 1);
                 return;
             }
             let (tx, rx) = watch::channel(Stage::Running);
             let vu = Vu::new(ctx.clone(), k, group).run(rx);
-            vus.spawn(supervise(k, vu, ctx.recorder.clone(), ctx.ids.panics));
+            vus.spawn(supervise(k, vu, ctx.recorder.clone(), ctx.plan.ids.panics));
             stages.push(tx);
         };
-    let phases = ctx.scenario.load.phases.clone();
+    let phases = ctx.plan.scenario.load.phases.clone();
     let count = phases.len();
     let play_phases = async {
         let mut level = 0u64;
@@ -166,7 +165,7 @@ pub async fn drive(
                     for offset in Arrivals::new(p.arrivals(), *rate, *duration, *arrival, &mut rng)
                     {
                         tokio::time::sleep_until(start + offset).await;
-                        let capped = max.is_some_and(|m| ctx.connected.load(Relaxed) >= m as i64);
+                        let capped = max.is_some_and(|m| ctx.clients.now_connected() >= m as i64);
                         spawn(&mut vus, &mut stages, capped);
                     }
                     tokio::time::sleep_until(start + *duration).await;

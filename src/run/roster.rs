@@ -1,78 +1,84 @@
 //! What each virtual user sent, shared with every receiver: the send times of
 //! its correlated messages and typing events, when it joined and left, and
-//! which virtual user goes by which name.
+//! which virtual user goes by which name. Times are [`WallTime`]s
+//! (wall-clock µs since the UNIX epoch).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use super::ledger::{ReceiverRecord, SendLog, SenderFacts};
+use super::clock::{AtomicTime, WallTime};
+use super::ledger::{name_hash, ReceiverRecord, SendLog, SenderFacts};
+use super::shard::Shard;
 
-/// Marks an unset instant.
-const UNSET: u64 = u64::MAX;
+/// The most senders looked up without a lock (16 bytes each, allocated up front).
+const MAX_SLOTS: u64 = 1 << 20;
 
-fn get(a: &AtomicU64) -> Option<u64> {
-    Some(a.load(Relaxed)).filter(|&v| v != UNSET)
-}
-
-/// One virtual user's sending history (times in µs since the run epoch).
-#[derive(Debug)]
+/// One virtual user's sending history.
+#[derive(Debug, Default)]
 pub struct SenderLog {
     /// Send time of each correlated message, by sequence number.
     pub messages: Mutex<SendLog>,
     /// Intended and actual send times of each uncorrelated broadcast cause, in order.
-    pub typing: Mutex<Vec<(u64, u64)>>,
-    join_intended: AtomicU64,
-    join_sent: AtomicU64,
-    join_confirmed: AtomicU64,
-    left: AtomicU64,
+    pub typing: Mutex<Vec<(WallTime, WallTime)>>,
+    join_intended: AtomicTime,
+    join_sent: AtomicTime,
+    join_confirmed: AtomicTime,
+    left: AtomicTime,
     name: Mutex<Option<String>>,
-}
-
-impl Default for SenderLog {
-    fn default() -> Self {
-        Self {
-            messages: Mutex::default(),
-            typing: Mutex::default(),
-            join_intended: AtomicU64::new(UNSET),
-            join_sent: AtomicU64::new(UNSET),
-            join_confirmed: AtomicU64::new(UNSET),
-            left: AtomicU64::new(UNSET),
-            name: Mutex::default(),
-        }
-    }
+    /// Whether `name` is set, and its [`name_hash`]: receivers compare names
+    /// without the lock.
+    named: AtomicBool,
+    name_hash: AtomicU64,
 }
 
 impl SenderLog {
     /// Records a join sent under `name`.
-    pub fn joined(&self, name: Option<String>, intended_us: u64, sent_us: u64) {
-        self.join_intended.store(intended_us, Relaxed);
-        self.join_sent.store(sent_us, Relaxed);
+    pub fn joined(&self, name: Option<String>, intended: WallTime, sent: WallTime) {
+        self.join_intended.set(intended);
+        self.join_sent.set(sent);
+        let hash = name.as_deref().map(name_hash);
         *self.name.lock().expect("name lock") = name;
+        self.name_hash.store(hash.unwrap_or_default(), Relaxed);
+        self.named.store(hash.is_some(), Relaxed);
     }
     /// The intended and actual time of the latest join.
-    pub fn join_times(&self) -> Option<(u64, u64)> {
-        Some((get(&self.join_intended)?, get(&self.join_sent)?))
+    pub fn join_times(&self) -> Option<(WallTime, WallTime)> {
+        Some((self.join_intended.get()?, self.join_sent.get()?))
     }
     /// The join's reply arrived.
-    pub fn join_confirmed(&self, at_us: u64) {
-        self.join_confirmed.store(at_us, Relaxed);
+    pub fn join_confirmed(&self, at: WallTime) {
+        self.join_confirmed.set(at);
     }
     /// When the join's reply arrived.
-    pub fn join_confirmed_at(&self) -> Option<u64> {
-        get(&self.join_confirmed)
+    pub fn join_confirmed_at(&self) -> Option<WallTime> {
+        self.join_confirmed.get()
     }
     /// Records the start of leaving (the first call counts).
-    pub fn left(&self, at_us: u64) {
-        let _ = self.left.compare_exchange(UNSET, at_us, Relaxed, Relaxed);
+    pub fn left(&self, at: WallTime) {
+        self.left.set_once(at);
     }
     /// When it started to leave.
-    pub fn left_at(&self) -> Option<u64> {
-        get(&self.left)
+    pub fn left_at(&self) -> Option<WallTime> {
+        self.left.get()
     }
     /// The name it joined with.
     pub fn name(&self) -> Option<String> {
         self.name.lock().expect("name lock").clone()
+    }
+
+    /// The name it joined with when `got` is not that name (`None` when it
+    /// is, or it joined with none). Equal hashes count as the same name, so
+    /// the usual case takes no lock.
+    pub fn misnamed(&self, got: Option<&str>) -> Option<String> {
+        if !self.named.load(Relaxed) {
+            return None;
+        }
+        if got.is_some_and(|g| name_hash(g) == self.name_hash.load(Relaxed)) {
+            return None;
+        }
+        let name = self.name()?;
+        (got != Some(name.as_str())).then_some(name)
     }
 
     fn facts(&self) -> SenderFacts {
@@ -86,27 +92,78 @@ impl SenderLog {
                 .iter()
                 .map(|&(_, sent)| sent)
                 .collect(),
-            join_sent: get(&self.join_sent),
+            join_sent: self.join_sent.get(),
             left: self.left_at(),
         }
     }
 }
 
 /// Every sender's log, the name directory, and the receivers' records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Roster {
-    senders: RwLock<HashMap<u32, Arc<SenderLog>>>,
-    names: RwLock<HashMap<String, u32>>,
+    senders: Senders,
+    /// Virtual users by the [`name_hash`] of the name they joined with.
+    names: RwLock<HashMap<u64, u32>>,
     receivers: Mutex<Vec<ReceiverRecord>>,
 }
 
+/// The senders of this process by virtual-user number: a slot per number
+/// the load phases can give this shard, so a receiver finds a sender with
+/// two atomic reads (every delivery does); numbers beyond (none, unless the
+/// phases gave more than planned) go to a map under a lock.
+#[derive(Debug)]
+struct Senders {
+    shard: Shard,
+    slots: Box<[OnceLock<Arc<SenderLog>>]>,
+    overflow: RwLock<HashMap<u32, Arc<SenderLog>>>,
+}
+
+impl Senders {
+    fn slot(&self, vu: u32) -> Option<&OnceLock<Arc<SenderLog>>> {
+        if !self.shard.owns(vu) {
+            return None;
+        }
+        self.slots.get((vu / self.shard.count) as usize)
+    }
+
+    fn all(&self) -> Vec<(u32, Arc<SenderLog>)> {
+        let (index, count) = (self.shard.index, self.shard.count);
+        let mut all: Vec<_> = (0u32..)
+            .zip(self.slots.iter())
+            .filter_map(|(i, slot)| Some((i * count + index, slot.get()?.clone())))
+            .collect();
+        let overflow = self.overflow.read().expect("roster lock");
+        all.extend(overflow.iter().map(|(vu, log)| (*vu, log.clone())));
+        all
+    }
+}
+
 impl Roster {
+    /// The roster of shard `shard` of a run whose phases number at most
+    /// `vus` virtual users.
+    pub fn new(shard: Shard, vus: u64) -> Self {
+        let slots = vus.div_ceil(u64::from(shard.count)).min(MAX_SLOTS) as usize;
+        Self {
+            senders: Senders {
+                shard,
+                slots: (0..slots).map(|_| OnceLock::new()).collect(),
+                overflow: RwLock::default(),
+            },
+            names: RwLock::default(),
+            receivers: Mutex::default(),
+        }
+    }
+
     /// The log of virtual user `vu`, created on first use.
     pub fn sender(&self, vu: u32) -> Arc<SenderLog> {
-        if let Some(log) = self.senders.read().expect("roster lock").get(&vu) {
+        if let Some(slot) = self.senders.slot(vu) {
+            return slot.get_or_init(Arc::default).clone();
+        }
+        let senders = &self.senders.overflow;
+        if let Some(log) = senders.read().expect("roster lock").get(&vu) {
             return log.clone();
         }
-        self.senders
+        senders
             .write()
             .expect("roster lock")
             .entry(vu)
@@ -114,16 +171,23 @@ impl Roster {
             .clone()
     }
 
-    /// The log of virtual user `vu`, if it plays in this process.
-    pub fn get(&self, vu: u32) -> Option<Arc<SenderLog>> {
-        self.senders.read().expect("roster lock").get(&vu).cloned()
+    /// `f` of the log of virtual user `vu`, if it plays in this process: no
+    /// lock for a sender of this shard.
+    pub fn with_sender<R>(&self, vu: u32, f: impl FnOnce(&SenderLog) -> R) -> Option<R> {
+        match self.senders.slot(vu) {
+            Some(slot) => slot.get().map(|log| f(log)),
+            None => {
+                let overflow = self.senders.overflow.read().expect("roster lock");
+                overflow.get(&vu).map(|log| f(log))
+            }
+        }
     }
 
-    /// Looks up a sender by the name it joined with.
-    pub fn by_name(&self, name: &str) -> Option<(u32, Arc<SenderLog>)> {
-        let vu = *self.names.read().expect("roster lock").get(name)?;
-        let log = self.senders.read().expect("roster lock").get(&vu)?.clone();
-        Some((vu, log))
+    /// `f` of the virtual user and log of the sender that joined with the
+    /// name of [`name_hash`] `hash`, if it plays in this process.
+    pub fn with_named<R>(&self, hash: u64, f: impl FnOnce(u32, &SenderLog) -> R) -> Option<R> {
+        let vu = *self.names.read().expect("roster lock").get(&hash)?;
+        self.with_sender(vu, |log| f(vu, log))
     }
 
     /// Remembers that `vu` joined as `name`.
@@ -131,18 +195,14 @@ impl Roster {
         self.names
             .write()
             .expect("roster lock")
-            .insert(name.to_owned(), vu);
+            .insert(name_hash(name), vu);
     }
 
     /// Every sender that has joined, with its log.
     pub fn joined_senders(&self) -> Vec<(u32, Arc<SenderLog>)> {
-        self.senders
-            .read()
-            .expect("roster lock")
-            .iter()
-            .filter(|(_, log)| log.join_times().is_some())
-            .map(|(vu, log)| (*vu, log.clone()))
-            .collect()
+        let mut all = self.senders.all();
+        all.retain(|(_, log)| log.join_times().is_some());
+        all
     }
 
     /// A receiver's session ended.
@@ -155,11 +215,47 @@ impl Roster {
         let receivers = std::mem::take(&mut *self.receivers.lock().expect("roster lock"));
         let senders = self
             .senders
-            .read()
-            .expect("roster lock")
-            .iter()
-            .map(|(vu, log)| (*vu, log.facts()))
+            .all()
+            .into_iter()
+            .map(|(vu, log)| (vu, log.facts()))
             .collect();
         (receivers, senders)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_compared_without_the_lock_and_exactly_when_they_differ() {
+        let log = SenderLog::default();
+        assert_eq!(log.misnamed(Some("x")), None, "no name yet");
+        let t = WallTime::from_micros(1);
+        log.joined(Some("ann".into()), t, t);
+        assert_eq!(log.misnamed(Some("ann")), None);
+        assert_eq!(log.misnamed(Some("bob")).as_deref(), Some("ann"));
+        assert_eq!(log.misnamed(None).as_deref(), Some("ann"));
+        let roster = Roster::new(Shard::WHOLE, 10);
+        roster.sender(4).joined(Some("ann".into()), t, t);
+        roster.name("ann", 4);
+        assert_eq!(roster.with_named(name_hash("ann"), |vu, _| vu), Some(4));
+        assert!(roster.with_named(name_hash("bob"), |_, _| ()).is_none());
+    }
+
+    #[test]
+    fn senders_are_found_in_their_slot_or_beyond() {
+        let shard = Shard { index: 1, count: 3 };
+        let roster = Roster::new(shard, 9);
+        let (mine, beyond) = (roster.sender(4), roster.sender(10));
+        let found = |vu| roster.with_sender(vu, |log| log as *const SenderLog);
+        assert_eq!(found(4), Some(Arc::as_ptr(&mine)), "slot 1");
+        assert_eq!(found(10), Some(Arc::as_ptr(&beyond)), "past the slots");
+        assert_eq!(found(7), None, "not created");
+        assert_eq!(found(5), None, "another shard's");
+        let mut vus: Vec<u32> = roster.take_ledger().1.into_keys().collect();
+        vus.sort_unstable();
+        assert_eq!(vus, [4, 10]);
+        assert_eq!(roster.joined_senders().len(), 0);
     }
 }

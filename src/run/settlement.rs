@@ -1,12 +1,46 @@
-//! What settling the ledger found, as counters and violation evidence, for a
-//! run and for a merge of shards alike.
+//! Settling the ledger: the one code that a single-process run (its own
+//! ledger, one shard of one) and `chorus merge` (every shard's) settle with,
+//! and what it found as counters and violation evidence.
 
-use super::ledger::{Finding, Settlement};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::ledger::{settle, Finding, LedgerFile, Settlement, Window};
 use super::violations::{Evidence, Kind};
 use crate::rules::ProtocolModel;
 
+/// What settling a run's ledger gave.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// The delivery counters (`deliveries.expected`, …) and their values.
+    pub counters: Vec<(String, u64)>,
+    /// Violations found, each a count with the evidence of the first.
+    pub violations: Vec<(u64, Evidence)>,
+}
+
+/// Settles the ledger halves of all shards of a run (a single-process run
+/// has one) as one run: receivers of every shard against senders of every
+/// shard, with [`Window::RUN`]; evidence is worded by `model` and stamped
+/// `t_s` seconds into the run (settling happens at the end).
+pub fn settle_ledgers(ledgers: &[&LedgerFile], model: &ProtocolModel, t_s: f64) -> Settled {
+    let senders = match ledgers {
+        [one] => Cow::Borrowed(&one.senders),
+        all => Cow::Owned(
+            all.iter()
+                .flat_map(|l| l.senders.iter().map(|(vu, f)| (*vu, f.clone())))
+                .collect::<HashMap<_, _>>(),
+        ),
+    };
+    let receivers = ledgers.iter().flat_map(|l| l.receivers.iter());
+    let settlement = settle(receivers, &senders, Window::RUN);
+    Settled {
+        counters: counters(&settlement),
+        violations: evidence(&settlement, model, t_s),
+    }
+}
+
 /// The delivery counters of a settlement.
-pub fn counters(s: &Settlement) -> Vec<(String, u64)> {
+fn counters(s: &Settlement) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for (prefix, totals) in [
         ("deliveries", s.messages),
@@ -21,7 +55,7 @@ pub fn counters(s: &Settlement) -> Vec<(String, u64)> {
 
 /// Each finding as a count of violations with its evidence, stamped `t_s`
 /// seconds into the run (settling happens at the end).
-pub fn evidence(s: &Settlement, model: &ProtocolModel, t_s: f64) -> Vec<(u64, Evidence)> {
+fn evidence(s: &Settlement, model: &ProtocolModel, t_s: f64) -> Vec<(u64, Evidence)> {
     let marked = model
         .broadcasts
         .iter()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chorus_gateway::{GatewayConfig, Profile, RunningGateway};
 
-use super::RunError;
+use super::error::RunError;
 
 /// Clients per local source address before the next 127.0.0.x is used
 /// (the ephemeral port range holds about 28,000 ports per source address).

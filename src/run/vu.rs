@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,13 +11,13 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::client::{Client, ClientConfig, ClientError};
-use crate::scenario::{
-    json_contains, Emit, Expect, Loop, Step, TokenPlace, VuState, CONNECT_ERROR_EVENT,
-};
+use crate::scenario::{json_contains, Expect, TokenPlace, VuState};
 
 use super::context::Context;
 use super::correlate::Mark;
-use super::receiver::{Inbox, Receiver};
+use super::inbox::Inbox;
+use super::plan::{EmitKind, PlanStep, PlannedEmit, PlannedExpect, PlannedLoop};
+use super::receiver::Receiver;
 use super::roster::SenderLog;
 
 /// Where a virtual user is told the run stands.
@@ -57,8 +56,9 @@ impl Vu {
     pub fn new(ctx: Arc<Context>, vu: u32, group: usize) -> Self {
         let mut rng = SmallRng::from_rng(&mut rand::rng());
         let state = ctx
+            .plan
             .scenario
-            .vu_state(u64::from(vu), ctx.tokens.as_ref(), &mut rng)
+            .vu_state(u64::from(vu), ctx.plan.tokens.as_ref(), &mut rng)
             .unwrap_or_else(|_| VuState::new(u64::from(vu)));
         Self {
             log: ctx.roster.sender(vu),
@@ -75,7 +75,7 @@ impl Vu {
     /// Plays the flow until it ends or the run says stop, then disconnects.
     pub async fn run(mut self, mut stage: watch::Receiver<Stage>) {
         let ctx = self.ctx.clone();
-        let flow = &ctx.scenario.groups[self.group].flow;
+        let flow = ctx.plan.flow(self.group);
         let stopped = tokio::select! {
             _ = self.steps(flow) => false,
             _ = stage.wait_for(|s| *s >= Stage::StopSending) => true,
@@ -87,26 +87,14 @@ impl Vu {
         self.disconnect().await;
     }
 
-    async fn steps(&mut self, steps: &[Step]) -> StepResult {
+    async fn steps(&mut self, steps: &[PlanStep]) -> StepResult {
         self.play(steps, None).await
     }
 
-    /// Plays `steps` in order, the first with `intended` as its intended
-    /// start. A `connect` followed by `expect: { event: connect_error }` is
-    /// one step: a connect meant to be refused.
-    async fn play(&mut self, steps: &[Step], mut intended: Option<Instant>) -> StepResult {
-        let mut i = 0;
-        while let Some(step) = steps.get(i) {
-            if let (Step::Connect, Some(Step::Expect(expect))) = (step, steps.get(i + 1)) {
-                if expect.event == CONNECT_ERROR_EVENT {
-                    self.connect_refused(expect).await?;
-                    intended = None;
-                    i += 2;
-                    continue;
-                }
-            }
+    /// Plays `steps` in order, the first with `intended` as its intended start.
+    async fn play(&mut self, steps: &[PlanStep], mut intended: Option<Instant>) -> StepResult {
+        for step in steps {
             self.step(step, intended.take()).await?;
-            i += 1;
         }
         Ok(())
     }
@@ -123,7 +111,7 @@ impl Vu {
             .matches
             .as_ref()
             .map(|m| m.render(&self.state, &mut self.rng));
-        ctx.recorder.add(ctx.ids.connections, 1);
+        ctx.recorder.add(ctx.plan.ids.connections, 1);
         let receiver = Receiver::new(ctx.clone(), self.inbox.clone(), self.group);
         let err = match Client::connect(&config, receiver).await {
             Ok((client, _)) => {
@@ -135,7 +123,7 @@ impl Vu {
             Err(err) => err,
         };
         if let ClientError::ConnectRefused { data, .. } = &err {
-            ctx.recorder.add(ctx.ids.connections_refused, 1);
+            ctx.recorder.add(ctx.plan.ids.connections_refused, 1);
             let payload: Value = serde_json::from_str(data).unwrap_or(Value::Null);
             if wanted.as_ref().is_none_or(|w| json_contains(&payload, w)) {
                 ctx.recorder.add_by_name("connections.refused_expected", 1);
@@ -147,27 +135,27 @@ impl Vu {
                 return Ok(());
             }
         }
-        ctx.failures.record(&err);
+        ctx.clients.failures.record(&err);
         Err(Halt::Failed)
     }
 
-    /// One step; boxed because loops nest.
     /// One step. Boxed because loops nest; each step gets a box of its own
     /// size, so a client listening for an hour does not hold the space of a
     /// connect.
     fn step<'a>(
         &'a mut self,
-        step: &'a Step,
+        step: &'a PlanStep,
         intended: Option<Instant>,
     ) -> Pin<Box<dyn Future<Output = StepResult> + Send + 'a>> {
         match step {
-            Step::Connect => Box::pin(self.connect()),
-            Step::Emit(emit) => Box::pin(self.emit(emit, intended)),
-            Step::Expect(expect) => Box::pin(self.expect(expect)),
-            Step::Think(think) => Box::pin(pause(think.sample(&mut self.rng))),
-            Step::Listen(d) => Box::pin(pause(*d)),
-            Step::Loop(lp) => Box::pin(self.run_loop(lp)),
-            Step::Disconnect => Box::pin(async move {
+            PlanStep::Connect => Box::pin(self.connect()),
+            PlanStep::ConnectRefused(expect) => Box::pin(self.connect_refused(expect)),
+            PlanStep::Emit(emit) => Box::pin(self.emit(emit, intended)),
+            PlanStep::Expect(expect) => Box::pin(self.expect(expect)),
+            PlanStep::Think(think) => Box::pin(pause(think.sample(&mut self.rng))),
+            PlanStep::Listen(d) => Box::pin(pause(*d)),
+            PlanStep::Loop(lp) => Box::pin(self.run_loop(lp)),
+            PlanStep::Disconnect => Box::pin(async move {
                 self.disconnect().await;
                 Ok(())
             }),
@@ -177,24 +165,16 @@ impl Vu {
     async fn connect(&mut self) -> StepResult {
         let ctx = self.ctx.clone();
         let config = self.client_config();
-        ctx.recorder.add(ctx.ids.connections, 1);
-        self.inbox
-            .connect_started_us
-            .store(ctx.micros(Instant::now()), Relaxed);
+        ctx.recorder.add(ctx.plan.ids.connections, 1);
+        self.inbox.connect_started.set(ctx.plan.clock.now());
         let receiver = Receiver::new(ctx.clone(), self.inbox.clone(), self.group);
         match Client::connect(&config, receiver).await {
             Ok((client, timings)) => {
-                let now = Instant::now();
-                self.inbox.connected_at_us.store(ctx.micros(now), Relaxed);
+                self.inbox.connected_at.set(ctx.plan.clock.now());
                 ctx.recorder
-                    .record_duration(ctx.ids.connect, timings.total());
-                ctx.recorder.add(ctx.ids.connections_ok, 1);
-                ctx.connected.fetch_add(1, Relaxed);
-                ctx.ever_connected.fetch_add(1, Relaxed);
-                ctx.inboxes
-                    .lock()
-                    .expect("inbox list lock")
-                    .push(Arc::downgrade(&self.inbox));
+                    .record_duration(ctx.plan.ids.connect, timings.total());
+                ctx.recorder.add(ctx.plan.ids.connections_ok, 1);
+                ctx.clients.connected(&self.inbox);
                 self.client = Some(client);
                 Ok(())
             }
@@ -203,10 +183,10 @@ impl Vu {
                 // (`errors.connect.refused.INVALID_TOKEN`, `errors.connect.timeout`, …),
                 // which fails the run; refusals are also `connections.refused`.
                 if matches!(err, ClientError::ConnectRefused { .. }) {
-                    ctx.recorder.add(ctx.ids.connections_refused, 1);
+                    ctx.recorder.add(ctx.plan.ids.connections_refused, 1);
                 }
                 tracing::debug!(vu = self.vu, %err, "connect failed");
-                ctx.failures.record(&err);
+                ctx.clients.failures.record(&err);
                 Err(Halt::Failed)
             }
         }
@@ -214,11 +194,11 @@ impl Vu {
 
     /// The scenario's connection settings, rendered for this virtual user.
     fn client_config(&mut self) -> ClientConfig {
-        let ctx = &self.ctx;
-        let sio = &ctx.scenario.socketio;
-        let mut config = ctx.client.clone();
-        if !ctx.local_ips.is_empty() {
-            config.local_ip = Some(ctx.local_ips[self.vu as usize % ctx.local_ips.len()]);
+        let plan = &self.ctx.plan;
+        let sio = &plan.scenario.socketio;
+        let mut config = plan.client.clone();
+        if !plan.local_ips.is_empty() {
+            config.local_ip = Some(plan.local_ips[self.vu as usize % plan.local_ips.len()]);
         }
         for (name, value) in &sio.query {
             config
@@ -235,7 +215,7 @@ impl Vu {
             .as_ref()
             .map(|a| a.render(&self.state, &mut self.rng));
         if let (Some(place), Some(token)) = (
-            ctx.scenario.auth.as_ref().map(|a| a.place),
+            plan.scenario.auth.as_ref().map(|a| a.place),
             self.state.get("token").map(str::to_owned),
         ) {
             match place {
@@ -257,10 +237,11 @@ impl Vu {
         config
     }
 
-    async fn emit(&mut self, emit: &Emit, intended: Option<Instant>) -> StepResult {
+    async fn emit(&mut self, planned: &PlannedEmit, intended: Option<Instant>) -> StepResult {
         let ctx = self.ctx.clone();
+        let emit = &planned.emit;
         let Some(client) = self.client.as_ref() else {
-            ctx.recorder.add(ctx.ids.errors_emit, 1);
+            ctx.recorder.add(ctx.plan.ids.errors_emit, 1);
             return Err(Halt::Failed);
         };
         let mut data = emit
@@ -269,90 +250,94 @@ impl Vu {
             .map(|d| d.render(&self.state, &mut self.rng));
         let now = Instant::now();
         let intended = intended.unwrap_or(now);
-        let (intended_us, now_us) = (ctx.micros(intended), ctx.micros(now));
-        let model = &ctx.model;
-        if emit.event == model.join.event {
-            let name = data
-                .as_ref()
-                .and_then(|d| d.get(&model.join.name_field))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            if let Some(name) = &name {
-                ctx.roster.name(name, self.vu);
+        let clock = &ctx.plan.clock;
+        let (intended_at, now_at) = (clock.wall(intended), clock.wall(now));
+        let model = &ctx.plan.model;
+        match planned.kind {
+            EmitKind::Join => {
+                let name = data
+                    .as_ref()
+                    .and_then(|d| d.get(&model.join.name_field))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                if let Some(name) = &name {
+                    ctx.roster.name(name, self.vu);
+                }
+                self.log.joined(name.clone(), intended_at, now_at);
+                self.inbox.join_sent(name, intended_at);
             }
-            self.log.joined(name.clone(), intended_us, now_us);
-            self.inbox.join_sent(name, intended_us);
-        } else if let Some(rule) = model
-            .caused_by(&emit.event)
             // The model ignores a socket's broadcast causes until it has
             // joined: only then are their deliveries owed.
-            .filter(|_| self.log.join_times().is_some())
-        {
-            match &rule.mark_field {
-                Some(field) => {
-                    if let Some(Value::String(text)) = data.as_mut().and_then(|d| d.get_mut(field))
-                    {
-                        let mut messages = self.log.messages.lock().expect("log lock");
-                        let mark = Mark {
-                            vu: self.vu,
-                            seq: messages.len() as u64,
-                            intended_us,
-                            sent_us: now_us,
-                        };
-                        mark.append_to(text);
-                        messages.push(now_us);
+            EmitKind::Cause(rule) if self.log.join_times().is_some() => {
+                match &model.broadcasts[rule].mark_field {
+                    Some(field) => {
+                        if let Some(Value::String(text)) =
+                            data.as_mut().and_then(|d| d.get_mut(field))
+                        {
+                            let mut messages = self.log.messages.lock().expect("log lock");
+                            let mark = Mark {
+                                vu: self.vu,
+                                seq: messages.len() as u64,
+                                intended: intended_at,
+                                sent: now_at,
+                            };
+                            mark.append_to(text);
+                            messages.push(now_at);
+                        }
                     }
+                    None => self
+                        .log
+                        .typing
+                        .lock()
+                        .expect("log lock")
+                        .push((intended_at, now_at)),
                 }
-                None => self
-                    .log
-                    .typing
-                    .lock()
-                    .expect("log lock")
-                    .push((intended_us, now_us)),
             }
+            EmitKind::Cause(_) | EmitKind::Plain => {}
         }
         if intended < now {
             ctx.recorder
-                .record_duration(ctx.ids.schedule_lag, now - intended);
+                .record_duration(ctx.plan.ids.schedule_lag, now - intended);
         }
         let arg = data.map(|d| d.to_string());
         let args: Vec<&str> = arg.as_deref().into_iter().collect();
-        ctx.recorder.add(ctx.ids.emits, 1);
+        ctx.recorder.add(ctx.plan.ids.emits, 1);
         self.state.seq += 1;
         // Sends waiting on the socket right now: the driver's send backlog.
-        ctx.sending.fetch_add(1, Relaxed);
+        ctx.clients.send_started();
         let sent = if emit.ack {
             client.emit_with_ack(&emit.event, &args).await.map(Some)
         } else {
             client.emit(&emit.event, &args).await.map(|_| None)
         };
-        ctx.sending.fetch_sub(1, Relaxed);
+        ctx.clients.send_ended();
         let sent = match sent {
             Ok(Some(sent)) => sent,
             Ok(None) => return Ok(()),
             Err(_) => {
-                ctx.recorder.add(ctx.ids.errors_emit, 1);
+                ctx.recorder.add(ctx.plan.ids.errors_emit, 1);
                 return Err(Halt::Failed);
             }
         };
         let answer = self.inbox.ack_answer(sent.id);
         match tokio::time::timeout(emit.ack_timeout, answer).await {
-            Ok(Ok((at, _args))) => {
-                if let Some(id) = ctx.ids.ack.get(&emit.event) {
+            Ok(Ok(at)) => {
+                if let Some(id) = planned.ack {
                     ctx.recorder
-                        .record_duration(*id, at.saturating_duration_since(sent.sent_at));
+                        .record_duration(id, at.saturating_duration_since(sent.sent_at));
                 }
                 Ok(())
             }
             _ => {
                 self.inbox.forget_ack(sent.id);
-                ctx.recorder.add(ctx.ids.timeouts_ack, 1);
+                ctx.recorder.add(ctx.plan.ids.timeouts_ack, 1);
                 Ok(())
             }
         }
     }
 
-    async fn expect(&mut self, expect: &Expect) -> StepResult {
+    async fn expect(&mut self, planned: &PlannedExpect) -> StepResult {
+        let expect = &planned.expect;
         let wanted = expect
             .matches
             .as_ref()
@@ -360,7 +345,7 @@ impl Vu {
         let deadline = tokio::time::Instant::now() + expect.timeout;
         let found = self
             .inbox
-            .expect(&expect.event, deadline, |v| {
+            .expect(planned.event, deadline, |v| {
                 wanted.as_ref().is_none_or(|w| json_contains(v, w))
             })
             .await;
@@ -374,7 +359,7 @@ impl Vu {
                 Ok(())
             }
             None => {
-                self.ctx.recorder.add(self.ctx.ids.timeouts_expect, 1);
+                self.ctx.recorder.add(self.ctx.plan.ids.timeouts_expect, 1);
                 Err(Halt::Failed)
             }
         }
@@ -383,7 +368,7 @@ impl Vu {
     /// Iterations at the loop's own rate, at the global message schedule's, or back to back.
     /// A late iteration keeps its intended start time, so latencies measured
     /// from it include the time spent behind schedule.
-    async fn run_loop(&mut self, lp: &Loop) -> StepResult {
+    async fn run_loop(&mut self, lp: &PlannedLoop) -> StepResult {
         let started = Instant::now();
         let ends = lp.duration.map(|d| started + d);
         let mut next = started;
@@ -410,7 +395,7 @@ impl Vu {
                     let late = Instant::now().saturating_duration_since(slot);
                     self.ctx
                         .recorder
-                        .record_duration(self.ctx.ids.wakeup_lag, late);
+                        .record_duration(self.ctx.plan.ids.wakeup_lag, late);
                 }
             } else if ends.is_some_and(|e| Instant::now() >= e) {
                 return Ok(());
@@ -423,8 +408,8 @@ impl Vu {
 
     async fn disconnect(&mut self) {
         if let Some(client) = self.client.take() {
-            self.log.left(self.ctx.micros(Instant::now()));
-            self.ctx.connected.fetch_sub(1, Relaxed);
+            self.log.left(self.ctx.plan.clock.now());
+            self.ctx.clients.disconnected();
             let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
         }
     }

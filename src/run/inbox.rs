@@ -1,0 +1,216 @@
+//! What a client's reader task and its virtual user share: the events and
+//! acks the flow waits for, the client's connect and join times, and what the
+//! liveness watchdog reads. Below both the virtual user and the receiver.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::sync::{oneshot, Notify};
+
+use super::clock::{AtomicTime, WallTime};
+use super::plan::EventId;
+
+/// How many not-yet-expected events a client keeps for a later `expect` step.
+const BACKLOG: usize = 256;
+/// How many bytes of their JSON it keeps at most (the oldest go first), so
+/// that a server sending large events cannot grow the driver without bound.
+/// Kept as text: parsed, a large array takes 16 to 32 times its text.
+const BACKLOG_BYTES: usize = 16 << 20;
+
+/// The answer to an ack: when it came (its arguments are not kept: no
+/// check reads them, so the receive path does not copy them).
+pub type AckAnswer = Instant;
+
+enum AckSlot {
+    Waiting(oneshot::Sender<AckAnswer>),
+    Arrived(AckAnswer),
+}
+
+/// What a client's reader task and its virtual user share.
+pub struct Inbox {
+    /// The virtual user.
+    pub vu: u32,
+    /// When the client started to connect.
+    pub connect_started: AtomicTime,
+    /// When the client entered the namespace.
+    pub connected_at: AtomicTime,
+    /// When it last received a delivery owed to everyone (for the liveness watchdog).
+    pub last_delivery: AtomicTime,
+    /// Whether the watchdog already reported this client stalled.
+    pub reported_stalled: AtomicBool,
+    /// Whether its session has ended.
+    closed: AtomicBool,
+    /// Intended time of a join still waiting for its reply.
+    join_pending: AtomicTime,
+    /// How many joins it sent: the receiver re-reads the name when it changes.
+    joins: AtomicU64,
+    /// The name it joined with.
+    join_name: Mutex<Option<String>>,
+    backlog: Mutex<Backlog>,
+    arrived: Notify,
+    acks: Mutex<HashMap<u64, AckSlot>>,
+}
+
+impl Inbox {
+    /// The inbox of virtual user `vu`.
+    pub fn new(vu: u32) -> Self {
+        Self {
+            vu,
+            connect_started: AtomicTime::none(),
+            connected_at: AtomicTime::none(),
+            last_delivery: AtomicTime::none(),
+            reported_stalled: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            join_pending: AtomicTime::none(),
+            joins: AtomicU64::new(0),
+            join_name: Mutex::new(None),
+            backlog: Mutex::default(),
+            arrived: Notify::new(),
+            acks: Mutex::default(),
+        }
+    }
+
+    /// The virtual user sent a join as `name`, meaning to at `intended`.
+    pub fn join_sent(&self, name: Option<String>, intended: WallTime) {
+        *self.join_name.lock().expect("name lock") = name;
+        self.joins.fetch_add(1, Relaxed);
+        self.join_pending.set(intended);
+    }
+
+    /// How many joins were sent so far (one atomic read; see [`Inbox::join_name`]).
+    pub fn joins(&self) -> u64 {
+        self.joins.load(Relaxed)
+    }
+
+    /// The name of the latest join.
+    pub fn join_name(&self) -> Option<String> {
+        self.join_name.lock().expect("name lock").clone()
+    }
+
+    /// Takes the intended time of the join waiting for its reply.
+    pub fn take_join_pending(&self) -> Option<WallTime> {
+        self.join_pending.take()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// The session ended: waiting `expect` steps give up.
+    pub fn close(&self) {
+        self.closed.store(true, Relaxed);
+        self.arrived.notify_waiters();
+    }
+
+    /// Waits for an ack answer (it may already have arrived).
+    pub fn ack_answer(&self, id: u64) -> oneshot::Receiver<AckAnswer> {
+        let (tx, rx) = oneshot::channel();
+        let mut acks = self.acks.lock().expect("ack lock");
+        match acks.remove(&id) {
+            Some(AckSlot::Arrived(answer)) => {
+                let _ = tx.send(answer);
+            }
+            _ => {
+                acks.insert(id, AckSlot::Waiting(tx));
+            }
+        }
+        rx
+    }
+
+    /// Forgets an ack that timed out.
+    pub fn forget_ack(&self, id: u64) {
+        self.acks.lock().expect("ack lock").remove(&id);
+    }
+
+    /// Hands an ack's answer to whoever waits for it (or keeps it for them).
+    pub fn ack_arrived(&self, id: u64, answer: AckAnswer) {
+        let mut acks = self.acks.lock().expect("ack lock");
+        match acks.remove(&id) {
+            Some(AckSlot::Waiting(tx)) => {
+                let _ = tx.send(answer);
+            }
+            _ => {
+                acks.insert(id, AckSlot::Arrived(answer));
+            }
+        }
+    }
+
+    /// Takes the first kept event `event` whose first argument `accept`s,
+    /// waiting for one until `deadline`. `None` on timeout or once the session ended.
+    pub async fn expect(
+        &self,
+        event: EventId,
+        deadline: tokio::time::Instant,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        loop {
+            let notified = self.arrived.notified();
+            {
+                let mut backlog = self.backlog.lock().expect("backlog lock");
+                let found = backlog
+                    .events
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, (id, raw))| {
+                        let value = (*id == event).then(|| parse_kept(raw.as_deref()))?;
+                        accept(&value).then_some((i, value))
+                    });
+                if let Some((i, value)) = found {
+                    backlog.remove(i);
+                    return Some(value);
+                }
+            }
+            if self.is_closed() {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Keeps an event a later `expect` step may wait for.
+    pub fn keep(&self, event: EventId, arg: Option<&RawValue>) {
+        let raw: Option<Box<str>> = arg.map(|a| a.get().into());
+        let size = raw.as_deref().map_or(0, str::len);
+        let mut backlog = self.backlog.lock().expect("backlog lock");
+        while !backlog.events.is_empty()
+            && (backlog.events.len() == BACKLOG || backlog.bytes + size > BACKLOG_BYTES)
+        {
+            backlog.remove(0);
+        }
+        backlog.bytes += size;
+        backlog.events.push_back((event, raw));
+        drop(backlog);
+        self.arrived.notify_waiters();
+    }
+}
+
+/// The events kept for later `expect` steps: event and first argument as JSON text.
+#[derive(Default)]
+struct Backlog {
+    events: VecDeque<(EventId, Option<Box<str>>)>,
+    /// The bytes of the kept JSON.
+    bytes: usize,
+}
+
+impl Backlog {
+    fn remove(&mut self, i: usize) {
+        if let Some((_, raw)) = self.events.remove(i) {
+            self.bytes = self
+                .bytes
+                .saturating_sub(raw.as_deref().map_or(0, str::len));
+        }
+    }
+}
+
+/// A kept argument as a JSON value (`null` when absent or not JSON).
+fn parse_kept(raw: Option<&str>) -> Value {
+    raw.and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or(Value::Null)
+}
