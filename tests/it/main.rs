@@ -15,6 +15,6 @@ mod hostile_targets;
 mod live_metrics;
 mod report;
 mod report_real;
-mod tls;
 mod run_accuracy;
+mod tls;
 mod verdicts;
