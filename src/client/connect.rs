@@ -24,8 +24,8 @@ use super::websocket::{self, WsMessage, WsReader};
 pub struct ConnectTimings {
     /// Resolving the host and the TCP connect.
     pub tcp: Duration,
-    /// The TLS handshake of the first connection (zero for plaintext).
-    pub tls: Duration,
+    /// The TLS handshake of the first connection; `None` for plaintext.
+    pub tls: Option<Duration>,
     /// The websocket upgrade, or the polling handshake GET (which brings the open packet).
     pub handshake: Duration,
     /// Websocket: reading the open packet. Polling: connecting the POST connection.
@@ -38,7 +38,7 @@ pub struct ConnectTimings {
 impl ConnectTimings {
     /// The whole connect latency.
     pub fn total(&self) -> Duration {
-        self.tcp + self.tls + self.handshake + self.open + self.namespace
+        self.tcp + self.tls.unwrap_or_default() + self.handshake + self.open + self.namespace
     }
 }
 
@@ -116,7 +116,7 @@ async fn connect_phases<H: Handler>(
     client.sid = rx.await.map_err(|_| ClientError::Closed)??.into();
     let timings = ConnectTimings {
         tcp: tcp_done - start,
-        tls: tls_done - tcp_done,
+        tls: authority.tls.then(|| tls_done - tcp_done),
         handshake: opened.handshake_done - tls_done,
         open: open_done - opened.handshake_done,
         namespace: open_done.elapsed(),

@@ -61,6 +61,8 @@ pub struct Event {
 pub struct Ids {
     /// `connect`: TCP + transport + open packet + namespace CONNECT.
     pub connect: LatencyId,
+    /// The phases of `connect`, each its own histogram.
+    pub connect_phases: ConnectPhases,
     /// `join`: `joinChat` to `joined`.
     pub join: LatencyId,
     /// `schedule_lag`: how far behind schedule scheduled sends went out.
@@ -87,6 +89,20 @@ pub struct Ids {
     pub emits: CounterId,
     /// `arrivals.dropped`: open-model arrivals refused by a phase's `max`.
     pub arrivals_dropped: CounterId,
+}
+
+/// The histograms of the phases a connect goes through.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectPhases {
+    /// `connect.tcp`: resolving the host and the TCP connect.
+    pub tcp: LatencyId,
+    /// `connect.tls`: the TLS handshake (TLS targets only).
+    pub tls: LatencyId,
+    /// `connect.handshake`: the websocket upgrade or polling GET up to the
+    /// Engine.IO open packet (with a polling-then-upgrade's probe).
+    pub handshake: LatencyId,
+    /// `connect.namespace`: the namespace CONNECT to its answer.
+    pub namespace: LatencyId,
 }
 
 /// What an `emit` step means to the model, decided at load time.
@@ -302,6 +318,19 @@ impl RunPlan {
             let uncorrected = registry.latency(&format!("delivery_uncorrected.{name}"));
             table.get_mut(id).delivery = Some((corrected, uncorrected));
         }
+        let [tcp, tls, handshake, namespace] = [
+            "connect.tcp",
+            "connect.tls",
+            "connect.handshake",
+            "connect.namespace",
+        ]
+        .map(|name| registry.latency(name));
+        let connect_phases = ConnectPhases {
+            tcp,
+            tls,
+            handshake,
+            namespace,
+        };
         let counters = [
             "connections",
             "connections.ok",
@@ -323,6 +352,7 @@ impl RunPlan {
             counters;
         let ids = Ids {
             connect,
+            connect_phases,
             join,
             schedule_lag,
             wakeup_lag,

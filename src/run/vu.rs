@@ -171,8 +171,17 @@ impl Vu {
         match Client::connect(&config, receiver).await {
             Ok((client, timings)) => {
                 self.inbox.connected_at.set(ctx.plan.clock.now());
+                let ids = &ctx.plan.ids;
+                ctx.recorder.record_duration(ids.connect, timings.total());
+                let phases = ids.connect_phases;
+                ctx.recorder.record_duration(phases.tcp, timings.tcp);
+                if let Some(tls) = timings.tls {
+                    ctx.recorder.record_duration(phases.tls, tls);
+                }
                 ctx.recorder
-                    .record_duration(ctx.plan.ids.connect, timings.total());
+                    .record_duration(phases.handshake, timings.handshake + timings.open);
+                ctx.recorder
+                    .record_duration(phases.namespace, timings.namespace);
                 ctx.recorder.add(ctx.plan.ids.connections_ok, 1);
                 ctx.clients.connected(&self.inbox);
                 self.client = Some(client);

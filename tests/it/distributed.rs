@@ -9,8 +9,8 @@ use chorus::run::LedgerFile;
 use chorus_gateway::Faults;
 
 use crate::support::harness::{
-    assert_exit, chorus, counter, crate_path, finish, read_summary, run_args, start_gateway,
-    temp_dir, url_of,
+    assert_exit, chorus, counter, crate_path, finish, latency_count, read_summary, run_args,
+    start_gateway, temp_dir, url_of,
 };
 
 const SCENARIO: &str = "tests/scenarios/shards.yml";
@@ -22,8 +22,11 @@ const CLIENTS: u64 = 12;
 const START_DELAY: Duration = Duration::from_secs(2);
 
 /// The latency metrics whose sample counts do not depend on timing.
-const EXACT_HISTOGRAMS: [&str; 4] = [
+const EXACT_HISTOGRAMS: [&str; 7] = [
     "connect",
+    "connect.tcp",
+    "connect.handshake",
+    "connect.namespace",
     "join",
     "delivery.newMessage",
     "delivery_uncorrected.newMessage",
@@ -52,14 +55,6 @@ fn exact_counters(summary: &Summary) -> Vec<(&str, u64)> {
         .into_iter()
         .map(|name| (name, counter(summary, name)))
         .collect()
-}
-
-fn histogram_count(summary: &Summary, name: &str) -> u64 {
-    summary
-        .latency
-        .get(name)
-        .unwrap_or_else(|| panic!("no latency {name}: {:?}", summary.latency.keys()))
-        .count
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,12 +135,14 @@ async fn merged_shards_count_exactly_what_one_process_counts() {
     );
     for name in EXACT_HISTOGRAMS {
         assert_eq!(
-            histogram_count(&merged, name),
-            histogram_count(&single, name),
+            latency_count(&merged, name),
+            latency_count(&single, name),
             "{name}.count"
         );
     }
-    assert_eq!(histogram_count(&single, "connect"), CLIENTS);
+    assert_eq!(latency_count(&single, "connect"), CLIENTS);
+    // Plaintext: no TLS handshake was timed.
+    assert_eq!(latency_count(&single, "connect.tls"), 0);
 
     // Latencies are measured, not counted: alike, not equal.
     let p50 = |s: &Summary| s.latency["delivery.newMessage"].p50_us;

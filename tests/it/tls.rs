@@ -86,7 +86,7 @@ async fn connect(
     let (tx, rx) = mpsc::unbounded_channel();
     let (client, timings) = Client::connect(config, Events(tx)).await?;
     if config.url.starts_with("https") {
-        assert!(timings.tls > Duration::ZERO, "{timings:?}");
+        assert!(timings.tls.is_some_and(|t| t > Duration::ZERO), "{timings:?}");
     }
     Ok((client, rx))
 }
@@ -321,6 +321,20 @@ async fn chorus_run_passes_over_tls_with_the_scenario_ca_the_flag_or_insecure() 
         harness::assert_exit(&output, 0, name);
         let summary = harness::read_summary(&out);
         assert_eq!(harness::counter(&summary, "connections.ok"), 3, "{name}");
+        // Every connect's phases are timed, the TLS handshake among them.
+        for phase in [
+            "connect",
+            "connect.tcp",
+            "connect.tls",
+            "connect.handshake",
+            "connect.namespace",
+        ] {
+            assert_eq!(
+                harness::latency_count(&summary, phase),
+                3,
+                "{name}: {phase}"
+            );
+        }
     }
     gw.shutdown().await;
 }

@@ -139,3 +139,12 @@ pub fn counter(summary: &Summary, name: &str) -> u64 {
         .get(name)
         .unwrap_or_else(|| panic!("no counter {name}: {:?}", summary.counters))
 }
+
+/// The sample count of latency `name` in `summary`, failing the test if it is absent.
+pub fn latency_count(summary: &Summary, name: &str) -> u64 {
+    summary
+        .latency
+        .get(name)
+        .unwrap_or_else(|| panic!("no latency {name}: {:?}", summary.latency.keys()))
+        .count
+}
