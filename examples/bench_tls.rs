@@ -156,7 +156,7 @@ async fn connect_rate(args: &Args, tls: &Tls) -> Result<(f64, Duration), BenchEr
                 }
                 let config = config(&url, Some(&tls), &secret, i)?;
                 let (client, timings) = Client::connect(&config, Quiet(closed.clone())).await?;
-                tls_total.fetch_add(timings.tls.as_micros() as u64, Relaxed);
+                tls_total.fetch_add(timings.tls.unwrap_or_default().as_micros() as u64, Relaxed);
                 client.disconnect().await?;
             }
         });

@@ -128,7 +128,10 @@ async fn connect(config: &ClientConfig) -> (Client, Inbox) {
         .await
         .expect("connect");
     assert!(timings.total() > Duration::ZERO && timings.total() < WAIT);
-    assert!(timings.tls.is_none(), "a plaintext connect has no TLS phase");
+    assert!(
+        timings.tls.is_none(),
+        "a plaintext connect has no TLS phase"
+    );
     (client, rx)
 }
 

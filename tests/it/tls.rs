@@ -86,7 +86,10 @@ async fn connect(
     let (tx, rx) = mpsc::unbounded_channel();
     let (client, timings) = Client::connect(config, Events(tx)).await?;
     if config.url.starts_with("https") {
-        assert!(timings.tls.is_some_and(|t| t > Duration::ZERO), "{timings:?}");
+        assert!(
+            timings.tls.is_some_and(|t| t > Duration::ZERO),
+            "{timings:?}"
+        );
     }
     Ok((client, rx))
 }
