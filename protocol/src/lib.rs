@@ -24,16 +24,14 @@ pub mod timestamp;
 
 /// The socket.io generation a peer speaks; it fixes the Engine.IO and Socket.IO
 /// protocol revisions together, so one value picks every difference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Version {
     /// socket.io 2.x: Engine.IO v3 (`EIO=3`, client-sent pings, polling
     /// payloads framed `<length>:<packet>`) and Socket.IO protocol v4 (no
     /// CONNECT `auth`, no `sid` in the CONNECT answer).
-    #[serde(rename = "2")]
     V2,
     /// socket.io 3 and 4: Engine.IO v4 and Socket.IO protocol v5.
     #[default]
-    #[serde(rename = "4")]
     V4,
 }
 
