@@ -305,6 +305,18 @@ pub fn connect_sid(
     }
 }
 
+/// A CONNECT_ERROR's data in the v5 form `{"message":…[,"data":…]}`: v5
+/// data is kept as it came; v4 (socket.io 2.x) sends `err.message` as a JSON
+/// string, which becomes `{"message":"…"}`, or `err.data` as it is, which
+/// becomes `{"data":…}`.
+pub fn connect_error_data(version: Version, data: &str) -> Cow<'_, str> {
+    match version {
+        Version::V4 => Cow::Borrowed(data),
+        Version::V2 if data.starts_with('"') => Cow::Owned(format!("{{\"message\":{data}}}")),
+        Version::V2 => Cow::Owned(format!("{{\"data\":{data}}}")),
+    }
+}
+
 /// The data of an EVENT (or ACK) packet split into its name and raw arguments.
 #[derive(Debug, Clone)]
 pub struct Event<'a> {

@@ -565,7 +565,9 @@ impl<H: Handler> Session<H> {
                 }
                 Ok(())
             }
-            PacketType::ConnectError => Err(CloseReason::ConnectRefused(data.to_owned())),
+            PacketType::ConnectError => Err(CloseReason::ConnectRefused(
+                socketio::connect_error_data(self.version, data).into_owned(),
+            )),
             PacketType::Disconnect => Err(CloseReason::NamespaceDisconnect),
             PacketType::Event | PacketType::Ack => {
                 self.deliver(at, packet.kind, packet.id, data, event)

@@ -33,6 +33,7 @@ pub use tokens::{TokenKind, TokenMint};
 use crate::client::{Tls, TlsConfig};
 use crate::error::FileError;
 use crate::report::{render_junit, CaseStatus, Conformance, ConformanceCase};
+use chorus_protocol::Version;
 
 /// How many cases run at once.
 const BATCH: usize = 8;
@@ -61,6 +62,9 @@ pub struct ConformOptions {
     pub cases_dir: Option<PathBuf>,
     /// TLS for an `https://`/`wss://` target (`--ca`, `--insecure`).
     pub tls: TlsConfig,
+    /// The socket.io version the target speaks (`--socketio-version`); 2 needs
+    /// a target, since the reference gateway speaks socket.io 4.
+    pub version: Version,
 }
 
 /// What a case produced.
@@ -134,6 +138,8 @@ pub struct Target {
     pub mint: TokenMint,
     /// The secret, when this run started the gateway itself.
     pub embedded_secret: Option<String>,
+    /// The socket.io version the target speaks.
+    pub version: Version,
 }
 
 /// The result of one case.
@@ -274,10 +280,48 @@ pub async fn run(
     Ok(report)
 }
 
+/// Cases whose statement socket.io 2.x does not share (its server ignores
+/// these packets instead of closing the connection), with the reason shown.
+const NOT_IN_SOCKETIO_2: [&str; 3] = [
+    "socketio.malformed.event-for-unconnected-namespace-closes",
+    "socketio.malformed.unknown-packet-type-closes",
+    "socketio.malformed.second-connect-closes",
+];
+
+/// Why `case` cannot run against a socket.io 2.x target, if it cannot: the
+/// built-in cases and raw HTTP steps speak Engine.IO v4 frames themselves,
+/// socket.io 2.x has no CONNECT `auth` payload, and it keeps the connection
+/// open where §1.5 (socket.io 4) closes it.
+fn v2_skip(case: &Case) -> Option<&'static str> {
+    if NOT_IN_SOCKETIO_2.contains(&case.name.as_str()) {
+        return Some("socket.io 2.x ignores this packet rather than closing the connection");
+    }
+    match &case.body {
+        CaseBody::Builtin(_) => Some("a raw Engine.IO v4 case; not run against socket.io 2.x"),
+        CaseBody::Steps(spec) if spec.clients.values().any(|c| c.auth.is_some()) => {
+            Some("socket.io 2.x has no CONNECT auth payload")
+        }
+        CaseBody::Steps(spec)
+            if spec
+                .steps
+                .iter()
+                .any(|s| matches!(s.value, case::Step::Http(_))) =>
+        {
+            Some("raw Engine.IO v4 HTTP requests; not run against socket.io 2.x")
+        }
+        CaseBody::Steps(_) => None,
+    }
+}
+
 async fn run_one(case: &Case, target: &Target, index: usize) -> CaseResult {
     let start = Instant::now();
     let tag = format!("{index:03}{:04x}", rand::random::<u16>());
     let play = async {
+        if target.version == Version::V2 {
+            if let Some(why) = v2_skip(case) {
+                return Verdict::Skip(why.into());
+            }
+        }
         match &case.body {
             CaseBody::Steps(spec) => match runner::run_case(spec, target, &tag).await {
                 Ok(()) => Verdict::Pass,
@@ -327,9 +371,16 @@ impl Gateways {
                     authority,
                     mint: TokenMint::new(secret),
                     embedded_secret: None,
+                    version: options.version,
                 },
                 running: Vec::new(),
             });
+        }
+        if options.version == Version::V2 {
+            return Err(ConformError::Usage(
+                "--socketio-version 2 needs --target: the reference gateway speaks socket.io 4"
+                    .into(),
+            ));
         }
         let secret = format!("{:032x}", rand::random::<u128>());
         let config = chorus_gateway::GatewayConfig {
@@ -357,6 +408,7 @@ impl Gateways {
                 heartbeat_authority: plain(heartbeat.addr().to_string()),
                 mint: TokenMint::new(secret.clone()),
                 embedded_secret: Some(secret),
+                version: Version::V4,
             },
             running: vec![main, heartbeat],
         })
@@ -399,15 +451,13 @@ async fn reachable(target: &Target) -> Result<(), ConformError> {
         url: target.url.clone(),
         reason,
     };
-    let response = http::http_exchange(
-        &target.authority,
-        "GET",
-        "/socket.io/?EIO=4&transport=polling",
-        &[],
-        b"",
-    )
-    .await
-    .map_err(unreachable)?;
+    let handshake = match target.version {
+        Version::V4 => "/socket.io/?EIO=4&transport=polling",
+        Version::V2 => "/socket.io/?EIO=3&transport=polling&b64=1",
+    };
+    let response = http::http_exchange(&target.authority, "GET", handshake, &[], b"")
+        .await
+        .map_err(unreachable)?;
     if response.status == 200 {
         Ok(())
     } else {
