@@ -317,3 +317,77 @@ async fn a_v2_client_against_a_v4_server_is_told_in_one_line() {
         );
     }
 }
+
+/// The environment variable holding the gateway's secret for `chorus conform`.
+const SECRET_ENV: &str = "CHORUS_TEST_SECRET_EIO3";
+
+#[tokio::test]
+async fn chorus_run_with_socketio_version_2_passes_its_thresholds() {
+    use crate::support::harness::{
+        assert_exit, chorus, counter, finish, read_summary, run_args, temp_dir,
+    };
+    let gateway = Gateway::start(None);
+    for transport in ["websocket", "polling-upgrade"] {
+        let out = temp_dir(&format!("eio3-run-{transport}"));
+        let mut args = run_args("tests/scenarios/interop.yml", &gateway.url, &out);
+        args.extend(
+            [
+                "--set",
+                "socketio.version=2",
+                "--set",
+                &format!("socketio.transport={transport}"),
+            ]
+            .map(String::from),
+        );
+        let output = finish(chorus(&args, ("JWT_SECRET", SECRET))).await;
+        assert_exit(&output, 0, transport);
+        let summary = read_summary(&out);
+        assert!(counter(&summary, "deliveries.received") > 0);
+        assert_eq!(counter(&summary, "deliveries.lost"), 0);
+    }
+    // The same scenario left at version 4: one line, and a counted reason.
+    let out = temp_dir("eio3-run-v4");
+    let args = run_args("tests/scenarios/interop.yml", &gateway.url, &out);
+    let output = finish(chorus(&args, ("JWT_SECRET", SECRET))).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .contains("the server speaks Engine.IO v3 (socket.io 2.x): set `socketio.version: 2`"),
+        "{stderr}"
+    );
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(counter(&read_summary(&out), "errors.connect.version"), 10);
+}
+
+#[tokio::test]
+async fn the_seed_conformance_cases_that_apply_pass_against_socketio_2() {
+    let gateway = Gateway::start(None);
+    // Only this test reads this variable.
+    std::env::set_var(SECRET_ENV, SECRET);
+    let options = chorus::conform::ConformOptions {
+        target: Some(gateway.url.clone()),
+        profile: chorus_gateway::Profile::Seed,
+        only: None,
+        junit: None,
+        out: None,
+        jwt_secret_env: SECRET_ENV.to_owned(),
+        cases_dir: None,
+        tls: Default::default(),
+        version: Version::V2,
+    };
+    let report = chorus::conform::run(&options, |r| eprintln!("{}", r.render()))
+        .await
+        .expect("the suite runs");
+    let (mut passed, mut skipped) = (0, 0);
+    for result in &report.results {
+        match &result.verdict {
+            chorus::conform::Verdict::Pass => passed += 1,
+            chorus::conform::Verdict::Skip(_) => skipped += 1,
+            chorus::conform::Verdict::Fail(evidence) => panic!("{}: {evidence}", result.name),
+        }
+    }
+    // Skipped: the raw Engine.IO v4 cases, the CONNECT `auth` case and the
+    // three §1.5 closes that socket.io 2.x does not make.
+    assert!(passed >= 40, "{passed} passed, {skipped} skipped");
+    assert_eq!(skipped, 12);
+}
