@@ -105,6 +105,26 @@ impl Case {
     }
 }
 
+/// The cases for a target of `version`: [`all_cases`], and for socket.io
+/// 2.x the Engine.IO v3 built-in cases after them.
+pub fn cases_for(version: Version, files: Vec<LoadedCase>) -> Vec<Case> {
+    let mut cases = all_cases(files);
+    if version == Version::V2 {
+        cases.extend(BuiltinCase::V3.into_iter().map(builtin_case));
+    }
+    cases
+}
+
+fn builtin_case(b: BuiltinCase) -> Case {
+    Case {
+        name: b.name().to_owned(),
+        profiles: b.profiles().to_vec(),
+        category: b.category(),
+        statement: b.statement().to_owned(),
+        body: CaseBody::Builtin(b),
+    }
+}
+
 /// Every case: the loaded case files, then the built-in cases.
 pub fn all_cases(files: Vec<LoadedCase>) -> Vec<Case> {
     let data = files.into_iter().map(|c| Case {
@@ -114,13 +134,7 @@ pub fn all_cases(files: Vec<LoadedCase>) -> Vec<Case> {
         statement: c.spec.statement.clone(),
         body: CaseBody::Steps(Box::new(c.spec)),
     });
-    let builtin = BuiltinCase::ALL.into_iter().map(|b| Case {
-        name: b.name().to_owned(),
-        profiles: b.profiles().to_vec(),
-        category: b.category(),
-        statement: b.statement().to_owned(),
-        body: CaseBody::Builtin(b),
-    });
+    let builtin = BuiltinCase::ALL.into_iter().map(builtin_case);
     data.chain(builtin).collect()
 }
 
@@ -247,7 +261,7 @@ pub async fn run(
         None => load_builtin_files()?,
     };
     let profile = ProfileName::from(options.profile);
-    let cases: Vec<Case> = all_cases(files)
+    let cases: Vec<Case> = cases_for(options.version, files)
         .into_iter()
         .filter(|c| c.applies_to(profile))
         .filter(|c| {
@@ -297,6 +311,7 @@ fn v2_skip(case: &Case) -> Option<&'static str> {
         return Some("socket.io 2.x ignores this packet rather than closing the connection");
     }
     match &case.body {
+        CaseBody::Builtin(b) if BuiltinCase::V3.contains(b) => None,
         CaseBody::Builtin(_) => Some("a raw Engine.IO v4 case; not run against socket.io 2.x"),
         CaseBody::Steps(spec) if spec.clients.values().any(|c| c.auth.is_some()) => {
             Some("socket.io 2.x has no CONNECT auth payload")

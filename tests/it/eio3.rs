@@ -389,5 +389,11 @@ async fn the_seed_conformance_cases_that_apply_pass_against_socketio_2() {
     // Skipped: the raw Engine.IO v4 cases, the CONNECT `auth` case and the
     // three §1.5 closes that socket.io 2.x does not make.
     assert!(passed >= 40, "{passed} passed, {skipped} skipped");
+    for v3 in [
+        "engineio3.open.polling-fields",
+        "engineio3.heartbeat.client-pings",
+    ] {
+        assert!(report.results.iter().any(|r| r.name == v3), "{v3} ran");
+    }
     assert_eq!(skipped, 12);
 }
