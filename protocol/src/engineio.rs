@@ -421,6 +421,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        // Any records (astral characters included) survive v3 framing, and the
+        // length written is what JavaScript's `String.length` gives.
+        #[test]
+        fn v3_framing_round_trips(records in proptest::collection::vec("\\PC{1,12}", 0..6)) {
+            let body = join_payload_as(Version::V2, &records);
+            let again: Vec<&str> = payload_records(Version::V2, &body)
+                .collect::<Result<_, _>>()
+                .unwrap();
+            proptest::prop_assert_eq!(&again, &records);
+            if let Some(first) = records.first() {
+                let prefix = format!("{}:", first.encode_utf16().count());
+                proptest::prop_assert!(body.starts_with(&prefix));
+            }
+        }
+    }
+
     #[test]
     fn v3_binary_forms() {
         let body = "49:451-/chat,3[\"blob\",{\"_placeholder\":true,\"num\":0}]6:b4AQID";

@@ -413,20 +413,13 @@ impl<H: Handler> Session<H> {
                 () = &mut sleep => return (Instant::now(), CloseReason::PingTimeout),
                 () = &mut ping => None,
             };
-            let handled = match read {
-                None => self.send_ping(),
-                Some((at, WsMessage::Text(text))) => self.on_text(at, text),
-                Some((at, WsMessage::Binary(bytes))) => {
-                    match engineio::binary_frame_data(self.version, bytes) {
-                        Ok(data) => self.on_attachment(at, data),
-                        Err(e) => Err(CloseReason::Transport(e.to_string())),
-                    }
-                }
-                Some((_, WsMessage::Ping(payload))) => self.queue(Control::WsPong(payload.into())),
-                Some((_, WsMessage::Close(code))) => Err(CloseReason::ServerClosed { code }),
+            // A close is dated by the frame that caused it, as before v3 pings.
+            let (at, handled) = match read {
+                None => (Instant::now(), self.send_ping()),
+                Some((at, message)) => (at, self.on_ws_message(at, message)),
             };
             if let Err(reason) = handled {
-                return (Instant::now(), reason);
+                return (at, reason);
             }
             if let Err(e) = self.shared.flush_if_free().await {
                 return (Instant::now(), reason_of(e));
@@ -493,6 +486,19 @@ impl<H: Handler> Session<H> {
                 sleep.as_mut().reset(self.ping_deadline);
             }
             ping.as_mut().reset(self.next_ping);
+        }
+    }
+
+    /// One websocket message.
+    fn on_ws_message(&mut self, at: Instant, message: WsMessage<'_>) -> Result<(), CloseReason> {
+        match message {
+            WsMessage::Text(text) => self.on_text(at, text),
+            WsMessage::Binary(bytes) => match engineio::binary_frame_data(self.version, bytes) {
+                Ok(data) => self.on_attachment(at, data),
+                Err(e) => Err(CloseReason::Transport(e.to_string())),
+            },
+            WsMessage::Ping(payload) => self.queue(Control::WsPong(payload.into())),
+            WsMessage::Close(code) => Err(CloseReason::ServerClosed { code }),
         }
     }
 
