@@ -473,6 +473,13 @@ async fn reachable(target: &Target) -> Result<(), ConformError> {
     let response = http::http_exchange(&target.authority, "GET", handshake, &[], b"")
         .await
         .map_err(unreachable)?;
+    let body = String::from_utf8_lossy(&response.body);
+    if let Some(server) = other_version(target.version, response.status, &body) {
+        return Err(ConformError::Version {
+            url: target.url.clone(),
+            server,
+        });
+    }
     if response.status == 200 {
         Ok(())
     } else {
@@ -480,6 +487,23 @@ async fn reachable(target: &Target) -> Result<(), ConformError> {
             "the Engine.IO handshake got HTTP {}",
             response.status
         )))
+    }
+}
+
+/// The version a handshake answer shows the server speaks, when it is not
+/// `ours`: socket.io 2.x answers `EIO=4` with a v3 open packet (it does not
+/// check the revision); socket.io 3+ answers `EIO=3` with HTTP 400 code 5.
+fn other_version(ours: Version, status: u16, body: &str) -> Option<Version> {
+    match ours {
+        Version::V4 if status == 200 => {
+            let first = chorus_protocol::engineio::payload_records(Version::V2, body).next()?;
+            let data = first.ok()?.strip_prefix('0')?;
+            chorus_protocol::engineio::OpenPacket::parse_as(Version::V2, data)
+                .is_ok()
+                .then_some(Version::V2)
+        }
+        Version::V2 if status == 400 && body.contains("\"code\":5") => Some(Version::V4),
+        _ => None,
     }
 }
 
@@ -514,6 +538,18 @@ fn write_outputs(options: &ConformOptions, report: &ConformReport) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handshake_of_the_other_version_is_named() {
+        let v3 = r#"78:0{"sid":"x","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}2:40"#;
+        assert_eq!(other_version(Version::V4, 200, v3), Some(Version::V2));
+        assert_eq!(other_version(Version::V2, 200, v3), None);
+        let v4 = r#"0{"sid":"x","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+        assert_eq!(other_version(Version::V4, 200, v4), None);
+        let refusal = r#"{"code":5,"message":"Unsupported protocol version"}"#;
+        assert_eq!(other_version(Version::V2, 400, refusal), Some(Version::V4));
+        assert_eq!(other_version(Version::V4, 400, refusal), None);
+    }
 
     #[test]
     fn authorities_get_a_port() {

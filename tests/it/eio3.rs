@@ -397,3 +397,27 @@ async fn the_seed_conformance_cases_that_apply_pass_against_socketio_2() {
     }
     assert_eq!(skipped, 12);
 }
+
+#[tokio::test]
+async fn conform_at_version_4_against_socketio_2_stops_with_the_one_line() {
+    let gateway = Gateway::start(None);
+    std::env::set_var(SECRET_ENV, SECRET);
+    let options = chorus::conform::ConformOptions {
+        target: Some(gateway.url.clone()),
+        profile: chorus_gateway::Profile::Seed,
+        only: None,
+        junit: None,
+        out: None,
+        jwt_secret_env: SECRET_ENV.to_owned(),
+        cases_dir: None,
+        tls: Default::default(),
+        version: Version::V4,
+    };
+    let err = chorus::conform::run(&options, |_| {}).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the server speaks Engine.IO v3 (socket.io 2.x): set `socketio.version: 2`"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+}
