@@ -15,7 +15,7 @@ SECONDS_PER_TARGET="${1:-30}"
 shift || true
 cd "$(dirname "$0")"
 FUZZ_DIR="$PWD"
-ALL_TARGETS=(eio_packet sio_packet polling_payload jwt gateway client scenario set_value protocol_model conform_cases compare merge)
+ALL_TARGETS=(eio_packet sio_packet polling_payload eio3_payload jwt gateway client scenario set_value protocol_model conform_cases compare merge)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
 # Targets that talk to real sockets get a generous hang bound; the others are pure.

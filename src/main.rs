@@ -88,6 +88,10 @@ enum Command {
         /// Read the case files from this directory instead of the built-in ones.
         #[arg(long, value_name = "DIR")]
         cases: Option<PathBuf>,
+        /// The socket.io version the target runs: 4 (also for 3) or 2 (socket.io
+        /// 2.x, Engine.IO v3; needs --target).
+        #[arg(long, value_name = "2|4", default_value = "4", value_parser = socketio_version)]
+        socketio_version: chorus_protocol::Version,
         #[command(flatten)]
         tls: TlsArgs,
     },
@@ -273,6 +277,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             out,
             jwt_secret_env,
             cases,
+            socketio_version,
             tls,
         } => {
             let options = chorus::conform::ConformOptions {
@@ -283,6 +288,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 out,
                 jwt_secret_env,
                 cases_dir: cases,
+                version: socketio_version,
                 tls: chorus::client::TlsConfig {
                     ca: tls.ca,
                     insecure: tls.insecure,
@@ -398,4 +404,12 @@ fn compare(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--socketio-version`: 2 or 4.
+fn socketio_version(text: &str) -> Result<chorus_protocol::Version, String> {
+    text.parse()
+        .ok()
+        .and_then(chorus_protocol::Version::from_major)
+        .ok_or_else(|| format!("{text:?}: expected 2 (socket.io 2.x) or 4 (socket.io 3 and 4)"))
 }

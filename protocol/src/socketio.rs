@@ -1,4 +1,7 @@
-//! Socket.IO protocol v5 packets, carried inside Engine.IO `message` packets.
+//! Socket.IO packets, carried inside Engine.IO `message` packets: protocol v5
+//! (socket.io 3 and later) and protocol v4 (socket.io 2.x), which share the
+//! text form; they differ only in the namespace CONNECT ([`connect_packet`],
+//! [`connect_sid`]) and in how Engine.IO carries binary attachments.
 //!
 //! Text form: `<type>[<attachments>-][<namespace>,][<ack id>][<json>]`, for example
 //! `2/chat,7["sendMessage",{"message":"hi"}]`. The namespace is omitted for `/`.
@@ -13,7 +16,7 @@ use std::borrow::Cow;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::DecodeError;
+use crate::{DecodeError, Version};
 
 /// The Socket.IO packet types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -268,6 +271,52 @@ pub fn encode_event(nsp: &str, id: Option<u64>, name: &str, args: &[&str]) -> St
     encode(PacketType::Event, nsp, id, Some(&data))
 }
 
+/// The namespace CONNECT a client of `version` sends, if any: v5 writes
+/// `0/chat,` with the `auth` JSON after the comma; v4 has no `auth` (the
+/// token travels in the handshake query) and sends nothing for `/`, which
+/// the server joins every client to by itself.
+pub fn connect_packet(version: Version, nsp: &str, auth: Option<&str>) -> Option<String> {
+    match version {
+        Version::V4 => Some(encode(PacketType::Connect, nsp, None, auth)),
+        Version::V2 if nsp == "/" => None,
+        Version::V2 => Some(encode(PacketType::Connect, nsp, None, None)),
+    }
+}
+
+/// The namespace socket id a server's CONNECT answer gives: v5 sends
+/// `{"sid":"…"}`; v4 sends no data, and socket.io 2.x names the socket
+/// `<nsp>#<Engine.IO sid>` (the Engine.IO sid itself for `/`).
+pub fn connect_sid(
+    version: Version,
+    nsp: &str,
+    eio_sid: &str,
+    data: Option<&str>,
+) -> Result<String, DecodeError> {
+    #[derive(serde::Deserialize)]
+    struct ConnectData {
+        sid: String,
+    }
+    match version {
+        Version::V4 => serde_json::from_str::<ConnectData>(data.unwrap_or_default())
+            .map(|c| c.sid)
+            .map_err(|_| DecodeError::Shape("a CONNECT answer needs a sid")),
+        Version::V2 if nsp == "/" => Ok(eio_sid.to_owned()),
+        Version::V2 => Ok(format!("{nsp}#{eio_sid}")),
+    }
+}
+
+/// A CONNECT_ERROR's data in the v5 form `{"message":…[,"data":…]}`: v5
+/// data is kept as it came; v4 (socket.io 2.x) sends `err.message` as a JSON
+/// string, which becomes `{"message":"…"}`, or `err.data` as it is, which
+/// becomes `{"data":…}`.
+pub fn connect_error_data(version: Version, data: &str) -> Cow<'_, str> {
+    match version {
+        Version::V4 => Cow::Borrowed(data),
+        Version::V2 if data.starts_with('"') => Cow::Owned(format!("{{\"message\":{data}}}")),
+        Version::V2 => Cow::Owned(format!("{{\"data\":{data}}}")),
+    }
+}
+
 /// The data of an EVENT (or ACK) packet split into its name and raw arguments.
 #[derive(Debug, Clone)]
 pub struct Event<'a> {
@@ -397,6 +446,50 @@ pub fn replace_placeholders(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The strings are what socket.io-parser 3.4.5 (socket.io 2.5, tests/js/v2)
+    // writes; the v4 protocol shares the v5 text form.
+    #[test]
+    fn socketio_v2_packets() {
+        assert_eq!(
+            connect_packet(Version::V2, "/chat", Some("{\"token\":\"t\"}")).as_deref(),
+            Some("0/chat,")
+        );
+        assert_eq!(connect_packet(Version::V2, "/", None), None);
+        assert_eq!(
+            connect_packet(Version::V4, "/chat", Some("{\"token\":\"t\"}")).as_deref(),
+            Some("0/chat,{\"token\":\"t\"}")
+        );
+        let answer = Packet::decode("0/chat").unwrap();
+        assert_eq!(
+            (answer.kind, answer.nsp, answer.data),
+            (PacketType::Connect, "/chat", None)
+        );
+        assert_eq!(
+            connect_sid(Version::V2, answer.nsp, "eio1", answer.data).unwrap(),
+            "/chat#eio1"
+        );
+        assert_eq!(connect_sid(Version::V2, "/", "eio1", None).unwrap(), "eio1");
+        assert!(connect_sid(Version::V4, "/chat", "eio1", None).is_err());
+        assert_eq!(
+            connect_sid(Version::V4, "/chat", "e", Some("{\"sid\":\"s1\"}")).unwrap(),
+            "s1"
+        );
+        // v2's CONNECT_ERROR ("ERROR"): a string or an object.
+        for text in [
+            "4/chat,\"Invalid namespace\"",
+            "4/chat,{\"code\":\"NO_TOKEN\"}",
+        ] {
+            assert_eq!(Packet::decode(text).unwrap().kind, PacketType::ConnectError);
+        }
+        let ack = Packet::decode("3/chat,7[{\"ok\":true}]").unwrap();
+        assert_eq!((ack.kind, ack.id), (PacketType::Ack, Some(7)));
+        let bin = Packet::decode("51-/chat,3[\"blob\",{\"_placeholder\":true,\"num\":0}]").unwrap();
+        assert_eq!(
+            (bin.kind, bin.attachments, bin.id),
+            (PacketType::BinaryEvent, 1, Some(3))
+        );
+    }
 
     fn p(text: &str) -> Packet<'_> {
         Packet::decode(text).unwrap()

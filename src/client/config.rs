@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use chorus_protocol::engineio::OpenPacket;
+use chorus_protocol::Version;
 
 use super::error::{ClientError, Limit, LimitExceeded};
 use super::tls::Tls;
@@ -31,6 +32,10 @@ pub struct ClientConfig {
     /// The TLS setup for a secure URL, shared by every client of a run (one
     /// session cache); `None` trusts the system's roots.
     pub tls: Option<Tls>,
+    /// The socket.io version the server speaks: 4 (Engine.IO v4, the
+    /// default) or 2 (Engine.IO v3: `EIO=3`, client-sent pings, `b64=1`
+    /// polling, the token in the query rather than in `auth`).
+    pub version: Version,
     /// The Engine.IO path, `/socket.io/` by default.
     pub path: String,
     /// The Socket.IO namespace, `/` by default.
@@ -41,7 +46,8 @@ pub struct ClientConfig {
     pub query: Vec<(String, String)>,
     /// Extra HTTP headers for the handshake and every polling request.
     pub headers: Vec<(String, String)>,
-    /// JSON sent in the namespace CONNECT packet (`40/chat,{"token":"…"}`).
+    /// JSON sent in the namespace CONNECT packet (`40/chat,{"token":"…"}`);
+    /// socket.io 2.x has no such payload, so [`Version::V2`] does not send it.
     pub auth: Option<String>,
     /// The bound on the whole connect sequence.
     pub connect_timeout: Duration,
@@ -124,11 +130,17 @@ impl Default for Limits {
     }
 }
 
-/// Parses the open packet's JSON and checks the ping interval and timeout it
-/// announces against `limits` (they are added to instants later).
-pub(crate) fn parse_open(data: &str, limits: &Limits) -> Result<OpenPacket, ClientError> {
+/// Parses the open packet's JSON as `version` writes it and checks the ping
+/// interval and timeout it announces against `limits` (they are added to
+/// instants later). An open packet of the other version is
+/// [`ClientError::Version`].
+pub(crate) fn parse_open(
+    data: &str,
+    limits: &Limits,
+    version: Version,
+) -> Result<OpenPacket, ClientError> {
     LimitExceeded::check(Limit::OpenPacketSize, data.len(), limits.max_open_packet)?;
-    let open = OpenPacket::parse(data)?;
+    let open = OpenPacket::parse_as(version, data).map_err(ClientError::from_decode)?;
     for (limit, announced, max) in [
         (
             Limit::PingInterval,
@@ -156,6 +168,7 @@ impl ClientConfig {
         Self {
             url: url.into(),
             tls: None,
+            version: Version::V4,
             path: "/socket.io/".into(),
             namespace: "/".into(),
             transport: Transport::Websocket,
@@ -179,6 +192,12 @@ impl ClientConfig {
     /// Sets the transport.
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = transport;
+        self
+    }
+
+    /// Sets the socket.io version the server speaks.
+    pub fn version(mut self, version: Version) -> Self {
+        self.version = version;
         self
     }
 
@@ -248,13 +267,19 @@ impl ClientConfig {
         })
     }
 
-    /// The request target for one Engine.IO request: path, `EIO=4`, the
-    /// transport, the session id once known, then the configured query.
+    /// The request target for one Engine.IO request: path, `EIO=4` (or `3`),
+    /// the transport (v3 polling asks for text payloads with `b64=1`), the
+    /// session id once known, then the configured query.
     pub(crate) fn target(&self, transport: &str, sid: Option<&str>) -> String {
         let mut out = String::with_capacity(64);
         out.push_str(&self.path);
-        out.push_str("?EIO=4&transport=");
+        out.push_str("?EIO=");
+        out.push_str(self.version.eio_query());
+        out.push_str("&transport=");
         out.push_str(transport);
+        if self.version == Version::V2 && transport == "polling" {
+            out.push_str("&b64=1");
+        }
         if let Some(sid) = sid {
             out.push_str("&sid=");
             percent_encode_into(&mut out, sid);
@@ -337,6 +362,32 @@ mod tests {
             ClientConfig::new("http://h:1").target("websocket", None),
             "/socket.io/?EIO=4&transport=websocket"
         );
+        let v2 = ClientConfig::new("http://h:1")
+            .version(Version::V2)
+            .query("token", "t");
+        assert_eq!(
+            v2.target("polling", None),
+            "/socket.io/?EIO=3&transport=polling&b64=1&token=t"
+        );
+        assert_eq!(
+            v2.target("websocket", Some("s")),
+            "/socket.io/?EIO=3&transport=websocket&sid=s&token=t"
+        );
+    }
+
+    #[test]
+    fn an_open_packet_of_the_other_version_is_named() {
+        let l = Limits::default();
+        let v3 = r#"{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":5000}"#;
+        let err = parse_open(v3, &l, Version::V4).unwrap_err();
+        assert_eq!(err.reason(), "version");
+        assert_eq!(
+            err.to_string(),
+            "the server speaks Engine.IO v3 (socket.io 2.x): set `socketio.version: 2`"
+        );
+        assert!(parse_open(v3, &l, Version::V2).is_ok());
+        let err = parse_open(&open_json("1", "1"), &l, Version::V2).unwrap_err();
+        assert_eq!(err.reason(), "version");
     }
 
     fn open_json(interval: &str, timeout: &str) -> String {
@@ -355,26 +406,26 @@ mod tests {
     #[test]
     fn absurd_ping_settings_are_refused_by_name() {
         let l = Limits::default();
-        let open = parse_open(&open_json("25000", "20000"), &l).unwrap();
+        let open = parse_open(&open_json("25000", "20000"), &l, Version::V4).unwrap();
         assert_eq!((open.ping_interval, open.ping_timeout), (25000, 20000));
         let max = "3600000";
-        assert!(parse_open(&open_json(max, max), &l).is_ok());
+        assert!(parse_open(&open_json(max, max), &l, Version::V4).is_ok());
         let huge = u64::MAX.to_string();
         assert_eq!(
-            limit_of(parse_open(&open_json(&huge, "20000"), &l)),
+            limit_of(parse_open(&open_json(&huge, "20000"), &l, Version::V4)),
             Limit::PingInterval
         );
         assert_eq!(
-            limit_of(parse_open(&open_json("25000", &huge), &l)),
+            limit_of(parse_open(&open_json("25000", &huge), &l, Version::V4)),
             Limit::PingTimeout
         );
         assert_eq!(
-            limit_of(parse_open(&open_json("3600001", "1"), &l)),
+            limit_of(parse_open(&open_json("3600001", "1"), &l, Version::V4)),
             Limit::PingInterval
         );
         // Past u64: not an open packet at all.
         assert!(matches!(
-            parse_open(&open_json("18446744073709551616", "1"), &l),
+            parse_open(&open_json("18446744073709551616", "1"), &l, Version::V4),
             Err(ClientError::Decode(_))
         ));
     }
@@ -389,7 +440,10 @@ mod tests {
             "\"sid\"",
             &format!("\"pad\":\"{}\",\"sid\"", "p".repeat(200)),
         );
-        assert_eq!(limit_of(parse_open(&padded, &l)), Limit::OpenPacketSize);
-        assert!(parse_open(&open_json("1", "1"), &l).is_ok());
+        assert_eq!(
+            limit_of(parse_open(&padded, &l, Version::V4)),
+            Limit::OpenPacketSize
+        );
+        assert!(parse_open(&open_json("1", "1"), &l, Version::V4).is_ok());
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_protocol::engineio::{self, OpenPacket};
-use chorus_protocol::socketio::{self, PacketType};
+use chorus_protocol::socketio;
+use chorus_protocol::Version;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 
@@ -49,6 +50,9 @@ struct Opened {
     open: OpenPacket,
     /// Packets owed to the server already (pongs to pings seen during an upgrade).
     control: Vec<Control>,
+    /// Records that arrived with the open packet (socket.io 2.x's CONNECT to
+    /// `/` in a polling handshake), for the session to read first.
+    early: Vec<String>,
     handshake_done: Instant,
 }
 
@@ -100,19 +104,26 @@ async fn connect_phases<H: Handler>(
         opened.control,
     ));
     let (tx, rx) = oneshot::channel();
-    let session = Session::new(handler, shared.clone(), tx, &opened.open, &config.limits);
+    let session = Session::new(
+        handler,
+        shared.clone(),
+        tx,
+        &opened.open,
+        &config.limits,
+        config.version,
+    );
     let mut client = Client {
         shared,
         sid: "".into(),
-        reader: tokio::spawn(session.run(opened.read)),
+        reader: tokio::spawn(session.run(opened.read, opened.early)),
     };
-    let connect = socketio::encode(
-        PacketType::Connect,
-        &config.namespace,
-        None,
-        config.auth.as_deref(),
-    );
-    client.shared.send(&["4", &connect]).await?;
+    // socket.io 2.x joins `/` by itself: then there is nothing to send, and
+    // the server's CONNECT answers all the same.
+    let connect =
+        socketio::connect_packet(config.version, &config.namespace, config.auth.as_deref());
+    if let Some(connect) = connect {
+        client.shared.send(&["4", &connect]).await?;
+    }
     client.sid = rx.await.map_err(|_| ClientError::Closed)??.into();
     let timings = ConnectTimings {
         tcp: tcp_done - start,
@@ -245,21 +256,27 @@ async fn open_websocket(
         config.read_buffer_size,
         config.write_buffer_size,
     )
-    .await?;
+    .await
+    .map_err(|e| e.named_version(config.version))?;
     let handshake_done = Instant::now();
     *phase = "open packet";
-    let open = read_open(&mut reader, &config.limits).await?;
+    let open = read_open(&mut reader, &config.limits, config.version).await?;
     Ok(Opened {
         read: ReadSide::Ws(reader),
         writer: Writer::Ws(writer),
         open,
         control: Vec::new(),
+        early: Vec::new(),
         handshake_done,
     })
 }
 
 /// Reads the open packet, allowing it only `limits.max_open_packet` bytes.
-async fn read_open(reader: &mut WsReader, limits: &Limits) -> Result<OpenPacket, ClientError> {
+async fn read_open(
+    reader: &mut WsReader,
+    limits: &Limits,
+    version: Version,
+) -> Result<OpenPacket, ClientError> {
     let sizes = reader.max_sizes();
     let small = limits.max_open_packet.min(sizes.0);
     reader.set_max_sizes((small, small));
@@ -276,27 +293,35 @@ async fn read_open(reader: &mut WsReader, limits: &Limits) -> Result<OpenPacket,
             "expected the open packet, got {text:?}"
         )));
     };
-    let open = parse_open(data, limits);
+    let open = parse_open(data, limits, version);
     reader.set_max_sizes(sizes);
     open
 }
 
-/// The polling handshake on `stream`; returns the connection and the open packet.
+/// The polling handshake on `stream`; returns the connection, the open
+/// packet and the records that came with it.
 async fn polling_handshake(
     config: &ClientConfig,
     authority: Authority<'_>,
     stream: Stream,
-) -> Result<(HttpConn, OpenPacket, Arc<PollRequest>), ClientError> {
+) -> Result<(HttpConn, OpenPacket, Vec<String>, Arc<PollRequest>), ClientError> {
     let mut conn = HttpConn::new(stream, config.read_buffer_size, config.limits);
     let target = config.target("polling", None);
-    let open =
-        polling::handshake(&mut conn, authority.host_header, &target, &config.headers).await?;
+    let (open, early) = polling::handshake(
+        &mut conn,
+        authority.host_header,
+        &target,
+        &config.headers,
+        config.version,
+    )
+    .await?;
     let request = Arc::new(PollRequest {
         host: authority.host_header.to_owned(),
         target: config.target("polling", Some(&open.sid)),
         headers: config.headers.clone(),
+        version: config.version,
     });
-    Ok((conn, open, request))
+    Ok((conn, open, early, request))
 }
 
 async fn open_polling(
@@ -306,7 +331,7 @@ async fn open_polling(
     stream: Stream,
     phase: &mut &'static str,
 ) -> Result<Opened, ClientError> {
-    let (conn, open, request) = polling_handshake(config, authority, stream).await?;
+    let (conn, open, early, request) = polling_handshake(config, authority, stream).await?;
     let handshake_done = Instant::now();
     *phase = "polling POST connection";
     let post = HttpConn::new(
@@ -319,6 +344,7 @@ async fn open_polling(
         writer: Writer::Polling(PollWriter::new(post, request)),
         open,
         control: Vec::new(),
+        early,
         handshake_done,
     })
 }
@@ -333,7 +359,7 @@ async fn open_upgrade(
     stream: Stream,
     phase: &mut &'static str,
 ) -> Result<Opened, ClientError> {
-    let (conn, open, request) = polling_handshake(config, authority, stream).await?;
+    let (conn, open, early, request) = polling_handshake(config, authority, stream).await?;
     let handshake_done = Instant::now();
     if !open.upgrades.iter().any(|u| u == "websocket") {
         return Err(ClientError::Protocol(
@@ -352,7 +378,8 @@ async fn open_upgrade(
             config.read_buffer_size,
             config.write_buffer_size,
         )
-        .await?;
+        .await
+        .map_err(|e| e.named_version(config.version))?;
         writer.send_text(&["2probe"]).await?;
         let (_, answer) = reader.next().await?;
         if answer != WsMessage::Text("3probe") {
@@ -368,8 +395,8 @@ async fn open_upgrade(
     let body = std::str::from_utf8(&body)
         .map_err(|_| ClientError::Protocol("polling body is not UTF-8".into()))?;
     let mut control = Vec::new();
-    for record in engineio::split_payload(body) {
-        match engineio::Packet::decode(record)? {
+    for record in engineio::payload_records(config.version, body) {
+        match engineio::Packet::decode_as(config.version, record?)? {
             engineio::Packet::Noop => {}
             // Answered over the websocket once it carries the session.
             engineio::Packet::Ping(_) => control.push(Control::Text("3".into())),
@@ -386,6 +413,7 @@ async fn open_upgrade(
         writer: Writer::Ws(writer),
         open,
         control,
+        early,
         handshake_done,
     })
 }

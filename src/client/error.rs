@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chorus_protocol::DecodeError;
+use chorus_protocol::{DecodeError, Version};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,13 @@ pub enum ClientError {
         /// The server's JSON payload, e.g. `{"message":"Invalid namespace"}`.
         data: String,
     },
+    /// The server speaks the other socket.io version (an open packet of the
+    /// other Engine.IO revision, or a refusal of ours); named in one line.
+    #[error("{}", .server.mismatch_line())]
+    Version {
+        /// The version the server speaks.
+        server: Version,
+    },
     /// A connect phase did not finish in time.
     #[error("timed out after {after:?} during {phase}")]
     Timeout {
@@ -93,10 +100,35 @@ impl ClientError {
             Self::TlsSetup(_) => "tls.settings",
             Self::ConnectRefused { .. } => "refused",
             Self::Timeout { .. } => "timeout",
+            Self::Version { .. } => "version",
             Self::Protocol(_) | Self::Decode(_) => "protocol",
             Self::Closed => "closed",
             Self::Limit(e) => e.limit.metric_name(),
             Self::Io(_) => "io",
+        }
+    }
+
+    /// A refused handshake named by the version the server speaks: a
+    /// socket.io 3+ server answers the `EIO=3` of a [`Version::V2`] client
+    /// with HTTP 400 `{"code":5,"message":"Unsupported protocol version"}`.
+    pub(crate) fn named_version(self, ours: Version) -> Self {
+        match self {
+            Self::Handshake { status: 400, body }
+                if ours == Version::V2 && body.contains("\"code\":5") =>
+            {
+                Self::Version {
+                    server: Version::V4,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// A decode error, with a version mismatch turned into [`Self::Version`].
+    pub(crate) fn from_decode(error: DecodeError) -> Self {
+        match error {
+            DecodeError::Version(server) => Self::Version { server },
+            other => Self::Decode(other),
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chorus_protocol::engineio::{self, OpenPacket};
+use chorus_protocol::Version;
 
 use super::config::{parse_open, Limits};
 use super::error::{ClientError, Limit};
@@ -20,16 +21,20 @@ pub(crate) struct PollRequest {
     pub target: String,
     /// The configured extra headers.
     pub headers: Vec<(String, String)>,
+    /// How the bodies are framed.
+    pub version: Version,
 }
 
-/// Sends the handshake GET and parses the open packet it answers with. The
-/// body may hold only the open packet: it is bounded by `max_open_packet`.
+/// Sends the handshake GET and parses the open packet it answers with, and
+/// returns the records after it: none in v4; socket.io 2.x may add its
+/// CONNECT to `/` (v3). The body is bounded by `max_open_packet`.
 pub(crate) async fn handshake(
     conn: &mut HttpConn,
     host: &str,
     target: &str,
     headers: &[(String, String)],
-) -> Result<OpenPacket, ClientError> {
+    version: Version,
+) -> Result<(OpenPacket, Vec<String>), ClientError> {
     let limits = *conn.limits();
     conn.set_limits(Limits {
         max_http_body: limits.max_open_packet.min(limits.max_http_body),
@@ -40,23 +45,38 @@ pub(crate) async fn handshake(
     let (_, status, body) =
         answer.map_err(|e| e.into_open_packet_breach(&[Limit::HttpBodySize]))?;
     if status != 200 {
-        return Err(status_error(status, &body));
+        return Err(status_error(status, &body).named_version(version));
     }
     let text = std::str::from_utf8(&body)
         .map_err(|_| ClientError::Protocol("handshake body is not UTF-8".into()))?;
-    let mut records = engineio::split_payload(text);
-    let first = records.next().unwrap_or_default();
-    let engineio::Packet::Open(data) = engineio::Packet::decode(first)? else {
+    if version == Version::V4 && looks_framed(text) {
+        return Err(ClientError::Version {
+            server: Version::V2,
+        });
+    }
+    let mut records = engineio::payload_records(version, text);
+    let first = records.next().unwrap_or(Ok(""))?;
+    let engineio::Packet::Open(data) = engineio::Packet::decode_as(version, first)? else {
         return Err(ClientError::Protocol(format!(
             "expected an open packet, got {first:?}"
         )));
     };
-    if records.next().is_some() {
+    let open = parse_open(data, &limits, version)?;
+    let early = records
+        .map(|r| r.map(str::to_owned))
+        .collect::<Result<Vec<_>, _>>()?;
+    if version == Version::V4 && !early.is_empty() {
         return Err(ClientError::Protocol(
             "packets after the open packet in the handshake".into(),
         ));
     }
-    parse_open(data, &limits)
+    Ok((open, early))
+}
+
+/// Whether a handshake body starts as Engine.IO v3 frames it (`96:0{…`).
+fn looks_framed(body: &str) -> bool {
+    let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && body[digits..].starts_with(":0")
 }
 
 /// The GET side: long-polls for the server's packets.
@@ -102,8 +122,20 @@ impl PollWriter {
     /// POSTs one text packet made of `parts`. Returns the instant the request
     /// was handed to the socket, once the server has answered it.
     pub async fn send_text(&mut self, parts: &[&str]) -> Result<Instant, ClientError> {
-        let body = parts.concat();
         let r = &self.request;
+        let body = match r.version {
+            Version::V4 => parts.concat(),
+            Version::V2 => {
+                // One `<length>:<packet>` record, the length in UTF-16 code units.
+                let units: usize = parts.iter().map(|p| p.encode_utf16().count()).sum();
+                let mut body =
+                    String::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 8);
+                body.push_str(&units.to_string());
+                body.push(':');
+                parts.iter().for_each(|p| body.push_str(p));
+                body
+            }
+        };
         let after = self.conn.limits().io_timeout;
         let conn = &mut self.conn;
         let exchange = async {
@@ -121,5 +153,17 @@ impl PollWriter {
             return Err(status_error(head.status, &body));
         }
         Ok(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v3_handshake_body_is_recognised() {
+        assert!(looks_framed("96:0{\"sid\":\"x\"}2:40"));
+        assert!(!looks_framed("0{\"sid\":\"x\"}"));
+        assert!(!looks_framed("12"));
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chorus_protocol::engineio::{self, OpenPacket};
 use chorus_protocol::socketio::{self, Event, PacketType};
-use chorus_protocol::DecodeError;
+use chorus_protocol::{DecodeError, Version};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -276,16 +276,29 @@ pub(crate) struct Session<H> {
     ping_window: Duration,
     ping_deadline: tokio::time::Instant,
     limits: Limits,
+    version: Version,
+    /// The Engine.IO session id (socket.io 2.x names sockets after it).
+    eio_sid: Box<str>,
+    /// Engine.IO v3 only: the client pings, `pingInterval` after the open
+    /// packet and after each pong, and then wants the pong within `pingTimeout`.
+    ping_timeout: Duration,
+    next_ping: tokio::time::Instant,
+}
+
+/// An instant so far ahead that it never comes (a timer that is off).
+fn never() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 impl<H: Handler> Session<H> {
-    /// A session for the connection that `open` describes.
+    /// A session for the connection that `open` describes, in `version`.
     pub fn new(
         handler: H,
         shared: Arc<Shared>,
         connect: oneshot::Sender<Result<String, ClientError>>,
         open: &OpenPacket,
         limits: &Limits,
+        version: Version,
     ) -> Self {
         // Both were checked against the limits when the open packet was read;
         // saturating all the same, so that no announced number can overflow.
@@ -299,9 +312,31 @@ impl<H: Handler> Session<H> {
             ping_window,
             ping_deadline: tokio::time::Instant::now(),
             limits: *limits,
+            version,
+            eio_sid: open.sid.as_str().into(),
+            ping_timeout: Duration::from_millis(open.ping_timeout),
+            next_ping: never(),
         };
         session.ping_deadline = session.next_ping_deadline();
+        if version == Version::V2 {
+            session.next_ping = session.ping_in_one_interval();
+        }
         session
+    }
+
+    /// `pingInterval` from now (v3's next client ping).
+    fn ping_in_one_interval(&self) -> tokio::time::Instant {
+        let interval = self.ping_window.saturating_sub(self.ping_timeout);
+        let now = tokio::time::Instant::now();
+        now.checked_add(interval).unwrap_or_else(never)
+    }
+
+    /// v3: it is time to ping; the pong is then owed within `pingTimeout`.
+    fn send_ping(&mut self) -> Result<(), CloseReason> {
+        self.next_ping = never();
+        let now = tokio::time::Instant::now();
+        self.ping_deadline = now.checked_add(self.ping_timeout).unwrap_or_else(never);
+        self.queue(Control::Text(Cow::Borrowed("2")))
     }
 
     /// When the next ping is due at the latest, counted from now.
@@ -323,11 +358,20 @@ impl<H: Handler> Session<H> {
         .map_err(CloseReason::Limit)
     }
 
-    /// Reads until the session ends, then reports why.
-    pub async fn run(mut self, read: ReadSide) {
-        let (at, reason) = match read {
-            ReadSide::Ws(r) => self.run_ws(r).await,
-            ReadSide::Polling(r) => self.run_polling(r).await,
+    /// Reads `early` (records that came with the open packet), then the
+    /// transport until the session ends, then reports why.
+    pub async fn run(mut self, read: ReadSide, early: Vec<String>) {
+        let mut ended = None;
+        for record in &early {
+            if let Err(reason) = self.on_text(Instant::now(), record) {
+                ended = Some((Instant::now(), reason));
+                break;
+            }
+        }
+        let (at, reason) = match (ended, read) {
+            (Some(ended), _) => ended,
+            (None, ReadSide::Ws(r)) => self.run_ws(r).await,
+            (None, ReadSide::Polling(r)) => self.run_polling(r).await,
         };
         let reason = if self.shared.closing.load(Ordering::SeqCst) {
             CloseReason::ClientDisconnect
@@ -356,21 +400,23 @@ impl<H: Handler> Session<H> {
 
     async fn run_ws(&mut self, mut reader: WsReader) -> (Instant, CloseReason) {
         let sleep = tokio::time::sleep_until(self.ping_deadline);
-        tokio::pin!(sleep);
+        let ping = tokio::time::sleep_until(self.next_ping);
+        tokio::pin!(sleep, ping);
         loop {
-            let (at, message) = tokio::select! {
+            let deadline = self.ping_deadline;
+            let next_ping = self.next_ping;
+            let read = tokio::select! {
                 read = reader.next() => match read {
-                    Ok(m) => m,
+                    Ok(m) => Some(m),
                     Err(e) => return (Instant::now(), reason_of(e)),
                 },
                 () = &mut sleep => return (Instant::now(), CloseReason::PingTimeout),
+                () = &mut ping => None,
             };
-            let deadline = self.ping_deadline;
-            let handled = match message {
-                WsMessage::Text(text) => self.on_text(at, text),
-                WsMessage::Binary(bytes) => self.on_attachment(at, bytes),
-                WsMessage::Ping(payload) => self.queue(Control::WsPong(payload.into())),
-                WsMessage::Close(code) => Err(CloseReason::ServerClosed { code }),
+            // A close is dated by the frame that caused it, as before v3 pings.
+            let (at, handled) = match read {
+                None => (Instant::now(), self.send_ping()),
+                Some((at, message)) => (at, self.on_ws_message(at, message)),
             };
             if let Err(reason) = handled {
                 return (at, reason);
@@ -381,29 +427,55 @@ impl<H: Handler> Session<H> {
             if deadline != self.ping_deadline {
                 sleep.as_mut().reset(self.ping_deadline);
             }
+            if next_ping != self.next_ping {
+                ping.as_mut().reset(self.next_ping);
+            }
         }
     }
 
-    async fn run_polling(&mut self, mut reader: PollReader) -> (Instant, CloseReason) {
+    async fn run_polling(&mut self, reader: PollReader) -> (Instant, CloseReason) {
         let sleep = tokio::time::sleep_until(self.ping_deadline);
-        tokio::pin!(sleep);
+        let ping = tokio::time::sleep_until(self.next_ping);
+        // A poll stays pending across a v3 ping (the pong may come on it), so
+        // the pending poll owns the reader and hands it back when it is done.
+        let poll = poll_owned(reader);
+        tokio::pin!(sleep, ping, poll);
         loop {
+            let deadline = self.ping_deadline;
             let (at, body) = tokio::select! {
-                read = reader.poll() => match read {
-                    Ok(b) => b,
+                (reader, read) = &mut poll => match read {
+                    Ok(b) => {
+                        poll.set(poll_owned(reader));
+                        b
+                    }
                     Err(e) => return (Instant::now(), reason_of(e)),
                 },
                 () = &mut sleep => return (Instant::now(), CloseReason::PingTimeout),
+                () = &mut ping => {
+                    let sent = match self.send_ping() {
+                        Ok(()) => self.shared.flush_if_free().await.map_err(reason_of),
+                        Err(reason) => Err(reason),
+                    };
+                    if let Err(reason) = sent {
+                        return (Instant::now(), reason);
+                    }
+                    sleep.as_mut().reset(self.ping_deadline);
+                    ping.as_mut().reset(self.next_ping);
+                    continue;
+                }
             };
-            let deadline = self.ping_deadline;
             let Ok(text) = std::str::from_utf8(&body) else {
                 return (
                     at,
                     CloseReason::Transport("polling body is not UTF-8".into()),
                 );
             };
-            for record in engineio::split_payload(text) {
-                if let Err(reason) = self.on_text(at, record) {
+            for record in engineio::payload_records(self.version, text) {
+                let handled = match record {
+                    Ok(record) => self.on_text(at, record),
+                    Err(e) => Err(CloseReason::Transport(e.to_string())),
+                };
+                if let Err(reason) = handled {
                     return (at, reason);
                 }
             }
@@ -413,17 +485,39 @@ impl<H: Handler> Session<H> {
             if deadline != self.ping_deadline {
                 sleep.as_mut().reset(self.ping_deadline);
             }
+            ping.as_mut().reset(self.next_ping);
+        }
+    }
+
+    /// One websocket message.
+    fn on_ws_message(&mut self, at: Instant, message: WsMessage<'_>) -> Result<(), CloseReason> {
+        match message {
+            WsMessage::Text(text) => self.on_text(at, text),
+            WsMessage::Binary(bytes) => match engineio::binary_frame_data(self.version, bytes) {
+                Ok(data) => self.on_attachment(at, data),
+                Err(e) => Err(CloseReason::Transport(e.to_string())),
+            },
+            WsMessage::Ping(payload) => self.queue(Control::WsPong(payload.into())),
+            WsMessage::Close(code) => Err(CloseReason::ServerClosed { code }),
         }
     }
 
     /// One Engine.IO text packet: a websocket text frame or a polling record.
     fn on_text(&mut self, at: Instant, text: &str) -> Result<(), CloseReason> {
-        let packet =
-            engineio::Packet::decode(text).map_err(|e| CloseReason::Transport(e.to_string()))?;
+        let packet = engineio::Packet::decode_as(self.version, text)
+            .map_err(|e| CloseReason::Transport(e.to_string()))?;
         self.on_packet(at, packet)
     }
 
     fn on_packet(&mut self, at: Instant, packet: engineio::Packet<'_>) -> Result<(), CloseReason> {
+        if self.version == Version::V2 {
+            // engine.io-client 3 counts any packet as a sign of life, and its
+            // pings restart one interval after each pong.
+            self.ping_deadline = self.next_ping_deadline();
+            if matches!(packet, engineio::Packet::Pong(_)) {
+                self.next_ping = self.ping_in_one_interval();
+            }
+        }
         match packet {
             engineio::Packet::Ping(data) => {
                 self.ping_deadline = self.next_ping_deadline();
@@ -468,16 +562,18 @@ impl<H: Handler> Session<H> {
         match packet.kind {
             PacketType::Connect => {
                 if let Some(tx) = self.connect.take() {
-                    let sid = serde_json::from_str::<ConnectData>(data)
-                        .map(|c| c.sid)
-                        .map_err(|_| {
-                            ClientError::Protocol(format!("CONNECT without a sid: {text}"))
-                        });
+                    let sid =
+                        socketio::connect_sid(self.version, packet.nsp, &self.eio_sid, packet.data)
+                            .map_err(|_| {
+                                ClientError::Protocol(format!("CONNECT without a sid: {text}"))
+                            });
                     let _ = tx.send(sid);
                 }
                 Ok(())
             }
-            PacketType::ConnectError => Err(CloseReason::ConnectRefused(data.to_owned())),
+            PacketType::ConnectError => Err(CloseReason::ConnectRefused(
+                socketio::connect_error_data(self.version, data).into_owned(),
+            )),
             PacketType::Disconnect => Err(CloseReason::NamespaceDisconnect),
             PacketType::Event | PacketType::Ack => {
                 self.deliver(at, packet.kind, packet.id, data, event)
@@ -588,10 +684,12 @@ impl<H: Handler> Session<H> {
     }
 }
 
-/// The data of the server's CONNECT answer.
-#[derive(serde::Deserialize)]
-struct ConnectData {
-    sid: String,
+/// One long-poll that owns its reader and gives it back with the answer.
+async fn poll_owned(
+    mut reader: PollReader,
+) -> (PollReader, Result<(Instant, Vec<u8>), ClientError>) {
+    let read = reader.poll().await;
+    (reader, read)
 }
 
 /// The JSON `data` of a binary packet with every placeholder

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chorus_protocol::engineio::{self, split_payload, OpenPacket};
 use chorus_protocol::socketio::{self, PacketType};
+use chorus_protocol::Version;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -45,6 +46,10 @@ pub enum BuiltinCase {
     EventBeforeConnect,
     /// §7.6 graceful shutdown sends `41/chat,` to every socket.
     ShutdownDisconnects,
+    /// Engine.IO v3 (socket.io 2.x): the open packet over polling, framed.
+    V3OpenPolling,
+    /// Engine.IO v3 (socket.io 2.x): the client pings, the server answers.
+    V3ClientPings,
 }
 
 impl BuiltinCase {
@@ -60,6 +65,9 @@ impl BuiltinCase {
         Self::ShutdownDisconnects,
     ];
 
+    /// The cases only a socket.io 2.x target (Engine.IO v3) runs.
+    pub const V3: [BuiltinCase; 2] = [Self::V3OpenPolling, Self::V3ClientPings];
+
     /// The stable dotted name.
     pub fn name(self) -> &'static str {
         match self {
@@ -71,6 +79,8 @@ impl BuiltinCase {
             Self::UpgradeSequence => "engineio.upgrade.probe-noop-upgrade",
             Self::EventBeforeConnect => "socketio.malformed.event-before-connect-closes",
             Self::ShutdownDisconnects => "strict.lifecycle.shutdown-disconnects-namespace",
+            Self::V3OpenPolling => "engineio3.open.polling-fields",
+            Self::V3ClientPings => "engineio3.heartbeat.client-pings",
         }
     }
 
@@ -102,6 +112,8 @@ impl BuiltinCase {
             Self::UpgradeSequence => "Engine.IO v4 upgrade: 2probe → 3probe, the pending poll is released with 6, then 5; the session continues on the websocket",
             Self::EventBeforeConnect => "§1.5 an EVENT before CONNECT closes the whole Engine.IO connection (close without status, 1005)",
             Self::ShutdownDisconnects => "§7.6 on shutdown the server sends 41/chat, to every socket",
+            Self::V3OpenPolling => "Engine.IO v3 open packet over polling: <length>:0{\"sid\",\"upgrades\":[\"websocket\"],\"pingInterval\",\"pingTimeout\"}, keys in that order, no maxPayload, the length in UTF-16 code units",
+            Self::V3ClientPings => "Engine.IO v3 heartbeat: the client sends 2 and the server answers 3",
         }
     }
 
@@ -116,6 +128,8 @@ impl BuiltinCase {
             Self::UpgradeSequence => upgrade_sequence(target).await,
             Self::EventBeforeConnect => event_before_connect(target).await,
             Self::ShutdownDisconnects => return shutdown_disconnects(target).await,
+            Self::V3OpenPolling => v3_open_polling(target).await,
+            Self::V3ClientPings => v3_client_pings(target).await,
         };
         match result {
             Ok(()) => Verdict::Pass,
@@ -273,6 +287,62 @@ async fn open_polling(target: &Target) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("expected: {expected}\ngot: {text}"))
+    }
+}
+
+async fn v3_open_polling(target: &Target) -> Result<(), String> {
+    let response = http_exchange(
+        &target.authority,
+        "GET",
+        "/socket.io/?EIO=3&transport=polling&b64=1",
+        &[],
+        b"",
+    )
+    .await?;
+    let body = String::from_utf8_lossy(&response.body).into_owned();
+    let first = engineio::payload_records(Version::V2, &body).next();
+    let Some(Ok(record)) = first.filter(|_| response.status == 200) else {
+        return Err(format!(
+            "expected: HTTP 200 with a body framed <length>:<packet>\ngot: HTTP {} {body:?}",
+            response.status
+        ));
+    };
+    let open = match engineio::Packet::decode(record) {
+        Ok(engineio::Packet::Open(data)) => OpenPacket::parse_as(Version::V2, data)
+            .map_err(|e| format!("expected: a v3 open packet\ngot: {record:?} ({e})"))?,
+        _ => return Err(format!("expected: a v3 open packet\ngot: {record:?}")),
+    };
+    let expected = format!(
+        "0{{\"sid\":{},\"upgrades\":[\"websocket\"],\"pingInterval\":{},\"pingTimeout\":{}}}",
+        serde_json::Value::from(open.sid.as_str()),
+        open.ping_interval,
+        open.ping_timeout
+    );
+    if record == expected && !open.sid.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("expected: {expected}\ngot: {record}"))
+    }
+}
+
+async fn v3_client_pings(target: &Target) -> Result<(), String> {
+    let mut ws = ws_connect(&target.authority, "/socket.io/?EIO=3&transport=websocket").await?;
+    match ws_read(&mut ws, READ_TIMEOUT).await {
+        WsRead::Text(text) if text.starts_with('0') => {}
+        other => return Err(format!("expected: the open packet\ngot: {other}")),
+    }
+    ws_send(&mut ws, "2").await?;
+    loop {
+        match ws_read(&mut ws, READ_TIMEOUT).await {
+            WsRead::Text(t) if t == "3" => return Ok(()),
+            // socket.io 2.x connects every client to `/` by itself.
+            WsRead::Text(t) if t.starts_with('4') => continue,
+            other => {
+                return Err(format!(
+                    "expected: 3 in answer to the client's 2\ngot: {other}"
+                ))
+            }
+        }
     }
 }
 

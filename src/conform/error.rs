@@ -29,6 +29,14 @@ pub enum ConformError {
     /// The embedded gateway did not start.
     #[error("cannot start the embedded gateway: {0}")]
     Gateway(#[from] chorus_gateway::GatewayError),
+    /// The target speaks the other socket.io version than `--socketio-version`.
+    #[error("target {url}: {}, i.e. `--socketio-version {}`", .server.mismatch_line(), .server.major())]
+    Version {
+        /// The target URL.
+        url: String,
+        /// The version the target speaks.
+        server: chorus_protocol::Version,
+    },
     /// The target answered no Engine.IO handshake.
     #[error("target {url} is unreachable: {reason}")]
     Unreachable {

@@ -33,6 +33,7 @@ pub use tokens::{TokenKind, TokenMint};
 use crate::client::{Tls, TlsConfig};
 use crate::error::FileError;
 use crate::report::{render_junit, CaseStatus, Conformance, ConformanceCase};
+use chorus_protocol::Version;
 
 /// How many cases run at once.
 const BATCH: usize = 8;
@@ -61,6 +62,9 @@ pub struct ConformOptions {
     pub cases_dir: Option<PathBuf>,
     /// TLS for an `https://`/`wss://` target (`--ca`, `--insecure`).
     pub tls: TlsConfig,
+    /// The socket.io version the target speaks (`--socketio-version`); 2 needs
+    /// a target, since the reference gateway speaks socket.io 4.
+    pub version: Version,
 }
 
 /// What a case produced.
@@ -101,6 +105,26 @@ impl Case {
     }
 }
 
+/// The cases for a target of `version`: [`all_cases`], and for socket.io
+/// 2.x the Engine.IO v3 built-in cases after them.
+pub fn cases_for(version: Version, files: Vec<LoadedCase>) -> Vec<Case> {
+    let mut cases = all_cases(files);
+    if version == Version::V2 {
+        cases.extend(BuiltinCase::V3.into_iter().map(builtin_case));
+    }
+    cases
+}
+
+fn builtin_case(b: BuiltinCase) -> Case {
+    Case {
+        name: b.name().to_owned(),
+        profiles: b.profiles().to_vec(),
+        category: b.category(),
+        statement: b.statement().to_owned(),
+        body: CaseBody::Builtin(b),
+    }
+}
+
 /// Every case: the loaded case files, then the built-in cases.
 pub fn all_cases(files: Vec<LoadedCase>) -> Vec<Case> {
     let data = files.into_iter().map(|c| Case {
@@ -110,13 +134,7 @@ pub fn all_cases(files: Vec<LoadedCase>) -> Vec<Case> {
         statement: c.spec.statement.clone(),
         body: CaseBody::Steps(Box::new(c.spec)),
     });
-    let builtin = BuiltinCase::ALL.into_iter().map(|b| Case {
-        name: b.name().to_owned(),
-        profiles: b.profiles().to_vec(),
-        category: b.category(),
-        statement: b.statement().to_owned(),
-        body: CaseBody::Builtin(b),
-    });
+    let builtin = BuiltinCase::ALL.into_iter().map(builtin_case);
     data.chain(builtin).collect()
 }
 
@@ -134,6 +152,8 @@ pub struct Target {
     pub mint: TokenMint,
     /// The secret, when this run started the gateway itself.
     pub embedded_secret: Option<String>,
+    /// The socket.io version the target speaks.
+    pub version: Version,
 }
 
 /// The result of one case.
@@ -241,7 +261,7 @@ pub async fn run(
         None => load_builtin_files()?,
     };
     let profile = ProfileName::from(options.profile);
-    let cases: Vec<Case> = all_cases(files)
+    let cases: Vec<Case> = cases_for(options.version, files)
         .into_iter()
         .filter(|c| c.applies_to(profile))
         .filter(|c| {
@@ -274,10 +294,49 @@ pub async fn run(
     Ok(report)
 }
 
+/// Cases whose statement socket.io 2.x does not share (its server ignores
+/// these packets instead of closing the connection), with the reason shown.
+const NOT_IN_SOCKETIO_2: [&str; 3] = [
+    "socketio.malformed.event-for-unconnected-namespace-closes",
+    "socketio.malformed.unknown-packet-type-closes",
+    "socketio.malformed.second-connect-closes",
+];
+
+/// Why `case` cannot run against a socket.io 2.x target, if it cannot: the
+/// built-in cases and raw HTTP steps speak Engine.IO v4 frames themselves,
+/// socket.io 2.x has no CONNECT `auth` payload, and it keeps the connection
+/// open where §1.5 (socket.io 4) closes it.
+fn v2_skip(case: &Case) -> Option<&'static str> {
+    if NOT_IN_SOCKETIO_2.contains(&case.name.as_str()) {
+        return Some("socket.io 2.x ignores this packet rather than closing the connection");
+    }
+    match &case.body {
+        CaseBody::Builtin(b) if BuiltinCase::V3.contains(b) => None,
+        CaseBody::Builtin(_) => Some("a raw Engine.IO v4 case; not run against socket.io 2.x"),
+        CaseBody::Steps(spec) if spec.clients.values().any(|c| c.auth.is_some()) => {
+            Some("socket.io 2.x has no CONNECT auth payload")
+        }
+        CaseBody::Steps(spec)
+            if spec
+                .steps
+                .iter()
+                .any(|s| matches!(s.value, case::Step::Http(_))) =>
+        {
+            Some("raw Engine.IO v4 HTTP requests; not run against socket.io 2.x")
+        }
+        CaseBody::Steps(_) => None,
+    }
+}
+
 async fn run_one(case: &Case, target: &Target, index: usize) -> CaseResult {
     let start = Instant::now();
     let tag = format!("{index:03}{:04x}", rand::random::<u16>());
     let play = async {
+        if target.version == Version::V2 {
+            if let Some(why) = v2_skip(case) {
+                return Verdict::Skip(why.into());
+            }
+        }
         match &case.body {
             CaseBody::Steps(spec) => match runner::run_case(spec, target, &tag).await {
                 Ok(()) => Verdict::Pass,
@@ -327,9 +386,16 @@ impl Gateways {
                     authority,
                     mint: TokenMint::new(secret),
                     embedded_secret: None,
+                    version: options.version,
                 },
                 running: Vec::new(),
             });
+        }
+        if options.version == Version::V2 {
+            return Err(ConformError::Usage(
+                "--socketio-version 2 needs --target: the reference gateway speaks socket.io 4"
+                    .into(),
+            ));
         }
         let secret = format!("{:032x}", rand::random::<u128>());
         let config = chorus_gateway::GatewayConfig {
@@ -357,6 +423,7 @@ impl Gateways {
                 heartbeat_authority: plain(heartbeat.addr().to_string()),
                 mint: TokenMint::new(secret.clone()),
                 embedded_secret: Some(secret),
+                version: Version::V4,
             },
             running: vec![main, heartbeat],
         })
@@ -399,15 +466,20 @@ async fn reachable(target: &Target) -> Result<(), ConformError> {
         url: target.url.clone(),
         reason,
     };
-    let response = http::http_exchange(
-        &target.authority,
-        "GET",
-        "/socket.io/?EIO=4&transport=polling",
-        &[],
-        b"",
-    )
-    .await
-    .map_err(unreachable)?;
+    let handshake = match target.version {
+        Version::V4 => "/socket.io/?EIO=4&transport=polling",
+        Version::V2 => "/socket.io/?EIO=3&transport=polling&b64=1",
+    };
+    let response = http::http_exchange(&target.authority, "GET", handshake, &[], b"")
+        .await
+        .map_err(unreachable)?;
+    let body = String::from_utf8_lossy(&response.body);
+    if let Some(server) = other_version(target.version, response.status, &body) {
+        return Err(ConformError::Version {
+            url: target.url.clone(),
+            server,
+        });
+    }
     if response.status == 200 {
         Ok(())
     } else {
@@ -415,6 +487,23 @@ async fn reachable(target: &Target) -> Result<(), ConformError> {
             "the Engine.IO handshake got HTTP {}",
             response.status
         )))
+    }
+}
+
+/// The version a handshake answer shows the server speaks, when it is not
+/// `ours`: socket.io 2.x answers `EIO=4` with a v3 open packet (it does not
+/// check the revision); socket.io 3+ answers `EIO=3` with HTTP 400 code 5.
+fn other_version(ours: Version, status: u16, body: &str) -> Option<Version> {
+    match ours {
+        Version::V4 if status == 200 => {
+            let first = chorus_protocol::engineio::payload_records(Version::V2, body).next()?;
+            let data = first.ok()?.strip_prefix('0')?;
+            chorus_protocol::engineio::OpenPacket::parse_as(Version::V2, data)
+                .is_ok()
+                .then_some(Version::V2)
+        }
+        Version::V2 if status == 400 && body.contains("\"code\":5") => Some(Version::V4),
+        _ => None,
     }
 }
 
@@ -449,6 +538,18 @@ fn write_outputs(options: &ConformOptions, report: &ConformReport) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handshake_of_the_other_version_is_named() {
+        let v3 = r#"78:0{"sid":"x","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}2:40"#;
+        assert_eq!(other_version(Version::V4, 200, v3), Some(Version::V2));
+        assert_eq!(other_version(Version::V2, 200, v3), None);
+        let v4 = r#"0{"sid":"x","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+        assert_eq!(other_version(Version::V4, 200, v4), None);
+        let refusal = r#"{"code":5,"message":"Unsupported protocol version"}"#;
+        assert_eq!(other_version(Version::V2, 400, refusal), Some(Version::V4));
+        assert_eq!(other_version(Version::V4, 400, refusal), None);
+    }
 
     #[test]
     fn authorities_get_a_port() {

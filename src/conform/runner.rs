@@ -299,7 +299,8 @@ impl Play<'_> {
         };
         let mut config = ClientConfig::new(self.target.url.clone())
             .namespace(spec.namespace.as_deref().unwrap_or("/chat"))
-            .transport(spec.transport);
+            .transport(spec.transport)
+            .version(self.target.version);
         config.connect_timeout = CONNECT_TIMEOUT;
         config.tls = self.target.authority.tls.clone();
         let no_token_field = spec.query.is_none()

@@ -396,6 +396,7 @@ async fn play(
     client.path = scenario.socketio.path.clone();
     client.namespace = scenario.socketio.namespace.clone();
     client.transport = scenario.socketio.transport;
+    client.version = scenario.socketio.version;
     client.tls = scenario.tls_client.clone();
     let local_ips = target::source_addresses(target.url(), planned);
     let setup = Setup {

@@ -9,6 +9,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::client::{Tls, TlsConfig, Transport};
+use chorus_protocol::Version;
 
 use super::template::{JsonTemplate, Template};
 use super::threshold::Threshold;
@@ -90,6 +91,10 @@ pub struct SocketIoConfig {
     /// The Socket.IO namespace, `/` by default.
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// The socket.io version the gateway runs: `4` (default; Engine.IO v4,
+    /// also right for socket.io 3) or `2` (socket.io 2.x, Engine.IO v3).
+    #[serde(default, deserialize_with = "socketio_version")]
+    pub version: Version,
     /// The transport: `websocket` (default), `polling` or `polling-upgrade`.
     #[serde(default)]
     pub transport: Transport,
@@ -102,6 +107,16 @@ pub struct SocketIoConfig {
     /// The CONNECT packet's auth payload (templated JSON).
     #[serde(default)]
     pub auth: Option<JsonTemplate>,
+}
+
+/// `socketio.version`: the integer 2 or 4.
+fn socketio_version<'de, D: Deserializer<'de>>(de: D) -> Result<Version, D::Error> {
+    let major = u64::deserialize(de)?;
+    Version::from_major(major).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "socketio.version must be 2 (socket.io 2.x) or 4 (socket.io 3 and 4), not {major}"
+        ))
+    })
 }
 
 fn default_path() -> String {
@@ -117,6 +132,7 @@ impl Default for SocketIoConfig {
         SocketIoConfig {
             path: default_path(),
             namespace: default_namespace(),
+            version: Version::V4,
             transport: Transport::default(),
             query: Vec::new(),
             headers: Vec::new(),

@@ -92,6 +92,20 @@ pub(crate) fn validate(scenario: &Scenario, root: &Node) -> Result<(), Invalid> 
     if let Some(auth) = &sio.auth {
         check_json(auth, &scope)?;
     }
+    if sio.version == chorus_protocol::Version::V2 {
+        const NO_AUTH: &str =
+            "socket.io 2.x has no CONNECT auth payload: send the token in the query or a header";
+        if sio.auth.is_some() {
+            return Err(fail(&[Key("socketio"), Key("auth")], NO_AUTH.into()));
+        }
+        if scenario
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.place == super::model::TokenPlace::Auth)
+        {
+            return Err(fail(&[Key("auth"), Key("place")], NO_AUTH.into()));
+        }
+    }
 
     if scenario.groups.is_empty() {
         return Err(fail(

@@ -20,7 +20,18 @@ pub fn js_dir() -> PathBuf {
 
 /// Makes sure `tests/js/node_modules` is installed and returns the `tests/js` folder.
 pub fn ensure_node_modules() -> PathBuf {
-    let dir = js_dir();
+    ensure_installed(js_dir())
+}
+
+/// Makes sure `tests/js/v2/node_modules` (socket.io 2.5 and its client, the
+/// Engine.IO v3 peers) is installed and returns the `tests/js/v2` folder.
+pub fn ensure_v2_node_modules() -> PathBuf {
+    ensure_installed(js_dir().join("v2"))
+}
+
+/// Runs `npm ci` in `dir` unless its `node_modules` is in place; one lock
+/// file in `tests/js` serialises the installs of every folder.
+fn ensure_installed(dir: PathBuf) -> PathBuf {
     let marker = dir.join("node_modules/.package-lock.json");
     if marker.exists() {
         return dir;
@@ -29,7 +40,7 @@ pub fn ensure_node_modules() -> PathBuf {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(".install.lock"))
+        .open(js_dir().join(".install.lock"))
         .expect("open the npm install lock file");
     lock.lock().expect("take the npm install lock");
     if !marker.exists() {

@@ -167,6 +167,7 @@ async fn conform_against(profile: Profile, faults: Faults, only: &str) -> Vec<(S
         jwt_secret_env: SECRET_ENV.to_owned(),
         cases_dir: None,
         tls: Default::default(),
+        version: Default::default(),
     };
     let report = conform::run(&options, |r| eprintln!("{}", r.render()))
         .await

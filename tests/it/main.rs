@@ -10,6 +10,7 @@ mod client;
 mod compare;
 mod conform;
 mod distributed;
+mod eio3;
 mod faults_detected;
 mod hostile_targets;
 mod live_metrics;
