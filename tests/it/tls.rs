@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::support::harness;
+use crate::support::hostile::{Hostile, Mode};
 
 const SECRET: &str = "tls-secret";
 const WAIT: Duration = Duration::from_secs(5);
@@ -215,16 +216,8 @@ async fn plaintext_against_tls_and_tls_against_plaintext_fail_cleanly() {
 #[tokio::test]
 async fn the_tls_handshake_is_bounded_by_the_connect_timeout() {
     let pki = Pki::new("driver-timeout");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("an address");
-    let hold = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            held.push(tcp);
-        }
-    });
+    let silent = Hostile::start(Mode::Silent).await;
+    let addr = silent.addr();
     let mut config = ClientConfig::new(format!("https://{addr}")).tls(trusting(&pki.ca));
     config.connect_timeout = Duration::from_millis(300);
     let started = Instant::now();
@@ -243,7 +236,6 @@ async fn the_tls_handshake_is_bounded_by_the_connect_timeout() {
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
-    hold.abort();
 }
 
 /// A small chat scenario against `target` with a `tls:` block (or none).

@@ -15,6 +15,7 @@ use chorus_gateway::{Faults, Profile};
 use chorus_test_support::tokens::valid_for_an_hour;
 
 use crate::support::harness;
+use crate::support::hostile::{Hostile, Mode};
 
 /// A scenario file written into `dir`, returning its path.
 fn scenario_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
@@ -198,16 +199,8 @@ async fn another_secret_exits_3_and_the_one_line_names_invalid_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_accepts_tcp_and_never_answers_exits_3_after_the_connect_timeout() {
     let dir = harness::temp_dir("verdict-silent");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("an address");
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let silent = Hostile::start(Mode::Silent).await;
+    let addr = silent.addr();
     let scenario = scenario_file(
         &dir,
         "silent",
@@ -225,7 +218,7 @@ async fn a_target_that_accepts_tcp_and_never_answers_exits_3_after_the_connect_t
     ))
     .await;
     let took = started.elapsed();
-    holder.abort();
+    drop(silent);
     harness::assert_exit(&output, 3, "nobody answers");
     // The client's connect timeout is 10 s; the run ends soon after it.
     assert!(took >= Duration::from_secs(9), "{took:?}");
