@@ -67,6 +67,25 @@ pub struct ConformOptions {
     pub version: Version,
 }
 
+impl ConformOptions {
+    /// All cases of `profile` against `target` (or the embedded gateway), the
+    /// secret in `JWT_SECRET`, plaintext, socket.io 4, nothing written: the
+    /// command line's defaults, for the fields a caller does not set.
+    pub fn new(target: Option<String>, profile: chorus_gateway::Profile) -> Self {
+        Self {
+            target,
+            profile,
+            only: None,
+            junit: None,
+            out: None,
+            jwt_secret_env: "JWT_SECRET".to_owned(),
+            cases_dir: None,
+            tls: TlsConfig::default(),
+            version: Version::default(),
+        }
+    }
+}
+
 /// What a case produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

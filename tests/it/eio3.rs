@@ -365,15 +365,12 @@ async fn the_seed_conformance_cases_that_apply_pass_against_socketio_2() {
     // Only this test reads this variable.
     std::env::set_var(SECRET_ENV, SECRET);
     let options = chorus::conform::ConformOptions {
-        target: Some(gateway.url.clone()),
-        profile: chorus_gateway::Profile::Seed,
-        only: None,
-        junit: None,
-        out: None,
         jwt_secret_env: SECRET_ENV.to_owned(),
-        cases_dir: None,
-        tls: Default::default(),
         version: Version::V2,
+        ..chorus::conform::ConformOptions::new(
+            Some(gateway.url.clone()),
+            chorus_gateway::Profile::Seed,
+        )
     };
     let report = chorus::conform::run(&options, |r| eprintln!("{}", r.render()))
         .await
@@ -403,15 +400,12 @@ async fn conform_at_version_4_against_socketio_2_stops_with_the_one_line() {
     let gateway = Gateway::start(None);
     std::env::set_var(SECRET_ENV, SECRET);
     let options = chorus::conform::ConformOptions {
-        target: Some(gateway.url.clone()),
-        profile: chorus_gateway::Profile::Seed,
-        only: None,
-        junit: None,
-        out: None,
         jwt_secret_env: SECRET_ENV.to_owned(),
-        cases_dir: None,
-        tls: Default::default(),
         version: Version::V4,
+        ..chorus::conform::ConformOptions::new(
+            Some(gateway.url.clone()),
+            chorus_gateway::Profile::Seed,
+        )
     };
     let err = chorus::conform::run(&options, |_| {}).await.unwrap_err();
     assert!(

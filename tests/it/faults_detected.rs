@@ -159,15 +159,9 @@ fn read_json(path: &Path) -> Value {
 async fn conform_against(profile: Profile, faults: Faults, only: &str) -> Vec<(String, bool)> {
     let gw = gateway(profile, faults).await;
     let options = ConformOptions {
-        target: Some(format!("http://{}", gw.addr())),
-        profile,
         only: Some(only.to_owned()),
-        junit: None,
-        out: None,
         jwt_secret_env: SECRET_ENV.to_owned(),
-        cases_dir: None,
-        tls: Default::default(),
-        version: Default::default(),
+        ..ConformOptions::new(Some(format!("http://{}", gw.addr())), profile)
     };
     let report = conform::run(&options, |r| eprintln!("{}", r.render()))
         .await
