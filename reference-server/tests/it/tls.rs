@@ -111,6 +111,22 @@ async fn health_and_metrics_are_served_over_tls_on_the_same_listener() {
     gw.shutdown().await;
 }
 
+/// Waits for one failed handshake to be counted, then checks that the
+/// gateway still serves a client that trusts its CA, and shuts it down.
+async fn counted_and_still_serving(gw: RunningGateway, pki: &Pki) {
+    metric_reaches(
+        &gw,
+        "chorus_gateway_tls_handshake_failures_total{reason=\"error\"}",
+        1,
+    )
+    .await;
+    let mut tls = within(tls_connect(&gw, &pki.ca))
+        .await
+        .expect("TLS handshake");
+    assert!(get(&mut tls, "/healthz").await.ends_with("ok"));
+    gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_unknown_ca_is_refused_by_the_client_and_counted_by_the_gateway() {
     let pki = Pki::new("unknown-ca");
@@ -119,18 +135,7 @@ async fn an_unknown_ca_is_refused_by_the_client_and_counted_by_the_gateway() {
         .await
         .expect_err("a certificate from an untrusted CA");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
-    metric_reaches(
-        &gw,
-        "chorus_gateway_tls_handshake_failures_total{reason=\"error\"}",
-        1,
-    )
-    .await;
-    // And the gateway still serves a client that trusts its CA.
-    let mut tls = within(tls_connect(&gw, &pki.ca))
-        .await
-        .expect("TLS handshake");
-    assert!(get(&mut tls, "/healthz").await.ends_with("ok"));
-    gw.shutdown().await;
+    counted_and_still_serving(gw, &pki).await;
 }
 
 #[tokio::test]
@@ -145,17 +150,7 @@ async fn a_plaintext_client_fails_cleanly_and_is_counted() {
         "plaintext got an answer: {answer:?}"
     );
     assert!(started.elapsed() < WAIT);
-    metric_reaches(
-        &gw,
-        "chorus_gateway_tls_handshake_failures_total{reason=\"error\"}",
-        1,
-    )
-    .await;
-    let mut tls = within(tls_connect(&gw, &pki.ca))
-        .await
-        .expect("TLS handshake");
-    assert!(get(&mut tls, "/healthz").await.ends_with("ok"));
-    gw.shutdown().await;
+    counted_and_still_serving(gw, &pki).await;
 }
 
 #[tokio::test]
