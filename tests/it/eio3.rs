@@ -359,19 +359,25 @@ async fn chorus_run_with_socketio_version_2_passes_its_thresholds() {
     assert_eq!(counter(&read_summary(&out), "errors.connect.version"), 10);
 }
 
-#[tokio::test]
-async fn the_seed_conformance_cases_that_apply_pass_against_socketio_2() {
-    let gateway = Gateway::start(None);
-    // Only this test reads this variable.
+/// The seed suite against the socket.io 2.x `gateway`, speaking `version`.
+fn conform_options(gateway: &Gateway, version: Version) -> chorus::conform::ConformOptions {
+    // Only the conformance tests of this module read this variable, and they
+    // all set it to the same secret.
     std::env::set_var(SECRET_ENV, SECRET);
-    let options = chorus::conform::ConformOptions {
+    chorus::conform::ConformOptions {
         jwt_secret_env: SECRET_ENV.to_owned(),
-        version: Version::V2,
+        version,
         ..chorus::conform::ConformOptions::new(
             Some(gateway.url.clone()),
             chorus_gateway::Profile::Seed,
         )
-    };
+    }
+}
+
+#[tokio::test]
+async fn the_seed_conformance_cases_that_apply_pass_against_socketio_2() {
+    let gateway = Gateway::start(None);
+    let options = conform_options(&gateway, Version::V2);
     let report = chorus::conform::run(&options, |r| eprintln!("{}", r.render()))
         .await
         .expect("the suite runs");
@@ -398,15 +404,7 @@ async fn the_seed_conformance_cases_that_apply_pass_against_socketio_2() {
 #[tokio::test]
 async fn conform_at_version_4_against_socketio_2_stops_with_the_one_line() {
     let gateway = Gateway::start(None);
-    std::env::set_var(SECRET_ENV, SECRET);
-    let options = chorus::conform::ConformOptions {
-        jwt_secret_env: SECRET_ENV.to_owned(),
-        version: Version::V4,
-        ..chorus::conform::ConformOptions::new(
-            Some(gateway.url.clone()),
-            chorus_gateway::Profile::Seed,
-        )
-    };
+    let options = conform_options(&gateway, Version::V4);
     let err = chorus::conform::run(&options, |_| {}).await.unwrap_err();
     assert!(
         err.to_string()
