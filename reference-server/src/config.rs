@@ -142,6 +142,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_MAX_RATE_SUBJECTS", default_value_t = 100_000)]
     pub max_rate_subjects: usize,
 
+    /// Rooms one socket may be a member of at once (strict profile, docs/protocol.md section 8).
+    #[arg(long, env = "GATEWAY_MAX_ROOMS_PER_SOCKET", default_value_t = 50)]
+    pub max_rooms_per_socket: usize,
+
     /// PEM certificate chain to serve HTTPS and WSS with (with `--tls-key`); without
     /// both the gateway serves plaintext. `/healthz` and `/metrics` share the listener.
     #[arg(long, env = "TLS_CERT", requires = "tls_key")]

@@ -25,7 +25,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chorus_protocol::socketio::Event;
-use indexmap::{IndexMap, IndexSet};
+use indexmap::IndexMap;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -336,31 +336,47 @@ fn without_username(data: &str) -> String {
 pub(crate) struct FaultyAdapter {
     inner: Arc<LocalAdapter>,
     injector: Arc<Injector>,
-    /// The namespace's socket ids, to resolve selectors one receiver at a time.
-    sockets: Mutex<IndexSet<Arc<str>>>,
 }
 
 impl FaultyAdapter {
     /// Wraps `inner` with the faults of `injector`.
     fn new(inner: Arc<LocalAdapter>, injector: Arc<Injector>) -> Self {
-        Self {
-            inner,
-            injector,
-            sockets: Mutex::new(IndexSet::new()),
-        }
+        Self { inner, injector }
     }
 }
 
 impl Adapter for FaultyAdapter {
     fn add(&self, sid: Arc<str>, conn: Arc<Conn>) {
         self.injector.chat_socket_connected(&sid);
-        self.sockets.lock().insert(sid.clone());
         self.inner.add(sid, conn);
     }
 
     fn remove(&self, sid: &str) {
-        self.sockets.lock().swap_remove(sid);
         self.inner.remove(sid);
+    }
+
+    fn join(&self, sid: &str, room: &str) -> bool {
+        self.inner.join(sid, room)
+    }
+
+    fn leave(&self, sid: &str, room: &str) -> bool {
+        self.inner.leave(sid, room)
+    }
+
+    fn is_member(&self, sid: &str, room: &str) -> bool {
+        self.inner.is_member(sid, room)
+    }
+
+    fn rooms_of(&self, sid: &str) -> Vec<Arc<str>> {
+        self.inner.rooms_of(sid)
+    }
+
+    fn members(&self, room: &str) -> Vec<Arc<str>> {
+        self.inner.members(room)
+    }
+
+    fn select(&self, to: Recipients<'_>) -> Vec<Arc<str>> {
+        self.inner.select(to)
     }
 
     fn deliver(&self, frame: &Frame, to: Recipients<'_>, out: &mut Outcome) -> usize {
@@ -404,13 +420,7 @@ impl Adapter for FaultyAdapter {
             return self.inner.deliver(&frame, to, out);
         }
         let frames = self.injector.frames(name, &data, frame);
-        let receivers: Vec<Arc<str>> = self
-            .sockets
-            .lock()
-            .iter()
-            .filter(|sid| to.includes(sid))
-            .cloned()
-            .collect();
+        let receivers = self.inner.select(to);
         for sid in &receivers {
             for frame in &frames {
                 for copy in self.injector.deliver(&self.inner, sid, frame) {

@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub(crate) mod payload;
+mod rooms;
 mod seed;
 mod strict;
 
@@ -195,8 +196,12 @@ impl Chat {
     pub fn disconnect(&self, socket: ChatSocket) {
         let mut out = Outcome::default();
         let mut state = self.state();
-        self.adapter.remove(&socket.sid);
         let leaving = state.users.get(&socket.sid).cloned();
+        // Section 8.3: every room is left, each with its `roomLeft`, before `userOffline`.
+        if let Some(Some(name)) = &leaving {
+            self.leave_all_rooms(&state, &socket.sid, name, &mut out);
+        }
+        self.adapter.remove(&socket.sid);
         let client_id = payload::string(&socket.sid);
         // A falsy stored name is never removed (seed: the NestJS gateway's leak).
         if let Some(name) = leaving.as_ref().filter(|n| payload::truthy(n)) {

@@ -9,6 +9,7 @@ use chorus_protocol::socketio::Event;
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use super::rooms::{self, RoomRefusal};
 use super::{payload, Chat, ChatSocket, Outcome};
 use crate::config::GatewayConfig;
 
@@ -24,6 +25,7 @@ pub(super) struct Limits {
     join_burst: f64,
     max_subjects: usize,
     max_message_bytes: usize,
+    pub(super) max_rooms: usize,
 }
 
 impl From<&GatewayConfig> for Limits {
@@ -35,6 +37,7 @@ impl From<&GatewayConfig> for Limits {
             join_burst: f64::from(c.join_burst.max(1)),
             max_subjects: c.max_rate_subjects.max(1),
             max_message_bytes: c.max_message_bytes,
+            max_rooms: c.max_rooms_per_socket,
         }
     }
 }
@@ -232,7 +235,7 @@ pub(super) fn handle(
             }
             Err(why) => refuse(&why, "invalid_payload", out),
         },
-        "sendMessage" | "typing" => {
+        "sendMessage" | "typing" | "joinRoom" | "leaveRoom" => {
             let Some(username) = chat.joined_name(&socket.sid) else {
                 // Section 2: events before joining are ignored; an ack is still answered.
                 if let Some(id) = ack {
@@ -248,43 +251,105 @@ pub(super) fn handle(
             if !allow(chat, socket, rate, Limited::Event) {
                 return refuse("rate limited", "rate_limited", out);
             }
-            if name == "sendMessage" {
-                match validate_message(arg.as_ref(), chat.limits.max_message_bytes) {
-                    Ok(message) => {
-                        let timestamp =
-                            chat.send_message(&username, Some(payload::string(message)), out);
-                        if let Some(id) = ack {
-                            let reply = payload::object(&[
-                                ("ok", Some("true")),
-                                ("timestamp", Some(&payload::string(&timestamp))),
-                            ]);
-                            chat.ack(&socket.sid, id, &reply, out);
-                        }
+            let acked = match name {
+                "sendMessage" => send_message(chat, socket, &username, arg.as_ref(), out),
+                "typing" => typing(chat, socket, &username, arg.as_ref(), out),
+                _ => room_membership(chat, socket, &username, name, arg.as_ref(), out),
+            };
+            match acked {
+                Ok(reply) => {
+                    if let Some(id) = ack {
+                        chat.ack(&socket.sid, id, &reply, out);
                     }
-                    Err(why) => refuse(&why, "invalid_payload", out),
                 }
-            } else {
-                match arg
-                    .as_ref()
-                    .and_then(|a| a.get("isTyping"))
-                    .and_then(Value::as_bool)
-                {
-                    Some(is_typing) => {
-                        chat.typing(&socket.sid, &username, Some(is_typing.to_string()), out);
-                        if let Some(id) = ack {
-                            chat.ack(&socket.sid, id, r#"{"ok":true}"#, out);
-                        }
-                    }
-                    None => refuse(
-                        "typing needs {\"isTyping\": boolean}",
-                        "invalid_payload",
-                        out,
-                    ),
-                }
+                Err(Refusal { message, reason }) => refuse(&message, reason, out),
             }
         }
         _ => {}
     }
+}
+
+/// Why an event was refused: the exception's message and the metric's reason.
+struct Refusal {
+    message: String,
+    reason: &'static str,
+}
+
+impl Refusal {
+    fn invalid(message: String) -> Self {
+        Self {
+            message,
+            reason: "invalid_payload",
+        }
+    }
+}
+
+impl From<RoomRefusal> for Refusal {
+    fn from(r: RoomRefusal) -> Self {
+        Self {
+            message: r.message(),
+            reason: r.reason(),
+        }
+    }
+}
+
+/// `sendMessage`, to everyone or (with `room`) to the room's members; the ack's reply.
+fn send_message(
+    chat: &Chat,
+    socket: &ChatSocket,
+    username: &str,
+    arg: Option<&Value>,
+    out: &mut Outcome,
+) -> Result<String, Refusal> {
+    let message = validate_message(arg, chat.limits.max_message_bytes).map_err(Refusal::invalid)?;
+    let timestamp = match rooms::room_field(arg).map_err(Refusal::invalid)? {
+        None => chat.send_message(username, Some(payload::string(message)), out),
+        Some(room) => chat.room_message(&socket.sid, username, message, room, out)?,
+    };
+    Ok(payload::object(&[
+        ("ok", Some("true")),
+        ("timestamp", Some(&payload::string(&timestamp))),
+    ]))
+}
+
+/// `typing`, to everyone but the sender or (with `room`) to the room's other members.
+fn typing(
+    chat: &Chat,
+    socket: &ChatSocket,
+    username: &str,
+    arg: Option<&Value>,
+    out: &mut Outcome,
+) -> Result<String, Refusal> {
+    let is_typing = arg
+        .and_then(|a| a.get("isTyping"))
+        .and_then(Value::as_bool)
+        .ok_or_else(|| Refusal::invalid("typing needs {\"isTyping\": boolean}".to_owned()))?;
+    match rooms::room_field(arg).map_err(Refusal::invalid)? {
+        None => chat.typing(&socket.sid, username, Some(is_typing.to_string()), out),
+        Some(room) => chat.room_typing(&socket.sid, username, is_typing, room, out)?,
+    }
+    Ok(r#"{"ok":true}"#.to_owned())
+}
+
+/// `joinRoom` or `leaveRoom` (section 8); the ack's reply.
+fn room_membership(
+    chat: &Chat,
+    socket: &ChatSocket,
+    username: &str,
+    event: &str,
+    arg: Option<&Value>,
+    out: &mut Outcome,
+) -> Result<String, Refusal> {
+    let room = rooms::room_arg(arg, event).map_err(Refusal::invalid)?;
+    if event == "joinRoom" {
+        chat.join_room(&socket.sid, username, room, out)?;
+    } else {
+        chat.leave_room(&socket.sid, username, room, out);
+    }
+    Ok(payload::object(&[
+        ("ok", Some("true")),
+        ("room", Some(&payload::string(room))),
+    ]))
 }
 
 /// `{"username": string}`, trimmed, 1 to 32 characters, no control characters.
@@ -356,6 +421,7 @@ mod tests {
             join_burst: 1.0,
             max_subjects,
             max_message_bytes: 1,
+            max_rooms: 1,
         }
     }
 

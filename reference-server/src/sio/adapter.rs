@@ -5,12 +5,15 @@
 //! [`Outcome`], which disconnects them once no lock is held.
 //!
 //! Recipients are a [`Recipients`] selector, never a list of connections, so
-//! an adapter that spans several nodes (or adds rooms) can resolve it where
-//! the sockets live. [`LocalAdapter`], the in-process one, is what ships.
+//! an adapter that spans several nodes can resolve it where the sockets live.
+//! The adapter also owns room membership (as socket.io's does): who is in a
+//! room is what decides where a room's frames go. [`LocalAdapter`], the
+//! in-process one, is what ships.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 use parking_lot::Mutex;
 
 use crate::engine::{CloseReason, Conn, Frame};
@@ -24,25 +27,31 @@ pub enum Recipients<'a> {
     AllBut(&'a str),
     /// This socket alone.
     Socket(&'a str),
-}
-
-impl Recipients<'_> {
-    /// Whether the socket `sid` is among the recipients.
-    pub fn includes(&self, sid: &str) -> bool {
-        match self {
-            Self::All => true,
-            Self::AllBut(except) => *except != sid,
-            Self::Socket(only) => *only == sid,
-        }
-    }
+    /// Every member of the room.
+    Room(&'a str),
+    /// Every member of the room (first) but this socket (second).
+    RoomBut(&'a str, &'a str),
 }
 
 /// Delivers frames to the sockets of one namespace.
 pub trait Adapter: Send + Sync {
     /// The socket `sid`, carried by `conn`, entered the namespace.
     fn add(&self, sid: Arc<str>, conn: Arc<Conn>);
-    /// The socket `sid` left the namespace.
+    /// The socket `sid` left the namespace (and with it every room).
     fn remove(&self, sid: &str);
+    /// The socket `sid` (in the namespace) joins `room`; whether it was not
+    /// a member before. Members are kept in the order they joined.
+    fn join(&self, sid: &str, room: &str) -> bool;
+    /// The socket `sid` leaves `room`; whether it was a member.
+    fn leave(&self, sid: &str, room: &str) -> bool;
+    /// Whether the socket `sid` is a member of `room`.
+    fn is_member(&self, sid: &str, room: &str) -> bool;
+    /// The rooms the socket `sid` is a member of, in the order it joined them.
+    fn rooms_of(&self, sid: &str) -> Vec<Arc<str>>;
+    /// The members of `room`, in the order they joined it.
+    fn members(&self, room: &str) -> Vec<Arc<str>>;
+    /// The ids of the sockets `to` selects, in namespace (or room) order.
+    fn select(&self, to: Recipients<'_>) -> Vec<Arc<str>>;
     /// Queues `frame` (encoded once, shared) to every socket `to` selects,
     /// without waiting; a receiver whose queue is full goes into `out`.
     /// Returns how many sockets were selected.
@@ -50,39 +59,161 @@ pub trait Adapter: Send + Sync {
 }
 
 /// The in-process adapter: the namespace's sockets on this gateway, in the
-/// order they entered.
+/// order they entered, and its rooms.
 #[derive(Default)]
 pub struct LocalAdapter {
-    sockets: Mutex<IndexMap<Arc<str>, Arc<Conn>>>,
+    state: Mutex<Local>,
+}
+
+#[derive(Default)]
+struct Local {
+    sockets: IndexMap<Arc<str>, Member>,
+    /// Room name to its members' ids, in join order; a room with no member is removed.
+    rooms: HashMap<Arc<str>, IndexSet<Arc<str>>>,
+}
+
+struct Member {
+    conn: Arc<Conn>,
+    /// The rooms it is in, in the order it joined them (few: the chat layer bounds them).
+    rooms: Vec<Arc<str>>,
+}
+
+impl Local {
+    /// Calls `f` with every socket `to` selects.
+    fn each(&self, to: Recipients<'_>, mut f: impl FnMut(&Arc<str>, &Arc<Conn>)) {
+        let mut room = |room: &str, except: Option<&str>| {
+            for sid in self.rooms.get(room).into_iter().flatten() {
+                if except != Some(&**sid) {
+                    if let Some(member) = self.sockets.get(sid) {
+                        f(sid, &member.conn);
+                    }
+                }
+            }
+        };
+        match to {
+            Recipients::Room(name) => room(name, None),
+            Recipients::RoomBut(name, except) => room(name, Some(except)),
+            Recipients::Socket(only) => {
+                if let Some((_, sid, member)) = self.sockets.get_full(only) {
+                    f(sid, &member.conn);
+                }
+            }
+            Recipients::All | Recipients::AllBut(_) => {
+                let except = match to {
+                    Recipients::AllBut(except) => Some(except),
+                    _ => None,
+                };
+                for (sid, member) in &self.sockets {
+                    if except != Some(&**sid) {
+                        f(sid, &member.conn);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Adapter for LocalAdapter {
     fn add(&self, sid: Arc<str>, conn: Arc<Conn>) {
-        self.sockets.lock().insert(sid, conn);
+        let member = Member {
+            conn,
+            rooms: Vec::new(),
+        };
+        self.state.lock().sockets.insert(sid, member);
     }
 
     fn remove(&self, sid: &str) {
-        self.sockets.lock().swap_remove(sid);
+        let mut state = self.state.lock();
+        let Some(member) = state.sockets.swap_remove(sid) else {
+            return;
+        };
+        for room in member.rooms {
+            if let Some(members) = state.rooms.get_mut(&room) {
+                members.shift_remove(sid);
+                if members.is_empty() {
+                    state.rooms.remove(&room);
+                }
+            }
+        }
+    }
+
+    fn join(&self, sid: &str, room: &str) -> bool {
+        let mut state = self.state.lock();
+        let Local { sockets, rooms } = &mut *state;
+        let Some((_, sid, member)) = sockets.get_full_mut(sid) else {
+            return false;
+        };
+        if member.rooms.iter().any(|r| &**r == room) {
+            return false;
+        }
+        let name: Arc<str> = match rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => room.into(),
+        };
+        member.rooms.push(name.clone());
+        rooms.entry(name).or_default().insert(sid.clone());
+        true
+    }
+
+    fn leave(&self, sid: &str, room: &str) -> bool {
+        let mut state = self.state.lock();
+        let Local { sockets, rooms } = &mut *state;
+        let Some(member) = sockets.get_mut(sid) else {
+            return false;
+        };
+        let Some(at) = member.rooms.iter().position(|r| &**r == room) else {
+            return false;
+        };
+        member.rooms.remove(at);
+        if let Some(members) = rooms.get_mut(room) {
+            members.shift_remove(sid);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+        true
+    }
+
+    fn is_member(&self, sid: &str, room: &str) -> bool {
+        let state = self.state.lock();
+        state
+            .sockets
+            .get(sid)
+            .is_some_and(|m| m.rooms.iter().any(|r| &**r == room))
+    }
+
+    fn rooms_of(&self, sid: &str) -> Vec<Arc<str>> {
+        let state = self.state.lock();
+        state
+            .sockets
+            .get(sid)
+            .map(|m| m.rooms.clone())
+            .unwrap_or_default()
+    }
+
+    fn members(&self, room: &str) -> Vec<Arc<str>> {
+        let state = self.state.lock();
+        state
+            .rooms
+            .get(room)
+            .map(|m| m.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn select(&self, to: Recipients<'_>) -> Vec<Arc<str>> {
+        let state = self.state.lock();
+        let mut ids = Vec::new();
+        state.each(to, |sid, _| ids.push(sid.clone()));
+        ids
     }
 
     fn deliver(&self, frame: &Frame, to: Recipients<'_>, out: &mut Outcome) -> usize {
-        let sockets = self.sockets.lock();
-        if let Recipients::Socket(sid) = to {
-            return match sockets.get(sid) {
-                Some(conn) => {
-                    out.send(conn, frame.clone());
-                    1
-                }
-                None => 0,
-            };
-        }
+        let state = self.state.lock();
         let mut receivers = 0;
-        for (sid, conn) in sockets.iter() {
-            if to.includes(sid) {
-                out.send(conn, frame.clone());
-                receivers += 1;
-            }
-        }
+        state.each(to, |_, conn| {
+            out.send(conn, frame.clone());
+            receivers += 1;
+        });
         receivers
     }
 }

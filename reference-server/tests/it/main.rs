@@ -14,6 +14,7 @@ mod attacks_transport;
 mod faults;
 mod interop;
 mod ordering;
+mod rooms;
 mod seed_acks_and_malformed;
 mod seed_auth;
 mod seed_connection;
