@@ -19,7 +19,7 @@ use crate::scenario::{saphyr_error, Location, Pos};
 
 /// The case files shipped with chorus, compiled in so that `chorus conform`
 /// works from any directory.
-pub const BUILTIN_FILES: [(&str, &str); 6] = [
+pub const BUILTIN_FILES: [(&str, &str); 7] = [
     (
         "scenarios/conformance/engineio.yml",
         include_str!("../../scenarios/conformance/engineio.yml"),
@@ -43,6 +43,10 @@ pub const BUILTIN_FILES: [(&str, &str); 6] = [
     (
         "scenarios/conformance/strict.yml",
         include_str!("../../scenarios/conformance/strict.yml"),
+    ),
+    (
+        "scenarios/conformance/rooms.yml",
+        include_str!("../../scenarios/conformance/rooms.yml"),
     ),
 ];
 
@@ -85,6 +89,8 @@ pub enum Category {
     Limits,
     /// Graceful shutdown.
     Lifecycle,
+    /// Rooms: membership, room-scoped events, isolation (strict).
+    Rooms,
 }
 
 impl Category {
@@ -99,6 +105,7 @@ impl Category {
             Self::Ack => "ack",
             Self::Limits => "limits",
             Self::Lifecycle => "lifecycle",
+            Self::Rooms => "rooms",
         }
     }
 }
