@@ -57,6 +57,64 @@ pub(crate) fn connect_failures(summary: &Summary) -> (u64, Vec<(&str, u64)>) {
     (reasons.iter().map(|r| r.1).sum(), reasons)
 }
 
+/// The per-node table's column headers (see [`node_rows`]).
+pub(crate) const NODE_HEADERS: [&str; 7] = [
+    "node",
+    "url",
+    "connected",
+    "connect p50 (ms)",
+    "connect p99 (ms)",
+    "delivery p99 (ms)",
+    "received from other nodes",
+];
+
+/// One row per node of a run spread over several (none for one node):
+/// connects, connect latency, the first `delivery.*` metric's p99, and the
+/// correlated messages its clients got from senders on other nodes.
+pub(crate) fn node_rows(summary: &Summary) -> Vec<[String; 7]> {
+    if summary.nodes.len() < 2 {
+        return Vec::new();
+    }
+    let ms = |s: Option<&crate::metrics::LatencyStats>, p99: bool| match s {
+        Some(s) if s.count > 0 => format_ms((if p99 { s.p99_us } else { s.p50_us }) as f64),
+        _ => "-".to_owned(),
+    };
+    summary
+        .nodes
+        .iter()
+        .map(|n| {
+            let connect = n.latency.get("connect");
+            let delivery = n
+                .latency
+                .iter()
+                .find(|(name, _)| name.starts_with("delivery."))
+                .map(|(_, s)| s);
+            let crossed: u64 = n
+                .counters
+                .iter()
+                .filter(|(name, _)| {
+                    name.strip_prefix("received_from.")
+                        .is_some_and(|from| from != n.node.to_string())
+                })
+                .map(|(_, v)| v)
+                .sum();
+            [
+                n.node.to_string(),
+                n.url.clone(),
+                n.counters
+                    .get("connections.ok")
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string(),
+                ms(connect, false),
+                ms(connect, true),
+                ms(delivery, true),
+                crossed.to_string(),
+            ]
+        })
+        .collect()
+}
+
 /// One line about failed connects, e.g. `100 of 100 connects failed:
 /// refused.INVALID_TOKEN 100`; `None` when none failed.
 pub(crate) fn connect_failure_line(summary: &Summary) -> Option<String> {

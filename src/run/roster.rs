@@ -4,11 +4,13 @@
 //! (wall-clock µs since the UNIX epoch).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::clock::{AtomicTime, WallTime};
-use super::ledger::{name_hash, ReceiverRecord, SendLog, SenderFacts};
+use super::ledger::{
+    name_hash, ReceiverRecord, SendLog, SenderFacts, SnapshotRecord, MAX_SNAPSHOT_NAMES,
+};
 use super::shard::Shard;
 
 /// The most senders looked up without a lock (16 bytes each, allocated up front).
@@ -94,6 +96,7 @@ impl SenderLog {
                 .collect(),
             join_sent: self.join_sent.get(),
             left: self.left_at(),
+            join_confirmed: self.join_confirmed.get(),
         }
     }
 }
@@ -105,6 +108,10 @@ pub struct Roster {
     /// Virtual users by the [`name_hash`] of the name they joined with.
     names: RwLock<HashMap<u64, u32>>,
     receivers: Mutex<Vec<ReceiverRecord>>,
+    /// Presence snapshots kept for `chorus merge` (shards only), and how
+    /// many names they hold.
+    snapshots: Mutex<Vec<SnapshotRecord>>,
+    snapshot_names: AtomicUsize,
 }
 
 /// The senders of this process by virtual-user number: a slot per number
@@ -151,7 +158,26 @@ impl Roster {
             },
             names: RwLock::default(),
             receivers: Mutex::default(),
+            snapshots: Mutex::default(),
+            snapshot_names: AtomicUsize::new(0),
         }
+    }
+
+    /// Keeps a presence snapshot for `chorus merge`, unless the shard's
+    /// [`MAX_SNAPSHOT_NAMES`] would be exceeded: then `false` (the caller counts it).
+    pub fn keep_snapshot(&self, record: SnapshotRecord) -> bool {
+        let n = record.names.len().max(1);
+        if self.snapshot_names.fetch_add(n, Relaxed) + n > MAX_SNAPSHOT_NAMES {
+            self.snapshot_names.fetch_sub(n, Relaxed);
+            return false;
+        }
+        self.snapshots.lock().expect("roster lock").push(record);
+        true
+    }
+
+    /// Takes the snapshots kept so far.
+    pub fn take_snapshots(&self) -> Vec<SnapshotRecord> {
+        std::mem::take(&mut *self.snapshots.lock().expect("roster lock"))
     }
 
     /// The log of virtual user `vu`, created on first use.
