@@ -4,43 +4,36 @@
 //!
 //! A virtual user's node is a pure function of its number, so every shard
 //! of a distributed run agrees on it and nothing per client or per message
-//! stores it: round-robin by default, or by `weights` (the golden-ratio
-//! sequence of the number, a low-discrepancy spread that follows the weights
-//! closely for any count of clients).
+//! stores it: round-robin by default, or by `weights`: a cycle computed at
+//! load time by smooth weighted round-robin (as nginx spreads requests), so
+//! every stretch of consecutive numbers is split as the weights say, within
+//! one client per node.
 
 use crate::metrics::{CounterId, LatencyId, Registry};
 
 /// The prefix of every per-node metric.
 pub const NODE_PREFIX: &str = "node.";
 
+/// The longest weighted cycle (weights are scaled down to fit).
+const MAX_CYCLE: u64 = 1 << 16;
+
 /// How a run's clients are spread over its nodes.
 #[derive(Debug, Clone)]
 pub struct Nodes {
     urls: Vec<String>,
-    /// Cumulative weight fractions, ending at 1.0; `None`: round-robin.
-    cumulative: Option<Vec<f64>>,
+    /// Node by virtual-user number modulo its length; empty: round-robin.
+    cycle: Vec<u8>,
 }
 
 impl Nodes {
-    /// Nodes at `urls` (at least one), with optional relative `weights`
-    /// (one per URL, validated by the scenario).
+    /// Nodes at `urls` (at least one, at most 256), with optional relative
+    /// `weights` (one per URL, validated by the scenario).
     pub fn new(urls: Vec<String>, weights: Option<&[f64]>) -> Self {
-        let cumulative = weights.filter(|w| w.len() == urls.len()).map(|w| {
-            let total: f64 = w.iter().sum();
-            let mut sum = 0.0;
-            let mut out: Vec<f64> = w
-                .iter()
-                .map(|x| {
-                    sum += x;
-                    sum / total
-                })
-                .collect();
-            if let Some(last) = out.last_mut() {
-                *last = 1.0;
-            }
-            out
-        });
-        Self { urls, cumulative }
+        let cycle = weights
+            .filter(|w| w.len() == urls.len() && urls.len() > 1)
+            .map(weighted_cycle)
+            .unwrap_or_default();
+        Self { urls, cycle }
     }
 
     /// How many nodes.
@@ -56,16 +49,56 @@ impl Nodes {
     /// The node virtual user `vu` connects to.
     #[inline]
     pub fn node_of(&self, vu: u32) -> u8 {
-        let n = self.urls.len().max(1);
-        let index = match &self.cumulative {
-            None => vu as usize % n,
-            Some(cumulative) => {
-                // The fractional part of vu / φ: evenly spread over [0, 1).
-                let x = (f64::from(vu) * 0.618_033_988_749_894_9).fract();
-                cumulative.iter().position(|&c| x < c).unwrap_or(n - 1)
+        if self.cycle.is_empty() {
+            return (vu as usize % self.urls.len().max(1)) as u8;
+        }
+        self.cycle[vu as usize % self.cycle.len()]
+    }
+}
+
+/// The smooth weighted round-robin cycle of `weights`: integer weights
+/// (three decimals kept, divided by their gcd, scaled down to at most
+/// [`MAX_CYCLE`] in all), each node in it as often as its weight, spread out.
+fn weighted_cycle(weights: &[f64]) -> Vec<u8> {
+    let mut ints: Vec<u64> = weights.iter().map(|w| (w * 1000.0).round() as u64).collect();
+    let total: u64 = ints.iter().sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    if total > MAX_CYCLE {
+        ints = ints
+            .iter()
+            .map(|&w| match w {
+                0 => 0,
+                w => (w * MAX_CYCLE / total).max(1),
+            })
+            .collect();
+    }
+    let g = ints.iter().copied().fold(0, gcd);
+    let ints: Vec<i64> = ints.iter().map(|&w| (w / g) as i64).collect();
+    let total: i64 = ints.iter().sum();
+    let mut current = vec![0i64; ints.len()];
+    (0..total)
+        .map(|_| {
+            for (c, w) in current.iter_mut().zip(&ints) {
+                *c += w;
             }
-        };
-        index as u8
+            let (pick, _) = current
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+                .expect("at least one node");
+            current[pick] -= total;
+            pick as u8
+        })
+        .collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 
@@ -143,16 +176,16 @@ mod tests {
     }
 
     #[test]
-    fn weights_are_followed_and_deterministic() {
+    fn weights_are_followed_exactly_per_cycle() {
         let nodes = Nodes::new(urls(3), Some(&[3.0, 1.0, 0.0]));
-        let mut counts = [0u32; 3];
-        for vu in 0..4_000 {
-            counts[usize::from(nodes.node_of(vu))] += 1;
-        }
-        assert_eq!(counts[2], 0, "a weight of 0 gets nobody");
-        assert!((2_950..=3_050).contains(&counts[0]), "{counts:?}");
-        assert_eq!(counts[0] + counts[1], 4_000);
-        let again = Nodes::new(urls(3), Some(&[3.0, 1.0, 0.0]));
-        assert!((0..100).all(|vu| nodes.node_of(vu) == again.node_of(vu)));
+        let spread: Vec<u8> = (0..8).map(|vu| nodes.node_of(vu)).collect();
+        assert_eq!(spread, [0, 0, 1, 0, 0, 0, 1, 0], "3:1, spread out; 0 gets nobody");
+        let tenths = Nodes::new(urls(2), Some(&[0.7, 0.3]));
+        let first: usize = (0..10).filter(|&vu| tenths.node_of(vu) == 0).count();
+        assert_eq!(first, 7);
+        // Huge weights are scaled down to a bounded cycle, keeping the ratio.
+        let huge = Nodes::new(urls(2), Some(&[1_000_000.0, 1.0]));
+        assert!(huge.cycle.len() as u64 <= MAX_CYCLE);
+        assert!(huge.cycle.contains(&1));
     }
 }
