@@ -308,7 +308,9 @@ mod tests {
             status_error(400, body),
             ClientError::SessionUnknown
         ));
-        assert!(status_error(400, body).to_string().contains("sticky sessions"));
+        assert!(status_error(400, body)
+            .to_string()
+            .contains("sticky sessions"));
         assert!(matches!(
             status_error(400, br#"{"code":3,"message":"Bad request"}"#),
             ClientError::Handshake { status: 400, .. }

@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Counters named `violations.<kind>` appear under `violations` (as
-//! `<kind>`), every other counter under `counters`, zeros included.
+//! `<kind>`), every other counter under `counters`, zeros included. The
+//! per-node metrics of a run over several nodes (`node.<i>.<name>`) appear
+//! under `nodes`, one entry per node, and nowhere else.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

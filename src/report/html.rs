@@ -156,8 +156,13 @@ fn distribution_section(run: &RunData) -> String {
         out.push_str("</table>\n");
     }
     out.push_str("<p class=\"muted\">Curves: the whole run's histogram rebuilt from <code>hdr/*.hlog</code>; x is the percentile on a log scale of 1/(1-p).</p>\n");
-    // Metrics that saw no sample stay in the table; they get no chart.
-    for (name, histogram) in run.histograms.iter().filter(|(_, h)| !h.is_empty()) {
+    // Metrics that saw no sample stay in the table; they get no chart, and
+    // neither do the per-node metrics (the nodes table has them).
+    let charted = run
+        .histograms
+        .iter()
+        .filter(|(name, h)| !h.is_empty() && !name.starts_with("node."));
+    for (name, histogram) in charted {
         let _ = writeln!(out, "<h3>{}</h3>", escape_xml(name));
         out.push_str(&render(&Chart {
             title: &format!("{name} percentile distribution"),

@@ -41,3 +41,17 @@ pub fn count(recorder: &Recorder, reason: &CloseReason) {
         recorder.add_by_name(&name, 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientError;
+
+    #[test]
+    fn a_session_lost_to_another_node_has_its_own_counter() {
+        let unknown = CloseReason::Transport(ClientError::SessionUnknown.to_string());
+        assert_eq!(counter(&unknown), "disconnects.session_unknown");
+        let other = CloseReason::Transport("handshake failed with HTTP 400: x".into());
+        assert_eq!(counter(&other), "disconnects.transport_error");
+    }
+}

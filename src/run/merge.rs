@@ -2,7 +2,8 @@
 //! distributed run into one, exactly: interval histograms added losslessly
 //! second by second, counters summed, and the delivery ledger settled across
 //! shards as a single process would have (a client of shard 1 owed what a
-//! client of shard 2 sent).
+//! client of shard 2 sent; a presence snapshot of shard 1 checked against
+//! the users of shard 2).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,11 +20,11 @@ use crate::metrics::{
 use crate::rules::ProtocolModel;
 use crate::scenario::Scenario;
 
-use super::error::RunError;
 use super::clock::WallTime;
+use super::error::RunError;
 use super::ledger::{LedgerFile, Window};
-use super::snapshots;
 use super::settlement::settle_ledgers;
+use super::snapshots;
 use super::verdict::evaluate;
 use super::violations::{read_evidence, write_evidence, Evidence, EVIDENCE_FILE};
 
@@ -290,7 +291,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
         duration: Duration::from_secs_f64(duration_s),
     };
     let mut summary = Summary::from_cumulative(&cumulative, info, cores);
-    if let Some(named) = shards.iter().map(|s| &s.summary.nodes).max_by_key(|n| n.len()) {
+    if let Some(named) = shards
+        .iter()
+        .map(|s| &s.summary.nodes)
+        .max_by_key(|n| n.len())
+    {
         let mut urls = vec![String::new(); named.len()];
         for node in named {
             if let Some(url) = urls.get_mut(usize::from(node.node)) {

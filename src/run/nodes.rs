@@ -60,7 +60,10 @@ impl Nodes {
 /// (three decimals kept, divided by their gcd, scaled down to at most
 /// [`MAX_CYCLE`] in all), each node in it as often as its weight, spread out.
 fn weighted_cycle(weights: &[f64]) -> Vec<u8> {
-    let mut ints: Vec<u64> = weights.iter().map(|w| (w * 1000.0).round() as u64).collect();
+    let mut ints: Vec<u64> = weights
+        .iter()
+        .map(|w| (w * 1000.0).round() as u64)
+        .collect();
     let total: u64 = ints.iter().sum();
     if total == 0 {
         return Vec::new();
@@ -165,7 +168,9 @@ mod tests {
     use super::*;
 
     fn urls(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("http://127.0.0.1:{}", 3000 + i)).collect()
+        (0..n)
+            .map(|i| format!("http://127.0.0.1:{}", 3000 + i))
+            .collect()
     }
 
     #[test]
@@ -179,7 +184,11 @@ mod tests {
     fn weights_are_followed_exactly_per_cycle() {
         let nodes = Nodes::new(urls(3), Some(&[3.0, 1.0, 0.0]));
         let spread: Vec<u8> = (0..8).map(|vu| nodes.node_of(vu)).collect();
-        assert_eq!(spread, [0, 0, 1, 0, 0, 0, 1, 0], "3:1, spread out; 0 gets nobody");
+        assert_eq!(
+            spread,
+            [0, 0, 1, 0, 0, 0, 1, 0],
+            "3:1, spread out; 0 gets nobody"
+        );
         let tenths = Nodes::new(urls(2), Some(&[0.7, 0.3]));
         let first: usize = (0..10).filter(|&vu| tenths.node_of(vu) == 0).count();
         assert_eq!(first, 7);

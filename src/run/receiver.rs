@@ -213,7 +213,10 @@ impl Receiver {
     ) {
         self.record_delivery(id, at, mark.intended, mark.sent);
         let plan = &self.ctx.plan;
-        if let Some(crossed) = plan.node_ids.crossed(self.node, plan.nodes.node_of(mark.vu)) {
+        if let Some(crossed) = plan
+            .node_ids
+            .crossed(self.node, plan.nodes.node_of(mark.vu))
+        {
             self.ctx.recorder.add(crossed, 1);
         }
         if to == Recipients::Others && mark.vu == self.vu() {

@@ -160,10 +160,7 @@ mod tests {
         }
     }
 
-    fn shard(
-        senders: &[(u32, SenderFacts)],
-        snapshots: Vec<SnapshotRecord>,
-    ) -> LedgerFile {
+    fn shard(senders: &[(u32, SenderFacts)], snapshots: Vec<SnapshotRecord>) -> LedgerFile {
         LedgerFile {
             senders: senders.iter().cloned().collect::<HashMap<_, _>>(),
             snapshots,
@@ -185,8 +182,8 @@ mod tests {
     #[test]
     fn a_snapshot_must_list_the_other_shards_users_joined_well_before() {
         let w = Window::RUN; // margin 100 ms, deadline 2 s
-        // Shard 1: ann confirmed at 1 s, bob at 4.95 s (inside the margin),
-        // cy gone at 1 s, dee gone at 4.5 s (inside the deadline).
+                             // Shard 1: ann confirmed at 1 s, bob at 4.95 s (inside the margin),
+                             // cy gone at 1 s, dee gone at 4.5 s (inside the deadline).
         let far = shard(
             &[
                 (1, sender("ann", 1_000, None)),
@@ -205,7 +202,10 @@ mod tests {
         let records = evidence(&findings, "onlineUsers", |_| 5.0);
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].0, 1);
-        assert!(records[0].1.expected.contains("\"ann\" (vu 1)"), "{records:?}");
+        assert!(
+            records[0].1.expected.contains("\"ann\" (vu 1)"),
+            "{records:?}"
+        );
         // Listing ann and not cy is right; its own shard is not checked here.
         let right = shard(
             &[(0, sender("zed", 10, None))],

@@ -80,7 +80,11 @@ pub async fn resolve(
         match failed.len() {
             0 => {}
             1 => return Err(failed.remove(0)),
-            _ => return Err(RunError::Nodes(failed.iter().map(|e| e.to_string()).collect())),
+            _ => {
+                return Err(RunError::Nodes(
+                    failed.iter().map(|e| e.to_string()).collect(),
+                ))
+            }
         }
         let urls = urls
             .iter()

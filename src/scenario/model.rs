@@ -532,7 +532,10 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
         fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
             Ok(vec![v.to_owned()])
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut out = Vec::new();
             while let Some(url) = a.next_element::<String>()? {
                 out.push(url);

@@ -598,7 +598,10 @@ fn a_target_list_with_weights_loads_and_mismatches_point_at_the_value() {
     let s = load(&two).unwrap();
     assert_eq!(s.target, ["http://127.0.0.1:3001", "http://127.0.0.1:3002"]);
     assert_eq!(s.weights, Some(vec![3.0, 1.0]));
-    assert!(load(&MINIMAL).unwrap().target.is_empty(), "no target: embedded");
+    assert!(
+        load(MINIMAL).unwrap().target.is_empty(),
+        "no target: embedded"
+    );
     assert_eq!(
         error_of(&two.replace("[3, 1]", "[3, 1, 1]")),
         "x.yml:2:10: weights has 3 entries for 2 targets: give one per target"

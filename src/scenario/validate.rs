@@ -80,7 +80,10 @@ pub(crate) fn validate(scenario: &Scenario, root: &Node) -> Result<(), Invalid> 
         {
             return Err(fail(
                 &[Key("weights"), Index(i)],
-                format!("a weight is a number from 0 to {MAX_WEIGHT}, not {}", weights[i]),
+                format!(
+                    "a weight is a number from 0 to {MAX_WEIGHT}, not {}",
+                    weights[i]
+                ),
             ));
         }
         if weights.iter().all(|w| *w == 0.0) {

@@ -32,7 +32,9 @@ impl ChatNode {
         if let Some(url) = redis_url {
             command.env("REDIS_URL", url);
         }
-        let mut child = command.spawn().expect("start node (Node.js must be installed)");
+        let mut child = command
+            .spawn()
+            .expect("start node (Node.js must be installed)");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -16,8 +16,7 @@ use serde_json::Value;
 
 use crate::support::alternate::Alternate;
 use crate::support::harness::{
-    self, chorus, counter, finish, read_summary, run_args, start_gateway, temp_dir,
-    url_of, SERIAL,
+    self, chorus, counter, finish, read_summary, run_args, start_gateway, temp_dir, url_of, SERIAL,
 };
 
 const SCENARIO: &str = "tests/scenarios/nodes.yml";
@@ -81,7 +80,10 @@ async fn clients_are_spread_round_robin_and_owed_every_broadcast_across_nodes() 
     let s = &report.summary;
     assert_eq!(s.target, format!("{url_a}, {url_b}"));
     assert_eq!(s.nodes.len(), 2, "{:?}", s.nodes);
-    assert_eq!((node(s, 0).url.as_str(), node(s, 1).url.as_str()), (&*url_a, &*url_b));
+    assert_eq!(
+        (node(s, 0).url.as_str(), node(s, 1).url.as_str()),
+        (&*url_a, &*url_b)
+    );
     assert_eq!(counter(s, "connections.ok"), CLIENTS);
     assert_eq!(node_counter(s, 0, "connections.ok"), CLIENTS / 2);
     assert_eq!(node_counter(s, 1, "connections.ok"), CLIENTS / 2);
@@ -100,10 +102,17 @@ async fn clients_are_spread_round_robin_and_owed_every_broadcast_across_nodes() 
     assert!(s.violations["loss"] > 0);
     assert_eq!(s.verdict, Verdict::Fail);
     // The global metrics are as they were: no `node.` name among them.
-    assert!(!s.latency.keys().chain(s.counters.keys()).any(|n| n.starts_with("node.")));
+    assert!(!s
+        .latency
+        .keys()
+        .chain(s.counters.keys())
+        .any(|n| n.starts_with("node.")));
     assert_eq!(s.latency["connect"].count, CLIENTS);
     let table = chorus::report::render_table(s);
-    assert!(table.contains("\nnodes\n") && table.contains(&url_b), "{table}");
+    assert!(
+        table.contains("\nnodes\n") && table.contains(&url_b),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +161,10 @@ async fn every_unreachable_node_is_named_in_its_own_line() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     for (line, closed) in lines.iter().zip(&closed) {
-        assert!(line.contains(closed.trim_start_matches("http://")), "{text}");
+        assert!(
+            line.contains(closed.trim_start_matches("http://")),
+            "{text}"
+        );
     }
     assert!(!text.contains(url.trim_start_matches("http://")), "{text}");
     // A weight per node, or the scenario does not load.
@@ -160,7 +172,11 @@ async fn every_unreachable_node_is_named_in_its_own_line() {
         .await
         .expect_err("two weights for one node");
     assert_eq!(err.exit_code(), 2);
-    assert!(err.to_string().contains("weights has 2 entries for 1 targets"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("weights has 2 entries for 1 targets"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,16 +230,20 @@ async fn two_shards(targets: [&str; 2], tag: &str) -> (Option<i32>, std::path::P
         .expect("after 1970")
         .as_secs_f64();
     let shard_dirs: Vec<_> = (0..2).map(|i| dir.join(format!("shard-{i}"))).collect();
-    let shards = shard_dirs.iter().zip(targets).enumerate().map(|(i, (out, target))| {
-        let mut args = run_args(SCENARIO, target, out);
-        args.extend([
-            "--shard".into(),
-            format!("{i}/2"),
-            "--start-at".into(),
-            format!("@{start_at:.3}"),
-        ]);
-        finish(chorus(args, SECRET))
-    });
+    let shards = shard_dirs
+        .iter()
+        .zip(targets)
+        .enumerate()
+        .map(|(i, (out, target))| {
+            let mut args = run_args(SCENARIO, target, out);
+            args.extend([
+                "--shard".into(),
+                format!("{i}/2"),
+                "--start-at".into(),
+                format!("@{start_at:.3}"),
+            ]);
+            finish(chorus(args, SECRET))
+        });
     for output in futures_util::future::join_all(shards).await {
         assert!(
             matches!(output.status.code(), Some(0 | 1)),
@@ -234,7 +254,11 @@ async fn two_shards(targets: [&str; 2], tag: &str) -> (Option<i32>, std::path::P
     let merged = dir.join("merged");
     let mut args = vec!["merge".to_owned()];
     args.extend(shard_dirs.iter().map(|d| d.display().to_string()));
-    args.extend(["--out".into(), merged.display().to_string(), "--no-report".into()]);
+    args.extend([
+        "--out".into(),
+        merged.display().to_string(),
+        "--no-report".into(),
+    ]);
     let output = finish(chorus(args, SECRET)).await;
     (output.status.code(), merged)
 }
@@ -274,7 +298,9 @@ async fn merge_checks_each_snapshot_against_the_users_of_every_shard() {
     assert!(!across.is_empty(), "{:?}", evidence(&merged));
     for e in &across {
         // vu k plays in shard k % 2: the missing users are the other shard's.
-        let receiver: u32 = e["client"].as_str().unwrap()["vu ".len()..].parse().unwrap();
+        let receiver: u32 = e["client"].as_str().unwrap()["vu ".len()..]
+            .parse()
+            .unwrap();
         let expected = e["expected"].as_str().unwrap();
         assert!(expected.contains("\"node-user-"), "{expected}");
         for name in expected.split("\"node-user-").skip(1) {
@@ -310,8 +336,20 @@ async fn a_redis_adapter_cluster_delivers_across_nodes_and_presence_stays_per_no
     assert_eq!(counter(s, "deliveries.unmarked.lost"), 0);
     assert!(node_counter(s, 1, "received_from.0") > 0);
     assert!(node_counter(s, 0, "received_from.1") > 0);
-    for kind in ["loss", "order", "duplicate", "recipient", "payload", "reply"] {
-        assert_eq!(s.violations[kind], 0, "{kind}: {:?}", evidence(&report.run_dir));
+    for kind in [
+        "loss",
+        "order",
+        "duplicate",
+        "recipient",
+        "payload",
+        "reply",
+    ] {
+        assert_eq!(
+            s.violations[kind],
+            0,
+            "{kind}: {:?}",
+            evidence(&report.run_dir)
+        );
     }
     // Presence does not: each node's `onlineUsers` lists its own users only,
     // and chorus names the other node's users it missed.
@@ -324,7 +362,9 @@ async fn a_redis_adapter_cluster_delivers_across_nodes_and_presence_stays_per_no
     for e in &missing {
         assert_eq!(e["event"], "onlineUsers", "{e}");
         assert_eq!(e["got"], "not listed", "{e}");
-        let receiver: u32 = e["client"].as_str().unwrap()["vu ".len()..].parse().unwrap();
+        let receiver: u32 = e["client"].as_str().unwrap()["vu ".len()..]
+            .parse()
+            .unwrap();
         let expected = e["expected"].as_str().unwrap();
         let vu: u32 = expected
             .split("(vu ")
@@ -335,4 +375,36 @@ async fn a_redis_adapter_cluster_delivers_across_nodes_and_presence_stays_per_no
         // Round-robin: vu k is on node k % 2.
         assert_ne!(vu % 2, receiver % 2, "{expected}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_target_flag_is_a_target_list() {
+    let gateway = start_gateway(Faults::default(), SECRET.1).await;
+    let url = url_of(&gateway);
+    let out = temp_dir("nodes-flags");
+    let mut args = run_args(SCENARIO, &url, &out);
+    args.extend(["--target".into(), url.clone()]);
+    args.extend(["--set".into(), "load.phases.0.ramp.to=2".into()]);
+    let output = finish(chorus(args, SECRET)).await;
+    gateway.shutdown().await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let s = read_summary(&out);
+    assert_eq!(s.target, format!("{url}, {url}"));
+    assert_eq!(node_counter(&s, 0, "connections.ok"), 1);
+    assert_eq!(node_counter(&s, 1, "connections.ok"), 1);
+    // A bad one is a scenario error naming the flag (exit 2).
+    let mut args = run_args(SCENARIO, &url, &temp_dir("nodes-flags"));
+    args.extend(["--target".into(), "ftp://x".into()]);
+    let output = finish(chorus(args, SECRET)).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--target:") && stderr.contains("target `ftp://x` must start with"),
+        "{stderr}"
+    );
 }
