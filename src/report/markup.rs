@@ -182,6 +182,41 @@ mod tests {
     }
 
     #[test]
+    fn node_metrics_make_one_row_per_node_and_stay_out_of_the_globals() {
+        let registry = crate::metrics::Registry::new();
+        let recorder = registry.recorder();
+        for node in 0..2u64 {
+            let connect = registry.latency(&format!("node.{node}.connect"));
+            recorder.record(connect, 1_000 * (node + 1));
+            recorder.add_by_name(&format!("node.{node}.connections.ok"), 3 + node);
+            recorder.add_by_name(&format!("node.{node}.received_from.{}", 1 - node), 7);
+            recorder.add_by_name(&format!("node.{node}.received_from.{node}"), 100);
+        }
+        registry.collect_interval(std::time::Instant::now());
+        let mut summary = Summary::from_cumulative(
+            &registry.cumulative(),
+            crate::metrics::RunInfo {
+                scenario: "t".into(),
+                target: "a, b".into(),
+                started_at: std::time::SystemTime::UNIX_EPOCH,
+                duration: std::time::Duration::from_secs(1),
+            },
+            1,
+        );
+        assert!(summary.latency.is_empty() && summary.counters.is_empty());
+        summary.name_nodes(&["http://a".into(), "http://b".into()]);
+        let rows = node_rows(&summary);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[1].clone().map(|c| c.to_string()),
+            ["1", "http://b", "4", "2.00", "2.00", "-", "7"].map(String::from)
+        );
+        // One node: no table.
+        summary.nodes.truncate(1);
+        assert!(node_rows(&summary).is_empty());
+    }
+
+    #[test]
     fn threshold_values_use_milliseconds_for_latency_stats_only() {
         let registry = crate::metrics::Registry::new();
         let recorder = registry.recorder();

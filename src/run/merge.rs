@@ -286,7 +286,16 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let info = RunInfo {
         scenario: first.summary.scenario.clone(),
-        target: first.summary.target.clone(),
+        // Shards may each play against other nodes: name them all, once each.
+        target: {
+            let mut targets: Vec<&str> = Vec::new();
+            for shard in &shards {
+                if !targets.contains(&shard.summary.target.as_str()) {
+                    targets.push(&shard.summary.target);
+                }
+            }
+            targets.join(", ")
+        },
         started_at: base,
         duration: Duration::from_secs_f64(duration_s),
     };

@@ -285,6 +285,11 @@ async fn merge_checks_each_snapshot_against_the_users_of_every_shard() {
     b.shutdown().await;
     assert_eq!(code, Some(1));
     let two = read_summary(&merged);
+    assert_eq!(
+        two.target,
+        format!("{url_a}, {url_b}"),
+        "both shards' targets"
+    );
     assert!(two.violations["presence"] > 0);
     let across: Vec<Value> = evidence(&merged)
         .into_iter()
