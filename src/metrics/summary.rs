@@ -176,8 +176,8 @@ fn node_metric(name: &str) -> Option<(u8, &str)> {
     Some((index.parse().ok()?, rest))
 }
 
-/// The prefix of the per-node metrics.
-const NODE_PREFIX: &str = "node.";
+/// The prefix of the per-node metrics (`node.<i>.<name>`).
+pub const NODE_PREFIX: &str = "node.";
 
 /// The end-of-run summary.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -161,7 +161,7 @@ fn distribution_section(run: &RunData) -> String {
     let charted = run
         .histograms
         .iter()
-        .filter(|(name, h)| !h.is_empty() && !name.starts_with("node."));
+        .filter(|(name, h)| !h.is_empty() && !name.starts_with(crate::metrics::NODE_PREFIX));
     for (name, histogram) in charted {
         let _ = writeln!(out, "<h3>{}</h3>", escape_xml(name));
         out.push_str(&render(&Chart {

@@ -230,8 +230,8 @@ pub struct LedgerFile {
     pub receivers: Vec<ReceiverRecord>,
     /// Every sender of the shard.
     pub senders: HashMap<u32, SenderFacts>,
-    /// The presence snapshots its receivers got (at most
-    /// [`MAX_SNAPSHOT_NAMES`] names in all; the rest counted in
+    /// The presence snapshots its receivers got (at most [`MAX_SNAPSHOTS`]
+    /// holding [`MAX_SNAPSHOT_NAMES`] names in all; the rest counted in
     /// `ledger.snapshots_dropped`).
     #[serde(default)]
     pub snapshots: Vec<SnapshotRecord>,
@@ -239,6 +239,9 @@ pub struct LedgerFile {
 
 /// The most snapshot names one shard keeps for `chorus merge` (8 bytes each).
 pub const MAX_SNAPSHOT_NAMES: usize = 1_000_000;
+/// The most snapshots one shard keeps for `chorus merge` (each is checked
+/// against every sender of the other shards).
+pub const MAX_SNAPSHOTS: usize = 10_000;
 
 impl LedgerFile {
     /// The file's name in a run directory.

@@ -9,10 +9,7 @@
 //! every stretch of consecutive numbers is split as the weights say, within
 //! one client per node.
 
-use crate::metrics::{CounterId, LatencyId, Registry};
-
-/// The prefix of every per-node metric.
-pub const NODE_PREFIX: &str = "node.";
+use crate::metrics::{CounterId, LatencyId, Registry, NODE_PREFIX};
 
 /// The longest weighted cycle (weights are scaled down to fit).
 const MAX_CYCLE: u64 = 1 << 16;

@@ -4,12 +4,13 @@
 //! (wall-clock µs since the UNIX epoch).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::clock::{AtomicTime, WallTime};
 use super::ledger::{
-    name_hash, ReceiverRecord, SendLog, SenderFacts, SnapshotRecord, MAX_SNAPSHOT_NAMES,
+    name_hash, ReceiverRecord, SendLog, SenderFacts, SnapshotRecord, MAX_SNAPSHOTS,
+    MAX_SNAPSHOT_NAMES,
 };
 use super::shard::Shard;
 
@@ -110,8 +111,7 @@ pub struct Roster {
     receivers: Mutex<Vec<ReceiverRecord>>,
     /// Presence snapshots kept for `chorus merge` (shards only), and how
     /// many names they hold.
-    snapshots: Mutex<Vec<SnapshotRecord>>,
-    snapshot_names: AtomicUsize,
+    snapshots: Mutex<(Vec<SnapshotRecord>, usize)>,
 }
 
 /// The senders of this process by virtual-user number: a slot per number
@@ -159,25 +159,26 @@ impl Roster {
             names: RwLock::default(),
             receivers: Mutex::default(),
             snapshots: Mutex::default(),
-            snapshot_names: AtomicUsize::new(0),
         }
     }
 
     /// Keeps a presence snapshot for `chorus merge`, unless the shard's
-    /// [`MAX_SNAPSHOT_NAMES`] would be exceeded: then `false` (the caller counts it).
+    /// [`MAX_SNAPSHOTS`] or [`MAX_SNAPSHOT_NAMES`] would be exceeded: then
+    /// `false` (the caller counts it).
     pub fn keep_snapshot(&self, record: SnapshotRecord) -> bool {
-        let n = record.names.len().max(1);
-        if self.snapshot_names.fetch_add(n, Relaxed) + n > MAX_SNAPSHOT_NAMES {
-            self.snapshot_names.fetch_sub(n, Relaxed);
+        let mut kept = self.snapshots.lock().expect("roster lock");
+        let (records, names) = &mut *kept;
+        if records.len() >= MAX_SNAPSHOTS || *names + record.names.len() > MAX_SNAPSHOT_NAMES {
             return false;
         }
-        self.snapshots.lock().expect("roster lock").push(record);
+        *names += record.names.len();
+        records.push(record);
         true
     }
 
     /// Takes the snapshots kept so far.
     pub fn take_snapshots(&self) -> Vec<SnapshotRecord> {
-        std::mem::take(&mut *self.snapshots.lock().expect("roster lock"))
+        std::mem::take(&mut self.snapshots.lock().expect("roster lock").0)
     }
 
     /// The log of virtual user `vu`, created on first use.
@@ -267,6 +268,23 @@ mod tests {
         roster.name("ann", 4);
         assert_eq!(roster.with_named(name_hash("ann"), |vu, _| vu), Some(4));
         assert!(roster.with_named(name_hash("bob"), |_, _| ()).is_none());
+    }
+
+    #[test]
+    fn kept_snapshots_are_bounded() {
+        let roster = Roster::new(Shard { index: 0, count: 2 }, 10);
+        let snapshot = |names: usize| SnapshotRecord {
+            names: vec![0; names],
+            ..Default::default()
+        };
+        assert!(roster.keep_snapshot(snapshot(MAX_SNAPSHOT_NAMES - 1)));
+        assert!(!roster.keep_snapshot(snapshot(2)), "over the names");
+        assert!(roster.keep_snapshot(snapshot(1)));
+        for _ in 2..MAX_SNAPSHOTS {
+            assert!(roster.keep_snapshot(snapshot(0)));
+        }
+        assert!(!roster.keep_snapshot(snapshot(0)), "over the count");
+        assert_eq!(roster.take_snapshots().len(), MAX_SNAPSHOTS);
     }
 
     #[test]

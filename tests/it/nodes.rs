@@ -330,6 +330,7 @@ async fn a_redis_adapter_cluster_delivers_across_nodes_and_presence_stays_per_no
     ))
     .await
     .expect("the run completes");
+    let nodes_urls = nodes.iter().map(|n| n.url.clone()).collect::<Vec<_>>();
     drop(nodes);
     drop(redis);
     let s = &report.summary;
@@ -356,6 +357,15 @@ async fn a_redis_adapter_cluster_delivers_across_nodes_and_presence_stays_per_no
             evidence(&report.run_dir)
         );
     }
+    // The reports show the nodes side by side.
+    chorus::report::render_run_dir(&report.run_dir).expect("the reports render");
+    let read = |name: &str| std::fs::read_to_string(report.run_dir.join(name)).expect(name);
+    let (markdown, html) = (read("summary.md"), read("report.html"));
+    assert!(
+        markdown.contains("### Nodes") && markdown.contains(&nodes_urls[1]),
+        "{markdown}"
+    );
+    assert!(html.contains("<h3>Nodes</h3>") && html.contains(&nodes_urls[1]));
     // Presence does not: each node's `onlineUsers` lists its own users only,
     // and chorus names the other node's users it missed.
     assert!(s.violations["presence"] > 0);
