@@ -532,7 +532,7 @@ async fn play(
                     if let Some(why) = gone {
                         stop(why, &mut aborted);
                     } else if nobody {
-                        stop(failure::no_client_line(&ctx.clients.failures.reasons(), target.url(), &ctx.plan.scenario), &mut aborted);
+                        stop(failure::no_client_line(&ctx.clients.failures.reasons(), &target.urls().join(", "), &ctx.plan.scenario), &mut aborted);
                     } else if let Some(expr) = breach {
                         stop(format!("threshold `{expr}` failed with abort_on_fail"), &mut aborted);
                     } else if over_time {
@@ -586,7 +586,7 @@ async fn play(
     if aborted.is_none() && ctx.clients.ever_connected() == 0 && ctx.clients.failures.total() > 0 {
         aborted = Some(failure::no_client_line(
             &ctx.clients.failures.reasons(),
-            target.url(),
+            &target.urls().join(", "),
             &ctx.plan.scenario,
         ));
     }
