@@ -64,16 +64,16 @@ pub fn listed_names(arg: Option<&RawValue>) -> Vec<String> {
         .collect()
 }
 
-/// The snapshot must hold every client surely joined when this one started
-/// to connect (at `started`; never, when unknown), and none surely gone by
-/// then: what it got wrong, as (expected, got) pairs.
+/// The snapshot (the names it `listed`, see [`listed_names`]) must hold
+/// every client surely joined when this one started to connect (at
+/// `started`; never, when unknown), and none surely gone by then: what it
+/// got wrong, as (expected, got) pairs.
 pub fn snapshot_problems(
     roster: &Roster,
-    arg: Option<&RawValue>,
+    listed: &[String],
     started: Option<WallTime>,
     at: WallTime,
 ) -> Vec<(String, String)> {
-    let listed = listed_names(arg);
     let names: HashSet<&str> = listed.iter().map(String::as_str).collect();
     let margin = LEDGER_MARGIN.as_micros() as u64;
     let deadline = DELIVERY_DEADLINE.as_micros() as u64;

@@ -123,13 +123,13 @@ impl Receiver {
             Role::JoinReply => self.on_join_reply(id, arg, at),
             Role::Snapshot => {
                 let started = self.inbox.connect_started.get();
-                for (expected, got) in snapshot_problems(&self.ctx.roster, arg, started, at) {
+                let listed = listed_names(arg);
+                for (expected, got) in snapshot_problems(&self.ctx.roster, &listed, started, at) {
                     self.violation(Kind::Presence, id, expected, got, at);
                 }
                 // Users of other shards are checked by `chorus merge`.
                 if self.ctx.plan.shard.count > 1 {
-                    let mut names: Vec<u64> =
-                        listed_names(arg).iter().map(|n| name_hash(n)).collect();
+                    let mut names: Vec<u64> = listed.iter().map(|n| name_hash(n)).collect();
                     names.sort_unstable();
                     let record = SnapshotRecord {
                         vu: self.vu(),
