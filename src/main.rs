@@ -28,9 +28,11 @@ enum Command {
     Run {
         /// The scenario file, e.g. scenarios/smoke.yml.
         scenario: PathBuf,
-        /// The gateway's base URL, e.g. http://127.0.0.1:3000 (overrides the scenario's `target`).
+        /// The gateway's base URL, e.g. http://127.0.0.1:3000 (overrides the
+        /// scenario's `target`); repeat it for several nodes, over which the
+        /// clients are spread.
         #[arg(long)]
-        target: Option<String>,
+        target: Vec<String>,
         /// The run directory (default reports/runs/<timestamp>-<scenario>/).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -243,6 +245,23 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         } => {
             let mut overrides = overrides;
             overrides.extend(tls.overrides());
+            // Several nodes replace the scenario's `target` list, validated with it.
+            let target = match <[String; 1]>::try_from(target) {
+                Ok([one]) => Some(one),
+                Err(list) if list.is_empty() => None,
+                Err(list) => {
+                    let quoted: Vec<String> = list
+                        .iter()
+                        .map(|url| serde_json::Value::from(url.as_str()).to_string())
+                        .collect();
+                    overrides.push(chorus::scenario::Override {
+                        key: "target".into(),
+                        value: format!("[{}]", quoted.join(", ")),
+                        flag: Some("--target"),
+                    });
+                    None
+                }
+            };
             let shard = match (shard, shards) {
                 (Some(shard), _) => shard,
                 (None, Some(count)) => {

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use chorus_protocol::{DecodeError, Version};
 
+/// How a [`ClientError::SessionUnknown`] (and a session it ended) begins.
+pub const SESSION_UNKNOWN: &str = "HTTP 400 Session ID unknown";
+
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -41,6 +44,11 @@ pub enum ClientError {
         /// The start of the response body, for the error message.
         body: String,
     },
+    /// A polling request reached a node that does not know the session
+    /// (`400 {"code":1,"message":"Session ID unknown"}`): behind a load
+    /// balancer, the sign of a cluster without sticky sessions.
+    #[error("{SESSION_UNKNOWN}: the polling session reached a node that did not open it; the load balancer must pin a polling session to one node (sticky sessions)")]
+    SessionUnknown,
     /// The TLS handshake failed (certificate, protocol, or the peer closed).
     #[error(transparent)]
     Tls(#[from] super::TlsFailure),
@@ -96,6 +104,7 @@ impl ClientError {
             Self::Resolve { .. } => "resolve",
             Self::Connect { .. } => "tcp_connect",
             Self::Handshake { .. } => "handshake_status",
+            Self::SessionUnknown => "session_unknown",
             Self::Tls(e) => e.reason.metric_name(),
             Self::TlsSetup(_) => "tls.settings",
             Self::ConnectRefused { .. } => "refused",

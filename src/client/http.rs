@@ -275,16 +275,51 @@ fn parse_chunk(
 /// The error for an unexpected status, with the start of the body.
 pub(crate) fn status_error(status: u16, body: &[u8]) -> ClientError {
     let end = body.len().min(ERROR_BODY_LIMIT);
+    // Engine.IO's `{"code":1,"message":"Session ID unknown"}`.
+    if status == 400 && is_session_unknown(&body[..end]) {
+        return ClientError::SessionUnknown;
+    }
     ClientError::Handshake {
         status,
         body: String::from_utf8_lossy(&body[..end]).into_owned(),
     }
 }
 
+/// Whether an HTTP 400 body is Engine.IO's "Session ID unknown" (code 1).
+fn is_session_unknown(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct EngineError<'a> {
+        code: Option<u64>,
+        message: Option<&'a str>,
+    }
+    serde_json::from_slice::<EngineError<'_>>(body)
+        .is_ok_and(|e| e.code == Some(1) || e.message == Some("Session ID unknown"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn an_unknown_session_is_its_own_error() {
+        let body = br#"{"code":1,"message":"Session ID unknown"}"#;
+        assert!(matches!(
+            status_error(400, body),
+            ClientError::SessionUnknown
+        ));
+        assert!(status_error(400, body)
+            .to_string()
+            .contains("sticky sessions"));
+        assert!(matches!(
+            status_error(400, br#"{"code":3,"message":"Bad request"}"#),
+            ClientError::Handshake { status: 400, .. }
+        ));
+        assert!(matches!(
+            status_error(404, body),
+            ClientError::Handshake { status: 404, .. }
+        ));
+    }
 
     fn limits() -> Limits {
         Limits::default()

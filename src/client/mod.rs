@@ -18,7 +18,7 @@ mod websocket;
 
 pub use config::{ClientConfig, Limits, Transport};
 pub use connect::ConnectTimings;
-pub use error::{ClientError, Limit, LimitExceeded};
+pub use error::{ClientError, Limit, LimitExceeded, SESSION_UNKNOWN};
 pub use handler::{AckReply, CloseReason, Handler, Incoming};
 pub use session::{Client, SentAck};
 pub(crate) use tls::Stream;

@@ -68,7 +68,8 @@ pub use registry::{
     SIGNIFICANT_DIGITS,
 };
 pub use summary::{
-    LatencyStats, Lookup, RunInfo, Summary, ThresholdResult, Verdict, SCHEMA_VERSION,
+    LatencyStats, Lookup, NodeSummary, RunInfo, Summary, ThresholdResult, Verdict, NODE_PREFIX,
+    SCHEMA_VERSION,
 };
 pub use timeseries::{PointStats, TimePoint, TimeSeries};
 

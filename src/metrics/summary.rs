@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Counters named `violations.<kind>` appear under `violations` (as
-//! `<kind>`), every other counter under `counters`, zeros included.
+//! `<kind>`), every other counter under `counters`, zeros included. The
+//! per-node metrics of a run over several nodes (`node.<i>.<name>`) appear
+//! under `nodes`, one entry per node, and nowhere else.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -155,6 +157,28 @@ pub struct RunInfo {
     pub duration: Duration,
 }
 
+/// One node of a run spread over several (see [`Summary::nodes`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeSummary {
+    /// Its index in the target list.
+    pub node: u8,
+    /// Its URL.
+    pub url: String,
+    /// Its latency metrics (`connect`, `delivery.<event>`).
+    pub latency: BTreeMap<String, LatencyStats>,
+    /// Its counters (`connections.ok`, `received_from.<node>`).
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// `node.<i>.<rest>`: the node index and the rest.
+fn node_metric(name: &str) -> Option<(u8, &str)> {
+    let (index, rest) = name.strip_prefix(NODE_PREFIX)?.split_once('.')?;
+    Some((index.parse().ok()?, rest))
+}
+
+/// The prefix of the per-node metrics (`node.<i>.<name>`).
+pub const NODE_PREFIX: &str = "node.";
+
 /// The end-of-run summary.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
@@ -186,6 +210,11 @@ pub struct Summary {
     /// run that went to its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
+    /// Per node, for a run spread over several nodes: the `node.<i>.*`
+    /// metrics (`connect`, `delivery.<event>`, `connections.ok`,
+    /// `received_from.<j>`), kept out of `latency` and `counters`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeSummary>,
     /// Full histograms when built from a registry, for quantiles that the
     /// JSON does not store (e.g. p95). Absent after [`Summary::read`].
     #[serde(skip)]
@@ -208,16 +237,37 @@ impl Summary {
     pub fn from_cumulative(cumulative: &Cumulative, info: RunInfo, cores: usize) -> Self {
         let mut counters = BTreeMap::new();
         let mut violations = BTreeMap::new();
+        let mut nodes: BTreeMap<u8, NodeSummary> = BTreeMap::new();
         for counter in &cumulative.counters {
+            if let Some((index, rest)) = node_metric(&counter.name) {
+                let node = nodes.entry(index).or_default();
+                node.counters.insert(rest.to_owned(), counter.total);
+                continue;
+            }
             match counter.name.strip_prefix(VIOLATION_PREFIX) {
                 Some(kind) => violations.insert(kind.to_string(), counter.total),
                 None => counters.insert(counter.name.to_string(), counter.total),
             };
         }
-        let histograms: BTreeMap<String, Histogram<u64>> = cumulative
-            .latencies
-            .iter()
-            .map(|l| (l.name.to_string(), l.histogram.clone()))
+        let mut histograms: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+        for l in &cumulative.latencies {
+            match node_metric(&l.name) {
+                Some((index, rest)) => {
+                    let node = nodes.entry(index).or_default();
+                    node.latency
+                        .insert(rest.to_owned(), LatencyStats::of(&l.histogram));
+                }
+                None => {
+                    histograms.insert(l.name.to_string(), l.histogram.clone());
+                }
+            }
+        }
+        let nodes = nodes
+            .into_iter()
+            .map(|(index, mut node)| {
+                node.node = index;
+                node
+            })
             .collect();
         Self {
             schema: SCHEMA_VERSION,
@@ -235,7 +285,17 @@ impl Summary {
             violations,
             driver: assess(cumulative, cores),
             aborted: None,
+            nodes,
             histograms,
+        }
+    }
+
+    /// Names the nodes of [`Summary::nodes`] by their URLs (`urls[i]` for node `i`).
+    pub fn name_nodes(&mut self, urls: &[String]) {
+        for node in &mut self.nodes {
+            if let Some(url) = urls.get(usize::from(node.node)) {
+                node.url.clone_from(url);
+            }
         }
     }
 

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::markup::{connect_failure_line, escape_xml, json_text, threshold_value};
+use super::markup::{
+    connect_failure_line, escape_xml, json_text, node_rows, threshold_value, NODE_HEADERS,
+};
 use super::run_dir::RunData;
 use super::svg::{percentile_curve, render, Chart, Series, XAxis};
 use crate::metrics::{
@@ -136,9 +138,31 @@ fn distribution_section(run: &RunData) -> String {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</table>\n<p class=\"muted\">Curves: the whole run's histogram rebuilt from <code>hdr/*.hlog</code>; x is the percentile on a log scale of 1/(1-p).</p>\n");
-    // Metrics that saw no sample stay in the table; they get no chart.
-    for (name, histogram) in run.histograms.iter().filter(|(_, h)| !h.is_empty()) {
+    out.push_str("</table>\n");
+    let nodes = node_rows(summary);
+    if !nodes.is_empty() {
+        out.push_str("<h3>Nodes</h3>\n<table><tr>");
+        for header in NODE_HEADERS {
+            let _ = write!(out, "<th>{}</th>", escape_xml(header));
+        }
+        out.push_str("</tr>\n");
+        for row in nodes {
+            out.push_str("<tr>");
+            for cell in row {
+                let _ = write!(out, "<td>{}</td>", escape_xml(&cell));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("<p class=\"muted\">Curves: the whole run's histogram rebuilt from <code>hdr/*.hlog</code>; x is the percentile on a log scale of 1/(1-p).</p>\n");
+    // Metrics that saw no sample stay in the table; they get no chart, and
+    // neither do the per-node metrics (the nodes table has them).
+    let charted = run
+        .histograms
+        .iter()
+        .filter(|(name, h)| !h.is_empty() && !name.starts_with(crate::metrics::NODE_PREFIX));
+    for (name, histogram) in charted {
         let _ = writeln!(out, "<h3>{}</h3>", escape_xml(name));
         out.push_str(&render(&Chart {
             title: &format!("{name} percentile distribution"),

@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 use super::html::MAX_VIOLATION_ROWS;
-use super::markup::{connect_failure_line, json_text, md_cell, threshold_value};
+use super::markup::{
+    connect_failure_line, json_text, md_cell, node_rows, threshold_value, NODE_HEADERS,
+};
 use super::run_dir::RunData;
 use crate::metrics::{format_ms, Verdict};
 
@@ -65,6 +67,20 @@ pub(crate) fn render_markdown(run: &RunData) -> String {
             s.count,
             cells.join(" | ")
         );
+    }
+
+    let nodes = node_rows(summary);
+    if !nodes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### Nodes\n\n| {} |\n|{}",
+            NODE_HEADERS.join(" | "),
+            "---|".repeat(NODE_HEADERS.len())
+        );
+        for row in nodes {
+            let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
     }
 
     out.push_str("\n### Counters\n\n| counter | total |\n|---|---:|\n");

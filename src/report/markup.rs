@@ -57,6 +57,64 @@ pub(crate) fn connect_failures(summary: &Summary) -> (u64, Vec<(&str, u64)>) {
     (reasons.iter().map(|r| r.1).sum(), reasons)
 }
 
+/// The per-node table's column headers (see [`node_rows`]).
+pub(crate) const NODE_HEADERS: [&str; 7] = [
+    "node",
+    "url",
+    "connected",
+    "connect p50 (ms)",
+    "connect p99 (ms)",
+    "delivery p99 (ms)",
+    "received from other nodes",
+];
+
+/// One row per node of a run spread over several (none for one node):
+/// connects, connect latency, the first `delivery.*` metric's p99, and the
+/// correlated messages its clients got from senders on other nodes.
+pub(crate) fn node_rows(summary: &Summary) -> Vec<[String; 7]> {
+    if summary.nodes.len() < 2 {
+        return Vec::new();
+    }
+    let ms = |s: Option<&crate::metrics::LatencyStats>, p99: bool| match s {
+        Some(s) if s.count > 0 => format_ms((if p99 { s.p99_us } else { s.p50_us }) as f64),
+        _ => "-".to_owned(),
+    };
+    summary
+        .nodes
+        .iter()
+        .map(|n| {
+            let connect = n.latency.get("connect");
+            let delivery = n
+                .latency
+                .iter()
+                .find(|(name, _)| name.starts_with("delivery."))
+                .map(|(_, s)| s);
+            let crossed: u64 = n
+                .counters
+                .iter()
+                .filter(|(name, _)| {
+                    name.strip_prefix("received_from.")
+                        .is_some_and(|from| from != n.node.to_string())
+                })
+                .map(|(_, v)| v)
+                .sum();
+            [
+                n.node.to_string(),
+                n.url.clone(),
+                n.counters
+                    .get("connections.ok")
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string(),
+                ms(connect, false),
+                ms(connect, true),
+                ms(delivery, true),
+                crossed.to_string(),
+            ]
+        })
+        .collect()
+}
+
 /// One line about failed connects, e.g. `100 of 100 connects failed:
 /// refused.INVALID_TOKEN 100`; `None` when none failed.
 pub(crate) fn connect_failure_line(summary: &Summary) -> Option<String> {
@@ -121,6 +179,41 @@ mod tests {
         assert_eq!(json_text(&serde_json::json!("a\"b")), "a\"b");
         assert_eq!(json_text(&serde_json::json!({"k": 1})), "{\"k\":1}");
         assert_eq!(json_text(&serde_json::Value::Null), "");
+    }
+
+    #[test]
+    fn node_metrics_make_one_row_per_node_and_stay_out_of_the_globals() {
+        let registry = crate::metrics::Registry::new();
+        let recorder = registry.recorder();
+        for node in 0..2u64 {
+            let connect = registry.latency(&format!("node.{node}.connect"));
+            recorder.record(connect, 1_000 * (node + 1));
+            recorder.add_by_name(&format!("node.{node}.connections.ok"), 3 + node);
+            recorder.add_by_name(&format!("node.{node}.received_from.{}", 1 - node), 7);
+            recorder.add_by_name(&format!("node.{node}.received_from.{node}"), 100);
+        }
+        registry.collect_interval(std::time::Instant::now());
+        let mut summary = Summary::from_cumulative(
+            &registry.cumulative(),
+            crate::metrics::RunInfo {
+                scenario: "t".into(),
+                target: "a, b".into(),
+                started_at: std::time::SystemTime::UNIX_EPOCH,
+                duration: std::time::Duration::from_secs(1),
+            },
+            1,
+        );
+        assert!(summary.latency.is_empty() && summary.counters.is_empty());
+        summary.name_nodes(&["http://a".into(), "http://b".into()]);
+        let rows = node_rows(&summary);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[1].clone().map(|c| c.to_string()),
+            ["1", "http://b", "4", "2.00", "2.00", "-", "7"].map(String::from)
+        );
+        // One node: no table.
+        summary.nodes.truncate(1);
+        assert!(node_rows(&summary).is_empty());
     }
 
     #[test]

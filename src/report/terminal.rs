@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::markup::threshold_value;
+use super::markup::{node_rows, threshold_value, NODE_HEADERS};
 use crate::metrics::{format_ms, LatencyStats, Summary};
 
 /// Width of each numeric column.
@@ -47,6 +47,30 @@ pub fn render_table(summary: &Summary) -> String {
         let _ = writeln!(out, "\n{title}");
         for (name, n) in nonzero {
             let _ = writeln!(out, "{name:<name_width$} {n:>NUMBER_WIDTH$}");
+        }
+    }
+
+    let nodes = node_rows(summary);
+    if !nodes.is_empty() {
+        out.push_str("\nnodes\n");
+        let widths: Vec<usize> = (0..NODE_HEADERS.len())
+            .map(|i| {
+                nodes
+                    .iter()
+                    .map(|row| row[i].chars().count())
+                    .chain([NODE_HEADERS[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let rows = std::iter::once(NODE_HEADERS.map(String::from)).chain(nodes);
+        for row in rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
         }
     }
 

@@ -53,19 +53,28 @@ impl PayloadChecks {
     }
 }
 
-/// The snapshot must hold every client surely joined when this one started
-/// to connect (at `started`; never, when unknown), and none surely gone by
-/// then: what it got wrong, as (expected, got) pairs.
-pub fn snapshot_problems(
-    roster: &Roster,
-    arg: Option<&RawValue>,
-    started: Option<WallTime>,
-    at: WallTime,
-) -> Vec<(String, String)> {
+/// The names a snapshot lists (`[[id, name], …]`).
+pub fn listed_names(arg: Option<&RawValue>) -> Vec<String> {
     let entries: Vec<Value> = arg
         .and_then(|a| serde_json::from_str(a.get()).ok())
         .unwrap_or_default();
-    let names: HashSet<&str> = entries.iter().filter_map(|e| e.get(1)?.as_str()).collect();
+    entries
+        .iter()
+        .filter_map(|e| Some(e.get(1)?.as_str()?.to_owned()))
+        .collect()
+}
+
+/// The snapshot (the names it `listed`, see [`listed_names`]) must hold
+/// every client surely joined when this one started to connect (at
+/// `started`; never, when unknown), and none surely gone by then: what it
+/// got wrong, as (expected, got) pairs.
+pub fn snapshot_problems(
+    roster: &Roster,
+    listed: &[String],
+    started: Option<WallTime>,
+    at: WallTime,
+) -> Vec<(String, String)> {
+    let names: HashSet<&str> = listed.iter().map(String::as_str).collect();
     let margin = LEDGER_MARGIN.as_micros() as u64;
     let deadline = DELIVERY_DEADLINE.as_micros() as u64;
     let before_start = |t: WallTime| started.is_none_or(|s| t < s);

@@ -1,7 +1,7 @@
 //! Why client sessions ended, as counters: `disconnects.<label>` for every
 //! close and `errors.<limit>` for a driver limit that was hit.
 
-use crate::client::CloseReason;
+use crate::client::{CloseReason, SESSION_UNKNOWN};
 use crate::metrics::Recorder;
 
 /// The `disconnects.<label>` counter of a close.
@@ -11,6 +11,10 @@ pub fn counter(reason: &CloseReason) -> &'static str {
         CloseReason::NamespaceDisconnect => "disconnects.server_namespace",
         CloseReason::ConnectRefused(_) => "disconnects.refused",
         CloseReason::ServerClosed { .. } => "disconnects.server_closed",
+        // A poll that reached another node (no sticky sessions).
+        CloseReason::Transport(text) if text.starts_with(SESSION_UNKNOWN) => {
+            "disconnects.session_unknown"
+        }
         CloseReason::PingTimeout => "disconnects.ping_timeout",
         CloseReason::Transport(_) => "disconnects.transport_error",
         CloseReason::Io(_) => "disconnects.io_error",
@@ -35,5 +39,19 @@ pub fn count(recorder: &Recorder, reason: &CloseReason) {
         // A named error: `errors.limit.ws_frame_size`, …
         let name = format!("errors.{}", breach.limit.metric_name());
         recorder.add_by_name(&name, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientError;
+
+    #[test]
+    fn a_session_lost_to_another_node_has_its_own_counter() {
+        let unknown = CloseReason::Transport(ClientError::SessionUnknown.to_string());
+        assert_eq!(counter(&unknown), "disconnects.session_unknown");
+        let other = CloseReason::Transport("handshake failed with HTTP 400: x".into());
+        assert_eq!(counter(&other), "disconnects.transport_error");
     }
 }

@@ -18,6 +18,9 @@ pub enum RunError {
         /// What connecting said.
         reason: String,
     },
+    /// Nodes of the target do not answer: one line each.
+    #[error("{}", .0.join("\n"))]
+    Nodes(Vec<String>),
     /// The embedded gateway did not start.
     #[error("cannot start the embedded gateway: {0}")]
     Gateway(String),

@@ -136,13 +136,18 @@ impl ConnectFailures {
     }
 }
 
-/// The `host:port` of a URL, for messages.
-fn authority(url: &str) -> &str {
-    url.split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or(url)
+/// The `host:port` of a URL, for messages; of each, for the `, `-joined
+/// URLs of several nodes.
+fn authority(urls: &str) -> String {
+    let one = |url: &str| {
+        url.split_once("://")
+            .map_or(url, |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or(url)
+            .to_owned()
+    };
+    urls.split(", ").map(one).collect::<Vec<_>>().join(", ")
 }
 
 /// What a user should check about a CONNECT_ERROR code.
@@ -342,6 +347,13 @@ mod tests {
                 && line.contains("is it a Socket.IO server")
                 && line.contains("(others: closed 1)")
                 && !line.contains('\n'),
+            "{line}"
+        );
+        // Several nodes are named by their host and port, each.
+        let nodes = "http://127.0.0.1:4000/x, http://127.0.0.1:4001";
+        let line = no_client_line(&failures.reasons(), nodes, &scenario());
+        assert!(
+            line.contains("from 127.0.0.1:4000, 127.0.0.1:4001 ("),
             "{line}"
         );
     }

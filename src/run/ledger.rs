@@ -171,6 +171,26 @@ pub struct SenderFacts {
     pub join_sent: Option<WallTime>,
     /// When it started to leave (or its session ended).
     pub left: Option<WallTime>,
+    /// When the reply to its latest join arrived (snapshots of other
+    /// shards must list it after that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_confirmed: Option<WallTime>,
+}
+
+/// One presence snapshot (`onlineUsers`) a receiver of a shard got, kept so
+/// that `chorus merge` can check it against the senders of every other shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// The receiving virtual user.
+    pub vu: u32,
+    /// When it started to connect (the snapshot is as of its entering).
+    #[serde(rename = "started_us")]
+    pub started: Option<WallTime>,
+    /// When the snapshot arrived.
+    #[serde(rename = "at_us")]
+    pub at: WallTime,
+    /// The [`name_hash`]es of the names it listed, sorted.
+    pub names: Vec<u64>,
 }
 
 /// One receiver's record, handed in when its session ends.
@@ -210,7 +230,18 @@ pub struct LedgerFile {
     pub receivers: Vec<ReceiverRecord>,
     /// Every sender of the shard.
     pub senders: HashMap<u32, SenderFacts>,
+    /// The presence snapshots its receivers got (at most [`MAX_SNAPSHOTS`]
+    /// holding [`MAX_SNAPSHOT_NAMES`] names in all; the rest counted in
+    /// `ledger.snapshots_dropped`).
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotRecord>,
 }
+
+/// The most snapshot names one shard keeps for `chorus merge` (8 bytes each).
+pub const MAX_SNAPSHOT_NAMES: usize = 1_000_000;
+/// The most snapshots one shard keeps for `chorus merge` (each is checked
+/// against every sender of the other shards).
+pub const MAX_SNAPSHOTS: usize = 10_000;
 
 impl LedgerFile {
     /// The file's name in a run directory.
@@ -568,6 +599,7 @@ mod tests {
             typing: vec![t(6)],
             join_sent: Some(t(7)),
             left: None,
+            join_confirmed: None,
         };
         let json = r#"{"name":"a","messages":[5],"typing":[6],"join_sent":7,"left":null}"#;
         assert_eq!(serde_json::to_string(&facts).unwrap(), json);

@@ -2,7 +2,8 @@
 //! distributed run into one, exactly: interval histograms added losslessly
 //! second by second, counters summed, and the delivery ledger settled across
 //! shards as a single process would have (a client of shard 1 owed what a
-//! client of shard 2 sent).
+//! client of shard 2 sent; a presence snapshot of shard 1 checked against
+//! the users of shard 2).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,9 +20,11 @@ use crate::metrics::{
 use crate::rules::ProtocolModel;
 use crate::scenario::Scenario;
 
+use super::clock::WallTime;
 use super::error::RunError;
-use super::ledger::LedgerFile;
+use super::ledger::{LedgerFile, Window};
 use super::settlement::settle_ledgers;
+use super::snapshots;
 use super::verdict::evaluate;
 use super::violations::{read_evidence, write_evidence, Evidence, EVIDENCE_FILE};
 
@@ -217,6 +220,13 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
         for (kind, n) in &shard.summary.violations {
             *counters.entry(format!("violations.{kind}")).or_default() += n;
         }
+        for node in &shard.summary.nodes {
+            for (name, n) in &node.counters {
+                *counters
+                    .entry(format!("node.{}.{name}", node.node))
+                    .or_default() += n;
+            }
+        }
     }
     let mut evidence: Vec<Evidence> = shards
         .iter()
@@ -233,7 +243,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
         for (name, n) in settled.counters {
             *counters.entry(name).or_default() += n;
         }
-        for (n, e) in settled.violations {
+        let base_us = base
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
+        let snapshot_event = model.snapshot.as_ref().map_or("", |s| s.event.as_str());
+        let findings = snapshots::check_across_shards(&ledgers, Window::RUN);
+        let t_s = |at: WallTime| at.as_micros().saturating_sub(base_us) as f64 / 1e6;
+        let across = snapshots::evidence(&findings, snapshot_event, t_s);
+        for (n, e) in settled.violations.into_iter().chain(across) {
             *counters
                 .entry(format!("violations.{}", e.kind.as_str()))
                 .or_default() += n;
@@ -268,11 +286,33 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let info = RunInfo {
         scenario: first.summary.scenario.clone(),
-        target: first.summary.target.clone(),
+        // Shards may each play against other nodes: name them all, once each.
+        target: {
+            let mut targets: Vec<&str> = Vec::new();
+            for shard in &shards {
+                if !targets.contains(&shard.summary.target.as_str()) {
+                    targets.push(&shard.summary.target);
+                }
+            }
+            targets.join(", ")
+        },
         started_at: base,
         duration: Duration::from_secs_f64(duration_s),
     };
     let mut summary = Summary::from_cumulative(&cumulative, info, cores);
+    if let Some(named) = shards
+        .iter()
+        .map(|s| &s.summary.nodes)
+        .max_by_key(|n| n.len())
+    {
+        let mut urls = vec![String::new(); named.len()];
+        for node in named {
+            if let Some(url) = urls.get_mut(usize::from(node.node)) {
+                url.clone_from(&node.url);
+            }
+        }
+        summary.name_nodes(&urls);
+    }
     let scenario_path = first.dir.join("scenario.yml");
     let scenario = Scenario::from_str(&first.scenario, &scenario_path.display().to_string())?;
     evaluate(&mut summary, &scenario);

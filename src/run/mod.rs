@@ -34,6 +34,7 @@ mod ledger;
 mod live;
 mod liveness;
 mod merge;
+mod nodes;
 mod phases;
 mod plan;
 mod progress;
@@ -41,6 +42,7 @@ mod receiver;
 mod roster;
 mod settlement;
 mod shard;
+mod snapshots;
 mod target;
 mod timing;
 mod verdict;
@@ -179,7 +181,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
     let described = options
         .target
         .clone()
-        .or_else(|| scenario.target.clone())
+        .or_else(|| (!scenario.target.is_empty()).then(|| scenario.target.join(", ")))
         .unwrap_or_else(|| "embedded reference gateway".to_owned());
     let started = Instant::now();
     let started_at = SystemTime::now();
@@ -216,7 +218,7 @@ async fn run_in(
 ) -> Result<RunReport, RunError> {
     let target = target::resolve(
         options.target.as_deref(),
-        scenario.target.as_deref(),
+        &scenario.target,
         options.gateway_profile,
     )
     .await?;
@@ -399,11 +401,13 @@ async fn play(
     client.version = scenario.socketio.version;
     client.tls = scenario.tls_client.clone();
     let local_ips = target::source_addresses(target.url(), planned);
+    let nodes = nodes::Nodes::new(target.urls().to_vec(), scenario.weights.as_deref());
     let setup = Setup {
         client,
         tokens,
         local_ips,
         shard: options.shard,
+        nodes,
     };
     let ctx = Arc::new(Context::new(
         RunPlan::new(scenario, model, setup, &registry),
@@ -528,7 +532,7 @@ async fn play(
                     if let Some(why) = gone {
                         stop(why, &mut aborted);
                     } else if nobody {
-                        stop(failure::no_client_line(&ctx.clients.failures.reasons(), target.url(), &ctx.plan.scenario), &mut aborted);
+                        stop(failure::no_client_line(&ctx.clients.failures.reasons(), &target.urls().join(", "), &ctx.plan.scenario), &mut aborted);
                     } else if let Some(expr) = breach {
                         stop(format!("threshold `{expr}` failed with abort_on_fail"), &mut aborted);
                     } else if over_time {
@@ -554,6 +558,7 @@ async fn play(
         shard: ctx.plan.shard.to_string(),
         receivers,
         senders,
+        snapshots: ctx.roster.take_snapshots(),
     };
     if ctx.plan.shard.count > 1 {
         ledger.write(run_dir)?;
@@ -581,7 +586,7 @@ async fn play(
     if aborted.is_none() && ctx.clients.ever_connected() == 0 && ctx.clients.failures.total() > 0 {
         aborted = Some(failure::no_client_line(
             &ctx.clients.failures.reasons(),
-            target.url(),
+            &target.urls().join(", "),
             &ctx.plan.scenario,
         ));
     }
@@ -621,18 +626,20 @@ fn lost_connections<'a>(counters: impl Iterator<Item = (&'a str, u64)>) -> u64 {
 /// When `lost` connections were lost to a remote target that no longer
 /// accepts TCP, the line that says the target went away mid-run.
 async fn target_gone(lost: u64, target: &Target) -> Option<String> {
-    let Target::Remote(url) = target else {
+    let Target::Remote(urls) = target else {
         return None;
     };
     if lost == 0 {
         return None;
     }
-    match target::check_reachable(url).await {
-        Ok(()) => None,
-        Err(err) => Some(format!(
-            "the target went away during the run ({lost} connections lost or refused): {err}"
-        )),
+    for url in urls {
+        if let Err(err) = target::check_reachable(url).await {
+            return Some(format!(
+                "the target went away during the run ({lost} connections lost or refused): {err}"
+            ));
+        }
     }
+    None
 }
 
 fn summarize(
@@ -641,7 +648,7 @@ fn summarize(
     target: &Target,
     started: Instant,
 ) -> Summary {
-    Summary::from_registry(
+    let mut summary = Summary::from_registry(
         registry,
         RunInfo {
             scenario: scenario.name.clone(),
@@ -649,5 +656,7 @@ fn summarize(
             started_at: registry.started_at(),
             duration: started.elapsed(),
         },
-    )
+    );
+    summary.name_nodes(target.urls());
+    summary
 }

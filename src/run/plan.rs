@@ -18,6 +18,7 @@ use crate::scenario::{
 
 use super::clock::Clock;
 use super::failure::PANIC_COUNTER;
+use super::nodes::{delivery_ids, NodeIds, Nodes};
 use super::shard::Shard;
 
 /// An event name interned by the plan: an index into [`RunPlan::event`]'s table.
@@ -52,6 +53,9 @@ pub struct Event {
     pub delivery: Option<(LatencyId, LatencyId)>,
     /// `deliveries.received.<event>`, for broadcasts and announcements.
     pub received: Option<CounterId>,
+    /// `node.<i>.delivery.<event>` by the receiver's node, for timed
+    /// events of a run with several nodes (empty otherwise).
+    pub node_delivery: Vec<LatencyId>,
     /// The model's payload schema, checked for events with a role.
     pub schema: Option<Schema>,
 }
@@ -188,6 +192,10 @@ pub struct RunPlan {
     pub local_ips: Vec<IpAddr>,
     /// This process's part of the run.
     pub shard: Shard,
+    /// The target's nodes and which client goes to which.
+    pub nodes: Nodes,
+    /// Per-node metric ids (none with one node).
+    pub node_ids: NodeIds,
     /// How many virtual-user numbers the load phases give out at most (all shards).
     pub vus: u64,
     /// The run's clock.
@@ -212,6 +220,8 @@ pub struct Setup {
     pub local_ips: Vec<IpAddr>,
     /// This process's part of the run.
     pub shard: Shard,
+    /// The target's nodes.
+    pub nodes: Nodes,
 }
 
 /// The event table while it is built.
@@ -232,6 +242,7 @@ impl Interner {
             role: None,
             delivery: None,
             received: None,
+            node_delivery: Vec::new(),
             schema: None,
         });
         self.by_name.insert(name.into(), id);
@@ -367,6 +378,12 @@ impl RunPlan {
             emits,
             arrivals_dropped: registry.counter("arrivals.dropped"),
         };
+        // Per-node metrics last, so a run of one node registers what it always did.
+        let node_ids = NodeIds::register(&setup.nodes, registry);
+        for &id in &timed {
+            let name = table.get_mut(id).name.clone();
+            table.get_mut(id).node_delivery = delivery_ids(&setup.nodes, registry, &name);
+        }
 
         let expected = expected_names
             .iter()
@@ -387,6 +404,8 @@ impl RunPlan {
             tokens: setup.tokens,
             local_ips: setup.local_ips,
             shard: setup.shard,
+            nodes: setup.nodes,
+            node_ids,
             ids,
             events: table.events,
             by_name: table.by_name,
@@ -554,6 +573,7 @@ mod tests {
             tokens: None,
             local_ips: Vec::new(),
             shard: Shard::WHOLE,
+            nodes: Nodes::new(vec!["http://127.0.0.1:1".into()], None),
         };
         RunPlan::new(scenario, model, setup, &Registry::new())
     }

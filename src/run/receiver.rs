@@ -14,22 +14,27 @@ use serde_json::value::RawValue;
 use crate::client::{CloseReason, Handler, Incoming};
 use crate::rules::Recipients;
 
-use super::checks::{snapshot_problems, PayloadChecks};
+use super::checks::{listed_names, snapshot_problems, PayloadChecks};
 use super::clock::WallTime;
 use super::closes;
 use super::context::Context;
 use super::correlate::Mark;
 use super::inbox::Inbox;
-use super::ledger::{name_hash, Arrival, ReceiverRecord};
+use super::ledger::{name_hash, Arrival, ReceiverRecord, SnapshotRecord};
 use super::plan::{EventId, Role};
 use super::timing::{record_delivery, UnmarkedMatch};
 use super::violations::Kind;
+
+/// Snapshots a shard could not keep for `chorus merge` (over its cap).
+const SNAPSHOTS_DROPPED: &str = "ledger.snapshots_dropped";
 
 /// The [`Handler`] of one virtual user's client.
 pub struct Receiver {
     ctx: Arc<Context>,
     inbox: Arc<Inbox>,
     group: u32,
+    /// The node it is connected to.
+    node: u8,
     /// Whether it has seen its own join announcement.
     own_announce_seen: bool,
     ledger: ReceiverRecord,
@@ -54,6 +59,7 @@ impl Receiver {
             ..Default::default()
         };
         Self {
+            node: ctx.plan.nodes.node_of(inbox.vu),
             ctx,
             inbox,
             group: u32::try_from(group).expect("fewer than 2^32 groups"),
@@ -95,7 +101,13 @@ impl Receiver {
 
     fn record_delivery(&self, id: EventId, at: WallTime, intended: WallTime, sent: WallTime) {
         let ctx = &*self.ctx;
-        record_delivery(&ctx.recorder, ctx.plan.event(id), at, intended, sent);
+        record_delivery(
+            &ctx.recorder,
+            ctx.plan.event(id),
+            self.node,
+            at,
+            (intended, sent),
+        );
     }
 
     fn on_event(&mut self, at: Instant, id: EventId, role: Role, arg: Option<&RawValue>) {
@@ -111,8 +123,23 @@ impl Receiver {
             Role::JoinReply => self.on_join_reply(id, arg, at),
             Role::Snapshot => {
                 let started = self.inbox.connect_started.get();
-                for (expected, got) in snapshot_problems(&self.ctx.roster, arg, started, at) {
+                let listed = listed_names(arg);
+                for (expected, got) in snapshot_problems(&self.ctx.roster, &listed, started, at) {
                     self.violation(Kind::Presence, id, expected, got, at);
+                }
+                // Users of other shards are checked by `chorus merge`.
+                if self.ctx.plan.shard.count > 1 {
+                    let mut names: Vec<u64> = listed.iter().map(|n| name_hash(n)).collect();
+                    names.sort_unstable();
+                    let record = SnapshotRecord {
+                        vu: self.vu(),
+                        started,
+                        at,
+                        names,
+                    };
+                    if !self.ctx.roster.keep_snapshot(record) {
+                        self.ctx.recorder.add_by_name(SNAPSHOTS_DROPPED, 1);
+                    }
                 }
             }
             Role::Error => self.ctx.recorder.add(self.ctx.plan.ids.errors_exception, 1),
@@ -185,6 +212,13 @@ impl Receiver {
         at: WallTime,
     ) {
         self.record_delivery(id, at, mark.intended, mark.sent);
+        let plan = &self.ctx.plan;
+        if let Some(crossed) = plan
+            .node_ids
+            .crossed(self.node, plan.nodes.node_of(mark.vu))
+        {
+            self.ctx.recorder.add(crossed, 1);
+        }
         if to == Recipients::Others && mark.vu == self.vu() {
             self.violation(
                 Kind::Recipient,

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::clock::{AtomicTime, WallTime};
-use super::ledger::{name_hash, ReceiverRecord, SendLog, SenderFacts};
+use super::ledger::{
+    name_hash, ReceiverRecord, SendLog, SenderFacts, SnapshotRecord, MAX_SNAPSHOTS,
+    MAX_SNAPSHOT_NAMES,
+};
 use super::shard::Shard;
 
 /// The most senders looked up without a lock (16 bytes each, allocated up front).
@@ -94,6 +97,7 @@ impl SenderLog {
                 .collect(),
             join_sent: self.join_sent.get(),
             left: self.left_at(),
+            join_confirmed: self.join_confirmed.get(),
         }
     }
 }
@@ -105,6 +109,9 @@ pub struct Roster {
     /// Virtual users by the [`name_hash`] of the name they joined with.
     names: RwLock<HashMap<u64, u32>>,
     receivers: Mutex<Vec<ReceiverRecord>>,
+    /// Presence snapshots kept for `chorus merge` (shards only), and how
+    /// many names they hold.
+    snapshots: Mutex<(Vec<SnapshotRecord>, usize)>,
 }
 
 /// The senders of this process by virtual-user number: a slot per number
@@ -151,7 +158,27 @@ impl Roster {
             },
             names: RwLock::default(),
             receivers: Mutex::default(),
+            snapshots: Mutex::default(),
         }
+    }
+
+    /// Keeps a presence snapshot for `chorus merge`, unless the shard's
+    /// [`MAX_SNAPSHOTS`] or [`MAX_SNAPSHOT_NAMES`] would be exceeded: then
+    /// `false` (the caller counts it).
+    pub fn keep_snapshot(&self, record: SnapshotRecord) -> bool {
+        let mut kept = self.snapshots.lock().expect("roster lock");
+        let (records, names) = &mut *kept;
+        if records.len() >= MAX_SNAPSHOTS || *names + record.names.len() > MAX_SNAPSHOT_NAMES {
+            return false;
+        }
+        *names += record.names.len();
+        records.push(record);
+        true
+    }
+
+    /// Takes the snapshots kept so far.
+    pub fn take_snapshots(&self) -> Vec<SnapshotRecord> {
+        std::mem::take(&mut self.snapshots.lock().expect("roster lock").0)
     }
 
     /// The log of virtual user `vu`, created on first use.
@@ -241,6 +268,23 @@ mod tests {
         roster.name("ann", 4);
         assert_eq!(roster.with_named(name_hash("ann"), |vu, _| vu), Some(4));
         assert!(roster.with_named(name_hash("bob"), |_, _| ()).is_none());
+    }
+
+    #[test]
+    fn kept_snapshots_are_bounded() {
+        let roster = Roster::new(Shard { index: 0, count: 2 }, 10);
+        let snapshot = |names: usize| SnapshotRecord {
+            names: vec![0; names],
+            ..Default::default()
+        };
+        assert!(roster.keep_snapshot(snapshot(MAX_SNAPSHOT_NAMES - 1)));
+        assert!(!roster.keep_snapshot(snapshot(2)), "over the names");
+        assert!(roster.keep_snapshot(snapshot(1)));
+        for _ in 2..MAX_SNAPSHOTS {
+            assert!(roster.keep_snapshot(snapshot(0)));
+        }
+        assert!(!roster.keep_snapshot(snapshot(0)), "over the count");
+        assert_eq!(roster.take_snapshots().len(), MAX_SNAPSHOTS);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Where a run sends its traffic: the `--target` URL, the scenario's
-//! `target`, or else the reference gateway started in-process on 127.0.0.1.
+//! `target` (one URL or a list of nodes), or else the reference gateway
+//! started in-process on 127.0.0.1.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -14,8 +15,8 @@ const CLIENTS_PER_SOURCE_IP: u64 = 20_000;
 
 /// The gateway a run talks to.
 pub enum Target {
-    /// A gateway somebody else runs.
-    Remote(String),
+    /// A gateway somebody else runs: one URL per node (at least one).
+    Remote(Vec<String>),
     /// The reference gateway, in this process.
     Embedded {
         /// The running gateway.
@@ -28,17 +29,23 @@ pub enum Target {
 }
 
 impl Target {
-    /// The base URL clients connect to.
+    /// The base URL of the first node (messages name it).
     pub fn url(&self) -> &str {
+        &self.urls()[0]
+    }
+
+    /// The base URL of every node, by node index.
+    pub fn urls(&self) -> &[String] {
         match self {
-            Target::Remote(url) | Target::Embedded { url, .. } => url,
+            Target::Remote(urls) => urls,
+            Target::Embedded { url, .. } => std::slice::from_ref(url),
         }
     }
 
     /// How the summary names the target.
     pub fn describe(&self) -> String {
         match self {
-            Target::Remote(url) => url.clone(),
+            Target::Remote(urls) => urls.join(", "),
             Target::Embedded { url, .. } => format!("{url} (embedded reference gateway)"),
         }
     }
@@ -51,15 +58,39 @@ impl Target {
     }
 }
 
-/// `--target`, else the scenario's `target`, else an embedded gateway in `profile`.
+/// `--target`, else the scenario's `target` list, else an embedded gateway
+/// in `profile`. Every node is checked reachable first, each failing with
+/// its own line.
 pub async fn resolve(
     flag: Option<&str>,
-    scenario: Option<&str>,
+    scenario: &[String],
     profile: Profile,
 ) -> Result<Target, RunError> {
-    if let Some(url) = flag.or(scenario) {
-        check_reachable(url).await?;
-        return Ok(Target::Remote(url.trim_end_matches('/').to_owned()));
+    let urls: Vec<&str> = match flag {
+        Some(url) => vec![url],
+        None => scenario.iter().map(String::as_str).collect(),
+    };
+    if !urls.is_empty() {
+        let checks = urls.iter().map(|url| check_reachable(url));
+        let mut failed: Vec<RunError> = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        match failed.len() {
+            0 => {}
+            1 => return Err(failed.remove(0)),
+            _ => {
+                return Err(RunError::Nodes(
+                    failed.iter().map(|e| e.to_string()).collect(),
+                ))
+            }
+        }
+        let urls = urls
+            .iter()
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .collect();
+        return Ok(Target::Remote(urls));
     }
     let secret: String = {
         use rand::Rng;

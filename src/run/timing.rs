@@ -12,18 +12,24 @@ use super::roster::SenderLog;
 
 /// Records a delivery of `event` received `at`: `delivery.<event>` from the
 /// intended send time (no coordinated omission), `delivery_uncorrected.<event>`
-/// from the actual one. Events without delivery metrics are not timed.
+/// from the actual one, and `node.<node>.delivery.<event>` by the
+/// receiver's node when the run has several. Events without delivery
+/// metrics are not timed.
 #[inline]
 pub fn record_delivery(
     recorder: &Recorder,
     event: &Event,
+    node: u8,
     at: WallTime,
-    intended: WallTime,
-    sent: WallTime,
+    (intended, sent): (WallTime, WallTime),
 ) {
     if let Some((corrected, uncorrected)) = event.delivery {
-        recorder.record(corrected, at.micros_since(intended));
+        let latency = at.micros_since(intended);
+        recorder.record(corrected, latency);
         recorder.record(uncorrected, at.micros_since(sent));
+        if let Some(&by_node) = event.node_delivery.get(usize::from(node)) {
+            recorder.record(by_node, latency);
+        }
     }
 }
 

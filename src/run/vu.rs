@@ -183,6 +183,14 @@ impl Vu {
                 ctx.recorder
                     .record_duration(phases.namespace, timings.namespace);
                 ctx.recorder.add(ctx.plan.ids.connections_ok, 1);
+                let nodes = &ctx.plan.node_ids;
+                let node = usize::from(ctx.plan.nodes.node_of(self.vu));
+                if let (Some(&connect), Some(&ok)) =
+                    (nodes.connect.get(node), nodes.connected.get(node))
+                {
+                    ctx.recorder.record_duration(connect, timings.total());
+                    ctx.recorder.add(ok, 1);
+                }
                 ctx.clients.connected(&self.inbox);
                 self.client = Some(client);
                 Ok(())
@@ -206,6 +214,10 @@ impl Vu {
         let plan = &self.ctx.plan;
         let sio = &plan.scenario.socketio;
         let mut config = plan.client.clone();
+        if plan.nodes.count() > 1 {
+            let node = plan.nodes.node_of(self.vu);
+            config.url.clone_from(&plan.nodes.urls()[usize::from(node)]);
+        }
         if !plan.local_ips.is_empty() {
             config.local_ip = Some(plan.local_ips[self.vu as usize % plan.local_ips.len()]);
         }

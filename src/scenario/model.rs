@@ -37,9 +37,15 @@ pub struct Scenario {
     /// Free text shown in reports.
     #[serde(default)]
     pub description: Option<String>,
-    /// Base URL of the gateway (`http://127.0.0.1:3000`); `None` runs the embedded one.
+    /// Base URLs of the gateway's nodes (`http://127.0.0.1:3000`, or a
+    /// list of them: clients are spread over the nodes); empty runs the
+    /// embedded gateway.
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub target: Vec<String>,
+    /// How many clients each node of `target` gets, relative to the others
+    /// (as many entries as `target`); without it, round-robin.
     #[serde(default)]
-    pub target: Option<String>,
+    pub weights: Option<Vec<f64>>,
     /// Socket.IO connection options.
     #[serde(default)]
     pub socketio: SocketIoConfig,
@@ -510,6 +516,34 @@ pub struct MessageSchedule {
     /// How iterations are spaced.
     #[serde(default)]
     pub arrival: Arrival,
+}
+
+/// `target`: one URL, or a list of them.
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a URL or a list of URLs")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(url) = a.next_element::<String>()? {
+                out.push(url);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// A mapping kept in source order.

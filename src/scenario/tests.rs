@@ -78,7 +78,7 @@ const MINIMAL: &str =
 fn every_construct_parses() {
     let s = load(FULL).unwrap();
     assert_eq!(s.name, "full");
-    assert_eq!(s.target.as_deref(), Some("http://127.0.0.1:3000"));
+    assert_eq!(s.target, ["http://127.0.0.1:3000"]);
     assert_eq!(s.socketio.namespace, "/chat");
     assert_eq!(s.socketio.transport, Transport::PollingUpgrade);
     assert_eq!(s.socketio.query.len(), 2);
@@ -193,7 +193,7 @@ fn unknown_field_points_at_the_key() {
     );
     assert_eq!(
         error_of(&format!("{MINIMAL}colour: red\n")),
-        "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `socketio`, `tls`, `protocol`, \
+        "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `weights`, `socketio`, `tls`, `protocol`, \
          `auth`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
     );
 }
@@ -588,4 +588,30 @@ fn an_expected_refusal_must_follow_a_connect_and_leaves_the_flow_unconnected() {
     let alone = "[connect, {listen: 1s}, {expect: {event: connect_error}}]";
     assert!(error_of(&MINIMAL.replace("[connect]", alone))
         .ends_with("`expect: { event: connect_error }` must come right after a `connect`"));
+}
+
+#[test]
+fn a_target_list_with_weights_loads_and_mismatches_point_at_the_value() {
+    let two = format!(
+        "target: [http://127.0.0.1:3001, http://127.0.0.1:3002]\nweights: [3, 1]\n{MINIMAL}"
+    );
+    let s = load(&two).unwrap();
+    assert_eq!(s.target, ["http://127.0.0.1:3001", "http://127.0.0.1:3002"]);
+    assert_eq!(s.weights, Some(vec![3.0, 1.0]));
+    assert!(
+        load(MINIMAL).unwrap().target.is_empty(),
+        "no target: embedded"
+    );
+    assert_eq!(
+        error_of(&two.replace("[3, 1]", "[3, 1, 1]")),
+        "x.yml:2:10: weights has 3 entries for 2 targets: give one per target"
+    );
+    assert_eq!(
+        error_of(&two.replace("[3, 1]", "[3, -1]")),
+        "x.yml:2:14: a weight is a number from 0 to 1000000, not -1"
+    );
+    assert_eq!(
+        error_of(&two.replace("http://127.0.0.1:3002", "ftp://x")),
+        "x.yml:1:33: target `ftp://x` must start with http://, https://, ws:// or wss://"
+    );
 }

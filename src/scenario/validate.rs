@@ -13,6 +13,10 @@ use super::units::MAX_DURATION;
 /// numbers fit in 32 bits with room to spare.
 pub const MAX_CLIENTS: u64 = 10_000_000;
 
+/// The most nodes one `target` list may name (per-node metrics are
+/// registered for each, and a node's index fits in a byte).
+pub const MAX_TARGETS: usize = 16;
+
 /// The largest group `weight` (weights are relative; a bound keeps their
 /// sum finite).
 const MAX_WEIGHT: f64 = 1_000_000.0;
@@ -34,14 +38,58 @@ pub(crate) fn validate(scenario: &Scenario, root: &Node) -> Result<(), Invalid> 
     };
     use PathSeg::{Index, Key};
 
-    if let Some(target) = &scenario.target {
+    if scenario.target.len() > MAX_TARGETS {
+        return Err(fail(
+            &[Key("target")],
+            format!(
+                "at most {MAX_TARGETS} targets, not {}",
+                scenario.target.len()
+            ),
+        ));
+    }
+    for (i, target) in scenario.target.iter().enumerate() {
         let ok = ["http://", "https://", "ws://", "wss://"]
             .iter()
             .any(|s| target.starts_with(s));
         if !ok {
+            let at: &[PathSeg<'_>] = if scenario.target.len() == 1 {
+                &[Key("target")]
+            } else {
+                &[Key("target"), Index(i)]
+            };
             return Err(fail(
-                &[Key("target")],
+                at,
                 format!("target `{target}` must start with http://, https://, ws:// or wss://"),
+            ));
+        }
+    }
+    if let Some(weights) = &scenario.weights {
+        if weights.len() != scenario.target.len() {
+            return Err(fail(
+                &[Key("weights")],
+                format!(
+                    "weights has {} entries for {} targets: give one per target",
+                    weights.len(),
+                    scenario.target.len()
+                ),
+            ));
+        }
+        if let Some(i) = weights
+            .iter()
+            .position(|w| !(w.is_finite() && *w >= 0.0 && *w <= MAX_WEIGHT))
+        {
+            return Err(fail(
+                &[Key("weights"), Index(i)],
+                format!(
+                    "a weight is a number from 0 to {MAX_WEIGHT}, not {}",
+                    weights[i]
+                ),
+            ));
+        }
+        if weights.iter().all(|w| *w == 0.0) {
+            return Err(fail(
+                &[Key("weights")],
+                "at least one weight must be above 0".into(),
             ));
         }
     }

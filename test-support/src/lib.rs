@@ -2,18 +2,22 @@
 //! published): the npm interop packages of `tests/js` ([`npm`]), a reference
 //! gateway started in process ([`gateway`]) or as the `chorus-gateway` child
 //! process ([`process`]), a one-shot HTTP/1.1 client ([`http`]), JWT minting
-//! ([`tokens`]), TLS certificates made with rcgen ([`pki`]) and bounded waits.
+//! ([`tokens`]), TLS certificates made with rcgen ([`pki`]), a `redis-server`
+//! ([`redis`]), nodes of the chat gateway on the official socket.io server
+//! ([`chat_node`]) and bounded waits.
 
 #![warn(missing_docs)]
 
 use std::future::Future;
 use std::time::Duration;
 
+pub mod chat_node;
 pub mod gateway;
 pub mod http;
 pub mod npm;
 pub mod pki;
 pub mod process;
+pub mod redis;
 pub mod tokens;
 
 /// How long any single wait in a test may last before the test fails.
