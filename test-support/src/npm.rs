@@ -29,11 +29,18 @@ pub fn ensure_v2_node_modules() -> PathBuf {
     ensure_installed(js_dir().join("v2"))
 }
 
-/// Runs `npm ci` in `dir` unless its `node_modules` is in place; one lock
-/// file in `tests/js` serialises the installs of every folder.
+/// Runs `npm ci` in `dir` unless its `node_modules` is in place and no
+/// older than its `package-lock.json` (a lock file changed by a pull gets
+/// its packages installed); one lock file in `tests/js` serialises the
+/// installs of every folder.
 fn ensure_installed(dir: PathBuf) -> PathBuf {
     let marker = dir.join("node_modules/.package-lock.json");
-    if marker.exists() {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let current = || match (modified(&marker), modified(&dir.join("package-lock.json"))) {
+        (Some(installed), Some(wanted)) => installed >= wanted,
+        (installed, _) => installed.is_some(),
+    };
+    if current() {
         return dir;
     }
     let lock = OpenOptions::new()
@@ -43,7 +50,7 @@ fn ensure_installed(dir: PathBuf) -> PathBuf {
         .open(js_dir().join(".install.lock"))
         .expect("open the npm install lock file");
     lock.lock().expect("take the npm install lock");
-    if !marker.exists() {
+    if !current() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
