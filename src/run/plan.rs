@@ -13,7 +13,8 @@ use crate::client::ClientConfig;
 use crate::metrics::{CounterId, LatencyId, Registry, SCHEDULE_LAG, WAKEUP_LAG};
 use crate::rules::{ProtocolModel, Schema};
 use crate::scenario::{
-    Arrival, Emit, Expect, Phase, Scenario, Step, Think, TokenSource, CONNECT_ERROR_EVENT,
+    Arrival, Emit, Expect, Phase, Reconnect, Scenario, Step, Think, TokenSource,
+    CONNECT_ERROR_EVENT,
 };
 
 use super::clock::Clock;
@@ -89,6 +90,34 @@ pub struct Ids {
     pub emits: CounterId,
     /// `arrivals.dropped`: open-model arrivals refused by a phase's `max`.
     pub arrivals_dropped: CounterId,
+    /// The reconnection metrics, when some group reconnects.
+    pub reconnects: Option<ReconnectIds>,
+}
+
+/// The metrics of reconnection, registered only when some group reconnects.
+#[derive(Debug, Clone, Copy)]
+pub struct ReconnectIds {
+    /// `reconnect`: from a session seen dropped to joined again (the join's reply).
+    pub latency: LatencyId,
+    /// `reconnects.attempted`: tries.
+    pub attempted: CounterId,
+    /// `reconnects.succeeded`: tries that connected and joined again.
+    pub succeeded: CounterId,
+    /// `reconnects.failed`: tries that did not.
+    pub failed: CounterId,
+    /// `reconnects.exhausted`: drops after which every try failed (the client is dropped).
+    pub exhausted: CounterId,
+}
+
+/// How a group's clients come back after a drop.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejoin {
+    /// The backoff and the most tries.
+    pub policy: Reconnect,
+    /// How many of the flow's first steps are its connect and join (the
+    /// `connect`, the join `emit` and the `expect`s right after it): what a
+    /// reconnecting client plays again before it goes on.
+    pub prefix: usize,
 }
 
 /// The histograms of the phases a connect goes through.
@@ -199,6 +228,8 @@ pub struct RunPlan {
     /// Per group, per event id: whether its flow's `expect` steps wait for it.
     expected: Vec<Vec<bool>>,
     flows: Vec<Vec<PlanStep>>,
+    /// Per group, how its clients reconnect (`None`: they do not).
+    rejoins: Vec<Option<Rejoin>>,
 }
 
 /// What the plan is built from, besides the scenario and the model.
@@ -279,7 +310,7 @@ impl RunPlan {
         // Flows first: their `ack.<event>` metrics were always registered first.
         let mut acks = HashMap::new();
         let mut expected_names: Vec<Vec<EventId>> = Vec::new();
-        let flows = scenario
+        let flows: Vec<Vec<PlanStep>> = scenario
             .groups
             .iter()
             .map(|group| {
@@ -350,7 +381,7 @@ impl RunPlan {
         }
         let [connections, connections_ok, connections_refused, panics, errors_emit, errors_exception, timeouts_expect, timeouts_ack, emits] =
             counters;
-        let ids = Ids {
+        let mut ids = Ids {
             connect,
             connect_phases,
             join,
@@ -366,7 +397,34 @@ impl RunPlan {
             timeouts_ack,
             emits,
             arrivals_dropped: registry.counter("arrivals.dropped"),
+            reconnects: None,
         };
+        let rejoins: Vec<Option<Rejoin>> = scenario
+            .groups
+            .iter()
+            .zip(&flows)
+            .map(|(group, flow)| {
+                let policy = group.reconnect.or(scenario.reconnect)?;
+                let prefix = rejoin_prefix(flow)?;
+                policy.enabled().then_some(Rejoin { policy, prefix })
+            })
+            .collect();
+        if rejoins.iter().any(Option::is_some) {
+            let [attempted, succeeded, failed, exhausted] = [
+                "reconnects.attempted",
+                "reconnects.succeeded",
+                "reconnects.failed",
+                "reconnects.exhausted",
+            ]
+            .map(|name| registry.counter(name));
+            ids.reconnects = Some(ReconnectIds {
+                latency: registry.latency("reconnect"),
+                attempted,
+                succeeded,
+                failed,
+                exhausted,
+            });
+        }
 
         let expected = expected_names
             .iter()
@@ -392,7 +450,13 @@ impl RunPlan {
             by_name: table.by_name,
             expected,
             flows,
+            rejoins,
         }
+    }
+
+    /// How clients of group `group` reconnect, if they do.
+    pub fn rejoin(&self, group: usize) -> Option<Rejoin> {
+        self.rejoins[group]
     }
 
     /// The id of the event called `name`, if the run knows it: the one name
@@ -431,6 +495,36 @@ impl EventId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+}
+
+/// The length of a flow's connect-and-join prefix: through its first
+/// top-level `connect`, then through the first join `emit` and the `expect`s
+/// right after it when the join comes before any other `emit` or loop
+/// (pauses and `expect`s may come between).
+/// `None` when the flow does not start with a plain connect.
+fn rejoin_prefix(flow: &[PlanStep]) -> Option<usize> {
+    let connect = flow.iter().position(|s| matches!(s, PlanStep::Connect))?;
+    if flow[..connect]
+        .iter()
+        .any(|s| !matches!(s, PlanStep::Think(_) | PlanStep::Listen(_)))
+    {
+        return None;
+    }
+    let mut end = connect + 1;
+    for (i, step) in flow.iter().enumerate().skip(connect + 1) {
+        match step {
+            PlanStep::Think(_) | PlanStep::Listen(_) | PlanStep::Expect(_) => {}
+            PlanStep::Emit(e) if e.kind == EmitKind::Join => {
+                end = i + 1;
+                while matches!(flow.get(end), Some(PlanStep::Expect(_))) {
+                    end += 1;
+                }
+                break;
+            }
+            _ => break,
+        }
+    }
+    Some(end)
 }
 
 /// How many virtual-user numbers the phases give out at most: one per

@@ -58,6 +58,10 @@ impl SenderLog {
     pub fn left(&self, at: WallTime) {
         self.left.set_once(at);
     }
+    /// It is back after a drop: in the namespace again until it leaves anew.
+    pub fn returned(&self) {
+        self.left.take();
+    }
     /// When it started to leave.
     pub fn left_at(&self) -> Option<WallTime> {
         self.left.get()
