@@ -70,7 +70,7 @@ pub use registry::{
 pub use summary::{
     LatencyStats, Lookup, RunInfo, Summary, ThresholdResult, Verdict, SCHEMA_VERSION,
 };
-pub use timeseries::{PointStats, TimePoint, TimeSeries};
+pub use timeseries::{PointStats, TimePoint, TimeSeries, STORM_DISCONNECTS, STORM_RECONNECTS};
 
 #[cfg(test)]
 pub(crate) use summary::tests::sample_summary;

@@ -24,6 +24,13 @@ use super::json_file::{read_json, write_json};
 use super::registry::IntervalSnapshot;
 use super::rfc3339;
 
+/// The rate of sessions lost without a goodbye (every `disconnects.<label>`
+/// but `client` and `server_namespace`), in a point's `rates` once a run has
+/// lost one or its clients reconnect: the storm's first half.
+pub const STORM_DISCONNECTS: &str = "storm.disconnects";
+/// The rate of clients back after a drop (`reconnects.succeeded`): the storm's second half.
+pub const STORM_RECONNECTS: &str = "storm.reconnects";
+
 /// Version of the `timeseries.json` shape.
 const TIMESERIES_SCHEMA: u32 = 1;
 
@@ -97,11 +104,24 @@ impl TimeSeries {
             .filter(|l| !l.histogram.is_empty())
             .map(|l| (l.name.to_string(), PointStats::of(&l.histogram)))
             .collect();
-        let rates = snapshot
+        let mut rates: BTreeMap<String, f64> = snapshot
             .counters
             .iter()
             .map(|c| (c.name.to_string(), snapshot.rate(&c.name)))
             .collect();
+        let dropped = |name: &str| {
+            name.starts_with("disconnects.")
+                && !matches!(name, "disconnects.client" | "disconnects.server_namespace")
+        };
+        let reconnects = rates.get("reconnects.succeeded").copied();
+        if reconnects.is_some() || rates.keys().any(|n| dropped(n)) {
+            let lost = rates
+                .iter()
+                .filter(|(n, _)| dropped(n))
+                .fold(0.0, |sum, (_, r)| sum + r);
+            rates.insert(STORM_DISCONNECTS.into(), lost);
+            rates.insert(STORM_RECONNECTS.into(), reconnects.unwrap_or(0.0));
+        }
         let gauges = snapshot
             .gauges
             .iter()

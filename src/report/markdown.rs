@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::html::MAX_VIOLATION_ROWS;
-use super::markup::{connect_failure_line, json_text, md_cell, threshold_value};
+use super::markup::{connect_failure_line, json_text, md_cell, reconnect_line, threshold_value};
 use super::run_dir::RunData;
 use crate::metrics::{format_ms, Verdict};
 
@@ -33,6 +33,9 @@ pub(crate) fn render_markdown(run: &RunData) -> String {
     }
     if let Some(line) = connect_failure_line(summary) {
         let _ = writeln!(out, "**{}**\n", md_cell(&line));
+    }
+    if let Some(line) = reconnect_line(summary) {
+        let _ = writeln!(out, "{}\n", md_cell(&line));
     }
     out.push_str("### Thresholds\n\n");
     if summary.thresholds.is_empty() {
