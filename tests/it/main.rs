@@ -14,6 +14,7 @@ mod eio3;
 mod faults_detected;
 mod hostile_targets;
 mod live_metrics;
+mod reconnect;
 mod report;
 mod report_real;
 mod run_accuracy;
