@@ -194,7 +194,7 @@ fn unknown_field_points_at_the_key() {
     assert_eq!(
         error_of(&format!("{MINIMAL}colour: red\n")),
         "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `socketio`, `tls`, `protocol`, \
-         `auth`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
+         `auth`, `reconnect`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
     );
 }
 
@@ -619,22 +619,22 @@ fn reconnect_parses_per_scenario_and_group_and_errors_point_at_the_field() {
     };
     assert_eq!(
         bad("{ attempts: 2, jitter: 1.5 }"),
-        "x.yml:1:35: jitter 1.5 must be between 0 and 1"
+        "x.yml:2:35: jitter 1.5 must be between 0 and 1"
     );
     assert_eq!(
         bad("{ attempts: 2, delay: 3s, max_delay: 1s }"),
-        "x.yml:1:48: max_delay 1s is shorter than delay 3s"
+        "x.yml:2:49: max_delay 1s is shorter than delay 3s"
     );
     assert_eq!(
         bad("{ attempts: 5000 }"),
-        "x.yml:1:25: attempts 5000 is over the limit of 1000"
+        "x.yml:2:24: attempts 5000 is over the limit of 1000"
     );
     assert!(bad("{ atempts: 2 }").contains("unknown field `atempts`"));
     let in_group = error_of(&MINIMAL.replace(
         "- name: g",
         "- name: g\n    reconnect: { attempts: 1, jitter: -1 }",
     ));
-    assert_eq!(in_group, "x.yml:4:38: jitter -1 must be between 0 and 1");
+    assert_eq!(in_group, "x.yml:4:39: jitter -1 must be between 0 and 1");
 }
 
 #[test]
