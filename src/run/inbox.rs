@@ -160,6 +160,12 @@ impl Inbox {
         self.closed.store(false, Relaxed);
     }
 
+    /// Forgets the drop and its timing: the client is not coming back.
+    pub fn forget_drop(&self) {
+        self.dropped_at.take();
+        self.rejoin_from.take();
+    }
+
     /// Takes when the drop the current reconnect answers was seen.
     pub fn take_rejoin_from(&self) -> Option<WallTime> {
         self.rejoin_from.take()

@@ -26,6 +26,11 @@ pub const LEDGER_MARGIN: Duration = Duration::from_millis(100);
 /// to a receiver that leaves; it is also the drain time at the end of a run.
 pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(2);
 
+/// The most presence windows one receiver keeps (one per session: a
+/// client that reconnected 63 times over the run), so that a flaky network
+/// over a long soak cannot grow its record without bound.
+pub const MAX_WINDOWS: usize = 64;
+
 /// Sequence numbers received from one sender, as sorted, disjoint, inclusive runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -215,10 +220,14 @@ impl ReceiverRecord {
     }
 
     /// Adds the stretch of a later session (a reconnect): from `entered`
-    /// the namespace again to `ended`.
+    /// the namespace again to `ended`. Past [`MAX_WINDOWS`] the oldest is
+    /// forgotten (what was owed in it goes unchecked, never falsely owed).
     pub fn add_window(&mut self, entered: WallTime, ended: WallTime) {
         if self.windows.is_empty() {
             self.windows.push((self.joined_at, self.left_at));
+        }
+        if self.windows.len() >= MAX_WINDOWS {
+            self.windows.remove(0);
         }
         self.windows.push((entered, ended));
         self.left_at = ended;
@@ -712,6 +721,12 @@ mod tests {
         assert_eq!(serde_json::from_str::<ReceiverRecord>(&text).unwrap(), r);
         let back: ReceiverRecord = serde_json::from_str(&old).unwrap();
         assert_eq!(back.presence().collect::<Vec<_>>(), [(t(10), t(20))]);
+        for i in 0..100 {
+            r.add_window(t(100 + 10 * i), t(105 + 10 * i));
+        }
+        assert_eq!(r.windows.len(), MAX_WINDOWS, "bounded: the oldest go");
+        assert_eq!(r.windows.last(), Some(&(t(1090), t(1095))));
+        assert_eq!(r.left_at, t(1095));
     }
 
     #[test]

@@ -653,6 +653,46 @@ mod tests {
     }
 
     #[test]
+    fn a_group_reconnects_only_with_attempts_and_replays_its_connect_and_join() {
+        let plan = plan();
+        assert!(plan.rejoin(0).is_none() && plan.ids.reconnects.is_none());
+        let scenario = |reconnect: &str| {
+            Scenario::from_str(
+                &format!(
+                    "name: t\nsocketio: {{ namespace: /chat }}\n{reconnect}\
+                     groups:\n  - name: g\n    flow:\n      - connect\n      - expect: {{ event: onlineUsers }}\n\
+                     \x20     - think: 1s\n      - emit: {{ event: joinChat, data: {{ username: a }} }}\n\
+                     \x20     - expect: {{ event: joined }}\n      - emit: {{ event: typing }}\n\
+                     \x20 - name: h\n    reconnect: {{ attempts: 0 }}\n    flow: [connect, {{ listen: 1s }}]\n\
+                     \x20 - name: i\n    flow: [connect, {{ listen: 1s }}]\n\
+                     load:\n  phases:\n    - hold: 1s\n"
+                ),
+                "t.yml",
+            )
+            .expect("the scenario loads")
+        };
+        let compile = |scenario| {
+            let model = ProtocolModel::resolve("strict", Path::new(".")).expect("strict loads");
+            let setup = Setup {
+                client: ClientConfig::new("http://127.0.0.1:1"),
+                tokens: None,
+                local_ips: Vec::new(),
+                shard: Shard::WHOLE,
+            };
+            RunPlan::new(scenario, model, setup, &Registry::new())
+        };
+        let plan = compile(scenario("reconnect: { attempts: 3 }\n"));
+        // connect, expect, think, join, and the expect of its reply.
+        assert_eq!(plan.rejoin(0).map(|r| r.prefix), Some(5));
+        assert!(plan.rejoin(1).is_none(), "the group's own attempts: 0 wins");
+        assert_eq!(plan.rejoin(2).map(|r| r.prefix), Some(1), "no join: the connect alone");
+        assert!(plan.ids.reconnects.is_some());
+        let off = compile(scenario("reconnect: { delay: 1s }\n"));
+        assert!((0..3).all(|g| off.rejoin(g).is_none()), "no attempts, no reconnect");
+        assert!(off.ids.reconnects.is_none());
+    }
+
+    #[test]
     fn events_are_interned_once_with_their_role_and_metrics() {
         let plan = plan();
         let id = plan.event_id("newMessage").expect("a broadcast");

@@ -95,8 +95,12 @@ impl Vu {
             // Stay connected until told to leave, so the ledger sees the drain.
             let _ = stage.wait_for(|s| *s >= Stage::Disconnect).await;
         }
+        // A drop the run ended before it was answered, or while the client
+        // was trying to come back: dropped, as a client that does not reconnect.
+        if self.away || self.inbox.dropped_at().is_some() {
+            self.dropped_for_good("dropped; the run ended before it came back".into());
+        }
         if self.away {
-            // The run ended while it was trying to come back.
             self.away = false;
             ctx.clients.reconnecting(-1);
             self.inbox.close();
@@ -201,18 +205,10 @@ impl Vu {
             return Ok(());
         }
         ctx.recorder.add(ids.exhausted, 1);
-        self.inbox.take_rejoin_from();
-        ctx.violation(
-            Kind::Liveness,
-            self.vu,
-            "disconnect",
-            "the session to last until the client leaves".into(),
-            format!(
-                "dropped, and {} reconnect attempts failed",
-                rejoin.policy.attempts
-            ),
-            ctx.plan.clock.now(),
-        );
+        self.dropped_for_good(format!(
+            "dropped, and {} reconnect attempts failed",
+            rejoin.policy.attempts
+        ));
         if let Some(record) = self.inbox.take_carried() {
             ctx.roster.receiver_done(record);
         }
@@ -548,6 +544,20 @@ impl Vu {
             self.play(&lp.steps, intended).await?;
             done += 1;
         }
+    }
+
+    /// The liveness violation of a client that dropped and did not come back.
+    fn dropped_for_good(&self, got: String) {
+        self.inbox.forget_drop();
+        let ctx = &self.ctx;
+        ctx.violation(
+            Kind::Liveness,
+            self.vu,
+            "disconnect",
+            "the session to last until the client leaves".into(),
+            got,
+            ctx.plan.clock.now(),
+        );
     }
 
     async fn disconnect(&mut self) {
