@@ -685,10 +685,17 @@ mod tests {
         // connect, expect, think, join, and the expect of its reply.
         assert_eq!(plan.rejoin(0).map(|r| r.prefix), Some(5));
         assert!(plan.rejoin(1).is_none(), "the group's own attempts: 0 wins");
-        assert_eq!(plan.rejoin(2).map(|r| r.prefix), Some(1), "no join: the connect alone");
+        assert_eq!(
+            plan.rejoin(2).map(|r| r.prefix),
+            Some(1),
+            "no join: the connect alone"
+        );
         assert!(plan.ids.reconnects.is_some());
         let off = compile(scenario("reconnect: { delay: 1s }\n"));
-        assert!((0..3).all(|g| off.rejoin(g).is_none()), "no attempts, no reconnect");
+        assert!(
+            (0..3).all(|g| off.rejoin(g).is_none()),
+            "no attempts, no reconnect"
+        );
         assert!(off.ids.reconnects.is_none());
     }
 
