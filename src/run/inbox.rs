@@ -53,6 +53,10 @@ pub struct Inbox {
     rejoin_from: AtomicTime,
     /// The ledger record of the sessions before a reconnect, handed on to the next one.
     carried: Mutex<Option<ReceiverRecord>>,
+    /// Dropped and not back yet: counted once in `Clients::now_reconnecting`,
+    /// from the drop (so the run never sees every client gone and none
+    /// coming back in between) until the virtual user is back or gives up.
+    away: AtomicBool,
     /// Whether the client list holds this inbox (see `Clients::reconnected`).
     pub listed: AtomicBool,
     /// Intended time of a join still waiting for its reply.
@@ -79,6 +83,7 @@ impl Inbox {
             dropped_at: AtomicTime::none(),
             rejoin_from: AtomicTime::none(),
             carried: Mutex::new(None),
+            away: AtomicBool::new(false),
             listed: AtomicBool::new(false),
             join_pending: AtomicTime::none(),
             joins: AtomicU64::new(0),
@@ -128,6 +133,16 @@ impl Inbox {
         *self.carried.lock().expect("carry lock") = record;
         self.dropped_at.set(at);
         self.close();
+    }
+
+    /// Marks the client away after a drop; whether it was not already.
+    pub fn set_away(&self) -> bool {
+        !self.away.swap(true, Relaxed)
+    }
+
+    /// Marks the client no longer away (back, or given up); whether it was.
+    pub fn back(&self) -> bool {
+        self.away.swap(false, Relaxed)
     }
 
     /// Waits until the session drops (forever, if it never does).

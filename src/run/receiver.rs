@@ -364,6 +364,9 @@ impl Handler for Receiver {
             record
         });
         if reconnect {
+            if self.inbox.set_away() {
+                self.ctx.clients.reconnecting(1);
+            }
             // The next session goes on with the record; the virtual user
             // hands it in when it stops reconnecting.
             self.inbox.dropped(

@@ -55,8 +55,6 @@ pub struct Vu {
     /// Playing the connect and join again after a drop: a failed connect is
     /// a failed try (`reconnects.failed`), not a connect error.
     rejoining: bool,
-    /// Dropped and not back yet (counted in `Clients::now_reconnecting`).
-    away: bool,
 }
 
 impl Vu {
@@ -72,7 +70,6 @@ impl Vu {
             log: ctx.roster.sender(vu),
             rejoin: ctx.plan.rejoin(group),
             rejoining: false,
-            away: false,
             ctx,
             vu,
             group,
@@ -97,12 +94,9 @@ impl Vu {
         }
         // A drop the run ended before it was answered, or while the client
         // was trying to come back: dropped, as a client that does not reconnect.
-        if self.away || self.inbox.dropped_at().is_some() {
-            self.dropped_for_good("dropped; the run ended before it came back".into());
-        }
-        if self.away {
-            self.away = false;
+        if self.inbox.back() {
             ctx.clients.reconnecting(-1);
+            self.dropped_for_good("dropped; the run ended before it came back".into());
             self.inbox.close();
         }
         self.disconnect().await;
@@ -163,8 +157,6 @@ impl Vu {
         if self.client.take().is_some() {
             ctx.clients.disconnected();
         }
-        self.away = true;
-        ctx.clients.reconnecting(1);
         let mut back = false;
         for k in 0..rejoin.policy.attempts {
             tokio::time::sleep(rejoin.policy.backoff(k, &mut self.rng)).await;
@@ -192,8 +184,9 @@ impl Vu {
             }
             self.inbox.close();
         }
-        self.away = false;
-        ctx.clients.reconnecting(-1);
+        if self.inbox.back() {
+            ctx.clients.reconnecting(-1);
+        }
         if back {
             ctx.recorder.add(ids.succeeded, 1);
             self.log.returned();
