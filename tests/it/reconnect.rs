@@ -173,6 +173,21 @@ async fn every_client_comes_back_after_a_gateway_restart_and_nothing_owed_after_
         after > 0.0,
         "messages were delivered after the clients came back"
     );
+
+    // The report draws the storm and says it in one line.
+    let files = chorus::report::render_run_dir(&run_dir).expect("the reports render");
+    let html = std::fs::read_to_string(&files.html).expect("report.html");
+    let heading = "<h3>Disconnects and reconnects per second</h3>\n<svg";
+    let chart = &html[html.find(heading).expect("the storm chart")..];
+    let chart = &chart[..chart.find("</svg>").expect("its end")];
+    assert!(chart.contains("storm.disconnects") && chart.contains("storm.reconnects"));
+    assert!(
+        chart.contains("class=\"line\""),
+        "the storm chart has lines"
+    );
+    let md = std::fs::read_to_string(&files.markdown).expect("summary.md");
+    let line = format!("{CLIENTS} back, 0 gave up; reconnect p50");
+    assert!(md.contains(&line), "{md}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
