@@ -196,4 +196,26 @@ mod tests {
         assert_eq!(TimeSeries::read(&path).expect("read"), series);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn the_storm_is_in_the_rates_once_sessions_drop() {
+        let registry = Registry::new();
+        let recorder = registry.recorder();
+        let goodbyes = registry.counter("disconnects.client");
+        recorder.add(goodbyes, 5);
+        let mut series = TimeSeries::new(registry.started_at());
+        let t0 = registry.started();
+        series.push(&registry.collect_interval(t0 + Duration::from_secs(1)));
+        assert!(
+            !series.points[0].rates.contains_key(STORM_DISCONNECTS),
+            "goodbyes are no storm"
+        );
+        recorder.add(registry.counter("disconnects.server_closed"), 6);
+        recorder.add(registry.counter("disconnects.ping_timeout"), 2);
+        recorder.add(registry.counter("reconnects.succeeded"), 4);
+        series.push(&registry.collect_interval(t0 + Duration::from_secs(2)));
+        let rates = &series.points[1].rates;
+        assert_eq!(rates[STORM_DISCONNECTS], 8.0);
+        assert_eq!(rates[STORM_RECONNECTS], 4.0);
+    }
 }
