@@ -179,8 +179,10 @@ impl Vu {
                 break;
             }
             ctx.recorder.add(ids.failed, 1);
-            if self.client.take().is_some() {
+            // Connected but not joined (no drop): leave, the next try starts afresh.
+            if let Some(client) = self.client.take() {
                 ctx.clients.disconnected();
+                let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
             }
             self.inbox.close();
         }
