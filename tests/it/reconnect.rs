@@ -210,3 +210,104 @@ async fn without_reconnect_the_same_restart_fails_the_run() {
     assert_eq!(summary.verdict, Verdict::Fail);
     assert_eq!(code, Some(3));
 }
+
+/// A loopback TCP proxy to `upstream` that cuts its `cut`-th connection
+/// (1-based) `after` it was accepted, as a network cut would: both sides
+/// closed, no goodbye. Every other connection is passed through.
+async fn cutting_proxy(
+    upstream: std::net::SocketAddr,
+    cut: usize,
+    after: Duration,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the proxy");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            n += 1;
+            let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let limit = if n == cut {
+                after
+            } else {
+                Duration::from_secs(120)
+            };
+            tokio::spawn(async move {
+                let pipe = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                let _ = tokio::time::timeout(limit, pipe).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cut_off_comes_back_and_is_owed_nothing_sent_while_it_was_away() {
+    const SECRET_ENV: &str = "RECONNECT_CUT_SECRET";
+    let _serial = SERIAL.lock().await;
+    std::env::set_var(SECRET_ENV, SECRET);
+    let gw = harness::start_gateway(chorus_gateway::Faults::default(), SECRET).await;
+    // The third of 5 clients is cut 3 s after it connected (websocket: one
+    // TCP connection per client); its reconnect goes through untouched.
+    let proxy = cutting_proxy(gw.addr(), 3, Duration::from_secs(3)).await;
+    let out = harness::temp_dir("reconnect-cut").join("run");
+    let options = harness::run_options(
+        "scenarios/restart-storm.yml",
+        Some(format!("http://{proxy}")),
+        out,
+        &[
+            &format!("auth.jwt.secret_env={SECRET_ENV}"),
+            "load.phases.0.ramp.to=5",
+            "load.phases.0.ramp.over=1s",
+            "load.phases.1.hold=7s",
+            "groups.0.flow.3.loop.duration=7s",
+            "groups.0.flow.3.loop.rate=4/s",
+            // Away for at least 1 s: messages of the others are sent meanwhile.
+            "reconnect.delay=1s",
+            "reconnect.jitter=0",
+        ],
+    );
+    let report = tokio::time::timeout(Duration::from_secs(50), chorus::run::run(options))
+        .await
+        .expect("the run ends in time")
+        .expect("the run completes");
+    gw.shutdown().await;
+    let summary = report.summary;
+    assert_eq!(
+        count(&summary, "reconnects.succeeded"),
+        1,
+        "{:?}",
+        summary.counters
+    );
+    assert_eq!(count(&summary, "reconnects.attempted"), 1);
+    assert_eq!(summary.latency["reconnect"].count, 1);
+    assert!(
+        summary.latency["reconnect"].min_us >= 1_000_000,
+        "through the 1 s backoff"
+    );
+    // The others sent about 16 messages a second while it was away: none
+    // of them is owed to it, everything after its rejoin is, and arrived.
+    let expected = count(&summary, "deliveries.expected");
+    let received = count(&summary, "deliveries.received.newMessage");
+    assert!(
+        expected > 0 && received > expected,
+        "{:?}",
+        summary.counters
+    );
+    assert_eq!(
+        count(&summary, "deliveries.lost"),
+        0,
+        "{:?}",
+        summary.counters
+    );
+    assert_eq!(
+        summary.violations.values().sum::<u64>(),
+        0,
+        "{:?}",
+        summary.violations
+    );
+    assert_eq!(summary.verdict, Verdict::Pass, "{:?}", summary.thresholds);
+}
