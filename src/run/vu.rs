@@ -162,6 +162,7 @@ impl Vu {
             tokio::time::sleep(rejoin.policy.backoff(k, &mut self.rng)).await;
             ctx.recorder.add(ids.attempted, 1);
             self.inbox.reopen();
+            self.log.returning();
             self.rejoining = true;
             let mut ok = true;
             for step in prefix {
@@ -191,7 +192,6 @@ impl Vu {
         }
         if back {
             ctx.recorder.add(ids.succeeded, 1);
-            self.log.returned();
             // Timed here when the flow does not wait for the join's reply.
             if let Some(from) = self.inbox.take_rejoin_from() {
                 let now = ctx.plan.clock.now();
@@ -545,6 +545,8 @@ impl Vu {
     fn dropped_for_good(&self, got: String) {
         self.inbox.forget_drop();
         let ctx = &self.ctx;
+        // Gone (a try's session may have said so already: the first time counts).
+        self.log.left(ctx.plan.clock.now());
         ctx.violation(
             Kind::Liveness,
             self.vu,
