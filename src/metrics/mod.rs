@@ -71,7 +71,7 @@ pub use summary::{
     LatencyStats, Lookup, NodeSummary, RunInfo, Summary, ThresholdResult, Verdict, NODE_PREFIX,
     SCHEMA_VERSION,
 };
-pub use timeseries::{PointStats, TimePoint, TimeSeries};
+pub use timeseries::{PointStats, TimePoint, TimeSeries, STORM_DISCONNECTS, STORM_RECONNECTS};
 
 #[cfg(test)]
 pub(crate) use summary::tests::sample_summary;

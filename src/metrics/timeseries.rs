@@ -24,6 +24,13 @@ use super::json_file::{read_json, write_json};
 use super::registry::IntervalSnapshot;
 use super::rfc3339;
 
+/// The rate of sessions lost without a goodbye (every `disconnects.<label>`
+/// but `client` and `server_namespace`), in a point's `rates` once a run has
+/// lost one or its clients reconnect: the storm's first half.
+pub const STORM_DISCONNECTS: &str = "storm.disconnects";
+/// The rate of clients back after a drop (`reconnects.succeeded`): the storm's second half.
+pub const STORM_RECONNECTS: &str = "storm.reconnects";
+
 /// Version of the `timeseries.json` shape.
 const TIMESERIES_SCHEMA: u32 = 1;
 
@@ -97,11 +104,24 @@ impl TimeSeries {
             .filter(|l| !l.histogram.is_empty())
             .map(|l| (l.name.to_string(), PointStats::of(&l.histogram)))
             .collect();
-        let rates = snapshot
+        let mut rates: BTreeMap<String, f64> = snapshot
             .counters
             .iter()
             .map(|c| (c.name.to_string(), snapshot.rate(&c.name)))
             .collect();
+        let dropped = |name: &str| {
+            name.starts_with("disconnects.")
+                && !matches!(name, "disconnects.client" | "disconnects.server_namespace")
+        };
+        let reconnects = rates.get("reconnects.succeeded").copied();
+        if reconnects.is_some() || rates.keys().any(|n| dropped(n)) {
+            let lost = rates
+                .iter()
+                .filter(|(n, _)| dropped(n))
+                .fold(0.0, |sum, (_, r)| sum + r);
+            rates.insert(STORM_DISCONNECTS.into(), lost);
+            rates.insert(STORM_RECONNECTS.into(), reconnects.unwrap_or(0.0));
+        }
         let gauges = snapshot
             .gauges
             .iter()
@@ -175,5 +195,27 @@ mod tests {
         let path = series.write(&dir).expect("write");
         assert_eq!(TimeSeries::read(&path).expect("read"), series);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_storm_is_in_the_rates_once_sessions_drop() {
+        let registry = Registry::new();
+        let recorder = registry.recorder();
+        let goodbyes = registry.counter("disconnects.client");
+        recorder.add(goodbyes, 5);
+        let mut series = TimeSeries::new(registry.started_at());
+        let t0 = registry.started();
+        series.push(&registry.collect_interval(t0 + Duration::from_secs(1)));
+        assert!(
+            !series.points[0].rates.contains_key(STORM_DISCONNECTS),
+            "goodbyes are no storm"
+        );
+        recorder.add(registry.counter("disconnects.server_closed"), 6);
+        recorder.add(registry.counter("disconnects.ping_timeout"), 2);
+        recorder.add(registry.counter("reconnects.succeeded"), 4);
+        series.push(&registry.collect_interval(t0 + Duration::from_secs(2)));
+        let rates = &series.points[1].rates;
+        assert_eq!(rates[STORM_DISCONNECTS], 8.0);
+        assert_eq!(rates[STORM_RECONNECTS], 4.0);
     }
 }

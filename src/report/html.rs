@@ -5,12 +5,14 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::markup::{
-    connect_failure_line, escape_xml, json_text, node_rows, threshold_value, NODE_HEADERS,
+    connect_failure_line, escape_xml, json_text, node_rows, reconnect_line, threshold_value,
+    NODE_HEADERS,
 };
 use super::run_dir::RunData;
 use super::svg::{percentile_curve, render, Chart, Series, XAxis};
 use crate::metrics::{
     format_ms, TimeSeries, Verdict, CPU_PERCENT, RSS_BYTES, RUNTIME_LAG, SCHEDULE_LAG,
+    STORM_DISCONNECTS, STORM_RECONNECTS,
 };
 
 /// How many violation records the evidence table shows.
@@ -95,6 +97,9 @@ fn verdict_section(run: &RunData) -> String {
     }
     if let Some(line) = connect_failure_line(summary) {
         let _ = writeln!(out, "<p class=\"warn\">{}</p>", escape_xml(&line));
+    }
+    if let Some(line) = reconnect_line(summary) {
+        let _ = writeln!(out, "<p>{}</p>", escape_xml(&line));
     }
     if summary.driver.bottleneck {
         out.push_str("<p class=\"warn\">chorus itself was the bottleneck: see Driver self-health; latencies are not trustworthy.</p>\n");
@@ -310,6 +315,19 @@ fn traffic_section(run: &RunData) -> String {
                 false,
             ),
         ));
+        // The storm: present only in runs whose clients dropped or reconnect.
+        let storm = counter_series(
+            series,
+            |name| name == STORM_DISCONNECTS || name == STORM_RECONNECTS,
+            false,
+        );
+        if !storm.is_empty() {
+            out.push_str(&chart(
+                "Disconnects and reconnects per second",
+                &plain,
+                storm,
+            ));
+        }
     } else {
         out.push_str(NO_TIMESERIES);
     }

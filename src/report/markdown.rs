@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use super::html::MAX_VIOLATION_ROWS;
 use super::markup::{
-    connect_failure_line, json_text, md_cell, node_rows, threshold_value, NODE_HEADERS,
+    connect_failure_line, json_text, md_cell, node_rows, reconnect_line, threshold_value,
+    NODE_HEADERS,
 };
 use super::run_dir::RunData;
 use crate::metrics::{format_ms, Verdict};
@@ -35,6 +36,9 @@ pub(crate) fn render_markdown(run: &RunData) -> String {
     }
     if let Some(line) = connect_failure_line(summary) {
         let _ = writeln!(out, "**{}**\n", md_cell(&line));
+    }
+    if let Some(line) = reconnect_line(summary) {
+        let _ = writeln!(out, "{}\n", md_cell(&line));
     }
     out.push_str("### Thresholds\n\n");
     if summary.thresholds.is_empty() {

@@ -134,6 +134,39 @@ pub(crate) fn connect_failure_line(summary: &Summary) -> Option<String> {
     ))
 }
 
+/// The reconnection storm in one line, for a run whose clients reconnect:
+/// sessions dropped, tries, how many came back and gave up, and how long
+/// coming back took.
+pub(crate) fn reconnect_line(summary: &Summary) -> Option<String> {
+    let count = |name: &str| summary.counters.get(name).copied().unwrap_or(0);
+    let attempted = *summary.counters.get("reconnects.attempted")?;
+    let dropped: u64 = summary
+        .counters
+        .iter()
+        .filter(|(name, _)| {
+            name.starts_with("disconnects.")
+                && !matches!(
+                    name.as_str(),
+                    "disconnects.client" | "disconnects.server_namespace"
+                )
+        })
+        .map(|(_, n)| n)
+        .sum();
+    let mut line = format!(
+        "reconnection: {dropped} sessions dropped, {attempted} tries, {} back, {} gave up",
+        count("reconnects.succeeded"),
+        count("reconnects.exhausted")
+    );
+    if let Some(s) = summary.latency.get("reconnect").filter(|s| s.count > 0) {
+        line.push_str(&format!(
+            "; reconnect p50 {} ms, p99 {} ms",
+            format_ms(s.p50_us as f64),
+            format_ms(s.p99_us as f64)
+        ));
+    }
+    Some(line)
+}
+
 /// The measured value of a threshold for display: milliseconds when the
 /// threshold looks at a latency statistic (other than `count`), a plain
 /// number otherwise, `no data` when the metric had no samples for it, `no

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::markup::{node_rows, threshold_value, NODE_HEADERS};
+use super::markup::{node_rows, reconnect_line, threshold_value, NODE_HEADERS};
 use crate::metrics::{format_ms, LatencyStats, Summary};
 
 /// Width of each numeric column.
@@ -87,6 +87,9 @@ pub fn render_table(summary: &Summary) -> String {
         }
     }
 
+    if let Some(line) = reconnect_line(summary) {
+        let _ = writeln!(out, "\n{line}");
+    }
     if let Some(why) = &summary.aborted {
         let _ = writeln!(out, "\nrun stopped: {why}");
     }

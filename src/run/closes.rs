@@ -31,6 +31,19 @@ pub fn is_goodbye(reason: &CloseReason) -> bool {
     )
 }
 
+/// Whether a client that reconnects tries again after this close: a lost
+/// transport, as socket.io-client does, not a goodbye, a namespace refusal
+/// or a driver limit the server broke.
+pub fn reconnects(reason: &CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::ServerClosed { .. }
+            | CloseReason::PingTimeout
+            | CloseReason::Transport(_)
+            | CloseReason::Io(_)
+    )
+}
+
 /// Counts a close. Closes are rare, so their counters are registered on
 /// first use (a run without a ping timeout has no `disconnects.ping_timeout`).
 pub fn count(recorder: &Recorder, reason: &CloseReason) {

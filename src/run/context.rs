@@ -43,6 +43,7 @@ impl Context {
                 connected: AtomicI64::new(0),
                 ever_connected: AtomicU64::new(0),
                 sending: AtomicI64::new(0),
+                reconnecting: AtomicI64::new(0),
                 failures: ConnectFailures::new(registry.recorder()),
                 inboxes: Mutex::new(Vec::new()),
             },
@@ -93,6 +94,7 @@ pub struct Clients {
     connected: AtomicI64,
     ever_connected: AtomicU64,
     sending: AtomicI64,
+    reconnecting: AtomicI64,
     /// Connects that failed, by reason (`errors.connect.<reason>`).
     pub failures: ConnectFailures,
     inboxes: Mutex<Vec<Weak<Inbox>>>,
@@ -103,10 +105,32 @@ impl Clients {
     pub fn connected(&self, inbox: &Arc<Inbox>) {
         self.connected.fetch_add(1, Relaxed);
         self.ever_connected.fetch_add(1, Relaxed);
+        inbox.listed.store(true, Relaxed);
         self.inboxes
             .lock()
             .expect("inbox list lock")
             .push(Arc::downgrade(inbox));
+    }
+
+    /// A client entered the namespace again after a drop (its inbox is
+    /// listed again if the list forgot it while it was away).
+    pub fn reconnected(&self, inbox: &Arc<Inbox>) {
+        self.connected.fetch_add(1, Relaxed);
+        // Under the lock, so that `open_inboxes` cannot forget it meanwhile.
+        let mut inboxes = self.inboxes.lock().expect("inbox list lock");
+        if !inbox.listed.swap(true, Relaxed) {
+            inboxes.push(Arc::downgrade(inbox));
+        }
+    }
+
+    /// A dropped client starts (`1`) or stops (`-1`) trying to reconnect.
+    pub fn reconnecting(&self, delta: i64) {
+        self.reconnecting.fetch_add(delta, Relaxed);
+    }
+
+    /// Clients trying to reconnect right now.
+    pub fn now_reconnecting(&self) -> i64 {
+        self.reconnecting.load(Relaxed)
     }
 
     /// A connected client left.
@@ -152,7 +176,15 @@ impl Clients {
     /// The inboxes of the sessions still open (forgetting the others).
     pub fn open_inboxes(&self) -> Vec<Arc<Inbox>> {
         let mut inboxes = self.inboxes.lock().expect("inbox list lock");
-        inboxes.retain(|w| w.upgrade().is_some_and(|i| !i.is_closed()));
+        inboxes.retain(|w| {
+            w.upgrade().is_some_and(|i| {
+                let open = !i.is_closed();
+                if !open {
+                    i.listed.store(false, Relaxed);
+                }
+                open
+            })
+        });
         inboxes.iter().filter_map(Weak::upgrade).collect()
     }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, Notify};
 
 use super::clock::{AtomicTime, WallTime};
+use super::ledger::ReceiverRecord;
 use super::plan::EventId;
 
 /// How many not-yet-expected events a client keeps for a later `expect` step.
@@ -44,6 +45,20 @@ pub struct Inbox {
     pub reported_stalled: AtomicBool,
     /// Whether its session has ended.
     closed: AtomicBool,
+    /// When its session ended without a goodbye, for a client that
+    /// reconnects: the virtual user waits for it.
+    dropped_at: AtomicTime,
+    /// When the drop a reconnect is answering was seen: the join reply
+    /// that ends the reconnect takes it (the `reconnect` latency).
+    rejoin_from: AtomicTime,
+    /// The ledger record of the sessions before a reconnect, handed on to the next one.
+    carried: Mutex<Option<ReceiverRecord>>,
+    /// Dropped and not back yet: counted once in `Clients::now_reconnecting`,
+    /// from the drop (so the run never sees every client gone and none
+    /// coming back in between) until the virtual user is back or gives up.
+    away: AtomicBool,
+    /// Whether the client list holds this inbox (see `Clients::reconnected`).
+    pub listed: AtomicBool,
     /// Intended time of a join still waiting for its reply.
     join_pending: AtomicTime,
     /// How many joins it sent: the receiver re-reads the name when it changes.
@@ -65,6 +80,11 @@ impl Inbox {
             last_delivery: AtomicTime::none(),
             reported_stalled: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            dropped_at: AtomicTime::none(),
+            rejoin_from: AtomicTime::none(),
+            carried: Mutex::new(None),
+            away: AtomicBool::new(false),
+            listed: AtomicBool::new(false),
             join_pending: AtomicTime::none(),
             joins: AtomicU64::new(0),
             join_name: Mutex::new(None),
@@ -105,6 +125,70 @@ impl Inbox {
     pub fn close(&self) {
         self.closed.store(true, Relaxed);
         self.arrived.notify_waiters();
+    }
+
+    /// The session dropped at `at` and the client will try to reconnect:
+    /// keeps its ledger record for the next session, then ends this one.
+    pub fn dropped(&self, at: WallTime, record: Option<ReceiverRecord>) {
+        *self.carried.lock().expect("carry lock") = record;
+        self.dropped_at.set(at);
+        self.close();
+    }
+
+    /// Marks the client away after a drop; whether it was not already.
+    pub fn set_away(&self) -> bool {
+        !self.away.swap(true, Relaxed)
+    }
+
+    /// Marks the client no longer away (back, or given up); whether it was.
+    pub fn back(&self) -> bool {
+        self.away.swap(false, Relaxed)
+    }
+
+    /// Waits until the session drops (forever, if it never does).
+    pub async fn wait_dropped(&self) -> WallTime {
+        loop {
+            let notified = self.arrived.notified();
+            if let Some(at) = self.dropped_at.get() {
+                return at;
+            }
+            notified.await;
+        }
+    }
+
+    /// When the session dropped, if it did and no reconnect has answered it yet.
+    pub fn dropped_at(&self) -> Option<WallTime> {
+        self.dropped_at.get()
+    }
+
+    /// A reconnect starts: the inbox serves the next session, and the drop
+    /// it answers is timed by the next join's reply.
+    pub fn reopen(&self) {
+        // Timed from the first drop, however many tries it takes.
+        if let Some(at) = self.dropped_at.take() {
+            self.rejoin_from.set_once(at);
+        }
+        self.join_pending.take();
+        *self.backlog.lock().expect("backlog lock") = Backlog::default();
+        self.acks.lock().expect("ack lock").clear();
+        self.reported_stalled.store(false, Relaxed);
+        self.closed.store(false, Relaxed);
+    }
+
+    /// Forgets the drop and its timing: the client is not coming back.
+    pub fn forget_drop(&self) {
+        self.dropped_at.take();
+        self.rejoin_from.take();
+    }
+
+    /// Takes when the drop the current reconnect answers was seen.
+    pub fn take_rejoin_from(&self) -> Option<WallTime> {
+        self.rejoin_from.take()
+    }
+
+    /// Takes the ledger record of the sessions before this one.
+    pub fn take_carried(&self) -> Option<ReceiverRecord> {
+        self.carried.lock().expect("carry lock").take()
     }
 
     /// Waits for an ack answer (it may already have arrived).

@@ -26,6 +26,11 @@ pub const LEDGER_MARGIN: Duration = Duration::from_millis(100);
 /// to a receiver that leaves; it is also the drain time at the end of a run.
 pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(2);
 
+/// The most presence windows one receiver keeps (one per session: a
+/// client that reconnected 63 times over the run), so that a flaky network
+/// over a long soak cannot grow its record without bound.
+pub const MAX_WINDOWS: usize = 64;
+
 /// Sequence numbers received from one sender, as sorted, disjoint, inclusive runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -204,6 +209,12 @@ pub struct ReceiverRecord {
     /// When its session ended.
     #[serde(rename = "left_at_us")]
     pub left_at: WallTime,
+    /// Every stretch it was in the namespace, in order: (entered, session
+    /// ended), one per session of a client that reconnected. Empty for a
+    /// client of one session (and in ledgers written before reconnection):
+    /// then it is `joined_at..left_at`.
+    #[serde(default, rename = "windows_us", skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<(WallTime, WallTime)>,
     /// Correlated sequence numbers received, per sender.
     pub from: HashMap<u32, SeqRuns>,
     /// Uncorrelated broadcasts (`userTyping`) received, per sender ([`name_hash`] of its name).
@@ -216,6 +227,31 @@ pub struct ReceiverRecord {
     pub join_sent: bool,
     /// Whether the reply to its join arrived.
     pub join_replied: bool,
+}
+
+impl ReceiverRecord {
+    /// Every stretch it was in the namespace, in order.
+    pub fn presence(&self) -> impl Iterator<Item = (WallTime, WallTime)> + '_ {
+        let single = self
+            .windows
+            .is_empty()
+            .then_some((self.joined_at, self.left_at));
+        self.windows.iter().copied().chain(single)
+    }
+
+    /// Adds the stretch of a later session (a reconnect): from `entered`
+    /// the namespace again to `ended`. Past [`MAX_WINDOWS`] the oldest is
+    /// forgotten (what was owed in it goes unchecked, never falsely owed).
+    pub fn add_window(&mut self, entered: WallTime, ended: WallTime) {
+        if self.windows.is_empty() {
+            self.windows.push((self.joined_at, self.left_at));
+        }
+        if self.windows.len() >= MAX_WINDOWS {
+            self.windows.remove(0);
+        }
+        self.windows.push((entered, ended));
+        self.left_at = ended;
+    }
 }
 
 /// A shard's half of the ledger, `ledger.json` in its run directory: what
@@ -387,27 +423,39 @@ pub fn settle<'a>(
                 });
             }
         }
-        let from = r.joined_at.plus_us(w.margin_us);
-        let until = r.left_at.minus_us(w.deadline_us);
-        if from >= until {
+        // What it was surely present for: each stretch in the namespace,
+        // after the margin and a delivery deadline before it ended.
+        let spans: Vec<(WallTime, WallTime)> = r
+            .presence()
+            .map(|(joined, left)| (joined.plus_us(w.margin_us), left.minus_us(w.deadline_us)))
+            .filter(|(from, until)| from < until)
+            .collect();
+        if spans.is_empty() {
             continue;
         }
-        let owed = |t: WallTime| t >= from && t <= until;
+        let owed = |t: WallTime| spans.iter().any(|&(from, until)| t >= from && t <= until);
         for (&sender, facts) in senders {
-            // Sends are in time order, so the owed ones form one range of sequence numbers.
-            let lo = facts.messages.partition_point(|&t| t < from) as u64;
-            let hi = facts.messages.partition_point(|&t| t <= until) as u64;
-            if lo < hi {
-                let got = r
-                    .from
-                    .get(&sender)
-                    .map_or(0, |runs| runs.count_in(lo, hi - 1));
-                add(&mut out.messages, hi - lo, got);
-                if got < hi - lo {
+            // Sends are in time order, so the owed ones of each stretch form
+            // one range of sequence numbers.
+            let (mut due, mut got) = (0, 0);
+            for &(from, until) in &spans {
+                let lo = facts.messages.partition_point(|&t| t < from) as u64;
+                let hi = facts.messages.partition_point(|&t| t <= until) as u64;
+                if lo < hi {
+                    due += hi - lo;
+                    got += r
+                        .from
+                        .get(&sender)
+                        .map_or(0, |runs| runs.count_in(lo, hi - 1));
+                }
+            }
+            if due > 0 {
+                add(&mut out.messages, due, got);
+                if got < due {
                     out.findings.push(Finding::MessagesLost {
                         receiver: r.vu,
                         sender,
-                        count: hi - lo - got,
+                        count: due - got,
                     });
                 }
             }
@@ -615,6 +663,102 @@ mod tests {
             "{text}"
         );
         assert_eq!(serde_json::from_str::<ReceiverRecord>(&text).unwrap(), r);
+    }
+
+    /// Sender 1 sent seqs 0..30 at t = 0, 100, …, 2900 µs; receiver 2 was
+    /// in from 0 to 1000, dropped, and back from 2000 to 3000 (margin 50,
+    /// deadline 150): owed 1..=8 before the drop and 21..=28 after it.
+    fn reconnected(received: impl IntoIterator<Item = u64>) -> Settlement {
+        let facts = SenderFacts {
+            messages: (0..30).map(|i| t(i * 100)).collect(),
+            ..Default::default()
+        };
+        let senders = HashMap::from([(1, facts)]);
+        let mut runs = SeqRuns::default();
+        for seq in received {
+            runs.insert(seq);
+        }
+        let mut r = ReceiverRecord {
+            vu: 2,
+            joined_at: t(0),
+            left_at: t(1000),
+            from: HashMap::from([(1, runs)]),
+            ..Default::default()
+        };
+        r.add_window(t(2000), t(3000));
+        assert_eq!(r.presence().count(), 2);
+        settle(&[r], &senders, window(50, 150))
+    }
+
+    #[test]
+    fn a_message_sent_while_the_receiver_was_away_is_not_owed() {
+        // Everything of both stretches arrived; 9..=20 (sent while away) did not.
+        let s = reconnected((1..=8).chain(21..=28));
+        assert_eq!(
+            s.messages,
+            LedgerTotals {
+                expected: 16,
+                received: 16,
+                lost: 0
+            }
+        );
+        assert!(s.findings.is_empty(), "{:?}", s.findings);
+    }
+
+    #[test]
+    fn a_message_sent_after_the_rejoin_is_owed_and_its_loss_found() {
+        let s = reconnected((1..=8).chain(21..=26));
+        assert_eq!(s.messages.lost, 2);
+        assert_eq!(
+            s.findings,
+            vec![Finding::MessagesLost {
+                receiver: 2,
+                sender: 1,
+                count: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn a_message_sent_before_the_drop_is_owed() {
+        // 3 and 4 went missing before the drop; what came after it makes nothing up.
+        let s = reconnected([1, 2, 5, 6, 7, 8].into_iter().chain(9..=28));
+        assert_eq!(
+            s.messages,
+            LedgerTotals {
+                expected: 16,
+                received: 14,
+                lost: 2
+            }
+        );
+        assert_eq!(s.findings.len(), 1, "{:?}", s.findings);
+    }
+
+    #[test]
+    fn windows_round_trip_and_old_ledgers_still_read() {
+        let mut r = ReceiverRecord {
+            vu: 1,
+            joined_at: t(10),
+            left_at: t(20),
+            ..Default::default()
+        };
+        let old = serde_json::to_string(&r).unwrap();
+        assert!(
+            !old.contains("windows_us"),
+            "one session writes as before: {old}"
+        );
+        r.add_window(t(30), t(40));
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""windows_us":[[10,20],[30,40]]"#), "{text}");
+        assert_eq!(serde_json::from_str::<ReceiverRecord>(&text).unwrap(), r);
+        let back: ReceiverRecord = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.presence().collect::<Vec<_>>(), [(t(10), t(20))]);
+        for i in 0..100 {
+            r.add_window(t(100 + 10 * i), t(105 + 10 * i));
+        }
+        assert_eq!(r.windows.len(), MAX_WINDOWS, "bounded: the oldest go");
+        assert_eq!(r.windows.last(), Some(&(t(1090), t(1095))));
+        assert_eq!(r.left_at, t(1095));
     }
 
     #[test]

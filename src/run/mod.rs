@@ -520,6 +520,7 @@ async fn play(
                 let gone = if lost > 0
                     && ctx.clients.ever_connected() > 0
                     && ctx.clients.open_sessions() == 0
+                    && ctx.clients.now_reconnecting() == 0
                     && last_probe.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(5))
                     && !*end_tx.borrow()
                 {

@@ -13,7 +13,8 @@ use crate::client::ClientConfig;
 use crate::metrics::{CounterId, LatencyId, Registry, SCHEDULE_LAG, WAKEUP_LAG};
 use crate::rules::{ProtocolModel, Schema};
 use crate::scenario::{
-    Arrival, Emit, Expect, Phase, Scenario, Step, Think, TokenSource, CONNECT_ERROR_EVENT,
+    Arrival, Emit, Expect, Phase, Reconnect, Scenario, Step, Think, TokenSource,
+    CONNECT_ERROR_EVENT,
 };
 
 use super::clock::Clock;
@@ -93,6 +94,34 @@ pub struct Ids {
     pub emits: CounterId,
     /// `arrivals.dropped`: open-model arrivals refused by a phase's `max`.
     pub arrivals_dropped: CounterId,
+    /// The reconnection metrics, when some group reconnects.
+    pub reconnects: Option<ReconnectIds>,
+}
+
+/// The metrics of reconnection, registered only when some group reconnects.
+#[derive(Debug, Clone, Copy)]
+pub struct ReconnectIds {
+    /// `reconnect`: from a session seen dropped to joined again (the join's reply).
+    pub latency: LatencyId,
+    /// `reconnects.attempted`: tries.
+    pub attempted: CounterId,
+    /// `reconnects.succeeded`: tries that connected and joined again.
+    pub succeeded: CounterId,
+    /// `reconnects.failed`: tries that did not.
+    pub failed: CounterId,
+    /// `reconnects.exhausted`: drops after which every try failed (the client is dropped).
+    pub exhausted: CounterId,
+}
+
+/// How a group's clients come back after a drop.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejoin {
+    /// The backoff and the most tries.
+    pub policy: Reconnect,
+    /// How many of the flow's first steps are its connect and join (the
+    /// `connect`, the join `emit` and the `expect`s right after it): what a
+    /// reconnecting client plays again before it goes on.
+    pub prefix: usize,
 }
 
 /// The histograms of the phases a connect goes through.
@@ -207,6 +236,8 @@ pub struct RunPlan {
     /// Per group, per event id: whether its flow's `expect` steps wait for it.
     expected: Vec<Vec<bool>>,
     flows: Vec<Vec<PlanStep>>,
+    /// Per group, how its clients reconnect (`None`: they do not).
+    rejoins: Vec<Option<Rejoin>>,
 }
 
 /// What the plan is built from, besides the scenario and the model.
@@ -290,7 +321,7 @@ impl RunPlan {
         // Flows first: their `ack.<event>` metrics were always registered first.
         let mut acks = HashMap::new();
         let mut expected_names: Vec<Vec<EventId>> = Vec::new();
-        let flows = scenario
+        let flows: Vec<Vec<PlanStep>> = scenario
             .groups
             .iter()
             .map(|group| {
@@ -361,7 +392,7 @@ impl RunPlan {
         }
         let [connections, connections_ok, connections_refused, panics, errors_emit, errors_exception, timeouts_expect, timeouts_ack, emits] =
             counters;
-        let ids = Ids {
+        let mut ids = Ids {
             connect,
             connect_phases,
             join,
@@ -377,7 +408,34 @@ impl RunPlan {
             timeouts_ack,
             emits,
             arrivals_dropped: registry.counter("arrivals.dropped"),
+            reconnects: None,
         };
+        let rejoins: Vec<Option<Rejoin>> = scenario
+            .groups
+            .iter()
+            .zip(&flows)
+            .map(|(group, flow)| {
+                let policy = group.reconnect.or(scenario.reconnect)?;
+                let prefix = rejoin_prefix(flow)?;
+                policy.enabled().then_some(Rejoin { policy, prefix })
+            })
+            .collect();
+        if rejoins.iter().any(Option::is_some) {
+            let [attempted, succeeded, failed, exhausted] = [
+                "reconnects.attempted",
+                "reconnects.succeeded",
+                "reconnects.failed",
+                "reconnects.exhausted",
+            ]
+            .map(|name| registry.counter(name));
+            ids.reconnects = Some(ReconnectIds {
+                latency: registry.latency("reconnect"),
+                attempted,
+                succeeded,
+                failed,
+                exhausted,
+            });
+        }
         // Per-node metrics last, so a run of one node registers what it always did.
         let node_ids = NodeIds::register(&setup.nodes, registry);
         for &id in &timed {
@@ -411,7 +469,13 @@ impl RunPlan {
             by_name: table.by_name,
             expected,
             flows,
+            rejoins,
         }
+    }
+
+    /// How clients of group `group` reconnect, if they do.
+    pub fn rejoin(&self, group: usize) -> Option<Rejoin> {
+        self.rejoins[group]
     }
 
     /// The id of the event called `name`, if the run knows it: the one name
@@ -450,6 +514,36 @@ impl EventId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+}
+
+/// The length of a flow's connect-and-join prefix: through its first
+/// top-level `connect`, then through the first join `emit` and the `expect`s
+/// right after it when the join comes before any other `emit` or loop
+/// (pauses and `expect`s may come between).
+/// `None` when the flow does not start with a plain connect.
+fn rejoin_prefix(flow: &[PlanStep]) -> Option<usize> {
+    let connect = flow.iter().position(|s| matches!(s, PlanStep::Connect))?;
+    if flow[..connect]
+        .iter()
+        .any(|s| !matches!(s, PlanStep::Think(_) | PlanStep::Listen(_)))
+    {
+        return None;
+    }
+    let mut end = connect + 1;
+    for (i, step) in flow.iter().enumerate().skip(connect + 1) {
+        match step {
+            PlanStep::Think(_) | PlanStep::Listen(_) | PlanStep::Expect(_) => {}
+            PlanStep::Emit(e) if e.kind == EmitKind::Join => {
+                end = i + 1;
+                while matches!(flow.get(end), Some(PlanStep::Expect(_))) {
+                    end += 1;
+                }
+                break;
+            }
+            _ => break,
+        }
+    }
+    Some(end)
 }
 
 /// How many virtual-user numbers the phases give out at most: one per
@@ -576,6 +670,54 @@ mod tests {
             nodes: Nodes::new(vec!["http://127.0.0.1:1".into()], None),
         };
         RunPlan::new(scenario, model, setup, &Registry::new())
+    }
+
+    #[test]
+    fn a_group_reconnects_only_with_attempts_and_replays_its_connect_and_join() {
+        let plan = plan();
+        assert!(plan.rejoin(0).is_none() && plan.ids.reconnects.is_none());
+        let scenario = |reconnect: &str| {
+            Scenario::from_str(
+                &format!(
+                    "name: t\nsocketio: {{ namespace: /chat }}\n{reconnect}\
+                     groups:\n  - name: g\n    flow:\n      - connect\n      - expect: {{ event: onlineUsers }}\n\
+                     \x20     - think: 1s\n      - emit: {{ event: joinChat, data: {{ username: a }} }}\n\
+                     \x20     - expect: {{ event: joined }}\n      - emit: {{ event: typing }}\n\
+                     \x20 - name: h\n    reconnect: {{ attempts: 0 }}\n    flow: [connect, {{ listen: 1s }}]\n\
+                     \x20 - name: i\n    flow: [connect, {{ listen: 1s }}]\n\
+                     load:\n  phases:\n    - hold: 1s\n"
+                ),
+                "t.yml",
+            )
+            .expect("the scenario loads")
+        };
+        let compile = |scenario| {
+            let model = ProtocolModel::resolve("strict", Path::new(".")).expect("strict loads");
+            let setup = Setup {
+                client: ClientConfig::new("http://127.0.0.1:1"),
+                tokens: None,
+                local_ips: Vec::new(),
+                shard: Shard::WHOLE,
+                nodes: Nodes::new(vec!["http://127.0.0.1:1".into()], None),
+            };
+            RunPlan::new(scenario, model, setup, &Registry::new())
+        };
+        let plan = compile(scenario("reconnect: { attempts: 3 }\n"));
+        // connect, expect, think, join, and the expect of its reply.
+        assert_eq!(plan.rejoin(0).map(|r| r.prefix), Some(5));
+        assert!(plan.rejoin(1).is_none(), "the group's own attempts: 0 wins");
+        assert_eq!(
+            plan.rejoin(2).map(|r| r.prefix),
+            Some(1),
+            "no join: the connect alone"
+        );
+        assert!(plan.ids.reconnects.is_some());
+        let off = compile(scenario("reconnect: { delay: 1s }\n"));
+        assert!(
+            (0..3).all(|g| off.rejoin(g).is_none()),
+            "no attempts, no reconnect"
+        );
+        assert!(off.ids.reconnects.is_none());
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct Receiver {
     checks: PayloadChecks,
     /// The name of its own latest join, read again only when it joins again.
     my_name: MyName,
+    /// Whether its ledger record goes on from an earlier session (a reconnect).
+    carried: bool,
+    /// Whether a drop of this session is answered with a reconnect.
+    reconnects: bool,
 }
 
 /// A copy of the inbox's join name, as of its `joins`-th join.
@@ -54,12 +58,16 @@ struct MyName {
 impl Receiver {
     /// The handler for a client of group `group`.
     pub fn new(ctx: Arc<Context>, inbox: Arc<Inbox>, group: usize) -> Self {
-        let ledger = ReceiverRecord {
+        let carried = inbox.take_carried();
+        let was_carried = carried.is_some();
+        let ledger = carried.unwrap_or_else(|| ReceiverRecord {
             vu: inbox.vu,
             ..Default::default()
-        };
+        });
         Self {
             node: ctx.plan.nodes.node_of(inbox.vu),
+            carried: was_carried,
+            reconnects: ctx.plan.rejoin(group).is_some(),
             ctx,
             inbox,
             group: u32::try_from(group).expect("fewer than 2^32 groups"),
@@ -309,6 +317,9 @@ impl Receiver {
         let ctx = &*self.ctx;
         ctx.recorder
             .record(ctx.plan.ids.join, at.micros_since(pending));
+        if let (Some(from), Some(ids)) = (self.inbox.take_rejoin_from(), ctx.plan.ids.reconnects) {
+            ctx.recorder.record(ids.latency, at.micros_since(from));
+        }
         ctx.roster.sender(self.vu()).join_confirmed(at);
         let model = &ctx.plan.model;
         if !self.own_announce_seen {
@@ -358,7 +369,10 @@ impl Handler for Receiver {
     fn on_closed(&mut self, at: Instant, reason: CloseReason) {
         let at = self.ctx.plan.clock.wall(at);
         closes::count(&self.ctx.recorder, &reason);
-        if !closes::is_goodbye(&reason) {
+        // A client that reconnects is not dropped yet: if every try fails,
+        // its virtual user reports it.
+        let reconnect = self.reconnects && closes::reconnects(&reason);
+        if !closes::is_goodbye(&reason) && !reconnect {
             self.ctx.violation(
                 Kind::Liveness,
                 self.vu(),
@@ -368,17 +382,36 @@ impl Handler for Receiver {
                 at,
             );
         }
-        self.inbox.close();
         self.ctx.roster.sender(self.vu()).left(at);
-        if let Some(joined) = self.inbox.connected_at.get() {
+        let record = self.inbox.connected_at.get().map(|joined| {
             let mut record = std::mem::take(&mut self.ledger);
             record.vu = self.vu();
-            record.joined_at = joined;
-            record.left_at = at;
+            if self.carried {
+                record.add_window(joined, at);
+            } else {
+                record.joined_at = joined;
+                record.left_at = at;
+            }
             record.join_sent = self.inbox.joins() > 0;
             record.online_seen.seal();
             record.offline_seen.seal();
-            self.ctx.roster.receiver_done(record);
+            record
+        });
+        if reconnect {
+            if self.inbox.set_away() {
+                self.ctx.clients.reconnecting(1);
+            }
+            // The next session goes on with the record; the virtual user
+            // hands it in when it stops reconnecting.
+            self.inbox.dropped(
+                at,
+                record.or_else(|| self.carried.then(|| std::mem::take(&mut self.ledger))),
+            );
+        } else {
+            self.inbox.close();
+            if let Some(record) = record {
+                self.ctx.roster.receiver_done(record);
+            }
         }
     }
 }

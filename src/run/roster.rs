@@ -61,6 +61,13 @@ impl SenderLog {
     pub fn left(&self, at: WallTime) {
         self.left.set_once(at);
     }
+    /// It is coming back after a drop: neither gone nor surely joined
+    /// until the reply to its new join (snapshots taken meanwhile may or
+    /// may not list it).
+    pub fn returning(&self) {
+        self.left.take();
+        self.join_confirmed.take();
+    }
     /// When it started to leave.
     pub fn left_at(&self) -> Option<WallTime> {
         self.left.get()

@@ -16,9 +16,10 @@ use crate::scenario::{json_contains, Expect, TokenPlace, VuState};
 use super::context::Context;
 use super::correlate::Mark;
 use super::inbox::Inbox;
-use super::plan::{EmitKind, PlanStep, PlannedEmit, PlannedExpect, PlannedLoop};
+use super::plan::{EmitKind, PlanStep, PlannedEmit, PlannedExpect, PlannedLoop, Rejoin};
 use super::receiver::Receiver;
 use super::roster::SenderLog;
+use super::violations::Kind;
 
 /// Where a virtual user is told the run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,6 +50,11 @@ pub struct Vu {
     inbox: Arc<Inbox>,
     log: Arc<SenderLog>,
     client: Option<Client>,
+    /// How it comes back after a drop, if it does.
+    rejoin: Option<Rejoin>,
+    /// Playing the connect and join again after a drop: a failed connect is
+    /// a failed try (`reconnects.failed`), not a connect error.
+    rejoining: bool,
 }
 
 impl Vu {
@@ -62,6 +68,8 @@ impl Vu {
             .unwrap_or_else(|_| VuState::new(u64::from(vu)));
         Self {
             log: ctx.roster.sender(vu),
+            rejoin: ctx.plan.rejoin(group),
+            rejoining: false,
             ctx,
             vu,
             group,
@@ -84,7 +92,18 @@ impl Vu {
             // Stay connected until told to leave, so the ledger sees the drain.
             let _ = stage.wait_for(|s| *s >= Stage::Disconnect).await;
         }
+        // A drop the run ended before it was answered, or while the client
+        // was trying to come back: dropped, as a client that does not reconnect.
+        if self.inbox.back() {
+            ctx.clients.reconnecting(-1);
+            self.dropped_for_good("dropped; the run ended before it came back".into());
+            self.inbox.close();
+        }
         self.disconnect().await;
+        // The ledger record of a client that dropped and did not come back.
+        if let Some(record) = self.inbox.take_carried() {
+            ctx.roster.receiver_done(record);
+        }
     }
 
     async fn steps(&mut self, steps: &[PlanStep]) -> StepResult {
@@ -94,9 +113,101 @@ impl Vu {
     /// Plays `steps` in order, the first with `intended` as its intended start.
     async fn play(&mut self, steps: &[PlanStep], mut intended: Option<Instant>) -> StepResult {
         for step in steps {
-            self.step(step, intended.take()).await?;
+            let intended = intended.take();
+            // A loop's own steps are guarded one by one.
+            if self.rejoin.is_none() || matches!(step, PlanStep::Loop(_)) {
+                self.step(step, intended).await?;
+            } else {
+                self.guarded(step, intended).await?;
+            }
         }
         Ok(())
+    }
+
+    /// One step of a client that reconnects: when the session drops during
+    /// it (or it failed because it did), the step is given up, the client
+    /// comes back, and the flow goes on with the next step.
+    async fn guarded(&mut self, step: &PlanStep, intended: Option<Instant>) -> StepResult {
+        let inbox = self.inbox.clone();
+        let done = tokio::select! {
+            biased;
+            _ = inbox.wait_dropped() => None,
+            r = self.step(step, intended) => Some(r),
+        };
+        match done {
+            Some(result) if inbox.dropped_at().is_none() => result,
+            _ => self.come_back().await,
+        }
+    }
+
+    /// After a drop: tries to connect and join again (the flow's connect
+    /// and join steps, pauses left out) with the group's backoff. Out of
+    /// tries, the client is dropped for good, as one that does not reconnect.
+    async fn come_back(&mut self) -> StepResult {
+        let ctx = self.ctx.clone();
+        let Some(rejoin) = self.rejoin else {
+            return Err(Halt::Failed);
+        };
+        let ids = ctx
+            .plan
+            .ids
+            .reconnects
+            .expect("registered when a group reconnects");
+        let prefix = &ctx.plan.flow(self.group)[..rejoin.prefix];
+        if self.client.take().is_some() {
+            ctx.clients.disconnected();
+        }
+        let mut back = false;
+        for k in 0..rejoin.policy.attempts {
+            tokio::time::sleep(rejoin.policy.backoff(k, &mut self.rng)).await;
+            ctx.recorder.add(ids.attempted, 1);
+            self.inbox.reopen();
+            self.log.returning();
+            self.rejoining = true;
+            let mut ok = true;
+            for step in prefix {
+                if matches!(step, PlanStep::Think(_) | PlanStep::Listen(_)) {
+                    continue;
+                }
+                if self.step(step, None).await.is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+            self.rejoining = false;
+            if ok && self.inbox.dropped_at().is_none() {
+                back = true;
+                break;
+            }
+            ctx.recorder.add(ids.failed, 1);
+            // Connected but not joined (no drop): leave, the next try starts afresh.
+            if let Some(client) = self.client.take() {
+                ctx.clients.disconnected();
+                let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
+            }
+            self.inbox.close();
+        }
+        if self.inbox.back() {
+            ctx.clients.reconnecting(-1);
+        }
+        if back {
+            ctx.recorder.add(ids.succeeded, 1);
+            // Timed here when the flow does not wait for the join's reply.
+            if let Some(from) = self.inbox.take_rejoin_from() {
+                let now = ctx.plan.clock.now();
+                ctx.recorder.record(ids.latency, now.micros_since(from));
+            }
+            return Ok(());
+        }
+        ctx.recorder.add(ids.exhausted, 1);
+        self.dropped_for_good(format!(
+            "dropped, and {} reconnect attempts failed",
+            rejoin.policy.attempts
+        ));
+        if let Some(record) = self.inbox.take_carried() {
+            ctx.roster.receiver_done(record);
+        }
+        Err(Halt::Failed)
     }
 
     /// A connect the flow expects to be refused: a CONNECT_ERROR whose
@@ -191,7 +302,11 @@ impl Vu {
                     ctx.recorder.record_duration(connect, timings.total());
                     ctx.recorder.add(ok, 1);
                 }
-                ctx.clients.connected(&self.inbox);
+                if self.rejoining {
+                    ctx.clients.reconnected(&self.inbox);
+                } else {
+                    ctx.clients.connected(&self.inbox);
+                }
                 self.client = Some(client);
                 Ok(())
             }
@@ -203,7 +318,9 @@ impl Vu {
                     ctx.recorder.add(ctx.plan.ids.connections_refused, 1);
                 }
                 tracing::debug!(vu = self.vu, %err, "connect failed");
-                ctx.clients.failures.record(&err);
+                if !self.rejoining {
+                    ctx.clients.failures.record(&err);
+                }
                 Err(Halt::Failed)
             }
         }
@@ -336,6 +453,15 @@ impl Vu {
             Ok(Some(sent)) => sent,
             Ok(None) => return Ok(()),
             Err(_) => {
+                // A send lost to a drop the reader has not seen yet: the
+                // client comes back instead (`guarded`).
+                if self.rejoin.is_some()
+                    && tokio::time::timeout(Duration::from_secs(1), self.inbox.wait_dropped())
+                        .await
+                        .is_ok()
+                {
+                    return Ok(());
+                }
                 ctx.recorder.add(ctx.plan.ids.errors_emit, 1);
                 return Err(Halt::Failed);
             }
@@ -425,6 +551,22 @@ impl Vu {
             self.play(&lp.steps, intended).await?;
             done += 1;
         }
+    }
+
+    /// The liveness violation of a client that dropped and did not come back.
+    fn dropped_for_good(&self, got: String) {
+        self.inbox.forget_drop();
+        let ctx = &self.ctx;
+        // Gone (a try's session may have said so already: the first time counts).
+        self.log.left(ctx.plan.clock.now());
+        ctx.violation(
+            Kind::Liveness,
+            self.vu,
+            "disconnect",
+            "the session to last until the client leaves".into(),
+            got,
+            ctx.plan.clock.now(),
+        );
     }
 
     async fn disconnect(&mut self) {

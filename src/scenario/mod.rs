@@ -30,8 +30,8 @@ use serde::Deserialize;
 pub use error::{Location, ScenarioError};
 pub use model::{
     Arrival, AuthConfig, Capture, CsvConfig, Emit, Expect, Group, GroupPicker, JwtAlgorithm,
-    JwtConfig, LoadConfig, Loop, MessageSchedule, Phase, Scenario, SocketIoConfig, Step, Think,
-    TokenPlace, CONNECT_ERROR_EVENT, DEFAULT_TIMEOUT,
+    JwtConfig, LoadConfig, Loop, MessageSchedule, Phase, Reconnect, Scenario, SocketIoConfig, Step,
+    Think, TokenPlace, CONNECT_ERROR_EVENT, DEFAULT_TIMEOUT,
 };
 pub use template::{json_contains, JsonTemplate, Template, VuState};
 pub use threshold::{CmpOp, Stat, Threshold, ValueUnit};

@@ -66,6 +66,10 @@ pub struct Scenario {
     /// How each client gets its token.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// What a client does when its session drops: reconnect with backoff
+    /// (socket.io-client's `reconnection*` options). Absent: it stays dropped.
+    #[serde(default)]
+    pub reconnect: Option<Reconnect>,
     /// Per-client variables, rendered in order when a client starts.
     #[serde(default, deserialize_with = "ordered_map")]
     pub vars: Vec<(String, Template)>,
@@ -235,6 +239,72 @@ pub enum TokenPlace {
     Auth,
 }
 
+/// `reconnect: { attempts, delay, max_delay, jitter }`: after a session
+/// drops (not when the flow or the server's namespace DISCONNECT ends it),
+/// try again at most `attempts` times, the k-th try (from 0) after
+/// `delay · 2^k`, capped at `max_delay` and randomised by ±`jitter`, as
+/// socket.io-client's `reconnectionAttempts`, `reconnectionDelay`,
+/// `reconnectionDelayMax` and `randomizationFactor` do.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconnect {
+    /// The most tries after one drop; 0 (the default) never reconnects.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The wait before the first try (1 s by default).
+    #[serde(
+        default = "default_reconnect_delay",
+        deserialize_with = "units::duration"
+    )]
+    pub delay: Duration,
+    /// The longest wait between tries (5 s by default).
+    #[serde(
+        default = "default_reconnect_max_delay",
+        deserialize_with = "units::duration"
+    )]
+    pub max_delay: Duration,
+    /// How much each wait is randomised, 0 to 1 (0.5 by default: ±50 %).
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+}
+
+fn default_reconnect_delay() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_reconnect_max_delay() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_jitter() -> f64 {
+    0.5
+}
+
+impl Reconnect {
+    /// The most tries one drop may take (validation's bound: it also bounds
+    /// a receiver's presence windows in the ledger).
+    pub const MAX_ATTEMPTS: u32 = 1_000;
+
+    /// Whether a dropped client tries again at all.
+    pub fn enabled(&self) -> bool {
+        self.attempts > 0
+    }
+
+    /// The wait before try `k` (from 0): `delay · 2^k` capped at
+    /// `max_delay`, then moved by up to ±`jitter` of itself, and capped again.
+    pub fn backoff(&self, k: u32, rng: &mut impl Rng) -> Duration {
+        let base = self
+            .delay
+            .saturating_mul(1u32 << k.min(20))
+            .min(self.max_delay);
+        if self.jitter <= 0.0 {
+            return base;
+        }
+        let spread = self.jitter * (2.0 * rng.random::<f64>() - 1.0);
+        base.mul_f64((1.0 + spread).max(0.0)).min(self.max_delay)
+    }
+}
+
 /// A kind of client.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,6 +317,9 @@ pub struct Group {
     /// Absolute number of clients, served first.
     #[serde(default)]
     pub count: Option<u64>,
+    /// This group's own `reconnect` behaviour, instead of the scenario's.
+    #[serde(default)]
+    pub reconnect: Option<Reconnect>,
     /// What each client of this group does, in order.
     pub flow: Vec<Step>,
 }

@@ -194,7 +194,7 @@ fn unknown_field_points_at_the_key() {
     assert_eq!(
         error_of(&format!("{MINIMAL}colour: red\n")),
         "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `weights`, `socketio`, `tls`, `protocol`, \
-         `auth`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
+         `auth`, `reconnect`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
     );
 }
 
@@ -447,6 +447,7 @@ fn shipped_scenarios_load() {
         [
             "chat-load",
             "presence-churn",
+            "restart-storm",
             "smoke",
             "soak",
             "typing-storm"
@@ -614,4 +615,74 @@ fn a_target_list_with_weights_loads_and_mismatches_point_at_the_value() {
         error_of(&two.replace("http://127.0.0.1:3002", "ftp://x")),
         "x.yml:1:33: target `ftp://x` must start with http://, https://, ws:// or wss://"
     );
+}
+
+#[test]
+fn reconnect_parses_per_scenario_and_group_and_errors_point_at_the_field() {
+    let text = MINIMAL.replace(
+        "groups:",
+        "reconnect: { attempts: 5, delay: 200ms, max_delay: 2s, jitter: 0.25 }\ngroups:",
+    );
+    let s = load(&text).unwrap();
+    let r = s.reconnect.expect("reconnect");
+    assert_eq!(r.attempts, 5);
+    assert_eq!(r.delay, Duration::from_millis(200));
+    assert_eq!(r.max_delay, Duration::from_secs(2));
+    assert!(r.enabled());
+    let defaults = load(&MINIMAL.replace("groups:", "reconnect: {}\ngroups:")).unwrap();
+    let d = defaults.reconnect.unwrap();
+    assert!(!d.enabled(), "attempts default to 0: no reconnect");
+    assert_eq!(
+        (d.delay, d.max_delay, d.jitter),
+        (Duration::from_secs(1), Duration::from_secs(5), 0.5)
+    );
+    let group =
+        load(&MINIMAL.replace("- name: g", "- name: g\n    reconnect: { attempts: 2 }")).unwrap();
+    assert_eq!(group.groups[0].reconnect.map(|r| r.attempts), Some(2));
+
+    let bad = |block: &str| {
+        error_of(&MINIMAL.replace("groups:", &format!("reconnect: {block}\ngroups:")))
+    };
+    assert_eq!(
+        bad("{ attempts: 2, jitter: 1.5 }"),
+        "x.yml:2:35: jitter 1.5 must be between 0 and 1"
+    );
+    assert_eq!(
+        bad("{ attempts: 2, delay: 3s, max_delay: 1s }"),
+        "x.yml:2:49: max_delay 1s is shorter than delay 3s"
+    );
+    assert_eq!(
+        bad("{ attempts: 5000 }"),
+        "x.yml:2:24: attempts 5000 is over the limit of 1000"
+    );
+    assert!(bad("{ atempts: 2 }").contains("unknown field `atempts`"));
+    let in_group = error_of(&MINIMAL.replace(
+        "- name: g",
+        "- name: g\n    reconnect: { attempts: 1, jitter: -1 }",
+    ));
+    assert_eq!(in_group, "x.yml:4:39: jitter -1 must be between 0 and 1");
+}
+
+#[test]
+fn reconnect_backoff_doubles_up_to_the_cap_within_the_jitter() {
+    let r = Reconnect {
+        attempts: 10,
+        delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(1000),
+        jitter: 0.0,
+    };
+    let mut rng = StdRng::seed_from_u64(7);
+    let waits: Vec<u128> = (0..6).map(|k| r.backoff(k, &mut rng).as_millis()).collect();
+    assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+    let jittery = Reconnect { jitter: 0.5, ..r };
+    let samples: Vec<Duration> = (0..200).map(|_| jittery.backoff(1, &mut rng)).collect();
+    assert!(
+        samples.iter().all(|d| (100..=300).contains(&d.as_millis())),
+        "{samples:?}"
+    );
+    assert!(
+        samples.iter().any(|d| d.as_millis() < 180) && samples.iter().any(|d| d.as_millis() > 220),
+        "randomised both ways"
+    );
+    assert!((0..200).all(|_| jittery.backoff(9, &mut rng) <= Duration::from_millis(1000)));
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::model::{Group, Phase, Scenario, Step, CONNECT_ERROR_EVENT};
+use super::model::{Group, Phase, Reconnect, Scenario, Step, CONNECT_ERROR_EVENT};
 use super::template::{JsonTemplate, Template};
 use super::tree::{Node, PathSeg, Pos};
 use super::units::MAX_DURATION;
@@ -23,6 +23,36 @@ const MAX_WEIGHT: f64 = 1_000_000.0;
 
 /// Names every template may use, whatever the scope.
 const BUILTINS: &str = "vu, seq, uuid, now, random(…), randint(…)";
+
+/// What is wrong with a `reconnect` block: the field and the message.
+fn check_reconnect(r: &Reconnect) -> Result<(), (&'static str, String)> {
+    if r.attempts > Reconnect::MAX_ATTEMPTS {
+        return Err((
+            "attempts",
+            format!(
+                "attempts {} is over the limit of {}",
+                r.attempts,
+                Reconnect::MAX_ATTEMPTS
+            ),
+        ));
+    }
+    if !(0.0..=1.0).contains(&r.jitter) {
+        return Err((
+            "jitter",
+            format!("jitter {} must be between 0 and 1", r.jitter),
+        ));
+    }
+    if r.max_delay < r.delay {
+        return Err((
+            "max_delay",
+            format!(
+                "max_delay {:?} is shorter than delay {:?}",
+                r.max_delay, r.delay
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// A validation failure: a message and where it belongs.
 pub(crate) struct Invalid {
@@ -155,6 +185,10 @@ pub(crate) fn validate(scenario: &Scenario, root: &Node) -> Result<(), Invalid> 
         }
     }
 
+    if let Some(r) = &scenario.reconnect {
+        check_reconnect(r).map_err(|(field, m)| fail(&[Key("reconnect"), Key(field)], m))?;
+    }
+
     if scenario.groups.is_empty() {
         return Err(fail(
             &[Key("groups")],
@@ -170,6 +204,11 @@ pub(crate) fn validate(scenario: &Scenario, root: &Node) -> Result<(), Invalid> 
                 &[Key("groups"), Index(i), Key("name")],
                 format!("group name `{}` is empty or used twice", group.name),
             ));
+        }
+        if let Some(r) = &group.reconnect {
+            check_reconnect(r).map_err(|(field, m)| {
+                fail(&[Key("groups"), Index(i), Key("reconnect"), Key(field)], m)
+            })?;
         }
         total_weight += check_share(group)
             .map_err(|(field, m)| fail(&[Key("groups"), Index(i), Key(field)], m))?;

@@ -35,8 +35,16 @@ impl GatewayProcess {
     /// `["--profile", "strict", "--connect-timeout-ms", "500"]`), and waits
     /// for the address it logs.
     pub fn spawn(bin: &Path, secret: &str, args: &[&str]) -> Self {
+        Self::spawn_at(bin, &[], "127.0.0.1:0", secret, args)
+    }
+
+    /// Like [`GatewayProcess::spawn`], on `addr` (a fixed port, to restart a
+    /// gateway where its clients were), with `leading` arguments before the
+    /// gateway's (`["serve"]` runs it as `chorus serve`).
+    pub fn spawn_at(bin: &Path, leading: &[&str], addr: &str, secret: &str, args: &[&str]) -> Self {
         let mut child = Command::new(bin)
-            .args(["--addr", "127.0.0.1:0", "--jwt-secret", secret])
+            .args(leading)
+            .args(["--addr", addr, "--jwt-secret", secret])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -15,6 +15,7 @@ mod faults_detected;
 mod hostile_targets;
 mod live_metrics;
 mod nodes;
+mod reconnect;
 mod report;
 mod report_real;
 mod run_accuracy;
