@@ -10,7 +10,7 @@ use crate::WAIT;
 
 /// A running chat gateway node. Dropping it kills the process.
 pub struct ChatNode {
-    /// Its base URL, `http://127.0.0.1:<port>`.
+    /// Its base URL, `http://127.0.0.1:<port>` (`https://localhost:<port>` over TLS).
     pub url: String,
     child: Child,
 }
@@ -20,6 +20,16 @@ impl ChatNode {
     /// nodes through the redis at `redis_url` when given, and waits (at most
     /// [`WAIT`]) for the port it prints once ready.
     pub fn start(secret: &str, redis_url: Option<&str>) -> Self {
+        Self::spawn(secret, redis_url, None)
+    }
+
+    /// Starts a lone node serving HTTPS and WSS with the certificate and key
+    /// of `pki` (Node's own TLS); its URL is `https://localhost:<port>`.
+    pub fn start_tls(secret: &str, pki: &crate::pki::Pki) -> Self {
+        Self::spawn(secret, None, Some(pki))
+    }
+
+    fn spawn(secret: &str, redis_url: Option<&str>, pki: Option<&crate::pki::Pki>) -> Self {
         let dir = crate::npm::ensure_node_modules();
         let mut command = Command::new("node");
         command
@@ -31,6 +41,9 @@ impl ChatNode {
             .stderr(Stdio::inherit());
         if let Some(url) = redis_url {
             command.env("REDIS_URL", url);
+        }
+        if let Some(pki) = pki {
+            command.env("TLS_CERT", &pki.cert).env("TLS_KEY", &pki.key);
         }
         let mut child = command
             .spawn()
@@ -51,10 +64,11 @@ impl ChatNode {
                 panic!("chat-gateway.mjs did not print its port within {WAIT:?}");
             }
         };
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-        }
+        let url = match pki {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
+        Self { url, child }
     }
 }
 

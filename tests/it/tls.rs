@@ -4,7 +4,9 @@
 //! named reason and accepted with the CA or `insecure`; plaintext against
 //! TLS and TLS against plaintext failing cleanly and quickly; the handshake
 //! bounded by the connect timeout; and `chorus run` over TLS (`tls.ca` in the
-//! scenario, `--ca`, `--insecure`, a missing CA file, an unknown CA).
+//! scenario, `--ca`, `--insecure`, a missing CA file, an unknown CA); and
+//! the driver against the official socket.io 4 server serving HTTPS and WSS
+//! with Node's own TLS (`tests/js/chat-gateway.mjs`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -134,6 +136,43 @@ async fn every_transport_round_trips_a_message_over_tls() {
         client.disconnect().await.expect("disconnect");
     }
     gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_transport_chats_with_the_official_socketio_server_over_https() {
+    let pki = Pki::new("driver-official");
+    let node = chorus_test_support::chat_node::ChatNode::start_tls(SECRET, &pki);
+    assert!(node.url.starts_with("https://"), "{}", node.url);
+    for transport in TRANSPORTS {
+        let config = ClientConfig::new(node.url.clone())
+            .namespace("/chat")
+            .transport(transport)
+            .query("token", token("alice"))
+            .tls(trusting(&pki.ca));
+        let (client, mut rx) = connect(&config).await.expect("connects over TLS");
+        next_named(&mut rx, "onlineUsers").await;
+        client
+            .emit("joinChat", &[r#"{"username":"alice"}"#])
+            .await
+            .expect("send");
+        next_named(&mut rx, "joined").await;
+        client
+            .emit("sendMessage", &[r#"{"message":"over node tls"}"#])
+            .await
+            .expect("send");
+        let message = next_named(&mut rx, "newMessage").await;
+        assert_eq!(message["message"], "over node tls", "{transport:?}");
+        client.disconnect().await.expect("disconnect");
+    }
+    // Node's certificate is checked as ours is: an unrelated CA is refused by name.
+    let untrusted = ClientConfig::new(node.url.clone())
+        .namespace("/chat")
+        .tls(trusting(&pki.other_ca));
+    let err = connect(&untrusted)
+        .await
+        .map(|_| ())
+        .expect_err("an untrusted certificate");
+    assert_eq!(err.reason(), "tls.unknown_ca", "{err}");
 }
 
 #[tokio::test]

@@ -5,13 +5,19 @@
 // presence (`onlineUsers`) stays in each process's memory, as the tutorial's
 // gateway keeps it. Listens on 127.0.0.1 port PORT (default 0) and prints the
 // port on its first line of stdout once the adapter is connected.
-// JWT_SECRET verifies tokens.
+// JWT_SECRET verifies tokens. With TLS_CERT and TLS_KEY (PEM file paths) it
+// serves HTTPS and WSS (Node's own TLS) instead of plaintext.
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import { Server } from "socket.io";
 import jwt from "jsonwebtoken";
 
 const secret = process.env.JWT_SECRET ?? "s3cret";
-const httpServer = createServer();
+const httpServer =
+  process.env.TLS_CERT && process.env.TLS_KEY
+    ? createTlsServer({ cert: readFileSync(process.env.TLS_CERT), key: readFileSync(process.env.TLS_KEY) })
+    : createServer();
 const io = new Server(httpServer);
 
 if (process.env.REDIS_URL) {
