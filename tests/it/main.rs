@@ -17,5 +17,6 @@ mod live_metrics;
 mod report;
 mod report_real;
 mod run_accuracy;
+mod rx_timestamps;
 mod tls;
 mod verdicts;
