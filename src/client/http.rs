@@ -35,8 +35,8 @@ pub(crate) struct HttpConn {
     keep: usize,
     limits: Limits,
     clock: RxClock,
-    /// When the latest read was received.
-    rx: RxTime,
+    /// When the latest read returned (its receive time is the clock's).
+    read_at: Instant,
 }
 
 impl HttpConn {
@@ -49,7 +49,7 @@ impl HttpConn {
             buf: Vec::new(),
             keep,
             limits,
-            rx: clock.time(Instant::now()),
+            read_at: Instant::now(),
             clock,
         }
     }
@@ -110,7 +110,7 @@ impl HttpConn {
             .await?;
         let head = self.read_head().await?;
         let body = self.read_body(&head).await?;
-        let at = self.rx;
+        let at = self.clock.time(self.read_at);
         if self.buf.is_empty() && self.buf.capacity() > self.keep {
             self.buf = Vec::new();
         }
@@ -177,14 +177,15 @@ impl HttpConn {
         if self.stream.read_buf(&mut self.buf).await? == 0 {
             return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
-        self.rx = self.clock.time(Instant::now());
+        self.read_at = Instant::now();
         Ok(())
     }
 
     /// The stream, the bytes already read past the last response head, and
     /// when the latest read was received.
     pub fn into_parts(self) -> (Stream, Vec<u8>, RxTime) {
-        (self.stream, self.buf, self.rx)
+        let rx = self.clock.time(self.read_at);
+        (self.stream, self.buf, rx)
     }
 }
 

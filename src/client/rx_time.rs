@@ -58,7 +58,10 @@ impl RxSource {
     }
 
     fn from_u8(v: u8) -> Self {
-        Self::ALL.get(usize::from(v)).copied().unwrap_or(RxSource::Unsupported)
+        Self::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(RxSource::Unsupported)
     }
 }
 
@@ -92,10 +95,48 @@ impl RxTime {
 }
 
 /// The instant kernel times are stored relative to (one word, no lock).
+/// The first call also keeps the kernel's receive stamping on for the life
+/// of the process (see [`hold_stamping_on`]).
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(|| Instant::now() - Duration::from_secs(1))
+    *BASE.get_or_init(|| {
+        hold_stamping_on();
+        Instant::now() - Duration::from_secs(1)
+    })
 }
+
+/// Linux stamps received packets only while some socket asks for it, and
+/// turns that on (and off, after the last such socket closes) in deferred
+/// work: reads in between come without the control message. One socket of
+/// the process's own, never closed, keeps it on between connections, so
+/// only the very first reads can miss it.
+#[cfg(target_os = "linux")]
+fn hold_stamping_on() {
+    // SAFETY: plain socket calls on a descriptor we own; a failure leaves
+    // nothing behind but a closed descriptor.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return;
+        }
+        let flags =
+            (libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            sys::SO_TIMESTAMPING,
+            (&flags as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        if rc != 0 {
+            libc::close(fd);
+        }
+        // Otherwise kept open on purpose: one descriptor per process.
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn hold_stamping_on() {}
 
 /// The latest receive time of one socket, shared by the reader that stores
 /// it and the frame parser that reads it (both in the same task).
@@ -123,9 +164,7 @@ impl Stamp {
                     .store(u64::try_from(ns).unwrap_or(u64::MAX), Relaxed);
                 self.source.store(RxSource::Kernel as u8, Relaxed);
             }
-            None => self
-                .source
-                .store(RxSource::NoControlMessage as u8, Relaxed),
+            None => self.source.store(RxSource::NoControlMessage as u8, Relaxed),
         }
     }
 }
@@ -135,13 +174,6 @@ impl Stamp {
 pub(crate) struct RxClock(Arc<Stamp>);
 
 impl RxClock {
-    /// A clock that always answers with user-space time (for streams that
-    /// are not sockets of ours).
-    #[cfg(test)]
-    pub fn user() -> Self {
-        Self(Stamp::new(RxSource::Unsupported))
-    }
-
     /// The receive time of the latest read, which returned at `read_at`.
     #[inline]
     pub fn time(&self, read_at: Instant) -> RxTime {
@@ -288,7 +320,9 @@ fn poll_recv(
         // `n` bytes it reports are then marked initialised.
         let unfilled = unsafe { buf.unfilled_mut() };
         let (ptr, len) = (unfilled.as_mut_ptr().cast::<u8>(), unfilled.len());
-        match tcp.try_io(tokio::io::Interest::READABLE, || recv_stamped(tcp, ptr, len)) {
+        match tcp.try_io(tokio::io::Interest::READABLE, || {
+            recv_stamped(tcp, ptr, len)
+        }) {
             Ok((n, kernel)) => {
                 if n > 0 {
                     stamp.set(kernel);
@@ -309,7 +343,8 @@ fn poll_recv(
 #[cfg(target_os = "linux")]
 fn enable(tcp: &TcpStream) -> RxSource {
     use std::os::fd::AsRawFd;
-    let flags = (libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
+    let flags =
+        (libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
     // SAFETY: a valid socket descriptor, and a pointer to a c_int of the size passed.
     let rc = unsafe {
         libc::setsockopt(
@@ -335,7 +370,11 @@ fn enable(_tcp: &TcpStream) -> RxSource {
 /// One `recvmsg`: the bytes read and the kernel time of the read, if the
 /// control message came.
 #[cfg(target_os = "linux")]
-fn recv_stamped(tcp: &TcpStream, into: *mut u8, len: usize) -> io::Result<(usize, Option<Instant>)> {
+fn recv_stamped(
+    tcp: &TcpStream,
+    into: *mut u8,
+    len: usize,
+) -> io::Result<(usize, Option<Instant>)> {
     use std::os::fd::AsRawFd;
     let mut iov = libc::iovec {
         iov_base: into.cast(),
@@ -375,7 +414,7 @@ mod sys {
     /// `ts[0]` (the software timestamp) of the `SCM_TIMESTAMPING` control
     /// message of a received `msg`, as (seconds, nanoseconds) of
     /// `CLOCK_REALTIME`; `None` when there is none or it is zero.
-    pub fn timestamp(msg: &libc::msghdr) -> Option<(i64, i64)> {
+    pub fn timestamp(msg: &libc::msghdr) -> Option<(i128, i128)> {
         let want = std::mem::size_of::<[libc::timespec; 3]>();
         // SAFETY: msg's control pointer and length describe one buffer, as
         // filled by the kernel (or by a test); the CMSG_* walk stays inside it.
@@ -389,10 +428,9 @@ mod sys {
                     && header.cmsg_type == SO_TIMESTAMPING
                     && data_len >= want
                 {
-                    let ts: libc::timespec =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
                     return (ts.tv_sec != 0 || ts.tv_nsec != 0)
-                        .then_some((ts.tv_sec as i64, ts.tv_nsec as i64));
+                        .then_some((i128::from(ts.tv_sec), i128::from(ts.tv_nsec)));
                 }
                 cmsg = libc::CMSG_NXTHDR(msg, cmsg);
             }
@@ -402,7 +440,7 @@ mod sys {
 
     /// A `CLOCK_REALTIME` time as an [`Instant`]: now, less how long ago
     /// it was by the real-time clock (read twice per read, no syscall: vDSO).
-    pub fn to_instant((sec, nsec): (i64, i64)) -> Option<Instant> {
+    pub fn to_instant((sec, nsec): (i128, i128)) -> Option<Instant> {
         let mut now = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -412,9 +450,8 @@ mod sys {
             return None;
         }
         let mono = Instant::now();
-        let ago_ns = (now.tv_sec as i64 - sec)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(now.tv_nsec as i64 - nsec);
+        let ago_ns =
+            (i128::from(now.tv_sec) - sec) * 1_000_000_000 + (i128::from(now.tv_nsec) - nsec);
         // A time "in the future" is a clock step: dated now.
         let ago = Duration::from_nanos(u64::try_from(ago_ns).unwrap_or(0));
         mono.checked_sub(ago)
@@ -484,7 +521,12 @@ mod tests {
         let zero = timespecs([(0, 0), (0, 0), (0, 0)]);
         let msg = put_cmsg(&mut control, libc::SOL_SOCKET, sys::SO_TIMESTAMPING, &zero);
         assert_eq!(sys::timestamp(&msg), None);
-        let msg = put_cmsg(&mut control, libc::SOL_SOCKET, sys::SO_TIMESTAMPING, &data[..16]);
+        let msg = put_cmsg(
+            &mut control,
+            libc::SOL_SOCKET,
+            sys::SO_TIMESTAMPING,
+            &data[..16],
+        );
         assert_eq!(sys::timestamp(&msg), None);
         let mut empty = [0u64; 16];
         let mut msg = msg_over(&mut empty);
@@ -498,12 +540,13 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap();
         let ago = now - Duration::from_millis(250);
-        let at = sys::to_instant((ago.as_secs() as i64, i64::from(ago.subsec_nanos()))).unwrap();
+        let at =
+            sys::to_instant((i128::from(ago.as_secs()), i128::from(ago.subsec_nanos()))).unwrap();
         let elapsed = at.elapsed();
         assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
         // A stamp ahead of the clock is dated now, never after it.
         let ahead = now + Duration::from_secs(60);
-        let at = sys::to_instant((ahead.as_secs() as i64, 0)).unwrap();
+        let at = sys::to_instant((i128::from(ahead.as_secs()), 0)).unwrap();
         assert!(at <= Instant::now());
     }
 
@@ -524,18 +567,36 @@ mod tests {
         let (client, mut server) = pair(true).await;
         let clock = client.clock();
         let (mut read, _write) = client.into_split();
+        // The kernel turns stamping on in deferred work after the process's
+        // first request: a few round trips (bounded) until it is on.
+        let mut buf = [0u8; 16];
+        for _ in 0..100 {
+            server.write_all(b".").await.unwrap();
+            assert_eq!(read.read(&mut buf).await.unwrap(), 1);
+            if clock.time(Instant::now()).source == RxSource::Kernel {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let before = Instant::now();
         server.write_all(b"hello").await.unwrap();
         // Let the bytes wait in the socket: the kernel time must be the earlier one.
         tokio::time::sleep(Duration::from_millis(30)).await;
-        let mut buf = [0u8; 16];
         let n = read.read(&mut buf).await.unwrap();
         let read_at = Instant::now();
         assert_eq!(&buf[..n], b"hello");
         let rx = clock.time(read_at);
         assert_eq!(rx.source, RxSource::Kernel);
-        assert!(rx.at >= before - Duration::from_millis(5), "{:?}", before - rx.at);
-        assert!(rx.read_delay() >= Duration::from_millis(20), "{:?}", rx.read_delay());
+        assert!(
+            rx.at >= before - Duration::from_millis(5),
+            "{:?}",
+            before - rx.at
+        );
+        assert!(
+            rx.read_delay() >= Duration::from_millis(20),
+            "{:?}",
+            rx.read_delay()
+        );
     }
 
     #[tokio::test]

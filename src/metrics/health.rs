@@ -242,11 +242,13 @@ pub struct DriverReport {
     pub cpu_percent_max: Option<f64>,
     /// p99 of `driver.runtime_lag`, µs (`null` if never sampled).
     pub runtime_lag_p99_us: Option<u64>,
-    /// Where the receive times of frames came from: `kernel` (every frame),
-    /// `user` (none from the kernel) or `mixed`.
+    /// Where the receive times of frames came from: `kernel` (at least
+    /// [`RX_KERNEL_SHARE`] of the frames), `user` (none from the kernel) or
+    /// `mixed`.
     #[serde(default)]
     pub rx_timestamps: String,
-    /// Why frames were dated by user-space time; absent for `kernel`.
+    /// Why frames were dated by user-space time, with how many; absent when
+    /// every frame had a kernel time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rx_timestamps_reason: Option<String>,
     /// p99 of `driver.read_delay`, µs (`null` without kernel times).
@@ -256,8 +258,14 @@ pub struct DriverReport {
     pub notes: Vec<String>,
 }
 
-/// `kernel`, `user` or `mixed`, and why not `kernel`, from the number of
-/// frames with a kernel time and the user-time frames by reason.
+/// The share of frames with a kernel time from which a run counts as timed
+/// by the kernel. A few reads can come without the control message (the
+/// kernel turns its receive stamping on lazily, after the first socket asks).
+pub const RX_KERNEL_SHARE: f64 = 0.99;
+
+/// `kernel`, `user` or `mixed`, and why not every frame had a kernel time,
+/// from the number of frames with a kernel time and the user-time frames by
+/// reason.
 fn rx_source(kernel: u64, user: [u64; 3]) -> (String, Option<String>) {
     let total_user: u64 = user.iter().sum();
     if total_user == 0 {
@@ -272,7 +280,12 @@ fn rx_source(kernel: u64, user: [u64; 3]) -> (String, Option<String>) {
         .filter(|(&n, _)| n > 0)
         .map(|(&n, why)| format!("{why} ({n} of {} frames)", kernel + total_user))
         .collect();
-    let source = if kernel == 0 { "user" } else { "mixed" };
+    let share = kernel as f64 / (kernel + total_user) as f64;
+    let source = match kernel {
+        0 => "user",
+        _ if share >= RX_KERNEL_SHARE => "kernel",
+        _ => "mixed",
+    };
     (source.into(), Some(reasons.join("; ")))
 }
 
@@ -408,7 +421,10 @@ mod tests {
         registry.collect_interval(Instant::now());
         let none = assess(&registry.cumulative(), 2);
         assert_eq!(none.rx_timestamps, "user");
-        assert_eq!(none.rx_timestamps_reason.as_deref(), Some("no frame was received"));
+        assert_eq!(
+            none.rx_timestamps_reason.as_deref(),
+            Some("no frame was received")
+        );
         assert_eq!(none.read_delay_p99_us, None);
 
         for _ in 0..99 {
@@ -419,7 +435,11 @@ mod tests {
         assert_eq!(kernel.rx_timestamps, "kernel");
         assert_eq!(kernel.rx_timestamps_reason, None);
         assert_eq!(kernel.read_delay_p99_us, Some(40));
-        assert!(kernel.notes.iter().all(|n| !n.contains("read late")), "{:?}", kernel.notes);
+        assert!(
+            kernel.notes.iter().all(|n| !n.contains("read late")),
+            "{:?}",
+            kernel.notes
+        );
 
         // Late reads are said, with by how much; they do not make chorus the bottleneck.
         for _ in 0..10 {
@@ -429,13 +449,24 @@ mod tests {
         registry.collect_interval(Instant::now());
         let late = assess(&registry.cumulative(), 2);
         assert!(!late.bottleneck);
-        assert_eq!(late.rx_timestamps, "mixed");
+        // Under 1% without a kernel time: still kernel, and said.
+        assert_eq!(late.rx_timestamps, "kernel");
         assert_eq!(
             late.rx_timestamps_reason.as_deref(),
             Some("reads came without a timestamp control message (1 of 110 frames)")
         );
-        let note = late.notes.iter().find(|n| n.contains("read late")).expect("a note");
-        assert!(note.contains("3.50 ms at p99") && note.contains("limit 1.00 ms"), "{note}");
+        let note = late
+            .notes
+            .iter()
+            .find(|n| n.contains("read late"))
+            .expect("a note");
+        assert!(
+            note.contains("3.50 ms at p99") && note.contains("limit 1.00 ms"),
+            "{note}"
+        );
+        recorder.add(no_cmsg, 1);
+        registry.collect_interval(Instant::now());
+        assert_eq!(assess(&registry.cumulative(), 2).rx_timestamps, "mixed");
 
         let other = Registry::new();
         other.recorder().add(other.counter(RX_USER_FRAMES[0]), 7);
