@@ -59,6 +59,10 @@ pub struct ClientConfig {
     pub write_buffer_size: usize,
     /// The bounds on what the server may send.
     pub limits: Limits,
+    /// Ask the kernel for receive timestamps on the client's sockets
+    /// (Linux); when false, or where refused, frames are dated by the time
+    /// chorus read them.
+    pub kernel_rx_timestamps: bool,
 }
 
 /// The bounds on everything a server controls. A server that goes over one
@@ -180,6 +184,7 @@ impl ClientConfig {
             read_buffer_size: 4096,
             write_buffer_size: 4096,
             limits: Limits::default(),
+            kernel_rx_timestamps: true,
         }
     }
 

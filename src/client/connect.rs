@@ -16,6 +16,7 @@ use super::error::{ClientError, Limit};
 use super::handler::Handler;
 use super::http::HttpConn;
 use super::polling::{self, PollReader, PollRequest, PollWriter};
+use super::rx_time::RxTcp;
 use super::session::{Client, Control, ReadSide, Session, Shared, Writer};
 use super::tls::{Stream, Tls};
 use super::websocket::{self, WsMessage, WsReader};
@@ -32,7 +33,8 @@ pub struct ConnectTimings {
     /// Websocket: reading the open packet. Polling: connecting the POST connection.
     /// Polling-then-upgrade: the whole `2probe`/`3probe`/`5` upgrade.
     pub open: Duration,
-    /// From sending the namespace CONNECT to its answer.
+    /// From sending the namespace CONNECT to its answer (received by the
+    /// kernel, where it gives receive timestamps).
     pub namespace: Duration,
 }
 
@@ -124,13 +126,14 @@ async fn connect_phases<H: Handler>(
     if let Some(connect) = connect {
         client.shared.send(&["4", &connect]).await?;
     }
-    client.sid = rx.await.map_err(|_| ClientError::Closed)??.into();
+    let (sid, answered) = rx.await.map_err(|_| ClientError::Closed)??;
+    client.sid = sid.into();
     let timings = ConnectTimings {
         tcp: tcp_done - start,
         tls: authority.tls.then(|| tls_done - tcp_done),
         handshake: opened.handshake_done - tls_done,
         open: open_done - opened.handshake_done,
-        namespace: open_done.elapsed(),
+        namespace: answered.saturating_duration_since(open_done),
     };
     Ok((client, timings))
 }
@@ -187,6 +190,10 @@ async fn secure(
     authority: Authority<'_>,
     tcp: TcpStream,
 ) -> Result<Stream, ClientError> {
+    let tcp = match config.kernel_rx_timestamps {
+        true => RxTcp::new(tcp),
+        false => RxTcp::without_timestamps(tcp),
+    };
     if !authority.tls {
         return Ok(Stream::Plain(tcp));
     }
@@ -198,7 +205,7 @@ async fn secure(
             &system
         }
     };
-    Ok(tls.connect(authority.name, tcp).await?)
+    Ok(tls.connect_rx(authority.name, tcp).await?)
 }
 
 /// One more connection to the server (polling's POST connection, the

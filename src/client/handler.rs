@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 
 use super::error::LimitExceeded;
+use super::rx_time::RxTime;
 
 /// One Socket.IO packet received on the client's namespace, borrowing from the
 /// frame it was read from.
@@ -83,11 +84,16 @@ impl fmt::Display for CloseReason {
 }
 
 /// Receives everything a client gets, inline in its reader task: keep it quick
-/// and never block. `received_at` is taken right after the read that completed
-/// the websocket frame (or the polling body).
+/// and never block. `received_at` is when the kernel received the read that
+/// completed the websocket frame (or the polling body), where the kernel
+/// gives receive timestamps, else when chorus read it (see [`RxTime`]).
 pub trait Handler: Send + 'static {
     /// An EVENT or ACK arrived.
     fn on_message(&mut self, received_at: Instant, message: Incoming<'_>);
+
+    /// A websocket message or a polling body was read, before its packets
+    /// are handed to [`Handler::on_message`]: when it was received and read.
+    fn on_frame(&mut self, _rx: RxTime) {}
 
     /// Called after [`Handler::on_message`] for a server EVENT that carries an
     /// ack id: what to answer. Answers `[]` unless overridden.

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::rx_time::{RxClock, RxTime};
 use super::tls::Stream;
 
 use super::config::Limits;
@@ -33,17 +34,23 @@ pub(crate) struct HttpConn {
     buf: Vec<u8>,
     keep: usize,
     limits: Limits,
+    clock: RxClock,
+    /// When the latest read returned (its receive time is the clock's).
+    read_at: Instant,
 }
 
 impl HttpConn {
     /// Wraps a connected stream; `keep` is the buffer capacity kept between
     /// responses, `limits` bound what a response may hold.
     pub fn new(stream: Stream, keep: usize, limits: Limits) -> Self {
+        let clock = stream.clock();
         Self {
             stream,
             buf: Vec::new(),
             keep,
             limits,
+            read_at: Instant::now(),
+            clock,
         }
     }
 
@@ -89,8 +96,8 @@ impl HttpConn {
         Ok(())
     }
 
-    /// Sends a request and reads the whole response. Returns the instant the
-    /// body was completely read, the status and the body.
+    /// Sends a request and reads the whole response. Returns when the read
+    /// that completed the body was received, the status and the body.
     pub async fn request(
         &mut self,
         method: &str,
@@ -98,12 +105,12 @@ impl HttpConn {
         host: &str,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Result<(Instant, u16, Vec<u8>), ClientError> {
+    ) -> Result<(RxTime, u16, Vec<u8>), ClientError> {
         self.send_request(method, target, host, headers, body)
             .await?;
         let head = self.read_head().await?;
         let body = self.read_body(&head).await?;
-        let at = Instant::now();
+        let at = self.clock.time(self.read_at);
         if self.buf.is_empty() && self.buf.capacity() > self.keep {
             self.buf = Vec::new();
         }
@@ -170,12 +177,15 @@ impl HttpConn {
         if self.stream.read_buf(&mut self.buf).await? == 0 {
             return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
+        self.read_at = Instant::now();
         Ok(())
     }
 
-    /// The stream and the bytes already read past the last response head.
-    pub fn into_parts(self) -> (Stream, Vec<u8>) {
-        (self.stream, self.buf)
+    /// The stream, the bytes already read past the last response head, and
+    /// when the latest read was received.
+    pub fn into_parts(self) -> (Stream, Vec<u8>, RxTime) {
+        let rx = self.clock.time(self.read_at);
+        (self.stream, self.buf, rx)
     }
 }
 
@@ -458,7 +468,7 @@ mod tests {
             while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
         });
         HttpConn::new(
-            Stream::Plain(TcpStream::connect(addr).await.unwrap()),
+            Stream::plain(TcpStream::connect(addr).await.unwrap()),
             4096,
             limits,
         )

@@ -10,6 +10,7 @@ use chorus_protocol::Version;
 use super::config::{parse_open, Limits};
 use super::error::{ClientError, Limit};
 use super::http::{status_error, HttpConn};
+use super::rx_time::RxTime;
 use super::websocket::io_timeout;
 
 /// What every request of one polling session carries.
@@ -92,8 +93,9 @@ impl PollReader {
         Self { conn, request }
     }
 
-    /// One long-poll: the instant the body was read, and the body (records joined by `\x1e`).
-    pub async fn poll(&mut self) -> Result<(Instant, Vec<u8>), ClientError> {
+    /// One long-poll: when the read that completed the body was received,
+    /// and the body (records joined by `\x1e`).
+    pub async fn poll(&mut self) -> Result<(RxTime, Vec<u8>), ClientError> {
         let r = &self.request;
         let (at, status, body) = self
             .conn

@@ -22,6 +22,7 @@ use super::config::Limits;
 use super::error::{ClientError, Limit, LimitExceeded};
 use super::handler::{AckReply, CloseReason, Handler, Incoming};
 use super::polling::{PollReader, PollWriter};
+use super::rx_time::RxTime;
 use super::websocket::{WsMessage, WsReader, WsWriter};
 
 /// How long [`Client::disconnect`] waits for the server to close.
@@ -271,7 +272,7 @@ pub(crate) struct Session<H> {
     handler: H,
     shared: Arc<Shared>,
     /// Answered with the namespace sid (or the refusal) once, during connect.
-    connect: Option<oneshot::Sender<Result<String, ClientError>>>,
+    connect: Option<oneshot::Sender<Result<(String, Instant), ClientError>>>,
     binary: Option<PendingBinary>,
     ping_window: Duration,
     ping_deadline: tokio::time::Instant,
@@ -295,7 +296,7 @@ impl<H: Handler> Session<H> {
     pub fn new(
         handler: H,
         shared: Arc<Shared>,
-        connect: oneshot::Sender<Result<String, ClientError>>,
+        connect: oneshot::Sender<Result<(String, Instant), ClientError>>,
         open: &OpenPacket,
         limits: &Limits,
         version: Version,
@@ -416,7 +417,10 @@ impl<H: Handler> Session<H> {
             // A close is dated by the frame that caused it, as before v3 pings.
             let (at, handled) = match read {
                 None => (Instant::now(), self.send_ping()),
-                Some((at, message)) => (at, self.on_ws_message(at, message)),
+                Some((rx, message)) => {
+                    self.handler.on_frame(rx);
+                    (rx.at, self.on_ws_message(rx.at, message))
+                }
             };
             if let Err(reason) = handled {
                 return (at, reason);
@@ -442,7 +446,7 @@ impl<H: Handler> Session<H> {
         tokio::pin!(sleep, ping, poll);
         loop {
             let deadline = self.ping_deadline;
-            let (at, body) = tokio::select! {
+            let (rx, body) = tokio::select! {
                 (reader, read) = &mut poll => match read {
                     Ok(b) => {
                         poll.set(poll_owned(reader));
@@ -464,6 +468,8 @@ impl<H: Handler> Session<H> {
                     continue;
                 }
             };
+            self.handler.on_frame(rx);
+            let at = rx.at;
             let Ok(text) = std::str::from_utf8(&body) else {
                 return (
                     at,
@@ -567,7 +573,7 @@ impl<H: Handler> Session<H> {
                             .map_err(|_| {
                                 ClientError::Protocol(format!("CONNECT without a sid: {text}"))
                             });
-                    let _ = tx.send(sid);
+                    let _ = tx.send(sid.map(|sid| (sid, at)));
                 }
                 Ok(())
             }
@@ -687,7 +693,7 @@ impl<H: Handler> Session<H> {
 /// One long-poll that owns its reader and gives it back with the answer.
 async fn poll_owned(
     mut reader: PollReader,
-) -> (PollReader, Result<(Instant, Vec<u8>), ClientError>) {
+) -> (PollReader, Result<(RxTime, Vec<u8>), ClientError>) {
     let read = reader.poll().await;
     (reader, read)
 }

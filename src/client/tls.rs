@@ -27,9 +27,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+use super::rx_time::{RxClock, RxReadHalf, RxTcp};
 
 /// How a client sets up TLS: the scenario's `tls:` block. Relative paths are
 /// resolved by whoever reads them (the scenario loader: from the scenario's
@@ -224,6 +226,11 @@ impl Tls {
     /// The TLS handshake over `tcp`, with SNI `host` unless a server name
     /// was configured.
     pub(crate) async fn connect(&self, host: &str, tcp: TcpStream) -> Result<Stream, TlsFailure> {
+        self.connect_rx(host, RxTcp::new(tcp)).await
+    }
+
+    /// The TLS handshake over a socket already set up for receive times.
+    pub(crate) async fn connect_rx(&self, host: &str, tcp: RxTcp) -> Result<Stream, TlsFailure> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
             None => ServerName::try_from(host.to_owned())
@@ -447,12 +454,25 @@ impl TlsFailure {
 #[derive(Debug)]
 pub(crate) enum Stream {
     /// Plaintext.
-    Plain(TcpStream),
+    Plain(RxTcp),
     /// TLS (boxed once per connection: it is much larger than a socket).
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<RxTcp>>),
 }
 
 impl Stream {
+    /// Plaintext over `tcp`, with kernel receive times asked for.
+    pub fn plain(tcp: TcpStream) -> Stream {
+        Stream::Plain(RxTcp::new(tcp))
+    }
+
+    /// The clock of the socket's reads (under TLS: of the TCP reads).
+    pub fn clock(&self) -> RxClock {
+        match self {
+            Stream::Plain(tcp) => tcp.clock(),
+            Stream::Tls(tls) => tls.get_ref().0.clock(),
+        }
+    }
+
     /// The reading and writing halves.
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         match self {
@@ -472,9 +492,9 @@ impl Stream {
 #[derive(Debug)]
 pub(crate) enum ReadHalf {
     /// Plaintext.
-    Plain(OwnedReadHalf),
+    Plain(RxReadHalf),
     /// TLS.
-    Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
+    Tls(tokio::io::ReadHalf<TlsStream<RxTcp>>),
 }
 
 /// The writing half of a [`Stream`].
@@ -483,7 +503,7 @@ pub(crate) enum WriteHalf {
     /// Plaintext.
     Plain(OwnedWriteHalf),
     /// TLS.
-    Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
+    Tls(tokio::io::WriteHalf<TlsStream<RxTcp>>),
 }
 
 /// Forwards `AsyncRead` to the variant.

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
 use super::error::{ClientError, Limit, LimitExceeded};
 use super::http::{status_error, HttpConn};
+use super::rx_time::{RxClock, RxTime};
 use super::tls::{ReadHalf, WriteHalf};
 
 /// The largest payload of a control frame (RFC 6455 §5.5).
@@ -55,7 +56,8 @@ pub(crate) async fn handshake(
         return Err(ClientError::Protocol("wrong Sec-WebSocket-Accept".into()));
     }
     let limits = *conn.limits();
-    let (stream, rest) = conn.into_parts();
+    let (stream, rest, rx) = conn.into_parts();
+    let clock = stream.clock();
     let (read, write) = stream.into_split();
     let mut buf = Vec::with_capacity(read_buffer.max(rest.len()));
     buf.extend_from_slice(&rest);
@@ -69,7 +71,8 @@ pub(crate) async fn handshake(
             message: Vec::new(),
             message_opcode: None,
             message_ready: false,
-            read_at: Instant::now(),
+            clock,
+            rx,
             max_frame: limits.max_ws_frame,
             max_message: limits.max_ws_message,
         },
@@ -111,8 +114,10 @@ pub(crate) struct WsReader {
     message_opcode: Option<Data>,
     /// Whether `message` holds a complete message handed out by the last call.
     message_ready: bool,
-    /// When the read that completed the current frame returned.
-    read_at: Instant,
+    /// The socket's receive clock.
+    clock: RxClock,
+    /// When the read that completed the current frame was received.
+    rx: RxTime,
     /// The largest frame payload accepted.
     max_frame: usize,
     /// The largest message accepted, fragments together.
@@ -132,9 +137,9 @@ impl WsReader {
         self.max_message = message;
     }
 
-    /// Reads the next message. Returns it with the instant the read that
-    /// completed it returned. Pongs from the server are skipped.
-    pub async fn next(&mut self) -> Result<(Instant, WsMessage<'_>), ClientError> {
+    /// Reads the next message. Returns it with when the read that completed
+    /// it was received (its last byte). Pongs from the server are skipped.
+    pub async fn next(&mut self) -> Result<(RxTime, WsMessage<'_>), ClientError> {
         self.release();
         loop {
             let Some((header, len)) = self.parse_header()? else {
@@ -156,7 +161,7 @@ impl WsReader {
                 }
                 OpCode::Control(Control::Ping) => {
                     return Ok((
-                        self.read_at,
+                        self.rx,
                         WsMessage::Ping(&self.buf[payload_start..payload_start + len]),
                     ))
                 }
@@ -164,7 +169,7 @@ impl WsReader {
                     let payload = &self.buf[payload_start..payload_start + len];
                     let code =
                         (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                    return Ok((self.read_at, WsMessage::Close(code)));
+                    return Ok((self.rx, WsMessage::Close(code)));
                 }
                 OpCode::Data(Data::Continue) => {
                     let Some(opcode) = self.message_opcode else {
@@ -179,7 +184,7 @@ impl WsReader {
                     }
                     self.message_opcode = None;
                     self.message_ready = true;
-                    return Self::message(self.read_at, opcode, &self.message);
+                    return Self::message(self.rx, opcode, &self.message);
                 }
                 OpCode::Data(opcode @ (Data::Text | Data::Binary)) => {
                     if self.message_opcode.is_some() {
@@ -195,7 +200,7 @@ impl WsReader {
                     }
                     LimitExceeded::check(Limit::WsMessageSize, len, self.max_message)?;
                     return Self::message(
-                        self.read_at,
+                        self.rx,
                         opcode,
                         &self.buf[payload_start..payload_start + len],
                     );
@@ -212,10 +217,10 @@ impl WsReader {
     }
 
     fn message(
-        at: Instant,
+        at: RxTime,
         opcode: Data,
         bytes: &[u8],
-    ) -> Result<(Instant, WsMessage<'_>), ClientError> {
+    ) -> Result<(RxTime, WsMessage<'_>), ClientError> {
         Ok(match opcode {
             Data::Text => (
                 at,
@@ -298,7 +303,7 @@ impl WsReader {
             self.buf.shrink_to(want);
         }
         let n = self.half.read_buf(&mut self.buf).await?;
-        self.read_at = Instant::now();
+        self.rx = self.clock.time(Instant::now());
         if n == 0 {
             return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
@@ -419,6 +424,8 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
+        let client = crate::client::rx_time::RxTcp::without_timestamps(client);
+        let clock = client.clock();
         let (read, write) = client.into_split();
         let reader = WsReader {
             half: ReadHalf::Plain(read),
@@ -429,7 +436,8 @@ mod tests {
             message: Vec::new(),
             message_opcode: None,
             message_ready: false,
-            read_at: Instant::now(),
+            rx: clock.time(Instant::now()),
+            clock,
             max_frame: Limits::default().max_ws_frame,
             max_message: Limits::default().max_ws_message,
         };

@@ -37,7 +37,7 @@ impl Peer {
             .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => Ok(Stream::Plain(tcp)),
+            None => Ok(Stream::plain(tcp)),
             Some(tls) => {
                 let host = match authority.rsplit_once(':') {
                     Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),

@@ -6,8 +6,9 @@
 //! CPU use in percent of one core (`driver.cpu_percent`, from the utime and
 //! stime of `/proc/self/stat`) and resident memory (`driver.rss_bytes`,
 //! `VmRSS` of `/proc/self/status`, which unlike `statm` needs no page size).
-//! [`assess`] turns those, plus the senders' `schedule_lag`, into the
-//! summary's `driver` section.
+//! [`assess`] turns those, plus the senders' `schedule_lag` and the
+//! receivers' `driver.read_delay` and timestamp sources, into the summary's
+//! `driver` section.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,19 @@ pub const SCHEDULE_LAG: &str = "schedule_lag";
 /// waiting for its slot woke up, µs — the part of falling behind that is
 /// chorus's own.
 pub const WAKEUP_LAG: &str = "driver.wakeup_lag";
+/// Latency metric recorded by the receivers, per frame: how long its bytes
+/// waited in the kernel before chorus read them (read time minus the
+/// kernel's receive time), µs. Only frames with a kernel time are recorded.
+pub const READ_DELAY: &str = "driver.read_delay";
+/// Counters recorded by the receivers: frames dated by user-space time
+/// instead of the kernel's, by reason (this OS has no receive timestamps;
+/// the kernel refused `SO_TIMESTAMPING`; a read came without the control
+/// message), in this order.
+pub const RX_USER_FRAMES: [&str; 3] = [
+    "driver.rx_user.unsupported",
+    "driver.rx_user.refused",
+    "driver.rx_user.no_control_message",
+];
 /// Gauge: process CPU use over the last second, percent of one core.
 pub const CPU_PERCENT: &str = "driver.cpu_percent";
 /// Gauge: resident memory, bytes.
@@ -40,6 +54,17 @@ pub const CPU_BOTTLENECK_FRACTION: f64 = 0.9;
 pub const RUNTIME_LAG_P99_LIMIT_US: u64 = 10_000;
 /// Wake-up lag p99 above which the senders count as held back by chorus, µs.
 pub const WAKEUP_LAG_P99_LIMIT_US: u64 = 10_000;
+/// Read delay p99 above which the summary says chorus read late, µs (1 ms).
+/// Latencies stay timed from the kernel's receive time, so this alone does
+/// not make chorus the bottleneck; it says the readers fell behind.
+pub const READ_DELAY_P99_LIMIT_US: u64 = 1_000;
+
+/// Why frames were dated by user-space time, for each of [`RX_USER_FRAMES`].
+const RX_USER_REASONS: [&str; 3] = [
+    "this OS gives no kernel receive timestamps",
+    "the kernel refused SO_TIMESTAMPING",
+    "reads came without a timestamp control message",
+];
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, which
 /// Linux fixes at 100 on every architecture's user ABI).
@@ -217,8 +242,51 @@ pub struct DriverReport {
     pub cpu_percent_max: Option<f64>,
     /// p99 of `driver.runtime_lag`, µs (`null` if never sampled).
     pub runtime_lag_p99_us: Option<u64>,
+    /// Where the receive times of frames came from: `kernel` (at least
+    /// [`RX_KERNEL_SHARE`] of the frames), `user` (none from the kernel) or
+    /// `mixed`.
+    #[serde(default)]
+    pub rx_timestamps: String,
+    /// Why frames were dated by user-space time, with how many; absent when
+    /// every frame had a kernel time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_timestamps_reason: Option<String>,
+    /// p99 of `driver.read_delay`, µs (`null` without kernel times).
+    #[serde(default)]
+    pub read_delay_p99_us: Option<u64>,
     /// Plain-words explanations.
     pub notes: Vec<String>,
+}
+
+/// The share of frames with a kernel time from which a run counts as timed
+/// by the kernel. A few reads can come without the control message (the
+/// kernel turns its receive stamping on lazily, after the first socket asks).
+pub const RX_KERNEL_SHARE: f64 = 0.99;
+
+/// `kernel`, `user` or `mixed`, and why not every frame had a kernel time,
+/// from the number of frames with a kernel time and the user-time frames by
+/// reason.
+fn rx_source(kernel: u64, user: [u64; 3]) -> (String, Option<String>) {
+    let total_user: u64 = user.iter().sum();
+    if total_user == 0 {
+        return match kernel {
+            0 => ("user".into(), Some("no frame was received".into())),
+            _ => ("kernel".into(), None),
+        };
+    }
+    let reasons: Vec<String> = user
+        .iter()
+        .zip(RX_USER_REASONS)
+        .filter(|(&n, _)| n > 0)
+        .map(|(&n, why)| format!("{why} ({n} of {} frames)", kernel + total_user))
+        .collect();
+    let share = kernel as f64 / (kernel + total_user) as f64;
+    let source = match kernel {
+        0 => "user",
+        _ if share >= RX_KERNEL_SHARE => "kernel",
+        _ => "mixed",
+    };
+    (source.into(), Some(reasons.join("; ")))
 }
 
 /// Applies the bottleneck rule to what was collected, for a machine with
@@ -236,6 +304,10 @@ pub fn assess(cumulative: &Cumulative, cores: usize) -> DriverReport {
     };
     let runtime_lag_p99_us = p99(RUNTIME_LAG);
     let wakeup_lag_p99_us = p99(WAKEUP_LAG);
+    let read_delay_p99_us = p99(READ_DELAY);
+    let kernel_frames = cumulative.latency(READ_DELAY).map_or(0, |h| h.len());
+    let user_frames = RX_USER_FRAMES.map(|name| cumulative.counter(name).unwrap_or(0));
+    let (rx_timestamps, rx_timestamps_reason) = rx_source(kernel_frames, user_frames);
 
     let mut reasons = Vec::new();
     if let Some(cpu) = cpu_percent_max {
@@ -260,6 +332,14 @@ pub fn assess(cumulative: &Cumulative, cores: usize) -> DriverReport {
             reasons.join(", ")
         ));
     }
+    if let Some(delay) = read_delay_p99_us.filter(|&d| d > READ_DELAY_P99_LIMIT_US) {
+        notes.push(format!(
+            "chorus read late: frames waited in the kernel {} ms at p99 before chorus read them \
+             (limit {} ms); latencies are timed from the kernel's receive time",
+            format_ms(delay as f64),
+            format_ms(READ_DELAY_P99_LIMIT_US as f64)
+        ));
+    }
     if cpu_percent_max.is_none() && runtime_lag_p99_us.is_none() {
         notes.push("no driver health samples were taken: chorus's own load is unknown".into());
     }
@@ -267,6 +347,9 @@ pub fn assess(cumulative: &Cumulative, cores: usize) -> DriverReport {
         bottleneck: !reasons.is_empty(),
         cpu_percent_max,
         runtime_lag_p99_us,
+        rx_timestamps,
+        rx_timestamps_reason,
+        read_delay_p99_us,
         notes,
     }
 }
@@ -327,6 +410,73 @@ mod tests {
         );
         // The same CPU on a bigger machine is not a bottleneck by itself.
         assert!(!assess(&registry.cumulative(), 8).notes[0].contains("CPU"));
+    }
+
+    #[test]
+    fn timestamp_source_and_late_reads() {
+        let registry = Registry::new();
+        let recorder = registry.recorder();
+        let delay = registry.latency(READ_DELAY);
+        let [_, _, no_cmsg] = RX_USER_FRAMES.map(|n| registry.counter(n));
+        registry.collect_interval(Instant::now());
+        let none = assess(&registry.cumulative(), 2);
+        assert_eq!(none.rx_timestamps, "user");
+        assert_eq!(
+            none.rx_timestamps_reason.as_deref(),
+            Some("no frame was received")
+        );
+        assert_eq!(none.read_delay_p99_us, None);
+
+        for _ in 0..99 {
+            recorder.record(delay, 40);
+        }
+        registry.collect_interval(Instant::now());
+        let kernel = assess(&registry.cumulative(), 2);
+        assert_eq!(kernel.rx_timestamps, "kernel");
+        assert_eq!(kernel.rx_timestamps_reason, None);
+        assert_eq!(kernel.read_delay_p99_us, Some(40));
+        assert!(
+            kernel.notes.iter().all(|n| !n.contains("read late")),
+            "{:?}",
+            kernel.notes
+        );
+
+        // Late reads are said, with by how much; they do not make chorus the bottleneck.
+        for _ in 0..10 {
+            recorder.record(delay, 3_500);
+        }
+        recorder.add(no_cmsg, 1);
+        registry.collect_interval(Instant::now());
+        let late = assess(&registry.cumulative(), 2);
+        assert!(!late.bottleneck);
+        // Under 1% without a kernel time: still kernel, and said.
+        assert_eq!(late.rx_timestamps, "kernel");
+        assert_eq!(
+            late.rx_timestamps_reason.as_deref(),
+            Some("reads came without a timestamp control message (1 of 110 frames)")
+        );
+        let note = late
+            .notes
+            .iter()
+            .find(|n| n.contains("read late"))
+            .expect("a note");
+        assert!(
+            note.contains("3.50 ms at p99") && note.contains("limit 1.00 ms"),
+            "{note}"
+        );
+        recorder.add(no_cmsg, 1);
+        registry.collect_interval(Instant::now());
+        assert_eq!(assess(&registry.cumulative(), 2).rx_timestamps, "mixed");
+
+        let other = Registry::new();
+        other.recorder().add(other.counter(RX_USER_FRAMES[0]), 7);
+        other.collect_interval(Instant::now());
+        let user = assess(&other.cumulative(), 2);
+        assert_eq!(user.rx_timestamps, "user");
+        assert_eq!(
+            user.rx_timestamps_reason.as_deref(),
+            Some("this OS gives no kernel receive timestamps (7 of 7 frames)")
+        );
     }
 
     #[test]

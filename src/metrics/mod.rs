@@ -57,8 +57,8 @@ pub use error::MetricsError;
 pub use format::format_ms;
 pub use health::{
     assess, DriverReport, HealthConfig, HealthSampler, CPU_BOTTLENECK_FRACTION, CPU_PERCENT,
-    RSS_BYTES, RUNTIME_LAG, RUNTIME_LAG_P99_LIMIT_US, SCHEDULE_LAG, WAKEUP_LAG,
-    WAKEUP_LAG_P99_LIMIT_US,
+    READ_DELAY, READ_DELAY_P99_LIMIT_US, RSS_BYTES, RUNTIME_LAG, RUNTIME_LAG_P99_LIMIT_US,
+    RX_KERNEL_SHARE, RX_USER_FRAMES, SCHEDULE_LAG, WAKEUP_LAG, WAKEUP_LAG_P99_LIMIT_US,
 };
 pub use hlog::{IntervalLog, IntervalLogs, LoggedInterval};
 pub use prometheus::render_prometheus;

@@ -7,7 +7,8 @@
 //!  "latency": {"delivery.newMessage": {"count": 1, "min_us": 1, "p50_us": 1, "p90_us": 1,
 //!              "p99_us": 1, "p999_us": 1, "max_us": 1, "mean_us": 1.0}},
 //!  "counters": {"emits": 10}, "violations": {"ack_without_id": 0},
-//!  "driver": {"bottleneck": false, "cpu_percent_max": 35.0, "runtime_lag_p99_us": 120, "notes": []}}
+//!  "driver": {"bottleneck": false, "cpu_percent_max": 35.0, "runtime_lag_p99_us": 120,
+//!             "rx_timestamps": "kernel", "read_delay_p99_us": 85, "notes": []}}
 //! ```
 //!
 //! Counters named `violations.<kind>` appear under `violations` (as
@@ -565,6 +566,9 @@ pub(crate) mod tests {
                 "bottleneck",
                 "cpu_percent_max",
                 "runtime_lag_p99_us",
+                "rx_timestamps",
+                "rx_timestamps_reason",
+                "read_delay_p99_us",
                 "notes"
             ]
             .into()

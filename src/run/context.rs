@@ -13,6 +13,7 @@ use super::failure::ConnectFailures;
 use super::inbox::Inbox;
 use super::plan::RunPlan;
 use super::roster::Roster;
+use super::timing::RxIds;
 use super::violations::{Evidence, Kind, Violations};
 
 /// Shared by every virtual user of a run.
@@ -29,6 +30,8 @@ pub struct Context {
     pub clients: Clients,
     /// Next slot of the global message schedule, once it has started.
     next_slot: Mutex<Option<Instant>>,
+    /// The receive-time metrics of every frame.
+    pub rx: RxIds,
 }
 
 impl Context {
@@ -48,6 +51,7 @@ impl Context {
                 inboxes: Mutex::new(Vec::new()),
             },
             next_slot: Mutex::new(None),
+            rx: RxIds::new(registry),
         }
     }
 

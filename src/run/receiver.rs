@@ -11,7 +11,7 @@ use std::time::Instant;
 use chorus_protocol::pick::two_fields;
 use serde_json::value::RawValue;
 
-use crate::client::{CloseReason, Handler, Incoming};
+use crate::client::{CloseReason, Handler, Incoming, RxTime};
 use crate::rules::Recipients;
 
 use super::checks::{listed_names, snapshot_problems, PayloadChecks};
@@ -348,6 +348,11 @@ impl Receiver {
 }
 
 impl Handler for Receiver {
+    #[inline]
+    fn on_frame(&mut self, rx: RxTime) {
+        self.ctx.rx.record(&self.ctx.recorder, rx);
+    }
+
     fn on_message(&mut self, received_at: Instant, message: Incoming<'_>) {
         match message {
             Incoming::Event { name, args, .. } => {

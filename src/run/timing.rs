@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::metrics::Recorder;
+use crate::client::{RxSource, RxTime};
+use crate::metrics::{CounterId, LatencyId, Recorder, Registry, READ_DELAY, RX_USER_FRAMES};
 
 use super::clock::WallTime;
 use super::plan::Event;
@@ -29,6 +30,35 @@ pub fn record_delivery(
         recorder.record(uncorrected, at.micros_since(sent));
         if let Some(&by_node) = event.node_delivery.get(usize::from(node)) {
             recorder.record(by_node, latency);
+        }
+    }
+}
+
+/// Where each frame's receive time came from, and how late it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct RxIds {
+    /// `driver.read_delay`, for frames with a kernel time.
+    read_delay: LatencyId,
+    /// The user-time frame counters, indexed by `RxSource::index() - 1`.
+    user: [CounterId; 3],
+}
+
+impl RxIds {
+    /// Registers the metrics.
+    pub fn new(registry: &Registry) -> Self {
+        Self {
+            read_delay: registry.latency(READ_DELAY),
+            user: RX_USER_FRAMES.map(|name| registry.counter(name)),
+        }
+    }
+
+    /// Records one frame: its read delay when the kernel dated it, else
+    /// one more frame dated by user-space time for its reason.
+    #[inline]
+    pub fn record(&self, recorder: &Recorder, rx: RxTime) {
+        match rx.source {
+            RxSource::Kernel => recorder.record_duration(self.read_delay, rx.read_delay()),
+            other => recorder.add(self.user[other.index() - 1], 1),
         }
     }
 }

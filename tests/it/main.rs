@@ -19,5 +19,6 @@ mod reconnect;
 mod report;
 mod report_real;
 mod run_accuracy;
+mod rx_timestamps;
 mod tls;
 mod verdicts;
