@@ -13,8 +13,11 @@
 #   GW_OFFERED [400000]: deliveries/s offered (message rate = this / (N + 4))
 #   GW_SEND_S [15]: seconds of sending per run
 #   GW_PERF: set to record `perf record -g` of the gateway at N=1000 (bench/out/gateway-perf.data)
-#   GW_IDLE [10000]: joined idle clients of `memory`; GW_STORM [10000] at GW_STORM_RATE [50]/s for `storm`
-#   GW_GATEWAY_BIN [target/release/chorus-gateway]: the gateway binary (to compare builds)
+#   GW_IDLE [10000]: joined idle clients of `memory` (500 joins/s); GW_STORM [10000] at
+#   GW_STORM_RATE [50]/s for `storm`; GW_MEMORY_SERVER [gateway] (or baseline) for both.
+#   Memory figures are appended to $BENCH_OUT/gateway-memory.jsonl.
+#   GW_GATEWAY_BIN [target/release/chorus-gateway]: the gateway binary
+#   GW_BASELINE_BIN: another gateway build, run as server `baseline` (add it to GW_SERVERS)
 #   BENCH_OUT [bench/out]  NO_BUILD (skip the release build)
 # Every run is bounded in time (chorus's max_duration, the script's timeouts);
 # the table goes to stdout and the figures to $BENCH_OUT/gateway.json.
@@ -41,6 +44,11 @@ cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
+# Busy CPU seconds of the whole machine (every core), from /proc/stat.
+machine_busy_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print ($2 + $3 + $4 + $7 + $8 + $9) / hz}' /proc/stat
+}
+
 rss_kib() {
     awk '/VmRSS/ {print $2}' "/proc/$1/status"
 }
@@ -65,8 +73,10 @@ wait_port() {
 
 start_server() {
     case $1 in
-        gateway)
-            taskset -c 0 "${GW_GATEWAY_BIN:-$BIN/chorus-gateway}" --profile strict --addr "127.0.0.1:$PORT" \
+        gateway | baseline)
+            local bin=${GW_GATEWAY_BIN:-$BIN/chorus-gateway}
+            [[ $1 == gateway ]] || bin=$GW_BASELINE_BIN
+            taskset -c 0 "$bin" --profile strict --addr "127.0.0.1:$PORT" \
                 --ping-interval-ms 300000 --ping-timeout-ms 300000 --queue-size 65536 \
                 --rate-per-sec 1000000 --rate-burst 1000000 --max-connections 100000 \
                 --log-level warn &
@@ -107,15 +117,17 @@ fanout_run() {
         perf record -g -o "$OUT/gateway-perf.data" -p "$SERVER_PID" -- sleep "$window" >/dev/null 2>&1 &
         perf_pid=$!
     fi
-    c0=$(cpu_seconds "$chorus_pid") s0=$(cpu_seconds "$SERVER_PID")
+    local m0 m1
+    c0=$(cpu_seconds "$chorus_pid") s0=$(cpu_seconds "$SERVER_PID") m0=$(machine_busy_seconds)
     sleep "$window"
-    c1=$(cpu_seconds "$chorus_pid") s1=$(cpu_seconds "$SERVER_PID")
+    c1=$(cpu_seconds "$chorus_pid") s1=$(cpu_seconds "$SERVER_PID") m1=$(machine_busy_seconds)
     [[ -z "$perf_pid" ]] || wait "$perf_pid" || true
     wait "$chorus_pid" || true
     cleanup
     jq -c --arg server "$server" --argjson n "$n" --argjson rate "$rate" \
         --argjson cpu_chorus "$(echo "scale=1; ($c1 - $c0) * 100 / $window" | bc)" \
         --argjson cpu_server "$(echo "scale=1; ($s1 - $s0) * 100 / $window" | bc)" \
+        --argjson cpu_other "$(echo "scale=1; (($m1 - $m0) - ($c1 - $c0) - ($s1 - $s0)) * 100 / $window" | bc)" \
         --slurpfile ts "$dir/timeseries.json" '
         ([ $ts[0].points[] | .rates["deliveries.received.newMessage"] // 0 | select(. > 0) ]
          | if length > 2 then .[1:-1] else . end | sort) as $v
@@ -126,7 +138,7 @@ fanout_run() {
            p99_ms: (.latency["delivery.newMessage"].p99_us / 1000),
            received: .counters["deliveries.received.newMessage"],
            lost: .counters["deliveries.lost"], connections_ok: .counters["connections.ok"],
-           cpu_server_pct: $cpu_server, cpu_chorus_pct: $cpu_chorus,
+           cpu_server_pct: $cpu_server, cpu_chorus_pct: $cpu_chorus, cpu_everything_else_pct: $cpu_other,
            bottleneck: .driver.bottleneck}' "$dir/summary.json" | tee -a "$results"
 }
 
@@ -141,9 +153,9 @@ bench_fanout() {
         done
     done
     jq -s '{machine: {date: (now | todate), nproc: '"$(nproc)"'}, fanout: .}' "$results" >"$OUT/gateway.json"
-    printf '\n%-8s %6s %10s %10s %9s %9s %8s %8s %8s\n' server N offered/s median/s p50_ms p99_ms lost cpu_srv cpu_gen
-    jq -r '.fanout[] | [.server, .n, .offered_per_s, .deliveries_per_s_median, .p50_ms, .p99_ms, .lost, .cpu_server_pct, .cpu_chorus_pct] | @tsv' \
-        "$OUT/gateway.json" | awk -F'\t' '{printf "%-8s %6s %10s %10s %9s %9s %8s %7s%% %7s%%\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}'
+    printf '\n%-8s %6s %10s %10s %9s %9s %8s %8s %8s %8s\n' server N offered/s median/s p50_ms p99_ms lost cpu_srv cpu_gen cpu_else
+    jq -r '.fanout[] | [.server, .n, .offered_per_s, .deliveries_per_s_median, .p50_ms, .p99_ms, .lost, .cpu_server_pct, .cpu_chorus_pct, .cpu_everything_else_pct] | @tsv' \
+        "$OUT/gateway.json" | awk -F'\t' '{printf "%-8s %6s %10s %10s %9s %9s %8s %7s%% %7s%% %7s%%\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}'
     jq -r '.fanout as $f | ($f | map(select(.server == "gateway")))[] as $g
         | ($f | map(select(.server != "gateway" and .n == $g.n)))[]
         | "N=\($g.n): gateway / \(.server) = \(if .deliveries_per_s_median > 0 then ($g.deliveries_per_s_median / .deliveries_per_s_median * 100 | floor) / 100 else "n/a" end)"' \
@@ -151,11 +163,12 @@ bench_fanout() {
 }
 
 # Gateway RSS with $1 joined clients: idle (all joined, then quiet) or a
-# storm ($2 joins/s). Prints RSS before, at the end of the joins, and after.
+# storm ($2 joins/s), against server $4 (gateway or baseline). Writes RSS
+# at the start, the peak, and once all have joined (idle).
 memory_run() {
     local n=$1 per_s=$2 label=$3
-    local over=$((n / per_s)) dir="$OUT/gateway-$label"
-    start_server gateway
+    local over=$((n / per_s)) dir="$OUT/gateway-$label-${4:-gateway}"
+    start_server "${4:-gateway}"
     local rss0 peak=0 rss
     rss0=$(rss_kib "$SERVER_PID")
     rm -rf "$dir"
@@ -170,19 +183,21 @@ memory_run() {
         ((rss > peak)) && peak=$rss
         sleep 0.5
     done
-    local joined idle
+    local joined idle slow
     joined=$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^chorus_gateway_joined_users / {print $2}')
     idle=$(rss_kib "$SERVER_PID")
+    slow=$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^chorus_gateway_slow_consumer_disconnects_total / {print $2}')
     wait "$chorus_pid" || true
     cleanup
     jq -c --arg label "$label" --argjson n "$n" --argjson per_s "$per_s" --argjson rss0 "$rss0" \
-        --argjson idle "$idle" --argjson peak "$peak" --argjson joined "${joined:-0}" '
+        --argjson idle "$idle" --argjson peak "$peak" --argjson joined "${joined:-0}" --argjson slow "${slow:-0}" '
         {run: $label, clients: $n, joins_per_s: $per_s, joined_at_end: $joined,
          rss_start_kib: $rss0, rss_idle_kib: $idle, rss_peak_kib: $peak,
          per_socket_kib: (($idle - $rss0) / $n * 100 | floor / 100),
-         connections_ok: .counters["connections.ok"], disconnects_client: .counters["disconnects.client"],
-         disconnects_server: (.counters["disconnects.server"] // 0), errors_connect: .counters["errors.connect"],
-         lost: .counters["deliveries.lost"]}' "$dir/summary.json" | tee -a "$OUT/gateway-memory.jsonl"
+         gateway_slow_consumer_disconnects: $slow,
+         connections_ok: .counters["connections.ok"], errors_connect: .counters["errors.connect"],
+         disconnects: (.counters | with_entries(select(.key | startswith("disconnects")))),
+         timeouts_expect: .counters["timeouts.expect"], driver_bottleneck: .driver.bottleneck}' "$dir/summary.json" | tee -a "$OUT/gateway-memory.jsonl"
 }
 
 case ${1:-fanout} in
@@ -199,8 +214,8 @@ fi
 [[ -d bench/peers/node/node_modules ]] || (cd bench/peers/node && npm ci --no-audit --no-fund)
 case ${1:-fanout} in
     fanout) bench_fanout ;;
-    memory) machine && memory_run "${GW_IDLE:-10000}" 500 idle ;;
-    storm) machine && memory_run "${GW_STORM:-10000}" "${GW_STORM_RATE:-50}" storm ;;
+    memory) machine && memory_run "${GW_IDLE:-10000}" 500 idle "${GW_MEMORY_SERVER:-gateway}" ;;
+    storm) machine && memory_run "${GW_STORM:-10000}" "${GW_STORM_RATE:-50}" storm "${GW_MEMORY_SERVER:-gateway}" ;;
     all)
         bench_fanout
         machine

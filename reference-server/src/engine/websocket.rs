@@ -466,10 +466,13 @@ async fn upgrade_polling(conn: Arc<Conn>, mut reader: Reader, mut write: WriteSi
 async fn run(conn: Arc<Conn>, mut reader: Reader, write: WriteSide) {
     let (pongs, pongs_rx) = mpsc::channel(CONTROL_QUEUE);
     let writer = tokio::spawn(write_loop(conn.clone(), write, pongs_rx));
+    // One wait for the close for the connection's life, not one per frame.
+    let closed = conn.closed();
+    tokio::pin!(closed);
     loop {
         let msg = tokio::select! {
             msg = reader.next() => msg,
-            _ = conn.closed() => break,
+            _ = &mut closed => break,
         };
         match msg {
             Ok(Incoming::Text(text)) => on_text(&conn, text),
@@ -578,14 +581,18 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, mut pongs: mpsc::Rece
         metrics: conn.engine.metrics.clone(),
     };
     let mut frames = Vec::new();
-    loop {
+    // One wait for the close for the connection's life, not one per batch.
+    let closed = conn.closed();
+    tokio::pin!(closed);
+    let mut is_closed = false;
+    while !is_closed {
         let (frame, pong) = tokio::select! {
             frame = rx.recv() => match frame {
                 Some(frame) => (Some(frame), None),
                 None => break,
             },
             Some(pong) = pongs.recv() => (None, Some(pong)),
-            _ = conn.closed() => break,
+            _ = &mut closed => break,
         };
         let mut bytes = 0;
         if let Some(frame) = frame {
@@ -601,9 +608,17 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, mut pongs: mpsc::Rece
                 Err(_) => break,
             }
         }
-        let written = tokio::select! {
-            written = write_frames(&conn, &mut write, &mut buf, &mut frames, pong) => written,
-            () = give_up(&conn) => false,
+        let written = {
+            let writing = write_frames(&conn, &mut write, &mut buf, &mut frames, pong);
+            tokio::pin!(writing);
+            tokio::select! {
+                written = &mut writing => written,
+                _ = &mut closed => {
+                    // Closed while a write is blocked: it gets CLOSE_WAIT more.
+                    is_closed = true;
+                    tokio::time::timeout(CLOSE_WAIT, &mut writing).await.unwrap_or(false)
+                }
+            }
         };
         if !written {
             conn.close(CloseReason::TransportError);
@@ -635,12 +650,6 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, mut pongs: mpsc::Rece
         }
     };
     let _ = tokio::time::timeout(CLOSE_WAIT, goodbye).await;
-}
-
-/// Resolves [`CLOSE_WAIT`] after the connection closes.
-async fn give_up(conn: &Conn) {
-    conn.closed().await;
-    tokio::time::sleep(CLOSE_WAIT).await;
 }
 
 #[cfg(test)]
