@@ -661,7 +661,7 @@ mod tests {
         // The example of RFC 6455 section 1.3.
         assert_eq!(
             accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kOzHwo8EBl5Ykg="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
