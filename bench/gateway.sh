@@ -18,6 +18,7 @@
 #   Memory figures are appended to $BENCH_OUT/gateway-memory.jsonl.
 #   GW_GATEWAY_BIN [target/release/chorus-gateway]: the gateway binary
 #   GW_BASELINE_BIN: another gateway build, run as server `baseline` (add it to GW_SERVERS)
+#   GW_QUIET_WAIT_S [90]: how long to wait for an idle machine before each run
 #   BENCH_OUT [bench/out]  NO_BUILD (skip the release build)
 # Every run is bounded in time (chorus's max_duration, the script's timeouts);
 # the table goes to stdout and the figures to $BENCH_OUT/gateway.json.
@@ -72,6 +73,11 @@ wait_port() {
 }
 
 start_server() {
+    # The previous server may still be draining its connections.
+    for _ in $(seq 200); do
+        (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || break
+        sleep 0.1
+    done
     case $1 in
         gateway | baseline)
             local bin=${GW_GATEWAY_BIN:-$BIN/chorus-gateway}
@@ -92,6 +98,20 @@ start_server() {
     wait_port "$1"
 }
 
+# Waits (at most GW_QUIET_WAIT_S, default 90 s) until the machine is nearly
+# idle (under 30% of one core busy over 2 s): it is often shared.
+wait_quiet() {
+    local deadline=$((SECONDS + ${GW_QUIET_WAIT_S:-90})) m0 m1 busy=0
+    while ((SECONDS < deadline)); do
+        m0=$(machine_busy_seconds)
+        sleep 2
+        m1=$(machine_busy_seconds)
+        busy=$(echo "($m1 - $m0) * 50" | bc)
+        (($(echo "$busy < 30" | bc))) && return 0
+    done
+    echo "warning: the machine stayed busy (${busy}% of one core); measuring anyway" >&2
+}
+
 # One fan-out run: server $1, $2 receivers; appends a JSON line to $3.
 fanout_run() {
     local server=$1 n=$2 results=$3
@@ -101,6 +121,7 @@ fanout_run() {
     local think=$((ramp + 2))
     local listen=$((think + send_s + 6))
     local dir="$OUT/gateway-$server-$n"
+    wait_quiet
     start_server "$server"
     rm -rf "$dir"
     taskset -c 1 "$BIN/chorus" run bench/scenarios/fanout.yml --target "http://127.0.0.1:$PORT" \
@@ -139,7 +160,10 @@ fanout_run() {
            received: .counters["deliveries.received.newMessage"],
            lost: .counters["deliveries.lost"], connections_ok: .counters["connections.ok"],
            cpu_server_pct: $cpu_server, cpu_chorus_pct: $cpu_chorus, cpu_everything_else_pct: $cpu_other,
-           bottleneck: .driver.bottleneck}' "$dir/summary.json" | tee -a "$results"
+           bottleneck: .driver.bottleneck}
+        | .server_cpu_us_per_delivery = (if .deliveries_per_s_median > 0
+            then (.cpu_server_pct * 10000 / .deliveries_per_s_median * 100 | floor) / 100 else null end)' \
+        "$dir/summary.json" | tee -a "$results"
 }
 
 bench_fanout() {
@@ -153,51 +177,61 @@ bench_fanout() {
         done
     done
     jq -s '{machine: {date: (now | todate), nproc: '"$(nproc)"'}, fanout: .}' "$results" >"$OUT/gateway.json"
-    printf '\n%-8s %6s %10s %10s %9s %9s %8s %8s %8s %8s\n' server N offered/s median/s p50_ms p99_ms lost cpu_srv cpu_gen cpu_else
-    jq -r '.fanout[] | [.server, .n, .offered_per_s, .deliveries_per_s_median, .p50_ms, .p99_ms, .lost, .cpu_server_pct, .cpu_chorus_pct, .cpu_everything_else_pct] | @tsv' \
-        "$OUT/gateway.json" | awk -F'\t' '{printf "%-8s %6s %10s %10s %9s %9s %8s %7s%% %7s%% %7s%%\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}'
+    printf '\n%-8s %6s %10s %10s %9s %9s %8s %8s %8s %8s %8s\n' server N offered/s median/s p50_ms p99_ms lost cpu_srv cpu_gen cpu_else us/deliv
+    jq -r '.fanout[] | [.server, .n, .offered_per_s, .deliveries_per_s_median, .p50_ms, .p99_ms, .lost, .cpu_server_pct, .cpu_chorus_pct, .cpu_everything_else_pct, .server_cpu_us_per_delivery] | @tsv' \
+        "$OUT/gateway.json" | awk -F'\t' '{printf "%-8s %6s %10s %10s %9s %9s %8s %7s%% %7s%% %7s%% %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11}'
     jq -r '.fanout as $f | ($f | map(select(.server == "gateway")))[] as $g
         | ($f | map(select(.server != "gateway" and .n == $g.n)))[]
         | "N=\($g.n): gateway / \(.server) = \(if .deliveries_per_s_median > 0 then ($g.deliveries_per_s_median / .deliveries_per_s_median * 100 | floor) / 100 else "n/a" end)"' \
         "$OUT/gateway.json"
 }
 
-# Gateway RSS with $1 joined clients: idle (all joined, then quiet) or a
-# storm ($2 joins/s), against server $4 (gateway or baseline). Writes RSS
-# at the start, the peak, and once all have joined (idle).
+# Gateway RSS with $1 clients that join at $2/s and stay ($3: the label),
+# against server $4 (gateway or baseline): RSS at the start, the peak, and
+# "idle" once all have joined and the gateway is quiet again (under 5% CPU
+# over 1 s; the join announcements are N^2 deliveries); at most 240 s after
+# the last join. Then the clients are stopped.
 memory_run() {
     local n=$1 per_s=$2 label=$3
     local over=$((n / per_s)) dir="$OUT/gateway-$label-${4:-gateway}"
+    wait_quiet
     start_server "${4:-gateway}"
-    local rss0 peak=0 rss
+    local rss0 peak=0 rss joined=0 idle="" c0 c1
     rss0=$(rss_kib "$SERVER_PID")
     rm -rf "$dir"
     taskset -c 1 "$BIN/chorus" run bench/scenarios/join-idle.yml --target "http://127.0.0.1:$PORT" \
         --set "load.phases.0.ramp.to=$n" --set "load.phases.0.ramp.over=${over}s" \
-        --set "groups.0.flow.3.listen=$((over + 20))s" --set "load.phases.1.hold=$((20))s" \
-        --out "$dir" --quiet --no-report >"$dir.log" 2>&1 &
-    local chorus_pid=$!
-    local deadline=$((SECONDS + over + 15))
+        --set "groups.0.flow.3.listen=$((over + 300))s" --set "load.phases.1.hold=300s" \
+        --set max_duration=$((over + 330))s --out "$dir" --quiet --no-report >"$dir.log" 2>&1 &
+    local chorus_pid=$! started=$SECONDS
+    local deadline=$((SECONDS + over + 240))
     while ((SECONDS < deadline)); do
+        c0=$(cpu_seconds "$SERVER_PID")
+        sleep 1
+        c1=$(cpu_seconds "$SERVER_PID")
         rss=$(rss_kib "$SERVER_PID")
         ((rss > peak)) && peak=$rss
-        sleep 0.5
+        joined=$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^chorus_gateway_joined_users / {print $2}')
+        if ((SECONDS - started > over)) && [[ ${joined:-0} -ge $n ]] && (($(echo "($c1 - $c0) < 0.05" | bc))); then
+            idle=$rss
+            break
+        fi
     done
-    local joined idle slow
-    joined=$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^chorus_gateway_joined_users / {print $2}')
-    idle=$(rss_kib "$SERVER_PID")
+    local settled=$((SECONDS - started)) slow
     slow=$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^chorus_gateway_slow_consumer_disconnects_total / {print $2}')
+    kill -INT "$chorus_pid" 2>/dev/null || true
     wait "$chorus_pid" || true
     cleanup
-    jq -c --arg label "$label" --argjson n "$n" --argjson per_s "$per_s" --argjson rss0 "$rss0" \
-        --argjson idle "$idle" --argjson peak "$peak" --argjson joined "${joined:-0}" --argjson slow "${slow:-0}" '
-        {run: $label, clients: $n, joins_per_s: $per_s, joined_at_end: $joined,
-         rss_start_kib: $rss0, rss_idle_kib: $idle, rss_peak_kib: $peak,
-         per_socket_kib: (($idle - $rss0) / $n * 100 | floor / 100),
+    jq -nc --arg label "$label" --arg server "${4:-gateway}" --argjson n "$n" --argjson per_s "$per_s" \
+        --argjson rss0 "$rss0" --argjson idle "${idle:-null}" --argjson peak "$peak" \
+        --argjson joined "${joined:-0}" --argjson slow "${slow:-0}" --argjson settled "$settled" '
+        {run: $label, server: $server, clients: $n, joins_per_s: $per_s, joined_at_idle: $joined,
+         seconds_to_idle: $settled, rss_start_kib: $rss0, rss_idle_kib: $idle, rss_peak_kib: $peak,
+         per_socket_kib: (if $idle then (($idle - $rss0) / $n * 100 | floor) / 100 else null end),
+         peak_over_idle: (if $idle then (($peak / $idle * 100) | floor) / 100 else null end),
          gateway_slow_consumer_disconnects: $slow,
-         connections_ok: .counters["connections.ok"], errors_connect: .counters["errors.connect"],
-         disconnects: (.counters | with_entries(select(.key | startswith("disconnects")))),
-         timeouts_expect: .counters["timeouts.expect"], driver_bottleneck: .driver.bottleneck}' "$dir/summary.json" | tee -a "$OUT/gateway-memory.jsonl"
+         chorus: ($summary[0].counters // {} | with_entries(select(.key | test("^(connections|errors|timeouts|disconnects)"))))}' \
+        --slurpfile summary <(cat "$dir/summary.json" 2>/dev/null || echo '{}') | tee -a "$OUT/gateway-memory.jsonl"
 }
 
 case ${1:-fanout} in

@@ -249,24 +249,22 @@ impl Reader {
 
     /// Parses the frame header at `pos`, if it is all there.
     fn head(&self) -> Result<Option<Head>, ReadError> {
-        let b = &self.buf[self.pos..];
-        if b.len() < 2 {
+        let all = self.buf.get(self.pos..).unwrap_or_default();
+        let [b0, b1, ref tail @ ..] = *all else {
             return Ok(None);
-        }
-        if b[0] & 0x70 != 0 || b[1] & 0x80 == 0 {
+        };
+        if b0 & 0x70 != 0 || b1 & 0x80 == 0 {
             // Reserved bits (no extension was agreed), or an unmasked client frame.
             return Err(ReadError::Protocol);
         }
-        let (fin, opcode) = (b[0] & 0x80 != 0, b[0] & 0x0F);
-        let (len, at) = match b[1] & 0x7F {
-            126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 if b.len() >= 10 => {
-                let mut n = [0; 8];
-                n.copy_from_slice(&b[2..10]);
-                (u64::from_be_bytes(n), 10)
+        let (fin, opcode) = (b0 & 0x80 != 0, b0 & 0x0F);
+        let (len, tail) = match (b1 & 0x7F, tail) {
+            (126, [x, y, tail @ ..]) => (u64::from(u16::from_be_bytes([*x, *y])), tail),
+            (127, [a, b, c, d, e, f, g, h, tail @ ..]) => {
+                (u64::from_be_bytes([*a, *b, *c, *d, *e, *f, *g, *h]), tail)
             }
-            126 | 127 => return Ok(None),
-            n => (u64::from(n), 2),
+            (126 | 127, _) => return Ok(None),
+            (n, tail) => (u64::from(n), tail),
         };
         match opcode {
             OP_CONTINUATION | OP_TEXT | OP_BINARY => {}
@@ -277,16 +275,14 @@ impl Reader {
         if len > self.max || self.message.len().saturating_add(len) > self.max {
             return Err(ReadError::TooLarge);
         }
-        if b.len() < at + 4 {
+        let [m0, m1, m2, m3, ref payload @ ..] = *tail else {
             return Ok(None);
-        }
-        let mut mask = [0; 4];
-        mask.copy_from_slice(&b[at..at + 4]);
+        };
         Ok(Some(Head {
             fin,
             opcode,
-            mask,
-            start: self.pos + at + 4,
+            mask: [m0, m1, m2, m3],
+            start: self.buf.len() - payload.len(),
             len,
         }))
     }
@@ -351,19 +347,24 @@ impl Reader {
                 continue;
             }
             self.pos = end;
-            let payload = &mut self.buf[head.start..end];
-            for (i, b) in payload.iter_mut().enumerate() {
-                *b ^= head.mask[i % 4];
+            let payload = self
+                .buf
+                .get_mut(head.start..end)
+                .ok_or(ReadError::Protocol)?;
+            for (b, m) in payload.iter_mut().zip(head.mask.iter().cycle()) {
+                *b ^= m;
             }
+            let range = head.start..end;
             match head.opcode {
-                OP_PING => return Ok(Incoming::Ping(&self.buf[head.start..end])),
+                OP_PING => return Ok(Incoming::Ping(self.buf.get(range).unwrap_or_default())),
                 OP_PONG => return Ok(Incoming::Pong),
                 OP_CLOSE => return Ok(Incoming::Close),
                 OP_CONTINUATION => {
                     let Some(op) = self.message_op else {
                         return Err(ReadError::Protocol);
                     };
-                    self.message.extend_from_slice(&self.buf[head.start..end]);
+                    self.message
+                        .extend_from_slice(self.buf.get(range).unwrap_or_default());
                     self.report();
                     if !head.fin {
                         continue;
@@ -378,10 +379,11 @@ impl Reader {
                 }
                 op if !head.fin => {
                     self.message_op = Some(op);
-                    self.message.extend_from_slice(&self.buf[head.start..end]);
+                    self.message
+                        .extend_from_slice(self.buf.get(range).unwrap_or_default());
                     self.report();
                 }
-                op => return Self::message(op, &self.buf[head.start..end]),
+                op => return Self::message(op, self.buf.get(range).unwrap_or_default()),
             }
         }
     }
