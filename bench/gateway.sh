@@ -13,7 +13,7 @@
 #   GW_OFFERED [400000]: deliveries/s offered (message rate = this / (N + 4))
 #   GW_SEND_S [15]: seconds of sending per run
 #   GW_PERF: set to record `perf record -g` of the gateway at N=1000 (bench/out/gateway-perf.data)
-#   GW_IDLE [10000]: joined idle clients of `memory` (500 joins/s); GW_STORM [10000] at
+#   GW_IDLE [10000]: joined idle clients of `memory` (GW_IDLE_RATE [250] joins/s); GW_STORM [10000] at
 #   GW_STORM_RATE [50]/s for `storm`; GW_MEMORY_SERVER [gateway] (or baseline) for both.
 #   Memory figures are appended to $BENCH_OUT/gateway-memory.jsonl.
 #   GW_GATEWAY_BIN [target/release/chorus-gateway]: the gateway binary
@@ -196,7 +196,7 @@ memory_run() {
     local over=$((n / per_s)) dir="$OUT/gateway-$label-${4:-gateway}"
     wait_quiet
     start_server "${4:-gateway}"
-    local rss0 peak=0 rss joined=0 idle="" c0 c1
+    local rss0 peak=0 rss joined=0 last=-1 steady=0 idle="" c0 c1
     rss0=$(rss_kib "$SERVER_PID")
     rm -rf "$dir"
     taskset -c 1 "$BIN/chorus" run bench/scenarios/join-idle.yml --target "http://127.0.0.1:$PORT" \
@@ -212,7 +212,12 @@ memory_run() {
         rss=$(rss_kib "$SERVER_PID")
         ((rss > peak)) && peak=$rss
         joined=$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^chorus_gateway_joined_users / {print $2}')
-        if ((SECONDS - started > over)) && [[ ${joined:-0} -ge $n ]] && (($(echo "($c1 - $c0) < 0.05" | bc))); then
+        # Settled: every client joined, or no more joining for 5 s (the
+        # generator may fall behind), and the gateway quiet.
+        if [[ ${joined:-0} == "$last" ]]; then steady=$((steady + 1)); else steady=0; fi
+        last=${joined:-0}
+        if ((SECONDS - started > over)) && { [[ ${joined:-0} -ge $n ]] || ((steady >= 5)); } &&
+            (($(echo "($c1 - $c0) < 0.05" | bc))); then
             idle=$rss
             break
         fi
@@ -222,12 +227,12 @@ memory_run() {
     kill -INT "$chorus_pid" 2>/dev/null || true
     wait "$chorus_pid" || true
     cleanup
-    jq -nc --arg label "$label" --arg server "${4:-gateway}" --argjson n "$n" --argjson per_s "$per_s" \
+    jq -nc --arg run "$label" --arg server "${4:-gateway}" --argjson n "$n" --argjson per_s "$per_s" \
         --argjson rss0 "$rss0" --argjson idle "${idle:-null}" --argjson peak "$peak" \
         --argjson joined "${joined:-0}" --argjson slow "${slow:-0}" --argjson settled "$settled" '
-        {run: $label, server: $server, clients: $n, joins_per_s: $per_s, joined_at_idle: $joined,
+        {run: $run, server: $server, clients: $n, joins_per_s: $per_s, joined_at_idle: $joined,
          seconds_to_idle: $settled, rss_start_kib: $rss0, rss_idle_kib: $idle, rss_peak_kib: $peak,
-         per_socket_kib: (if $idle then (($idle - $rss0) / $n * 100 | floor) / 100 else null end),
+         per_socket_kib: (if $idle and $joined > 0 then (($idle - $rss0) / $joined * 100 | floor) / 100 else null end),
          peak_over_idle: (if $idle then (($peak / $idle * 100) | floor) / 100 else null end),
          gateway_slow_consumer_disconnects: $slow,
          chorus: ($summary[0].counters // {} | with_entries(select(.key | test("^(connections|errors|timeouts|disconnects)"))))}' \
@@ -248,12 +253,12 @@ fi
 [[ -d bench/peers/node/node_modules ]] || (cd bench/peers/node && npm ci --no-audit --no-fund)
 case ${1:-fanout} in
     fanout) bench_fanout ;;
-    memory) machine && memory_run "${GW_IDLE:-10000}" 500 idle "${GW_MEMORY_SERVER:-gateway}" ;;
+    memory) machine && memory_run "${GW_IDLE:-10000}" "${GW_IDLE_RATE:-250}" idle "${GW_MEMORY_SERVER:-gateway}" ;;
     storm) machine && memory_run "${GW_STORM:-10000}" "${GW_STORM_RATE:-50}" storm "${GW_MEMORY_SERVER:-gateway}" ;;
     all)
         bench_fanout
         machine
-        memory_run "${GW_IDLE:-10000}" 500 idle
+        memory_run "${GW_IDLE:-10000}" "${GW_IDLE_RATE:-250}" idle
         memory_run "${GW_STORM:-10000}" "${GW_STORM_RATE:-50}" storm
         ;;
 esac
