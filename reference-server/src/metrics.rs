@@ -71,6 +71,8 @@ pub struct Metrics {
     oversized: Labelled<2>,
     refused_requests: Labelled<3>,
     abuse: Labelled<4>,
+    ws_read_buffers: AtomicI64,
+    ws_write_buffers: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -94,6 +96,8 @@ impl Default for Metrics {
             oversized: labelled(OVERSIZE_TRANSPORTS),
             refused_requests: labelled(REFUSED_REQUESTS),
             abuse: labelled(ABUSE_REASONS),
+            ws_read_buffers: AtomicI64::new(0),
+            ws_write_buffers: AtomicI64::new(0),
         }
     }
 }
@@ -144,6 +148,18 @@ impl Metrics {
     /// A connection was closed for a protocol error.
     pub fn protocol_error(&self) {
         self.protocol_errors.fetch_add(1, Relaxed);
+    }
+
+    /// The websocket read buffers (incoming frames not yet handled) grew (+)
+    /// or shrank (-) by `delta` bytes of allocated capacity.
+    pub fn ws_read_buffer(&self, delta: i64) {
+        self.ws_read_buffers.fetch_add(delta, Relaxed);
+    }
+
+    /// The websocket write buffers (frames coalesced for one write) grew (+)
+    /// or shrank (-) by `delta` bytes of allocated capacity.
+    pub fn ws_write_buffer(&self, delta: i64) {
+        self.ws_write_buffers.fetch_add(delta, Relaxed);
     }
 
     /// An accepted TCP connection started (+1) or stopped (-1) being served as HTTP
@@ -270,6 +286,18 @@ impl Metrics {
             "chorus_gateway_sessions_opened_total",
             "Engine.IO sessions opened since start.",
             &self.sessions_opened,
+        );
+        gauge(
+            &mut out,
+            "chorus_gateway_ws_read_buffer_bytes",
+            "Allocated capacity of the websocket read buffers, over all connections.",
+            &self.ws_read_buffers,
+        );
+        gauge(
+            &mut out,
+            "chorus_gateway_ws_write_buffer_bytes",
+            "Allocated capacity of the websocket write buffers, over all connections.",
+            &self.ws_write_buffers,
         );
         gauge(
             &mut out,

@@ -101,11 +101,16 @@ pub struct Conn {
     pub engine: Arc<Engine>,
     /// The layer above's handler for this connection.
     pub(super) upper: Box<dyn ConnHandler>,
-    tx: mpsc::Sender<Frame>,
+    /// The queue itself is unbounded: its bounds are the two counts below,
+    /// plain atomics, so taking a frame out takes no lock (a bounded tokio
+    /// channel's permits do).
+    tx: mpsc::UnboundedSender<Frame>,
+    /// Frames waiting in the queue.
+    queued: AtomicUsize,
     /// Bytes of the frames waiting in the queue.
     queued_bytes: AtomicUsize,
     /// The receiving end, owned by whichever transport is writing.
-    pub(super) rx: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
+    pub(super) rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Frame>>,
     /// Serializes incoming polling POSTs so packets are handled in order.
     pub(super) post_lock: tokio::sync::Mutex<()>,
     pub(super) upgraded: AtomicBool,
@@ -121,13 +126,14 @@ impl Conn {
         handshake: Handshake,
         upper: Box<dyn ConnHandler>,
     ) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(engine.config.queue_size.max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
         Arc::new(Self {
             sid,
             handshake,
             engine,
             upper,
             tx,
+            queued: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
             rx: tokio::sync::Mutex::new(rx),
             post_lock: tokio::sync::Mutex::new(()),
@@ -144,27 +150,30 @@ impl Conn {
     pub fn send(&self, frame: Frame) -> Result<(), Full> {
         let len = frame.len();
         let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        if before > 0 && before.saturating_add(len) > self.engine.config.queue_bytes {
-            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        let count = self.queued.fetch_add(1, Ordering::AcqRel);
+        let config = &self.engine.config;
+        if count >= config.queue_size.max(1)
+            || (before > 0 && before.saturating_add(len) > config.queue_bytes)
+        {
+            self.undo(len);
             return Err(Full);
         }
-        match self.tx.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                Err(Full)
-            }
+        if self.tx.send(frame).is_err() {
             // The receiving end lives as long as the connection: unreachable in practice.
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                Ok(())
-            }
+            self.undo(len);
         }
+        Ok(())
+    }
+
+    /// Takes one frame of `len` bytes back out of the counts.
+    fn undo(&self, len: usize) {
+        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        self.queued.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// A transport took `frame` out of the queue.
     pub(super) fn dequeued(&self, frame: &Frame) {
-        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+        self.undo(frame.len());
     }
 
     /// Bytes waiting in the outgoing queue.
@@ -183,7 +192,7 @@ impl Conn {
 
     /// Whether nothing is waiting in the outgoing queue.
     pub fn queue_is_empty(&self) -> bool {
-        self.tx.capacity() == self.tx.max_capacity()
+        self.queued.load(Ordering::Acquire) == 0
     }
 
     /// A pong arrived.

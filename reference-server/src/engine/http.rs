@@ -253,9 +253,16 @@ impl Drop for InFlight {
 }
 
 /// A stream (TCP or TLS over TCP) that records when it last read a byte.
-struct Tracked<S> {
+pub(super) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    /// The stream itself: a websocket takes it over after the upgrade.
+    pub(super) fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -212,10 +212,8 @@ pub(crate) async fn endpoint(State(engine): State<Arc<Engine>>, req: Request) ->
             };
             let handshake = handshake_of(&req, query);
             let (mut parts, _) = req.into_parts();
-            match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-                Ok(upgrade) => websocket::accept(engine, upgrade, existing, handshake),
-                Err(rejection) => rejection.into_response(),
-            }
+            let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            websocket::accept(engine, &parts.headers, on_upgrade, existing, handshake)
         }
         (_, Some("polling" | "websocket"), _) => bad_request(2, "Bad handshake method"),
         _ => bad_request(0, "Transport unknown"),

@@ -23,3 +23,4 @@ mod shutdown_under_load;
 mod signals;
 mod strict;
 mod tls;
+mod write_buffers;
