@@ -46,6 +46,11 @@ impl RedisServer {
         server
     }
 
+    /// The process id (to stop it with `SIGSTOP`, as a Redis that has stalled).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
