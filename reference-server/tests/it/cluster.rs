@@ -265,6 +265,7 @@ async fn a_killed_nodes_users_leave_their_rooms_and_go_offline_within_the_bound(
         json!({"username": "ann", "clientId": ann_id})
     );
     let took = killed.elapsed();
+    eprintln!("ann's roomLeft and userOffline reached node B {took:?} after node A was killed");
     assert!(
         took <= DEATH_BOUND,
         "ann went offline {took:?} after node A died"
@@ -278,6 +279,7 @@ async fn a_killed_nodes_users_leave_their_rooms_and_go_offline_within_the_bound(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_loses_redis_disconnects_its_sockets_and_refuses_new_ones() {
     let redis = RedisServer::start();
+    let port = redis.port;
     let a = node(Profile::Strict, &redis).await;
     let (mut ann, _) = user(a.addr(), Transport::Websocket, "ann").await;
     let (mut bob, _) = user(a.addr(), Transport::Polling, "bob").await;
@@ -312,6 +314,71 @@ async fn a_node_that_loses_redis_disconnects_its_sockets_and_refuses_new_ones() 
         reply.frame.contains("cluster unavailable"),
         "{}",
         reply.frame
+    );
+    // Redis back where it was: the node links again and serves new sockets.
+    let _redis = RedisServer::start_on(port);
+    let online = within_bound(async {
+        loop {
+            let auth = format!(r#"{{"token":"{}"}}"#, tokens::valid("dave"));
+            let mut dave = RawClient::ws(a.addr()).await;
+            let reply = dave.join_ns("/chat", Some(&auth)).await;
+            if reply.frame.starts_with("40/chat,") {
+                break dave.next_msg().await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        online.name().as_deref(),
+        Some("onlineUsers"),
+        "{}",
+        online.frame
+    );
+    assert_eq!(online.arg(), json!([]), "ann and bob were disconnected");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_cluster_channel_is_counted_and_dropped() {
+    use std::io::{Read, Write};
+    let redis = RedisServer::start();
+    let a = node(Profile::Strict, &redis).await;
+    let (mut ann, _) = user(a.addr(), Transport::Websocket, "ann").await;
+    // Not msgpack; msgpack that is no broadcast; a binary EVENT (not carried).
+    let garbage: [&[u8]; 3] = [
+        b"\xc1\xc1",
+        b"\x92\xa1u\xc0",
+        b"\x93\xa1u\x83\xa4type\x05\xa4data\x90\xa3nsp\xa5/chat\x80",
+    ];
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", redis.port)).expect("redis");
+    for payload in garbage {
+        let head = format!(
+            "*3\r\n$7\r\nPUBLISH\r\n$16\r\nsocket.io#/chat#\r\n${}\r\n",
+            payload.len()
+        );
+        let mut cmd = head.into_bytes();
+        cmd.extend_from_slice(payload);
+        cmd.extend_from_slice(b"\r\n");
+        conn.write_all(&cmd).expect("publish");
+        let mut reply = [0u8; 4];
+        conn.read_exact(&mut reply).expect("a reply");
+        assert_eq!(&reply, b":1\r\n", "one subscriber got it");
+    }
+    // The node goes on: a marker after the garbage arrives, nothing else did.
+    send(&mut ann, "after").await;
+    let before = until_message(&mut ann, "after").await;
+    assert!(before.is_empty(), "{before:?}");
+    within_bound(async {
+        while metric(&a.metrics_text(), "chorus_gateway_cluster_dropped_total") < 3.0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let text = a.metrics_text();
+    assert_eq!(
+        metric(&text, "chorus_gateway_cluster_disconnects_total"),
+        0.0
     );
     a.shutdown().await;
 }

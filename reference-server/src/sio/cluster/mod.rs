@@ -50,6 +50,9 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a failed link waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);
+/// Largest reply on the control connection (a peer's presence hash: about
+/// 60 bytes a user, so some hundred thousand users a node).
+const MAX_SYNC_REPLY_BYTES: usize = 64 << 20;
 /// Remote users (and room memberships) a node remembers, in all.
 const MAX_REMOTE_ENTRIES: usize = 1_000_000;
 /// The channel prefix of `/chat` (`@socket.io/redis-adapter`'s default key).
@@ -97,12 +100,20 @@ struct Peer {
     rooms: IndexMap<Arc<str>, IndexMap<Arc<str>, Arc<str>>>,
 }
 
+impl Peer {
+    /// Users plus room memberships: what [`MAX_REMOTE_ENTRIES`] bounds.
+    fn entries(&self) -> usize {
+        self.users.len() + self.rooms.values().map(IndexMap::len).sum::<usize>()
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     up: bool,
     uid: Arc<str>,
     tx: Option<mpsc::Sender<Outgoing>>,
     peers: IndexMap<Arc<str>, Peer>,
+    /// [`Peer::entries`] over every peer.
     entries: usize,
 }
 
@@ -202,11 +213,12 @@ impl ClusterAdapter {
         }
     }
 
-    async fn client(&self) -> Result<Client, &'static str> {
+    /// A connection whose replies are at most `max_bytes` each.
+    async fn client(&self, max_bytes: usize) -> Result<Client, &'static str> {
         let stream = resp::connect(&self.config.addr, REQUEST_TIMEOUT)
             .await
             .map_err(|_| "redis_lost")?;
-        Ok(Client::new(stream, self.config.max_bytes, REQUEST_TIMEOUT))
+        Ok(Client::new(stream, max_bytes, REQUEST_TIMEOUT))
     }
 
     async fn link(
@@ -215,7 +227,8 @@ impl ClusterAdapter {
         old: Option<Arc<str>>,
     ) -> Result<&'static str, &'static str> {
         let lost = |_: RespError| "redis_lost";
-        let mut control = self.client().await?;
+        // Its replies include a peer's whole presence hash (HGETALL).
+        let mut control = self.client(MAX_SYNC_REPLY_BYTES).await?;
         if let Some(old) = old {
             forget(&mut control, &old).await.map_err(lost)?;
         }
@@ -234,7 +247,7 @@ impl ClusterAdapter {
             .call(&[b"SADD", NODES.as_bytes(), uid.as_bytes()])
             .await
             .map_err(lost)?;
-        let mut sub = self.client().await?;
+        let mut sub = self.client(self.config.max_bytes).await?;
         let pattern = format!("{CHANNEL}*");
         sub.call(&[b"PSUBSCRIBE", pattern.as_bytes()])
             .await
@@ -244,23 +257,21 @@ impl ClusterAdapter {
         let (push_tx, mut pushes) = mpsc::channel(1024);
         // Subscribed first, then read: what the peers publish meanwhile waits in the socket.
         let peers = if self.config.presence {
-            sync(&mut control, uid, self.config.max_bytes)
-                .await
-                .map_err(lost)?
+            sync(&mut control, uid).await.map_err(lost)?
         } else {
             IndexMap::new()
         };
-        let publisher = self.client().await?;
+        let publisher = self.client(self.config.max_bytes).await?;
         let (tx, rx) = mpsc::channel(self.config.queue_size.max(1));
         let (replies, writer) = publisher.into_parts();
-        let tasks = Tasks(vec![
+        let mut tasks = Tasks(vec![
             tokio::spawn(publish(rx, writer, uid.clone(), self.config.presence)),
             tokio::spawn(drain(replies)),
             tokio::spawn(subscription(reader, push_tx)),
         ]);
         {
             let mut shared = self.shared.lock();
-            shared.entries = peers.values().map(|p| p.users.len() + p.rooms.len()).sum();
+            shared.entries = peers.values().map(Peer::entries).sum();
             shared.peers = peers;
             shared.uid = uid.clone();
             shared.tx = Some(tx);
@@ -269,10 +280,8 @@ impl ClusterAdapter {
         self.up.send_replace(true);
         tracing::info!(%uid, redis = %self.config.addr, "joined the cluster");
         let mut beat = tokio::time::interval(HEARTBEAT);
-        let Tasks(handles) = &tasks;
-        let (publisher, drainer) = match handles.as_slice() {
-            [p, d, _] => (p, d),
-            _ => return Err("publish_failed"),
+        let [publisher, drainer, _] = tasks.0.as_mut_slice() else {
+            return Err("publish_failed");
         };
         loop {
             tokio::select! {
@@ -282,8 +291,8 @@ impl ClusterAdapter {
                 },
                 _ = beat.tick() => self.heartbeat(&mut control, uid).await?,
                 _ = self.overflow.notified() => return Ok("publish_queue_full"),
-                _ = wait_finished(publisher) => return Ok("publish_failed"),
-                _ = wait_finished(drainer) => return Ok("publish_failed"),
+                _ = &mut *publisher => return Ok("publish_failed"),
+                _ = &mut *drainer => return Ok("publish_failed"),
             }
         }
     }
@@ -323,9 +332,7 @@ impl ClusterAdapter {
             let Some(gone) = shared.peers.shift_remove(peer) else {
                 return;
             };
-            shared.entries = shared
-                .entries
-                .saturating_sub(gone.users.len() + gone.rooms.len());
+            shared.entries = shared.entries.saturating_sub(gone.entries());
             tracing::warn!(
                 peer,
                 users = gone.users.len(),
@@ -405,12 +412,6 @@ impl Drop for Tasks {
     }
 }
 
-async fn wait_finished(handle: &tokio::task::JoinHandle<()>) {
-    while !handle.is_finished() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Deletes a dead (or this node's previous) uid's keys.
 async fn forget(control: &mut Client, uid: &str) -> Result<(), RespError> {
     control
@@ -428,11 +429,7 @@ async fn forget(control: &mut Client, uid: &str) -> Result<(), RespError> {
 }
 
 /// Reads every live peer's users and room members (deleting the dead ones' keys).
-async fn sync(
-    control: &mut Client,
-    uid: &str,
-    max_bytes: usize,
-) -> Result<IndexMap<Arc<str>, Peer>, RespError> {
+async fn sync(control: &mut Client, uid: &str) -> Result<IndexMap<Arc<str>, Peer>, RespError> {
     let mut peers = IndexMap::new();
     let mut entries = 0usize;
     let members = control.call(&[b"SMEMBERS", NODES.as_bytes()]).await?;
@@ -469,8 +466,8 @@ async fn sync(
                     .insert(sid.into(), name.into());
             }
         }
-        entries += p.users.len() + p.rooms.len();
-        if entries > MAX_REMOTE_ENTRIES || entries > max_bytes {
+        entries += p.entries();
+        if entries > MAX_REMOTE_ENTRIES {
             break;
         }
         peers.insert(Arc::from(peer), p);
@@ -628,16 +625,21 @@ fn learn(shared: &mut Shared, peer: &str, presence: &Presence) {
         Presence::Joined { sid, name, room } => {
             if !full {
                 let members = p.rooms.entry(room.as_str().into()).or_default();
-                delta += 1;
-                members.insert(sid.as_str().into(), name.as_str().into());
+                if members
+                    .insert(sid.as_str().into(), name.as_str().into())
+                    .is_none()
+                {
+                    delta += 1;
+                }
             }
         }
         Presence::Left { sid, room } => {
             if let Some(members) = p.rooms.get_mut(room.as_str()) {
-                members.shift_remove(sid.as_str());
+                if members.shift_remove(sid.as_str()).is_some() {
+                    delta -= 1;
+                }
                 if members.is_empty() {
                     p.rooms.shift_remove(room.as_str());
-                    delta -= 1;
                 }
             }
         }

@@ -132,7 +132,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn array(&mut self, len: usize, depth: usize) -> Result<Mp, MpError> {
-        let mut items = Vec::with_capacity(len);
+        let mut items = Vec::with_capacity(len.min(1024));
         for _ in 0..len {
             items.push(self.value(depth + 1)?);
         }
@@ -140,7 +140,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn map(&mut self, len: usize, depth: usize) -> Result<Mp, MpError> {
-        let mut entries = Vec::with_capacity(len);
+        let mut entries = Vec::with_capacity(len.min(1024));
         for _ in 0..len {
             let k = self.value(depth + 1)?;
             let v = self.value(depth + 1)?;

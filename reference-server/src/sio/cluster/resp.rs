@@ -181,7 +181,8 @@ impl<R: AsyncRead + Unpin + Send> Reader<R> {
                     if len.saturating_mul(3) > *budget {
                         return Err(RespError::Protocol("reply over the size bound"));
                     }
-                    let mut items = Vec::with_capacity(len);
+                    // Grown as elements arrive, not trusted up front.
+                    let mut items = Vec::with_capacity(len.min(1024));
                     for _ in 0..len {
                         items.push(self.value(depth + 1, budget).await?);
                     }
