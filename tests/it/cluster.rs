@@ -38,11 +38,13 @@ async fn node(profile: Profile, redis: &RedisServer) -> RunningGateway {
     chorus_test_support::gateway::start(config).await
 }
 
-async fn run_over(urls: &[&str]) -> RunReport {
+/// A run of the scenario over `urls`, on `transport` (`websocket` or `polling`).
+async fn run_over(urls: &[&str], transport: &str) -> RunReport {
     std::env::set_var(SECRET.0, SECRET.1);
     let targets = format!("target=[{}]", urls.join(", "));
+    let transport = format!("socketio.transport={transport}");
     let options: RunOptions =
-        harness::run_options(SCENARIO, None, temp_dir("cluster"), &[&targets]);
+        harness::run_options(SCENARIO, None, temp_dir("cluster"), &[&targets, &transport]);
     tokio::time::timeout(Duration::from_secs(90), run(options))
         .await
         .expect("the run ends in time")
@@ -79,13 +81,20 @@ async fn a_strict_cluster_of_the_reference_gateway_passes_every_check() {
         node(Profile::Strict, &redis).await,
         node(Profile::Strict, &redis).await,
     );
-    let report = run_over(&[&url_of(&a), &url_of(&b)]).await;
+    for transport in ["websocket", "polling"] {
+        let report = run_over(&[&url_of(&a), &url_of(&b)], transport).await;
+        let s = &report.summary;
+        assert_delivers_across(s);
+        assert_eq!(
+            s.violations["presence"], 0,
+            "{transport}: {:?}",
+            s.violations
+        );
+        let all: u64 = s.violations.values().sum();
+        assert_eq!(all, 0, "{transport}: {:?}", s.violations);
+    }
     a.shutdown().await;
     b.shutdown().await;
-    let s = &report.summary;
-    assert_delivers_across(s);
-    assert_eq!(s.violations["presence"], 0, "{:?}", s.violations);
-    assert_eq!(s.violations.values().sum::<u64>(), 0, "{:?}", s.violations);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +105,7 @@ async fn a_seed_cluster_of_the_reference_gateway_is_caught_by_presence() {
         node(Profile::Seed, &redis).await,
         node(Profile::Seed, &redis).await,
     );
-    let report = run_over(&[&url_of(&a), &url_of(&b)]).await;
+    let report = run_over(&[&url_of(&a), &url_of(&b)], "websocket").await;
     a.shutdown().await;
     b.shutdown().await;
     let s = &report.summary;
@@ -110,7 +119,7 @@ async fn a_mixed_cluster_of_ours_and_an_official_socket_io_node_delivers_both_wa
     let redis = RedisServer::start();
     let ours = node(Profile::Seed, &redis).await;
     let official = ChatNode::start(SECRET.1, Some(&redis.url()));
-    let report = run_over(&[&url_of(&ours), &official.url]).await;
+    let report = run_over(&[&url_of(&ours), &official.url], "websocket").await;
     ours.shutdown().await;
     drop(official);
     assert_delivers_across(&report.summary);

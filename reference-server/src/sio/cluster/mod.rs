@@ -346,12 +346,12 @@ impl ClusterAdapter {
                             r#"{{"room":{},"username":{name},"clientId":{client}}}"#,
                             chorus_protocol::json::string(room)
                         );
-                        let frame = crate::chat::payload::event_frame("roomLeft", &data);
+                        let frame = event_frame("roomLeft", &data);
                         self.local.deliver_where(&frame, &[room], &[], &mut out);
                     }
                 }
                 let data = format!(r#"{{"username":{name},"clientId":{client}}}"#);
-                let frame = crate::chat::payload::event_frame("userOffline", &data);
+                let frame = event_frame("userOffline", &data);
                 self.local.deliver_where(&frame, &[], &[], &mut out);
             }
         }
@@ -399,6 +399,11 @@ impl ClusterAdapter {
         }
         out.apply();
     }
+}
+
+/// `42/chat,["<name>",<data>]` (the Socket.IO layer does not call up into the chat rules).
+fn event_frame(name: &str, data: &str) -> Frame {
+    Arc::from(format!("42{CHAT},[\"{name}\",{data}]"))
 }
 
 /// Aborts the link's tasks when the link ends.
