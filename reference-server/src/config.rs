@@ -166,6 +166,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_CLUSTER_QUEUE_SIZE", default_value_t = 16_384)]
     pub cluster_queue_size: usize,
 
+    /// Milliseconds that connecting to the cluster's Redis, or one request to it (the
+    /// heartbeat), may take before the node counts its link as lost.
+    #[arg(long, env = "GATEWAY_CLUSTER_TIMEOUT_MS", default_value_t = 2_000)]
+    pub cluster_timeout_ms: u64,
+
     /// Log filter (`error`, `warn`, `info`, `debug` for one line per event, `trace`, or a tracing directive).
     #[arg(long, env = "GATEWAY_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

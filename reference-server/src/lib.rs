@@ -12,7 +12,9 @@
 //! `Namespace` trait, which [`chat::Chat`] implements, and the chat rules
 //! send every frame (broadcast or reply) through one delivery interface, the
 //! namespace's `Adapter` ("this frame to these recipients": everyone, everyone
-//! but the sender, one socket); the in-process adapter is the one that ships.
+//! but the sender, one socket): the in-process adapter, or with `--cluster`
+//! the Redis one (`sio::cluster`), which joins nodes in the wire format of
+//! `@socket.io/redis-adapter`.
 //!
 //! Injected faults (the `faults` cargo feature, tests only) are wrappers
 //! around these parts built by `faults::start`; the shipped layers do not
@@ -126,6 +128,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
                 max_bytes: usize::try_from(config.max_payload)
                     .unwrap_or(usize::MAX)
                     .saturating_add(64 * 1024),
+                timeout: Duration::from_millis(config.cluster_timeout_ms.max(1)),
             };
             let adapter = sio::cluster::ClusterAdapter::new(cluster_config, metrics.clone());
             adapter.spawn();

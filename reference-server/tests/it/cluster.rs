@@ -15,7 +15,7 @@ use chorus_test_support::process::metric;
 use chorus_test_support::redis::RedisServer;
 use serde_json::{json, Value};
 
-use crate::support::raw::{joined_client, Incoming, RawClient, Transport};
+use crate::support::raw::{joined_client, RawClient, Transport};
 use crate::support::{config, gateway_process, start_with, tokens, SECRET, WAIT};
 
 /// How many messages each sender sends in the ordering checks.
@@ -389,9 +389,12 @@ async fn a_node_whose_publish_queue_overflows_disconnects_its_sockets() {
     let mut cfg = config(Profile::Strict);
     cfg.cluster = Some(redis.url());
     cfg.cluster_queue_size = 4;
+    // Only the publish queue may end the link while Redis is stalled (a
+    // heartbeat timing out first would be `redis_lost`).
+    cfg.cluster_timeout_ms = 60_000;
     cfg.rate_per_sec = 10_000.0;
     cfg.rate_burst = 10_000;
-    cfg.max_message_bytes = 64 * 1024;
+    cfg.max_message_bytes = 512 * 1024;
     // ann reads nothing while sending: her own queue must not be what overflows.
     cfg.queue_bytes = 1 << 30;
     let a = start_with(cfg).await;
@@ -406,30 +409,53 @@ async fn a_node_whose_publish_queue_overflows_disconnects_its_sockets() {
         assert!(ok, "kill -{sig}");
     };
     stop("STOP");
-    let big = "x".repeat(60 * 1024);
-    let mut disconnected = false;
-    for _ in 0..2_000 {
-        send(&mut ann, &big).await;
-        if metric(
+    // Big messages fill the socket buffers in a few dozen sends.
+    let big = "x".repeat(500 * 1024);
+    let disconnects = || {
+        metric(
             &a.metrics_text(),
             "chorus_gateway_cluster_disconnects_total",
-        ) > 0.0
-        {
-            disconnected = true;
+        )
+    };
+    for _ in 0..200 {
+        send(&mut ann, &big).await;
+        // Read back her echo as she goes: a client that reads nothing stalls
+        // its own connection, and then the node stops taking its events.
+        let _ = ann.recv(Duration::from_millis(20)).await;
+        if disconnects() > 0.0 {
             break;
         }
     }
-    stop("CONT");
-    assert!(disconnected, "the publish queue never overflowed");
-    // ann gets `41/chat,`; the events she had in flight then arrive for a
-    // namespace she is no longer in, which may close the connection too.
-    loop {
-        match ann.recv(WAIT).await.expect("ann is disconnected in time") {
-            Incoming::Packet(p) if p == "441/chat," => break,
-            Incoming::Packet(_) => continue,
-            Incoming::CloseFrame(_) | Incoming::Ended(_) => break,
+    // The node may still be working through what ann sent.
+    let overflowed = tokio::time::timeout(WAIT, async {
+        while disconnects() == 0.0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
+    })
+    .await
+    .is_ok();
+    stop("CONT");
+    assert!(
+        overflowed,
+        "the publish queue never overflowed:\n{}",
+        a.metrics_text()
+    );
+    // ann is out of `/chat`: once the node has linked again, a newcomer's
+    // snapshot is empty.
+    let online = within_bound(async {
+        loop {
+            let auth = format!(r#"{{"token":"{}"}}"#, tokens::valid("dave"));
+            let mut dave = RawClient::ws(a.addr()).await;
+            let reply = dave.join_ns("/chat", Some(&auth)).await;
+            if reply.frame.starts_with("40/chat,") {
+                break dave.next_msg().await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(online.arg(), json!([]), "ann is still in /chat");
+    drop(ann);
     let text = a.metrics_text();
     assert!(
         text.contains(r#"chorus_gateway_cluster_disconnects_total{reason="publish_queue_full"} 1"#),

@@ -46,8 +46,6 @@ use resp::{Client, Reply, RespError};
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a heartbeat key lives without a refresh.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
-/// How long one Redis request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a failed link waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 /// Largest reply on the control connection (a peer's presence hash: about
@@ -82,6 +80,8 @@ pub struct ClusterConfig {
     pub queue_size: usize,
     /// Largest message accepted from Redis, in bytes.
     pub max_bytes: usize,
+    /// How long connecting or one request to Redis may take.
+    pub timeout: Duration,
 }
 
 /// One broadcast waiting to be published.
@@ -215,10 +215,10 @@ impl ClusterAdapter {
 
     /// A connection whose replies are at most `max_bytes` each.
     async fn client(&self, max_bytes: usize) -> Result<Client, &'static str> {
-        let stream = resp::connect(&self.config.addr, REQUEST_TIMEOUT)
+        let stream = resp::connect(&self.config.addr, self.config.timeout)
             .await
             .map_err(|_| "redis_lost")?;
-        Ok(Client::new(stream, max_bytes, REQUEST_TIMEOUT))
+        Ok(Client::new(stream, max_bytes, self.config.timeout))
     }
 
     async fn link(
