@@ -155,6 +155,22 @@ pub struct GatewayConfig {
     #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Join other gateway nodes over the Redis at `redis://HOST:PORT`, in the wire format
+    /// of `@socket.io/redis-adapter` (docs/protocol.md section 9); without it the gateway
+    /// is a single node.
+    #[arg(long, env = "GATEWAY_CLUSTER")]
+    pub cluster: Option<String>,
+
+    /// Broadcasts waiting to be published to the cluster; when it is full the node has
+    /// fallen behind and disconnects its sockets (counted), never leaving a gap.
+    #[arg(long, env = "GATEWAY_CLUSTER_QUEUE_SIZE", default_value_t = 16_384)]
+    pub cluster_queue_size: usize,
+
+    /// Milliseconds that connecting to the cluster's Redis, or one request to it (the
+    /// heartbeat), may take before the node counts its link as lost.
+    #[arg(long, env = "GATEWAY_CLUSTER_TIMEOUT_MS", default_value_t = 2_000)]
+    pub cluster_timeout_ms: u64,
+
     /// Log filter (`error`, `warn`, `info`, `debug` for one line per event, `trace`, or a tracing directive).
     #[arg(long, env = "GATEWAY_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

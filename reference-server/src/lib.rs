@@ -12,7 +12,9 @@
 //! `Namespace` trait, which [`chat::Chat`] implements, and the chat rules
 //! send every frame (broadcast or reply) through one delivery interface, the
 //! namespace's `Adapter` ("this frame to these recipients": everyone, everyone
-//! but the sender, one socket); the in-process adapter is the one that ships.
+//! but the sender, one socket): the in-process adapter, or with `--cluster`
+//! the Redis one (`sio::cluster`), which joins nodes in the wire format of
+//! `@socket.io/redis-adapter`.
 //!
 //! Injected faults (the `faults` cargo feature, tests only) are wrappers
 //! around these parts built by `faults::start`; the shipped layers do not
@@ -88,6 +90,9 @@ pub enum GatewayError {
     /// `--tls-cert` or `--tls-key` cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsFileError),
+    /// `--cluster` is not a `redis://HOST:PORT` URL.
+    #[error("{0}")]
+    Cluster(String),
     /// The SIGINT / SIGTERM handlers could not be installed.
     #[error("cannot install the signal handlers: {0}")]
     Signal(std::io::Error),
@@ -100,6 +105,7 @@ pub struct RunningGateway {
     engine: Arc<Engine>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    cluster: Option<Arc<sio::cluster::ClusterAdapter>>,
 }
 
 /// How long shutdown waits, after closing every session, for the transport
@@ -107,14 +113,52 @@ pub struct RunningGateway {
 const TASKS_WAIT: Duration = Duration::from_secs(2);
 
 /// Binds `config.addr` (port 0 picks a free port) and serves until shut down.
+/// With `--cluster`, the node joins the cluster first (waiting at most
+/// [`CLUSTER_WAIT`]; until its link is up it refuses sockets).
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
-    start_with(config, |config| {
-        let metrics = Arc::new(metrics::Metrics::default());
-        let chat = Arc::new(chat::Chat::new(&config, metrics.clone()));
+    let metrics = Arc::new(metrics::Metrics::default());
+    let cluster = match &config.cluster {
+        Some(url) => {
+            let cluster_config = sio::cluster::ClusterConfig {
+                addr: sio::cluster::resp::host_port(url)
+                    .map_err(|e| GatewayError::Cluster(e.to_string()))?,
+                presence: config.profile == Profile::Strict,
+                queue_size: config.cluster_queue_size,
+                // A broadcast carries at most one client packet, plus the envelope.
+                max_bytes: usize::try_from(config.max_payload)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(64 * 1024),
+                timeout: Duration::from_millis(config.cluster_timeout_ms.max(1)),
+            };
+            let adapter = sio::cluster::ClusterAdapter::new(cluster_config, metrics.clone());
+            adapter.spawn();
+            if !adapter.wait_up(CLUSTER_WAIT).await {
+                tracing::warn!(cluster = %url, "cluster link not up yet: refusing sockets until it is");
+            }
+            Some(adapter)
+        }
+        None => None,
+    };
+    let adapter: Option<Arc<dyn sio::adapter::Adapter>> =
+        cluster.clone().map(|c| c as Arc<dyn sio::adapter::Adapter>);
+    let mut gateway = start_with(config, |config| {
+        let chat = Arc::new(match adapter {
+            Some(adapter) => chat::Chat::with_adapter(&config, metrics.clone(), adapter),
+            None => chat::Chat::new(&config, metrics.clone()),
+        });
         Engine::new(config, metrics, Arc::new(sio::Sio::new(chat)))
     })
-    .await
+    .await;
+    match (&mut gateway, cluster) {
+        (Ok(g), Some(c)) => g.cluster = Some(c),
+        (Err(_), Some(c)) => c.stop(),
+        _ => {}
+    }
+    gateway
 }
+
+/// How long [`start`] waits for a cluster node's link to come up.
+pub const CLUSTER_WAIT: Duration = Duration::from_secs(5);
 
 /// [`start`] with the engine that `make` builds from the configuration.
 pub(crate) async fn start_with(
@@ -156,6 +200,7 @@ pub(crate) async fn start_with(
         engine,
         stop,
         server,
+        cluster: None,
     })
 }
 
@@ -221,6 +266,9 @@ impl RunningGateway {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let _ = self.stop.send(true);
+        if let Some(cluster) = &self.cluster {
+            cluster.stop();
+        }
         let _ = tokio::time::timeout(TASKS_WAIT, self.server).await;
         if !self.engine.tasks.wait_idle(TASKS_WAIT).await {
             tracing::warn!(

@@ -12,7 +12,20 @@ pub const EVENT_NAMES: [&str; 4] = ["joinChat", "sendMessage", "typing", "other"
 /// Server events that are broadcast.
 pub const BROADCAST_NAMES: [&str; 4] = ["userOnline", "newMessage", "userTyping", "userOffline"];
 /// Why a handshake (namespace CONNECT) was refused.
-pub const HANDSHAKE_REFUSALS: [&str; 3] = ["no_token", "invalid_token", "invalid_namespace"];
+pub const HANDSHAKE_REFUSALS: [&str; 4] = [
+    "no_token",
+    "invalid_token",
+    "invalid_namespace",
+    "cluster_unavailable",
+];
+/// Why a cluster node disconnected its sockets, in `chorus_gateway_cluster_disconnects_total`.
+pub const CLUSTER_DISCONNECTS: [&str; 5] = [
+    "subscription_lost",
+    "publish_queue_full",
+    "publish_failed",
+    "heartbeat_lost",
+    "redis_lost",
+];
 /// Why the transport layer closed an HTTP connection or an Engine.IO session
 /// on a time limit, in `chorus_gateway_timeouts_total`.
 pub const TIMEOUTS: [&str; 4] = ["header", "body", "idle", "connect"];
@@ -59,7 +72,7 @@ pub struct Metrics {
     events: Labelled<4>,
     broadcasts: Labelled<4>,
     deliveries: AtomicU64,
-    refused_handshakes: Labelled<3>,
+    refused_handshakes: Labelled<4>,
     refused_events: Labelled<5>,
     slow_consumer_disconnects: AtomicU64,
     protocol_errors: AtomicU64,
@@ -73,6 +86,8 @@ pub struct Metrics {
     abuse: Labelled<4>,
     ws_read_buffers: AtomicI64,
     ws_write_buffers: AtomicI64,
+    cluster_disconnects: Labelled<5>,
+    cluster_dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -98,6 +113,8 @@ impl Default for Metrics {
             abuse: labelled(ABUSE_REASONS),
             ws_read_buffers: AtomicI64::new(0),
             ws_write_buffers: AtomicI64::new(0),
+            cluster_disconnects: labelled(CLUSTER_DISCONNECTS),
+            cluster_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -346,7 +363,30 @@ impl Metrics {
             "Connections closed by a Socket.IO-layer limit (attachments, JSON depth, CONNECT cycles).",
             &self.abuse,
         );
+        family(
+            &mut out,
+            "chorus_gateway_cluster_disconnects_total",
+            "reason",
+            "Sockets a cluster node disconnected because it could no longer serve them, by reason.",
+            &self.cluster_disconnects,
+        );
+        counter(
+            &mut out,
+            "chorus_gateway_cluster_dropped_total",
+            "Messages from the cluster's Redis dropped as malformed or unsupported.",
+            &self.cluster_dropped,
+        );
         out
+    }
+
+    /// A cluster node disconnected a socket it could no longer serve (see [`CLUSTER_DISCONNECTS`]).
+    pub fn cluster_disconnect(&self, reason: &str) {
+        bump(&self.cluster_disconnects, reason);
+    }
+
+    /// A message from the cluster's Redis was dropped.
+    pub fn cluster_dropped(&self) {
+        self.cluster_dropped.fetch_add(1, Relaxed);
     }
 
     /// The Socket.IO layer closed a connection on a limit (see [`ABUSE_REASONS`]).

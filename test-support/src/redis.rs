@@ -17,13 +17,33 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// Starts `redis-server` on a free 127.0.0.1 port (`--save "" --appendonly
-    /// no`: nothing is written to disk) and waits until it answers `PING`.
+    /// no`: nothing is written to disk) and waits until it answers. A port
+    /// another test's redis took meanwhile is retried with another one.
     pub fn start() -> Self {
-        // A port the OS just handed out, released for redis to take.
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        for _ in 0..5 {
+            // A port the OS just handed out, released for redis to take.
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            if let Some(server) = Self::try_start_on(port) {
+                return server;
+            }
+        }
+        panic!("redis-server found no free port in 5 tries");
+    }
+
+    /// Like [`RedisServer::start`], on `port` (to bring a killed one back
+    /// where its clients were); panics when that port is taken.
+    pub fn start_on(port: u16) -> Self {
+        Self::try_start_on(port)
+            .unwrap_or_else(|| panic!("redis-server could not listen on port {port}"))
+    }
+
+    /// Starts redis on `port` and waits until this very process answers
+    /// there (`INFO server` names its pid: a redis of another test on the
+    /// same port does not count); `None` when it exits first.
+    fn try_start_on(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -33,9 +53,9 @@ impl RedisServer {
             .expect("start redis-server (the Debian package redis-server must be installed)");
         let mut server = Self { port, child };
         let deadline = Instant::now() + WAIT;
-        while !server.answers_ping() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("redis-server on port {port} exited: {status}");
+        while !server.answers() {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None;
             }
             assert!(
                 Instant::now() < deadline,
@@ -43,7 +63,12 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+        Some(server)
+    }
+
+    /// The process id (to stop it with `SIGSTOP`, as a Redis that has stalled).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -51,16 +76,33 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn answers_ping(&self) -> bool {
+    /// Whether this process answers on the port (its `process_id` in `INFO server`).
+    fn answers(&self) -> bool {
         use std::io::{Read, Write};
         let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+        if stream.write_all(b"INFO server\r\n").is_err() {
+            return false;
+        }
+        let want = format!("process_id:{}\r\n", self.child.id());
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while reply.len() < 64 * 1024 {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            }
+            let text = String::from_utf8_lossy(&reply);
+            if text.contains(&want) {
+                return true;
+            }
+            if text.contains("process_id:") && text.ends_with("\r\n\r\n") {
+                return false;
+            }
+        }
+        false
     }
 }
 

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use crate::config::{GatewayConfig, Profile};
 use crate::engine::{message_frame, Conn};
 use crate::metrics::Metrics;
-use crate::sio::adapter::{Adapter, LocalAdapter, Outcome, Recipients};
+use crate::sio::adapter::{Adapter, LocalAdapter, Outcome, Recipients, RemoteUser};
 use crate::sio::{Namespace, Refused, CHAT};
 use payload::Js;
 pub use strict::ConnRate;
@@ -159,12 +159,20 @@ impl Chat {
         let mut out = Outcome::default();
         let connected = payload::object(&[("sid", Some(&payload::string(&socket.sid)))]);
         let state = self.state();
-        self.adapter.add(socket.sid.clone(), conn.clone());
+        let Ok(remote) = self.adapter.enter(socket.sid.clone(), conn.clone()) else {
+            return Err(Refused {
+                reason: "cluster_unavailable",
+                payload: payload::object(&[(
+                    "message",
+                    Some(&payload::string("cluster unavailable")),
+                )]),
+            });
+        };
         let to = Recipients::Socket(&socket.sid);
         let connected = socketio::encode(PacketType::Connect, CHAT, None, Some(&connected));
         self.adapter
             .deliver(&message_frame(&connected), to, &mut out);
-        let snapshot = payload::event_frame("onlineUsers", &online_users(&state.users));
+        let snapshot = payload::event_frame("onlineUsers", &online_users(&state.users, &remote));
         self.adapter.deliver(&snapshot, to, &mut out);
         drop(state);
         self.metrics.socket(1);
@@ -380,17 +388,20 @@ impl Namespace for Chat {
     }
 }
 
-/// `[["<sid>",<name>],…]`: the Map entries in join order, `undefined` as `null`.
-fn online_users(users: &IndexMap<Arc<str>, Js>) -> String {
+/// `[["<sid>",<name>],…]`: the Map entries in join order, `undefined` as
+/// `null`, then the users of the cluster's other nodes (strict).
+fn online_users(users: &IndexMap<Arc<str>, Js>, remote: &[RemoteUser]) -> String {
     let mut out = String::from("[");
-    for (i, (sid, name)) in users.iter().enumerate() {
+    let local = users.iter().map(|(sid, name)| (&**sid, name.as_deref()));
+    let others = remote.iter().map(|(sid, name)| (&**sid, Some(&**name)));
+    for (i, (sid, name)) in local.chain(others).enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push('[');
         out.push_str(&payload::string(sid));
         out.push(',');
-        out.push_str(name.as_deref().unwrap_or("null"));
+        out.push_str(name.unwrap_or("null"));
         out.push(']');
     }
     out.push(']');

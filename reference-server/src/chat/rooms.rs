@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::{payload, Chat, Outcome, State};
-use crate::sio::adapter::Recipients;
+use crate::sio::adapter::{Recipients, RemoteUser};
 
 /// Longest room name, in characters.
 pub(super) const MAX_ROOM_CHARS: usize = 64;
@@ -87,9 +87,9 @@ impl Chat {
         if self.adapter.rooms_of(sid).len() >= self.limits.max_rooms {
             return Err(RoomRefusal::Full(self.limits.max_rooms));
         }
-        self.adapter.join(sid, room);
+        let remote = self.adapter.join_snapshot(sid, room);
         let room_json = payload::string(room);
-        let users = room_users(&state, &self.adapter.members(room));
+        let users = room_users(&state, &self.adapter.members(room), &remote);
         let snapshot = payload::object(&[("room", Some(&room_json)), ("users", Some(&users))]);
         let frame = payload::event_frame("roomUsers", &snapshot);
         self.adapter.deliver(&frame, Recipients::Socket(sid), out);
@@ -192,18 +192,22 @@ fn presence(room_json: &str, username: &str, sid: &str) -> String {
     ])
 }
 
-/// `[["<sid>",<name>],…]` of a room's members, in the order they joined.
-fn room_users(state: &State, members: &[Arc<str>]) -> String {
+/// `[["<sid>",<name>],…]` of a room's members, in the order they joined,
+/// then its members on the cluster's other nodes.
+fn room_users(state: &State, members: &[Arc<str>], remote: &[RemoteUser]) -> String {
     let mut out = String::from("[");
-    for (i, sid) in members.iter().enumerate() {
+    let local = members
+        .iter()
+        .map(|sid| (&**sid, state.users.get(sid).and_then(|n| n.as_deref())));
+    let others = remote.iter().map(|(sid, name)| (&**sid, Some(&**name)));
+    for (i, (sid, name)) in local.chain(others).enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let name = state.users.get(sid).cloned().flatten();
         out.push('[');
         out.push_str(&payload::string(sid));
         out.push(',');
-        out.push_str(name.as_deref().unwrap_or("null"));
+        out.push_str(name.unwrap_or("null"));
         out.push(']');
     }
     out.push(']');

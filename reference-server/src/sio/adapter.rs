@@ -56,7 +56,31 @@ pub trait Adapter: Send + Sync {
     /// without waiting; a receiver whose queue is full goes into `out`.
     /// Returns how many sockets were selected.
     fn deliver(&self, frame: &Frame, to: Recipients<'_>, out: &mut Outcome) -> usize;
+
+    /// [`Adapter::add`], returning the users other nodes have (socket id,
+    /// raw JSON name), read atomically with the entry: a remote user is in
+    /// this list or its later events reach the socket, never neither. An
+    /// adapter that can no longer deliver everywhere refuses the socket.
+    fn enter(&self, sid: Arc<str>, conn: Arc<Conn>) -> Result<Vec<RemoteUser>, Unavailable> {
+        self.add(sid, conn);
+        Ok(Vec::new())
+    }
+
+    /// [`Adapter::join`], returning the room's members on other nodes, read
+    /// atomically with the join (as [`Adapter::enter`]).
+    fn join_snapshot(&self, sid: &str, room: &str) -> Vec<RemoteUser> {
+        self.join(sid, room);
+        Vec::new()
+    }
 }
+
+/// A user of another node: its socket id and its name as raw JSON.
+pub type RemoteUser = (Arc<str>, Arc<str>);
+
+/// The adapter cannot serve a new socket now (its cluster link is down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the cluster link is down")]
+pub struct Unavailable;
 
 /// The in-process adapter: the namespace's sockets on this gateway, in the
 /// order they entered, and its rooms.
@@ -215,6 +239,58 @@ impl Adapter for LocalAdapter {
             receivers += 1;
         });
         receivers
+    }
+}
+
+impl LocalAdapter {
+    /// Queues `frame` to the local sockets a cluster peer's broadcast
+    /// selects, as socket.io's adapter does: members of any of `rooms`
+    /// (every socket when empty) that are neither named in `except` nor
+    /// members of a room named there (a socket is in the room of its id).
+    pub(crate) fn deliver_where(
+        &self,
+        frame: &Frame,
+        rooms: &[&str],
+        except: &[&str],
+        out: &mut Outcome,
+    ) -> usize {
+        let state = self.state.lock();
+        let excluded = |sid: &Arc<str>, member: &Member| {
+            except
+                .iter()
+                .any(|e| **e == **sid || member.rooms.iter().any(|r| **r == **e))
+        };
+        let mut receivers = 0;
+        let mut send = |sid: &Arc<str>, member: &Member| {
+            if !excluded(sid, member) {
+                out.send(&member.conn, frame.clone());
+                receivers += 1;
+            }
+        };
+        match rooms {
+            [] => state.sockets.iter().for_each(|(sid, m)| send(sid, m)),
+            [room] => {
+                for sid in state.rooms.get(*room).into_iter().flatten() {
+                    if let Some(m) = state.sockets.get(sid) {
+                        send(sid, m);
+                    }
+                }
+            }
+            many => {
+                for (sid, m) in &state.sockets {
+                    if m.rooms.iter().any(|r| many.contains(&&**r)) {
+                        send(sid, m);
+                    }
+                }
+            }
+        }
+        receivers
+    }
+
+    /// Every local socket's connection.
+    pub(crate) fn conns(&self) -> Vec<Arc<Conn>> {
+        let state = self.state.lock();
+        state.sockets.values().map(|m| m.conn.clone()).collect()
     }
 }
 

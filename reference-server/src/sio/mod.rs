@@ -11,6 +11,7 @@ use chorus_protocol::socketio::{self, Event, PacketType};
 use chorus_protocol::DecodeError;
 
 pub mod adapter;
+pub mod cluster;
 
 use crate::engine::{CloseReason, Conn, ConnHandler, Handler};
 use adapter::Outcome;
