@@ -7,7 +7,10 @@
 #   node     bench/peers/node: socket.io 4 with the tutorial's logic
 # at N receivers each, the server pinned to core 0 and chorus to core 1.
 # Usage:
-#   bench/gateway.sh [fanout|memory|storm|all]   (default: fanout)
+#   bench/gateway.sh [fanout|sweep|memory|storm|all]   (default: fanout)
+#   sweep: each server at N = GW_SWEEP_N [1000] under every offered load of
+#   GW_SWEEP ["100000 200000 400000 800000"] deliveries/s, then
+#   $BENCH_OUT/gateway-rate-p99.svg: delivery rate against p99, one line per server
 # Knobs (defaults in brackets):
 #   GW_SERVERS ["gateway bare node"]  GW_N ["100 1000 5000"]
 #   GW_OFFERED [400000]: deliveries/s offered (message rate = this / (N + 4))
@@ -186,6 +189,20 @@ bench_fanout() {
         "$OUT/gateway.json"
 }
 
+# Each server under rising offered loads at one N, drawn as rate against p99.
+bench_sweep() {
+    local results="$OUT/gateway-sweep.jsonl" n=${GW_SWEEP_N:-1000}
+    : >"$results"
+    echo "== sweep: servers ${GW_SERVERS:-gateway bare node}, N $n, offered ${GW_SWEEP:-100000 200000 400000 800000} deliveries/s =="
+    machine
+    for server in ${GW_SERVERS:-gateway bare node}; do
+        for offered in ${GW_SWEEP:-100000 200000 400000 800000}; do
+            GW_OFFERED=$offered fanout_run "$server" "$n" "$results"
+        done
+    done
+    "$BIN/examples/bench_plot" "$results" "$OUT/gateway-rate-p99.svg"
+}
+
 # Gateway RSS with $1 clients that join at $2/s and stay ($3: the label),
 # against server $4 (gateway or baseline): RSS at the start, the peak, and
 # "idle" once all have joined and the gateway is quiet again (under 5% CPU
@@ -240,19 +257,20 @@ memory_run() {
 }
 
 case ${1:-fanout} in
-    fanout | memory | storm | all) ;;
+    fanout | sweep | memory | storm | all) ;;
     *)
-        echo "usage: $0 [fanout|memory|storm|all]" >&2
+        echo "usage: $0 [fanout|sweep|memory|storm|all]" >&2
         exit 2
         ;;
 esac
 if [[ -z "${NO_BUILD:-}" ]]; then
     cargo build --release -p chorus -p chorus-gateway --bins
-    cargo build --release -p chorus --example bench_bare_fanout
+    cargo build --release -p chorus --example bench_bare_fanout --example bench_plot
 fi
 [[ -d bench/peers/node/node_modules ]] || (cd bench/peers/node && npm ci --no-audit --no-fund)
 case ${1:-fanout} in
     fanout) bench_fanout ;;
+    sweep) bench_sweep ;;
     memory) machine && memory_run "${GW_IDLE:-10000}" "${GW_IDLE_RATE:-250}" idle "${GW_MEMORY_SERVER:-gateway}" ;;
     storm) machine && memory_run "${GW_STORM:-10000}" "${GW_STORM_RATE:-50}" storm "${GW_MEMORY_SERVER:-gateway}" ;;
     all)

@@ -33,6 +33,7 @@ pub use error::ReportError;
 pub use html::SECTION_TITLES;
 pub use junit::{render_junit, CaseStatus, Conformance, ConformanceCase};
 pub use run_dir::{RunData, ViolationRecord};
+pub use svg::rate_latency_svg;
 pub use terminal::render_table;
 pub use tolerance::{
     Gate, MetricKind, ToleranceRule, Tolerances, DEFAULT_GATED_COUNTERS,

@@ -36,6 +36,8 @@ pub(crate) enum XAxis {
     Seconds,
     /// `log10(1/(1-p))` of a percentile `p` (see [`percentile_curve`]).
     Percentile,
+    /// Events per second (benchmark charts: a delivery rate).
+    Rate,
 }
 
 /// A line chart.
@@ -164,6 +166,10 @@ pub(crate) fn render(chart: &Chart<'_>) -> String {
             .into_iter()
             .map(|t| (t, format!("{t}s")))
             .collect(),
+        XAxis::Rate => nice_ticks(x_max_data)
+            .into_iter()
+            .map(|t| (t, rate_label(t)))
+            .collect(),
         XAxis::Percentile => {
             let decades = (x_max_data.ceil() as usize).clamp(2, PERCENTILE_TICKS.len() - 1);
             let mut ticks: Vec<(f64, String)> = PERCENTILE_TICKS[..=decades]
@@ -224,10 +230,97 @@ pub(crate) fn render(chart: &Chart<'_>) -> String {
     out
 }
 
+/// `0`, `250k/s`, `1.5M/s`: a rate axis label.
+fn rate_label(per_s: f64) -> String {
+    match per_s {
+        r if r >= 1e6 => format!("{}M/s", r / 1e6),
+        r if r >= 1e3 => format!("{}k/s", r / 1e3),
+        r => format!("{r}/s"),
+    }
+}
+
+/// The style `report.html` gives charts, for a chart that stands alone.
+const STANDALONE_STYLE: &str = "text{font:11px sans-serif;fill:#444}.grid{stroke:#eee}\
+.line{fill:none;stroke-width:1.6;stroke-linecap:round;stroke-linejoin:round}.muted{fill:#777}";
+
+/// A standalone SVG document (for a file of its own, e.g. in `bench/`)
+/// of delivery rate (x) against a latency in ms (y), one line per series
+/// of `(deliveries/s, ms)` points, sorted by rate.
+pub fn rate_latency_svg(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let ms = |v: f64| format!("{v} ms");
+    let series = series
+        .iter()
+        .map(|(name, points)| {
+            let mut points: Vec<(f64, Option<f64>)> =
+                points.iter().map(|&(x, y)| (x, Some(y))).collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series {
+                name: name.clone(),
+                points,
+            }
+        })
+        .collect();
+    let chart = render(&Chart {
+        title,
+        x_axis: XAxis::Rate,
+        y_format: &ms,
+        series,
+    });
+    let body = chart.trim_start_matches("<svg class=\"chart\" ");
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" {body}"
+    )
+    .replacen(
+        "</title>",
+        &format!("</title><style>{STANDALONE_STYLE}</style>"),
+        1,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::metrics::new_histogram;
+
+    #[test]
+    fn a_rate_latency_chart_stands_alone_with_one_line_per_series() {
+        let svg = rate_latency_svg(
+            "rate against p99",
+            &[
+                ("gateway".into(), vec![(400_000.0, 3.0), (100_000.0, 1.0)]),
+                ("node".into(), vec![(50_000.0, 20.0)]),
+            ],
+        );
+        assert!(
+            svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+            "{svg}"
+        );
+        assert!(svg.contains("<style>"), "{svg}");
+        assert_eq!(svg.matches("class=\"line\"").count(), 2);
+        assert!(svg.contains(">400k/s<"), "{svg}");
+        assert!(svg.contains(">gateway<") && svg.contains(">node<"));
+        assert!(svg.ends_with("</svg>"));
+        // Points are drawn in rate order whatever order they were measured in.
+        let gateway_path = svg.split("<path d=\"").nth(1).expect("a path");
+        let first_x: f64 = gateway_path[1..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let second_x: f64 = gateway_path
+            .split(" L")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(first_x < second_x, "{gateway_path}");
+        assert_eq!(rate_label(1_500_000.0), "1.5M/s");
+        assert_eq!(rate_label(0.0), "0/s");
+    }
 
     #[test]
     fn path_data_breaks_at_gaps_and_dots_lone_points() {
