@@ -89,6 +89,7 @@ end=$((SECONDS_HOLD + 8))
 
 verdict() { # name file -> JSON object
     awk -v name="$1" -v lo="$warm" -v hi="$end" -v tol="$TOL" '
+        BEGIN { n = 0 }
         $1 >= lo && $1 <= hi { t[n] = $1; v[n] = $2; n++ }
         END {
             if (n < 4) { printf "{\"side\":\"%s\",\"error\":\"only %d samples in the steady span\"}\n", name, n; exit }
