@@ -18,6 +18,7 @@ use crate::scenario::{
 
 use super::clock::Clock;
 use super::failure::PANIC_COUNTER;
+use super::fasthash::FastMap;
 use super::shard::Shard;
 
 /// An event name interned by the plan: an index into [`RunPlan::event`]'s table.
@@ -195,7 +196,7 @@ pub struct RunPlan {
     /// Metric ids of no one event.
     pub ids: Ids,
     events: Vec<Event>,
-    by_name: HashMap<Box<str>, EventId>,
+    by_name: FastMap<Box<str>, EventId>,
     /// Per group, per event id: whether its flow's `expect` steps wait for it.
     expected: Vec<Vec<bool>>,
     flows: Vec<Vec<PlanStep>>,
@@ -218,7 +219,7 @@ pub struct Setup {
 #[derive(Default)]
 struct Interner {
     events: Vec<Event>,
-    by_name: HashMap<Box<str>, EventId>,
+    by_name: FastMap<Box<str>, EventId>,
 }
 
 impl Interner {

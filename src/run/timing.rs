@@ -2,11 +2,10 @@
 //! intended and its actual send time, and unmarked deliveries (`userTyping`)
 //! matched to their sends in order.
 
-use std::collections::HashMap;
-
 use crate::metrics::Recorder;
 
 use super::clock::WallTime;
+use super::fasthash::FastMap;
 use super::plan::Event;
 use super::roster::SenderLog;
 
@@ -30,7 +29,7 @@ pub fn record_delivery(
 /// Per sender: how many of its unmarked broadcasts one receiver has matched.
 #[derive(Debug, Default)]
 pub struct UnmarkedMatch {
-    seen: HashMap<u32, usize>,
+    seen: FastMap<u32, usize>,
 }
 
 impl UnmarkedMatch {
