@@ -21,8 +21,10 @@ pub fn record_delivery(
     sent: WallTime,
 ) {
     if let Some((corrected, uncorrected)) = event.delivery {
-        recorder.record(corrected, at.micros_since(intended));
-        recorder.record(uncorrected, at.micros_since(sent));
+        recorder.record_pair(
+            (corrected, at.micros_since(intended)),
+            (uncorrected, at.micros_since(sent)),
+        );
     }
 }
 
