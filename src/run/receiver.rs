@@ -438,6 +438,10 @@ mod tests {
         registry.collect_interval(Instant::now());
         let count = |name: &str| registry.cumulative().counter(name).unwrap_or(0);
         assert_eq!(count("violations.payload"), 3, "one per fabricated sender");
-        assert_eq!(count("deliveries.received.newMessage"), 4, "all were received");
+        assert_eq!(
+            count("deliveries.received.newMessage"),
+            4,
+            "all were received"
+        );
     }
 }

@@ -218,7 +218,10 @@ impl Roster {
         }
         let overflow: Vec<(u32, Arc<SenderLog>)> = {
             let overflow = self.senders.overflow.read().expect("roster lock");
-            overflow.iter().map(|(vu, log)| (*vu, log.clone())).collect()
+            overflow
+                .iter()
+                .map(|(vu, log)| (*vu, log.clone()))
+                .collect()
         };
         for (vu, log) in overflow.iter().filter(|(_, l)| l.join_times().is_some()) {
             f(*vu, log);
