@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=target/release
+BIN=${CHORUS_BIN_DIR:-target/release}
 OUT=${BENCH_OUT:-bench/out}
 PORT=${ARTILLERY_PORT:-3300}
 PEER=bench/peers/artillery

@@ -407,6 +407,9 @@ impl<H: Handler> Session<H> {
             let deadline = self.ping_deadline;
             let next_ping = self.next_ping;
             let read = tokio::select! {
+                // The read first: a frame already buffered is taken without
+                // polling the two timers (they are checked when it blocks).
+                biased;
                 read = reader.next() => match read {
                     Ok(m) => Some(m),
                     Err(e) => return (Instant::now(), reason_of(e)),

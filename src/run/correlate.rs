@@ -39,7 +39,13 @@ impl Mark {
 
     /// Finds the mark at the end of a received message text.
     pub fn find(text: &str) -> Option<Mark> {
-        let at = text.rfind(PREFIX)?;
+        // Only digits and slashes follow a mark's `#`, so it is the last `#`
+        // of the text: a byte search, cheaper than a substring one.
+        let hash = text.bytes().rposition(|b| b == b'#')?;
+        let at = hash.checked_sub(1)?;
+        if !text.as_bytes()[at..].starts_with(PREFIX.as_bytes()) {
+            return None;
+        }
         let mut parts = text[at + PREFIX.len()..].split('/');
         let mut next = || parts.next()?.parse::<u64>().ok();
         let mark = Mark {
@@ -72,5 +78,11 @@ mod tests {
         assert_eq!(Mark::find("x #chorus/1/2/3"), None);
         assert_eq!(Mark::find("x #chorus/1/2/3/4/5"), None);
         assert_eq!(Mark::find("x #chorus/a/2/3/4"), None);
+        assert_eq!(Mark::find("#chorus/1/2/3/4"), None, "no space before");
+        assert_eq!(Mark::find("é#chorus/1/2/3/4"), None, "inside a character");
+        assert_eq!(Mark::find("a #chorus/1/2/3/4 #x"), None, "not at the end");
+        let mut tagged = String::from("#tag é #chorus");
+        mark.append_to(&mut tagged);
+        assert_eq!(Mark::find(&tagged), Some(mark), "earlier #s are text");
     }
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::clock::WallTime;
 use super::error::RunError;
+use super::fasthash::FastMap;
 use crate::error::FileError;
 
 /// A receiver is owed messages sent this long after it entered the namespace.
@@ -216,7 +217,7 @@ pub struct ReceiverRecord {
     #[serde(default, rename = "windows_us", skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<(WallTime, WallTime)>,
     /// Correlated sequence numbers received, per sender.
-    pub from: HashMap<u32, SeqRuns>,
+    pub from: FastMap<u32, SeqRuns>,
     /// Uncorrelated broadcasts (`userTyping`) received, per sender ([`name_hash`] of its name).
     pub typing_from: HashMap<u64, u64>,
     /// Whose join announcement it received.
@@ -572,7 +573,7 @@ mod tests {
             vu: 2,
             joined_at: t(250),
             left_at: t(950),
-            from: HashMap::from([(1, runs)]),
+            from: FastMap::from_iter([(1, runs)]),
             ..Default::default()
         };
         let s = settle(&[r], &senders, window(50, 150));
@@ -682,7 +683,7 @@ mod tests {
             vu: 2,
             joined_at: t(0),
             left_at: t(1000),
-            from: HashMap::from([(1, runs)]),
+            from: [(1, runs)].into_iter().collect(),
             ..Default::default()
         };
         r.add_window(t(2000), t(3000));

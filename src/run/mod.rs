@@ -29,6 +29,7 @@ mod context;
 mod correlate;
 mod error;
 mod failure;
+mod fasthash;
 mod inbox;
 mod ledger;
 mod live;

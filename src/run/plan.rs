@@ -19,6 +19,7 @@ use crate::scenario::{
 
 use super::clock::Clock;
 use super::failure::PANIC_COUNTER;
+use super::fasthash::FastMap;
 use super::nodes::{delivery_ids, NodeIds, Nodes};
 use super::shard::Shard;
 
@@ -232,7 +233,7 @@ pub struct RunPlan {
     /// Metric ids of no one event.
     pub ids: Ids,
     events: Vec<Event>,
-    by_name: HashMap<Box<str>, EventId>,
+    by_name: FastMap<Box<str>, EventId>,
     /// Per group, per event id: whether its flow's `expect` steps wait for it.
     expected: Vec<Vec<bool>>,
     flows: Vec<Vec<PlanStep>>,
@@ -259,7 +260,7 @@ pub struct Setup {
 #[derive(Default)]
 struct Interner {
     events: Vec<Event>,
-    by_name: HashMap<Box<str>, EventId>,
+    by_name: FastMap<Box<str>, EventId>,
 }
 
 impl Interner {

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use crate::client::{CloseReason, Handler, Incoming, RxTime};
 use crate::rules::Recipients;
 
-use super::checks::{listed_names, snapshot_problems, PayloadChecks};
+use super::checks::{listed_hashes, snapshot_problems, PayloadChecks};
 use super::clock::WallTime;
 use super::closes;
 use super::context::Context;
@@ -131,19 +131,17 @@ impl Receiver {
             Role::JoinReply => self.on_join_reply(id, arg, at),
             Role::Snapshot => {
                 let started = self.inbox.connect_started.get();
-                let listed = listed_names(arg);
+                let listed = listed_hashes(arg);
                 for (expected, got) in snapshot_problems(&self.ctx.roster, &listed, started, at) {
                     self.violation(Kind::Presence, id, expected, got, at);
                 }
                 // Users of other shards are checked by `chorus merge`.
                 if self.ctx.plan.shard.count > 1 {
-                    let mut names: Vec<u64> = listed.iter().map(|n| name_hash(n)).collect();
-                    names.sort_unstable();
                     let record = SnapshotRecord {
                         vu: self.vu(),
                         started,
                         at,
-                        names,
+                        names: listed,
                     };
                     if !self.ctx.roster.keep_snapshot(record) {
                         self.ctx.recorder.add_by_name(SNAPSHOTS_DROPPED, 1);
@@ -219,6 +217,17 @@ impl Receiver {
         who: Option<&str>,
         at: WallTime,
     ) {
+        // Senders are numbered below the run's count: a mark naming another
+        // is ignored, so that a server cannot grow the per-sender map.
+        if u64::from(mark.vu) >= self.ctx.plan.vus {
+            return self.violation(
+                Kind::Payload,
+                id,
+                "a mark that names a client of the run".into(),
+                format!("vu {} of {}", mark.vu, self.ctx.plan.vus),
+                at,
+            );
+        }
         self.record_delivery(id, at, mark.intended, mark.sent);
         let plan = &self.ctx.plan;
         if let Some(crossed) = plan
@@ -418,5 +427,92 @@ impl Handler for Receiver {
                 self.ctx.roster.receiver_done(record);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::client::ClientConfig;
+    use crate::metrics::Registry;
+    use crate::rules::ProtocolModel;
+    use crate::scenario::Scenario;
+
+    use super::super::plan::{RunPlan, Setup};
+    use super::super::shard::Shard;
+
+    /// A receiver (vu 0) of a run of two virtual users, and its registry.
+    fn receiver() -> (Receiver, Registry) {
+        let scenario = Scenario::from_str(
+            "name: t\nsocketio: { namespace: /chat }\n\
+             groups:\n  - name: g\n    flow: [connect]\n\
+             load:\n  phases:\n    - ramp: { to: 2, over: 1s }\n",
+            "t.yml",
+        )
+        .expect("the scenario loads");
+        let model = ProtocolModel::resolve("strict", Path::new(".")).expect("strict loads");
+        let setup = Setup {
+            client: ClientConfig::new("http://127.0.0.1:1"),
+            tokens: None,
+            local_ips: Vec::new(),
+            shard: Shard::WHOLE,
+            nodes: crate::run::nodes::Nodes::new(vec!["http://127.0.0.1:1".into()], None),
+        };
+        let registry = Registry::new();
+        let plan = RunPlan::new(scenario, model, setup, &registry);
+        assert_eq!(plan.vus, 2);
+        let ctx = Arc::new(Context::new(plan, &registry));
+        (Receiver::new(ctx, Arc::new(Inbox::new(0)), 0), registry)
+    }
+
+    fn new_message(receiver: &mut Receiver, mark: Mark) {
+        let mut message = String::from("hi");
+        mark.append_to(&mut message);
+        let payload = serde_json::json!({
+            "username": "someone",
+            "message": message,
+            "timestamp": chorus_protocol::timestamp::format_iso(SystemTime::now()),
+        });
+        let raw = RawValue::from_string(payload.to_string()).expect("json");
+        let args = [&*raw];
+        receiver.on_message(
+            Instant::now(),
+            Incoming::Event {
+                name: "newMessage",
+                args: &args,
+                ack_id: None,
+            },
+        );
+    }
+
+    #[test]
+    fn marks_naming_no_client_of_the_run_are_violations_and_kept_out_of_the_ledger() {
+        let (mut receiver, registry) = receiver();
+        let now = receiver.ctx.plan.clock.wall(Instant::now());
+        let mark = |vu, seq| Mark {
+            vu,
+            seq,
+            intended: now,
+            sent: now,
+        };
+        new_message(&mut receiver, mark(1, 0));
+        for vu in [2, 1_000, u32::MAX] {
+            new_message(&mut receiver, mark(vu, 0));
+        }
+        assert_eq!(receiver.ledger.from.len(), 1, "only vu 1 has runs");
+        assert!(receiver.ledger.from.contains_key(&1));
+        registry.collect_interval(Instant::now());
+        let count = |name: &str| registry.cumulative().counter(name).unwrap_or(0);
+        assert_eq!(count("violations.payload"), 3, "one per fabricated sender");
+        assert_eq!(
+            count("deliveries.received.newMessage"),
+            4,
+            "all were received"
+        );
     }
 }

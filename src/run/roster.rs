@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::clock::{AtomicTime, WallTime};
+use super::fasthash::FastMap;
 use super::ledger::{
     name_hash, ReceiverRecord, SendLog, SenderFacts, SnapshotRecord, MAX_SNAPSHOTS,
     MAX_SNAPSHOT_NAMES,
@@ -72,6 +73,13 @@ impl SenderLog {
     pub fn left_at(&self) -> Option<WallTime> {
         self.left.get()
     }
+    /// The [`name_hash`] of the name it joined with, read without the lock.
+    pub fn name_hash(&self) -> Option<u64> {
+        self.named
+            .load(Relaxed)
+            .then(|| self.name_hash.load(Relaxed))
+    }
+
     /// The name it joined with.
     pub fn name(&self) -> Option<String> {
         self.name.lock().expect("name lock").clone()
@@ -114,7 +122,7 @@ impl SenderLog {
 pub struct Roster {
     senders: Senders,
     /// Virtual users by the [`name_hash`] of the name they joined with.
-    names: RwLock<HashMap<u64, u32>>,
+    names: RwLock<FastMap<u64, u32>>,
     receivers: Mutex<Vec<ReceiverRecord>>,
     /// Presence snapshots kept for `chorus merge` (shards only), and how
     /// many names they hold.
@@ -232,11 +240,26 @@ impl Roster {
             .insert(name_hash(name), vu);
     }
 
-    /// Every sender that has joined, with its log.
-    pub fn joined_senders(&self) -> Vec<(u32, Arc<SenderLog>)> {
-        let mut all = self.senders.all();
-        all.retain(|(_, log)| log.join_times().is_some());
-        all
+    /// `f` of every sender that has joined, in place: the slots are read
+    /// without a lock and nothing is collected (a presence snapshot checks
+    /// every sender); the few beyond the slots are copied out of their lock first.
+    pub fn for_each_joined(&self, mut f: impl FnMut(u32, &SenderLog)) {
+        let (index, count) = (self.senders.shard.index, self.senders.shard.count);
+        for (i, slot) in (0u32..).zip(self.senders.slots.iter()) {
+            if let Some(log) = slot.get().filter(|log| log.join_times().is_some()) {
+                f(i * count + index, log);
+            }
+        }
+        let overflow: Vec<(u32, Arc<SenderLog>)> = {
+            let overflow = self.senders.overflow.read().expect("roster lock");
+            overflow
+                .iter()
+                .map(|(vu, log)| (*vu, log.clone()))
+                .collect()
+        };
+        for (vu, log) in overflow.iter().filter(|(_, l)| l.join_times().is_some()) {
+            f(*vu, log);
+        }
     }
 
     /// A receiver's session ended.
@@ -307,6 +330,14 @@ mod tests {
         let mut vus: Vec<u32> = roster.take_ledger().1.into_keys().collect();
         vus.sort_unstable();
         assert_eq!(vus, [4, 10]);
-        assert_eq!(roster.joined_senders().len(), 0);
+        let mut joined = 0;
+        roster.for_each_joined(|_, _| joined += 1);
+        assert_eq!(joined, 0, "none joined yet");
+        let t = WallTime::from_micros(1);
+        roster.sender(4).joined(None, t, t);
+        roster.sender(10).joined(None, t, t);
+        let mut vus = Vec::new();
+        roster.for_each_joined(|vu, _| vus.push(vu));
+        assert_eq!(vus, [4, 10], "in a slot and beyond");
     }
 }

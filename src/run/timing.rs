@@ -2,12 +2,11 @@
 //! intended and its actual send time, and unmarked deliveries (`userTyping`)
 //! matched to their sends in order.
 
-use std::collections::HashMap;
-
 use crate::client::{RxSource, RxTime};
 use crate::metrics::{CounterId, LatencyId, Recorder, Registry, READ_DELAY, RX_USER_FRAMES};
 
 use super::clock::WallTime;
+use super::fasthash::FastMap;
 use super::plan::Event;
 use super::roster::SenderLog;
 
@@ -26,8 +25,7 @@ pub fn record_delivery(
 ) {
     if let Some((corrected, uncorrected)) = event.delivery {
         let latency = at.micros_since(intended);
-        recorder.record(corrected, latency);
-        recorder.record(uncorrected, at.micros_since(sent));
+        recorder.record_pair((corrected, latency), (uncorrected, at.micros_since(sent)));
         if let Some(&by_node) = event.node_delivery.get(usize::from(node)) {
             recorder.record(by_node, latency);
         }
@@ -66,7 +64,7 @@ impl RxIds {
 /// Per sender: how many of its unmarked broadcasts one receiver has matched.
 #[derive(Debug, Default)]
 pub struct UnmarkedMatch {
-    seen: HashMap<u32, usize>,
+    seen: FastMap<u32, usize>,
 }
 
 impl UnmarkedMatch {
