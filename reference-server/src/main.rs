@@ -2,6 +2,13 @@
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: with thousands of idle sockets glibc
+/// keeps freed memory (per-thread arenas, the large `onlineUsers` snapshots
+/// built at each join) that mimalloc gives back or reuses; the per-socket
+/// figures are in bench/RESULTS.md section 6.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The chorus reference Socket.IO chat gateway (namespace /chat).
 #[derive(Parser)]
 #[command(version, about)]
