@@ -18,17 +18,19 @@
 #   GW_PERF: set to record `perf record -g` of the gateway at N=1000 (bench/out/gateway-perf.data)
 #   GW_IDLE [10000]: joined idle clients of `memory` (GW_IDLE_RATE [250] joins/s); GW_STORM [10000] at
 #   GW_STORM_RATE [50]/s for `storm`; GW_MEMORY_SERVER [gateway] (or baseline) for both.
-#   Memory figures are appended to $BENCH_OUT/gateway-memory.jsonl.
+#   Memory figures are appended to $BENCH_OUT/gateway-memory.jsonl. GW_TRIM=1: also the RSS
+#   after glibc's malloc_trim(0), called through gdb (what glibc keeps of freed memory).
 #   GW_GATEWAY_BIN [target/release/chorus-gateway]: the gateway binary
 #   GW_BASELINE_BIN: another gateway build, run as server `baseline` (add it to GW_SERVERS)
 #   GW_QUIET_WAIT_S [90]: how long to wait for an idle machine before each run
+#   GW_BIN_DIR [target/release]: where chorus (and the bare peer) are
 #   BENCH_OUT [bench/out]  NO_BUILD (skip the release build)
 # Every run is bounded in time (chorus's max_duration, the script's timeouts);
 # the table goes to stdout and the figures to $BENCH_OUT/gateway.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=target/release
+BIN=${GW_BIN_DIR:-target/release}
 OUT=${BENCH_OUT:-bench/out}
 PORT=3400
 export JWT_SECRET=${JWT_SECRET:-chorus-bench-secret-0123456789abcdef}
@@ -239,17 +241,26 @@ memory_run() {
             break
         fi
     done
-    local settled=$((SECONDS - started)) slow
+    local settled=$((SECONDS - started)) slow trimmed=""
+    if [[ -n ${GW_TRIM:-} && -n $idle ]]; then
+        # What the allocator keeps: RSS again after glibc's malloc_trim(0) (a
+        # no-op for another allocator's heap).
+        gdb -p "$SERVER_PID" -batch -ex 'call (int)malloc_trim(0)' >/dev/null 2>&1 || true
+        trimmed=$(rss_kib "$SERVER_PID")
+    fi
     slow=$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^chorus_gateway_slow_consumer_disconnects_total / {print $2}')
     kill -INT "$chorus_pid" 2>/dev/null || true
     wait "$chorus_pid" || true
     cleanup
     jq -nc --arg run "$label" --arg server "${4:-gateway}" --argjson n "$n" --argjson per_s "$per_s" \
         --argjson rss0 "$rss0" --argjson idle "${idle:-null}" --argjson peak "$peak" \
-        --argjson joined "${joined:-0}" --argjson slow "${slow:-0}" --argjson settled "$settled" '
+        --argjson joined "${joined:-0}" --argjson slow "${slow:-0}" --argjson settled "$settled" \
+        --argjson trimmed "${trimmed:-null}" '
         {run: $run, server: $server, clients: $n, joins_per_s: $per_s, joined_at_idle: $joined,
          seconds_to_idle: $settled, rss_start_kib: $rss0, rss_idle_kib: $idle, rss_peak_kib: $peak,
          per_socket_kib: (if $idle and $joined > 0 then (($idle - $rss0) / $joined * 100 | floor) / 100 else null end),
+         rss_trimmed_kib: $trimmed,
+         per_socket_trimmed_kib: (if $trimmed and $joined > 0 then (($trimmed - $rss0) / $joined * 100 | floor) / 100 else null end),
          peak_over_idle: (if $idle then (($peak / $idle * 100) | floor) / 100 else null end),
          gateway_slow_consumer_disconnects: $slow,
          chorus: ($summary[0].counters // {} | with_entries(select(.key | test("^(connections|errors|timeouts|disconnects)"))))}' \

@@ -2,6 +2,13 @@
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: with 7,000 idle joined sockets glibc
+/// kept 2.3 KiB per socket of freed memory (presumably the `onlineUsers` snapshots built
+/// at each join), which `malloc_trim` gave back; mimalloc does not keep it
+/// (bench/RESULTS.md section 6).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The chorus reference Socket.IO chat gateway (namespace /chat).
 #[derive(Parser)]
 #[command(version, about)]

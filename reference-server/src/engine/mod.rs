@@ -130,7 +130,6 @@ impl Engine {
         }
         self.metrics.connection(1);
         tokio::spawn(conn.clone().heartbeat());
-        tokio::spawn(conn.clone().connect_deadline());
         Some(conn)
     }
 

@@ -30,7 +30,7 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::http::Tracked;
 use super::{on_text, CloseReason, Conn, Engine, Frame, Handshake};
@@ -44,6 +44,9 @@ const WRITE_BUFFER: usize = 16 * 1024;
 const DIRECT: usize = 4 * 1024;
 /// Write-buffer capacity an idle connection may keep (past it, it is freed).
 const KEEP_WRITE: usize = 1024;
+/// Batch slots an idle connection may keep (past it, the batch's room is
+/// freed: 64 kept slots are 1 KiB on every idle socket).
+const KEEP_BATCH: usize = 4;
 /// Bytes read at once.
 const READ_BUFFER: usize = 4 * 1024;
 /// Pong replies waiting for the writer; more pings than this are not answered.
@@ -91,32 +94,7 @@ pub(super) fn accept(
         return (StatusCode::UPGRADE_REQUIRED, "Connection not upgradable").into_response();
     };
     let accept = accept_key(key.as_bytes());
-    tokio::spawn(async move {
-        // Shutdown waits for this task: the socket's last frames get written.
-        let _task = engine.tasks.enter();
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
-        };
-        let max = usize::try_from(engine.config.max_payload).unwrap_or(usize::MAX);
-        let (read, write, leftover) = take_stream(upgraded);
-        let reader = Reader::new(read, leftover, max, engine.metrics.clone());
-        match existing {
-            Some(conn) => upgrade_polling(conn, reader, write).await,
-            None => {
-                // Refused when the limit was reached since the request was checked.
-                let Some(conn) = engine.open(handshake) else {
-                    return;
-                };
-                let open = engine.open_packet(&conn.sid, &[]);
-                let mut write = write;
-                if write_text(&mut write, &open).await.is_err() {
-                    conn.close(CloseReason::TransportError);
-                    return;
-                }
-                run(conn, reader, write).await;
-            }
-        }
-    });
+    tokio::spawn(serve_upgraded(engine, on_upgrade, existing, handshake));
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = response.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -125,6 +103,43 @@ pub(super) fn accept(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
+}
+
+/// The task of one upgraded websocket: it waits for the upgrade, then reads
+/// (and spawns the writer) until the connection closes.
+async fn serve_upgraded(
+    engine: Arc<Engine>,
+    on_upgrade: OnUpgrade,
+    existing: Option<Arc<Conn>>,
+    handshake: Handshake,
+) {
+    // Shutdown waits for this task: the socket's last frames get written.
+    let _task = engine.tasks.enter();
+    let Ok(upgraded) = on_upgrade.await else {
+        return;
+    };
+    let max = usize::try_from(engine.config.max_payload).unwrap_or(usize::MAX);
+    let (read, write, leftover) = take_stream(upgraded);
+    let reader = Reader::new(read, leftover, max, engine.metrics.clone());
+    match existing {
+        Some(conn) => upgrade_polling(conn, reader, write).await,
+        None => {
+            // Refused when the limit was reached since the request was checked.
+            let Some(conn) = engine.open(handshake) else {
+                return;
+            };
+            let mut write = write;
+            // The open packet is a temporary: not kept for the socket's life.
+            if write_text(&mut write, &engine.open_packet(&conn.sid, &[]))
+                .await
+                .is_err()
+            {
+                conn.close(CloseReason::TransportError);
+                return;
+            }
+            run(conn, reader, write).await;
+        }
+    }
 }
 
 /// RFC 6455's `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
@@ -464,10 +479,35 @@ async fn upgrade_polling(conn: Arc<Conn>, mut reader: Reader, mut write: WriteSi
     }
 }
 
+/// Pongs owed to the client's pings, from the reader to the writer: at most
+/// [`CONTROL_QUEUE`], and no memory until a ping comes (a tokio channel would
+/// keep a block of slots on every idle socket).
+#[derive(Default)]
+struct Pongs {
+    queue: parking_lot::Mutex<std::collections::VecDeque<Vec<u8>>>,
+    ready: Notify,
+}
+
+impl Pongs {
+    /// Queues a pong, unless [`CONTROL_QUEUE`] are waiting already.
+    fn push(&self, payload: &[u8]) {
+        let mut queue = self.queue.lock();
+        if queue.len() < CONTROL_QUEUE {
+            queue.push_back(payload.to_vec());
+            drop(queue);
+            self.ready.notify_one();
+        }
+    }
+
+    fn pop(&self) -> Option<Vec<u8>> {
+        self.queue.lock().pop_front()
+    }
+}
+
 /// Reads and handles frames until the connection closes, with the writer alongside.
 async fn run(conn: Arc<Conn>, mut reader: Reader, write: WriteSide) {
-    let (pongs, pongs_rx) = mpsc::channel(CONTROL_QUEUE);
-    let writer = tokio::spawn(write_loop(conn.clone(), write, pongs_rx));
+    let pongs = Arc::new(Pongs::default());
+    let writer = tokio::spawn(write_loop(conn.clone(), write, pongs.clone()));
     // One wait for the close for the connection's life, not one per frame.
     let closed = conn.closed();
     tokio::pin!(closed);
@@ -481,7 +521,7 @@ async fn run(conn: Arc<Conn>, mut reader: Reader, write: WriteSide) {
             Ok(Incoming::Binary(bytes)) => conn.upper.on_binary(&conn, bytes.to_vec()),
             Ok(Incoming::Ping(payload)) => {
                 // A client flooding pings gets some of them answered.
-                let _ = pongs.try_send(payload.to_vec());
+                pongs.push(payload);
             }
             Ok(Incoming::Pong) => {}
             Ok(Incoming::Close) | Err(ReadError::Io) => conn.close(CloseReason::ClientClose),
@@ -575,7 +615,7 @@ async fn write_frames(
 /// write buffer before closing). A write blocked on a peer that does not read
 /// gets [`CLOSE_WAIT`] after the close, and so does the final flush, so a
 /// stuck socket never keeps this task (and its socket) alive.
-async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, mut pongs: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, pongs: Arc<Pongs>) {
     let mut rx = conn.rx.lock().await;
     let mut buf = WriteBuf {
         out: Vec::new(),
@@ -588,13 +628,21 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, mut pongs: mpsc::Rece
     tokio::pin!(closed);
     let mut is_closed = false;
     while !is_closed {
-        let (frame, pong) = tokio::select! {
-            frame = rx.recv() => match frame {
-                Some(frame) => (Some(frame), None),
-                None => break,
+        // A pong left over from an earlier wake goes first (one wake can
+        // stand for several pings).
+        let (frame, pong) = match pongs.pop() {
+            Some(pong) => (None, Some(pong)),
+            None => tokio::select! {
+                frame = rx.recv() => match frame {
+                    Some(frame) => (Some(frame), None),
+                    None => break,
+                },
+                _ = pongs.ready.notified() => match pongs.pop() {
+                    Some(pong) => (None, Some(pong)),
+                    None => continue,
+                },
+                _ = &mut closed => break,
             },
-            Some(pong) = pongs.recv() => (None, Some(pong)),
-            _ = &mut closed => break,
         };
         let mut bytes = 0;
         if let Some(frame) = frame {
@@ -626,7 +674,11 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, mut pongs: mpsc::Rece
             conn.close(CloseReason::TransportError);
             return;
         }
-        buf.reset(rx.is_empty());
+        let idle = rx.is_empty();
+        buf.reset(idle);
+        if idle && frames.capacity() > KEEP_BATCH {
+            frames = Vec::new();
+        }
     }
     let reason = conn.close_reason();
     let goodbye = async {
@@ -657,6 +709,33 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, mut pongs: mpsc::Rece
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Measured in the test (debug) build on 2026-12-01: 1,160 and 992 bytes.
+    const TASK_BOUND: usize = 1_536;
+    const WRITER_BOUND: usize = 1_280;
+
+    fn returned_size_3<A, B, C, R>(_: impl FnOnce(A, B, C) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    fn returned_size_4<A, B, C, D, R>(_: impl FnOnce(A, B, C, D) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every idle websocket keeps these futures (its reading task, with `run`
+    /// inside, and its writer task) for its whole life; the bounds make a
+    /// change that bloats them fail here rather than in a memory benchmark.
+    #[test]
+    fn the_per_connection_futures_stay_small() {
+        let task = returned_size_4(serve_upgraded);
+        let run = returned_size_3(run);
+        let writer = returned_size_3(write_loop);
+        let reader = std::mem::size_of::<Reader>();
+        println!("serve_upgraded {task} B, run {run} B, write_loop {writer} B, Reader {reader} B");
+        assert!(task > 0 && run > 0 && writer > 0, "sizes were measured");
+        assert!(task <= TASK_BOUND, "serve_upgraded future: {task} B");
+        assert!(writer <= WRITER_BOUND, "write_loop future: {writer} B");
+    }
 
     #[test]
     fn the_accept_key_is_rfc_6455s() {
