@@ -642,10 +642,36 @@ impl Compiler<'_> {
     }
 }
 
+/// A plan for unit tests of the run engine: the `strict` model, one
+/// process, one node at an unreachable address, no tokens.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use std::path::Path;
 
+    use super::{RunPlan, Setup};
+    use crate::client::ClientConfig;
+    use crate::metrics::Registry;
+    use crate::rules::ProtocolModel;
+    use crate::run::nodes::Nodes;
+    use crate::run::shard::Shard;
+    use crate::scenario::Scenario;
+
+    /// Compiles `scenario` for a test, its metrics registered in `registry`.
+    pub fn plan(scenario: Scenario, registry: &Registry) -> RunPlan {
+        let model = ProtocolModel::resolve("strict", Path::new(".")).expect("strict loads");
+        let setup = Setup {
+            client: ClientConfig::new("http://127.0.0.1:1"),
+            tokens: None,
+            local_ips: Vec::new(),
+            shard: Shard::WHOLE,
+            nodes: Nodes::new(vec!["http://127.0.0.1:1".into()], None),
+        };
+        RunPlan::new(scenario, model, setup, registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
     fn plan() -> RunPlan {
@@ -662,15 +688,7 @@ mod tests {
             "t.yml",
         )
         .expect("the scenario loads");
-        let model = ProtocolModel::resolve("strict", Path::new(".")).expect("strict loads");
-        let setup = Setup {
-            client: ClientConfig::new("http://127.0.0.1:1"),
-            tokens: None,
-            local_ips: Vec::new(),
-            shard: Shard::WHOLE,
-            nodes: Nodes::new(vec!["http://127.0.0.1:1".into()], None),
-        };
-        RunPlan::new(scenario, model, setup, &Registry::new())
+        testing::plan(scenario, &Registry::new())
     }
 
     #[test]
@@ -692,17 +710,7 @@ mod tests {
             )
             .expect("the scenario loads")
         };
-        let compile = |scenario| {
-            let model = ProtocolModel::resolve("strict", Path::new(".")).expect("strict loads");
-            let setup = Setup {
-                client: ClientConfig::new("http://127.0.0.1:1"),
-                tokens: None,
-                local_ips: Vec::new(),
-                shard: Shard::WHOLE,
-                nodes: Nodes::new(vec!["http://127.0.0.1:1".into()], None),
-            };
-            RunPlan::new(scenario, model, setup, &Registry::new())
-        };
+        let compile = |scenario| testing::plan(scenario, &Registry::new());
         let plan = compile(scenario("reconnect: { attempts: 3 }\n"));
         // connect, expect, think, join, and the expect of its reply.
         assert_eq!(plan.rejoin(0).map(|r| r.prefix), Some(5));

@@ -432,19 +432,13 @@ impl Handler for Receiver {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::time::SystemTime;
 
     use serde_json::value::RawValue;
 
     use super::*;
-    use crate::client::ClientConfig;
     use crate::metrics::Registry;
-    use crate::rules::ProtocolModel;
     use crate::scenario::Scenario;
-
-    use super::super::plan::{RunPlan, Setup};
-    use super::super::shard::Shard;
 
     /// A receiver (vu 0) of a run of two virtual users, and its registry.
     fn receiver() -> (Receiver, Registry) {
@@ -455,16 +449,8 @@ mod tests {
             "t.yml",
         )
         .expect("the scenario loads");
-        let model = ProtocolModel::resolve("strict", Path::new(".")).expect("strict loads");
-        let setup = Setup {
-            client: ClientConfig::new("http://127.0.0.1:1"),
-            tokens: None,
-            local_ips: Vec::new(),
-            shard: Shard::WHOLE,
-            nodes: crate::run::nodes::Nodes::new(vec!["http://127.0.0.1:1".into()], None),
-        };
         let registry = Registry::new();
-        let plan = RunPlan::new(scenario, model, setup, &registry);
+        let plan = crate::run::plan::testing::plan(scenario, &registry);
         assert_eq!(plan.vus, 2);
         let ctx = Arc::new(Context::new(plan, &registry));
         (Receiver::new(ctx, Arc::new(Inbox::new(0)), 0), registry)

@@ -391,19 +391,7 @@ impl Namespace for Chat {
 /// `[["<sid>",<name>],…]`: the Map entries in join order, `undefined` as
 /// `null`, then the users of the cluster's other nodes (strict).
 fn online_users(users: &IndexMap<Arc<str>, Js>, remote: &[RemoteUser]) -> String {
-    let mut out = String::from("[");
     let local = users.iter().map(|(sid, name)| (&**sid, name.as_deref()));
     let others = remote.iter().map(|(sid, name)| (&**sid, Some(&**name)));
-    for (i, (sid, name)) in local.chain(others).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        out.push_str(&payload::string(sid));
-        out.push(',');
-        out.push_str(name.unwrap_or("null"));
-        out.push(']');
-    }
-    out.push(']');
-    out
+    payload::user_pairs(local.chain(others))
 }

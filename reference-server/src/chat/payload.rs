@@ -20,6 +20,24 @@ pub fn string(s: &str) -> String {
     chorus_protocol::json::string(s)
 }
 
+/// `[["<sid>",<name>],…]` (the form of `onlineUsers` and `roomUsers`) from
+/// socket ids and raw JSON names, `undefined` (`None`) written as `null`.
+pub fn user_pairs<'a>(users: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> String {
+    let mut out = String::from("[");
+    for (i, (sid, name)) in users.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        out.push_str(&string(sid));
+        out.push(',');
+        out.push_str(name.unwrap_or("null"));
+        out.push(']');
+    }
+    out.push(']');
+    out
+}
+
 /// `{"k1":v1,"k2":v2,…}` from raw JSON values, skipping `undefined` ones.
 pub fn object(fields: &[(&str, Option<&str>)]) -> String {
     let mut out = String::with_capacity(64);

@@ -195,23 +195,11 @@ fn presence(room_json: &str, username: &str, sid: &str) -> String {
 /// `[["<sid>",<name>],…]` of a room's members, in the order they joined,
 /// then its members on the cluster's other nodes.
 fn room_users(state: &State, members: &[Arc<str>], remote: &[RemoteUser]) -> String {
-    let mut out = String::from("[");
     let local = members
         .iter()
         .map(|sid| (&**sid, state.users.get(sid).and_then(|n| n.as_deref())));
     let others = remote.iter().map(|(sid, name)| (&**sid, Some(&**name)));
-    for (i, (sid, name)) in local.chain(others).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        out.push_str(&payload::string(sid));
-        out.push(',');
-        out.push_str(name.unwrap_or("null"));
-        out.push(']');
-    }
-    out.push(']');
-    out
+    payload::user_pairs(local.chain(others))
 }
 
 #[cfg(test)]
