@@ -68,31 +68,18 @@ async fn a_run_dates_its_frames_by_the_kernel_and_reports_the_read_delay() {
     assert_eq!(s.driver.read_delay_p99_us, Some(delay.p99_us));
 }
 
+/// A seed gateway verifying tokens with `SECRET`, serving TLS with `pki`'s certificate when given.
 async fn gateway(pki: Option<&Pki>) -> RunningGateway {
-    chorus_gateway::start(GatewayConfig {
-        addr: "127.0.0.1:0".parse().expect("a loopback address"),
-        profile: Profile::Seed,
-        jwt_secret: SECRET.into(),
+    chorus_test_support::gateway::start(GatewayConfig {
         tls_cert: pki.map(|p| p.cert.clone()),
         tls_key: pki.map(|p| p.key.clone()),
-        ..GatewayConfig::default()
+        ..chorus_test_support::gateway::config(Profile::Seed, SECRET)
     })
     .await
-    .expect("the gateway starts")
 }
 
 fn token(sub: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-        + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({ "sub": sub, "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("a token")
+    chorus_test_support::tokens::valid_for_an_hour(SECRET, sub)
 }
 
 /// Every frame's receive time, and the names of the events.

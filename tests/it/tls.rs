@@ -31,31 +31,18 @@ const TRANSPORTS: [Transport; 3] = [
     Transport::PollingUpgrade,
 ];
 
+/// A seed gateway verifying tokens with `SECRET`, serving TLS with `pki`'s certificate when given.
 async fn gateway(pki: Option<&Pki>) -> RunningGateway {
-    chorus_gateway::start(GatewayConfig {
-        addr: "127.0.0.1:0".parse().expect("a loopback address"),
-        profile: Profile::Seed,
-        jwt_secret: SECRET.into(),
+    chorus_test_support::gateway::start(GatewayConfig {
         tls_cert: pki.map(|p| p.cert.clone()),
         tls_key: pki.map(|p| p.key.clone()),
-        ..GatewayConfig::default()
+        ..chorus_test_support::gateway::config(Profile::Seed, SECRET)
     })
     .await
-    .expect("the gateway starts")
 }
 
 fn token(sub: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-        + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({ "sub": sub, "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("a token")
+    chorus_test_support::tokens::valid_for_an_hour(SECRET, sub)
 }
 
 fn trusting(ca: &Path) -> Tls {
