@@ -35,7 +35,8 @@ pub enum TokenKind {
     Hs512,
     /// A payload that is a JSON string, not an object.
     StringPayload,
-    /// HS256 with `exp` two seconds from now.
+    /// HS256 that lives at least two seconds and at most three: `exp` is in
+    /// whole seconds, so `now + 2` on a truncated clock could leave only one.
     #[serde(rename = "expiring-in-2s")]
     ExpiringIn2s,
     /// HS256 without `exp`.
@@ -90,8 +91,9 @@ impl TokenMint {
             TokenKind::Hs384 => self.sign(Algorithm::HS384, &self.secret, &claims(now + 3600))?,
             TokenKind::Hs512 => self.sign(Algorithm::HS512, &self.secret, &claims(now + 3600))?,
             TokenKind::StringPayload => self.sign(Algorithm::HS256, &self.secret, &json!(sub))?,
+            // `now` is truncated: `now + 3` expires 2 to 3 s from this instant.
             TokenKind::ExpiringIn2s => {
-                self.sign(Algorithm::HS256, &self.secret, &claims(now + 2))?
+                self.sign(Algorithm::HS256, &self.secret, &claims(now + 3))?
             }
             TokenKind::NoExp => self.sign(Algorithm::HS256, &self.secret, &json!({"sub": sub}))?,
         };

@@ -37,10 +37,25 @@ fn names(out: &str, prefix: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The `FAIL` lines of `out` with their evidence, for an assertion message
+/// that shows what failed before the whole output (CI logs cut the middle).
+fn failures(out: &str) -> String {
+    out.split("\nFAIL ")
+        .skip(1)
+        .map(|block| format!("FAIL {}", block.split("\nPASS ").next().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 async fn assert_profile_passes(profile: &str, expected: ProfileName) {
     let output = conform(&["--profile", profile]).await;
     let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}");
+    let failed = failures(&out);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{failed}\n--- whole output ---\n{out}"
+    );
     let cases: BTreeSet<String> = all_cases(load_builtin_files().unwrap())
         .into_iter()
         .filter(|c| c.applies_to(expected))
