@@ -103,7 +103,7 @@ pub struct Faults {
 pub async fn start(config: GatewayConfig, faults: Faults) -> Result<RunningGateway, GatewayError> {
     let injector = Arc::new(Injector::new(faults));
     let wrapped = injector.clone();
-    let mut gateway = crate::start_with(config, move |config| {
+    let mut gateway = crate::start_with(config, None, move |config| {
         let metrics = Arc::new(Metrics::default());
         let adapter = FaultyAdapter::new(Arc::new(LocalAdapter::default()), wrapped.clone());
         let chat = Chat::with_adapter(&config, metrics.clone(), Arc::new(adapter));

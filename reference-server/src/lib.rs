@@ -65,6 +65,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
@@ -141,7 +142,8 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     };
     let adapter: Option<Arc<dyn sio::adapter::Adapter>> =
         cluster.clone().map(|c| c as Arc<dyn sio::adapter::Adapter>);
-    let mut gateway = start_with(config, |config| {
+    let ready = cluster.as_ref().map(|c| c.up());
+    let mut gateway = start_with(config, ready, |config| {
         let chat = Arc::new(match adapter {
             Some(adapter) => chat::Chat::with_adapter(&config, metrics.clone(), adapter),
             None => chat::Chat::new(&config, metrics.clone()),
@@ -160,9 +162,11 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
 /// How long [`start`] waits for a cluster node's link to come up.
 pub const CLUSTER_WAIT: Duration = Duration::from_secs(5);
 
-/// [`start`] with the engine that `make` builds from the configuration.
+/// [`start`] with the engine that `make` builds from the configuration;
+/// `ready`, when given, is what `/healthz` reports (the cluster link).
 pub(crate) async fn start_with(
     config: GatewayConfig,
+    ready: Option<watch::Receiver<bool>>,
     make: impl FnOnce(GatewayConfig) -> Arc<Engine>,
 ) -> Result<RunningGateway, GatewayError> {
     if config.jwt_secret.is_empty() {
@@ -183,7 +187,7 @@ pub(crate) async fn start_with(
         source,
     })?;
     let engine = make(config);
-    let app = router(engine.clone());
+    let app = router(engine.clone(), ready);
     let (stop, stopped) = watch::channel(false);
     let secure = tls.is_some();
     let server = tokio::spawn(engine::http::serve(
@@ -204,10 +208,20 @@ pub(crate) async fn start_with(
     })
 }
 
-fn router(engine: Arc<Engine>) -> Router {
+fn router(engine: Arc<Engine>, ready: Option<watch::Receiver<bool>>) -> Router {
+    let healthz = move || {
+        let up = ready.as_ref().is_none_or(|r| *r.borrow());
+        async move {
+            if up {
+                (StatusCode::OK, "ok")
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, "cluster link down")
+            }
+        }
+    };
     Router::new()
         .route("/socket.io/", get(engine::endpoint).post(engine::endpoint))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route(
             "/metrics",
             get(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chorus_gateway::{Profile, RunningGateway};
 use chorus_test_support::chat_node::ChatNode;
+use chorus_test_support::http::http;
 use chorus_test_support::process::metric;
 use chorus_test_support::redis::RedisServer;
 use serde_json::{json, Value};
@@ -277,7 +278,7 @@ async fn a_killed_nodes_users_leave_their_rooms_and_go_offline_within_the_bound(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_loses_redis_disconnects_its_sockets_and_refuses_new_ones() {
+async fn a_node_that_loses_redis_disconnects_its_sockets_is_unready_and_refuses_new_ones() {
     let redis = RedisServer::start();
     let port = redis.port;
     let a = node(Profile::Strict, &redis).await;
@@ -305,7 +306,16 @@ async fn a_node_that_loses_redis_disconnects_its_sockets_and_refuses_new_ones() 
         2.0,
         "{text}"
     );
-    // Until a link is up again, a socket is refused rather than served with a gap.
+    // Until a link is up again, the node reports itself unready and a socket
+    // is refused rather than served with a gap.
+    let health = http(a.addr(), "GET", "/healthz", &[], b"").await;
+    assert_eq!(
+        health.status,
+        503,
+        "{:?}",
+        String::from_utf8_lossy(&health.body)
+    );
+    assert_eq!(health.body, b"cluster link down");
     let auth = format!(r#"{{"token":"{}"}}"#, tokens::valid("carol"));
     let mut carol = RawClient::ws(a.addr()).await;
     let reply = carol.join_ns("/chat", Some(&auth)).await;
@@ -336,6 +346,8 @@ async fn a_node_that_loses_redis_disconnects_its_sockets_and_refuses_new_ones() 
         online.frame
     );
     assert_eq!(online.arg(), json!([]), "ann and bob were disconnected");
+    let health = http(a.addr(), "GET", "/healthz", &[], b"").await;
+    assert_eq!((health.status, health.body.as_slice()), (200, &b"ok"[..]));
     a.shutdown().await;
 }
 

@@ -156,6 +156,12 @@ impl ClusterAdapter {
         matches!(up, Ok(Ok(_)))
     }
 
+    /// Whether the link is up, as it changes: `/healthz` answers 503 while
+    /// it is down, so a load balancer stops sending users to this node.
+    pub fn up(&self) -> watch::Receiver<bool> {
+        self.up.subscribe()
+    }
+
     /// Ends the link task.
     pub fn stop(&self) {
         self.stop.send_replace(true);
@@ -289,7 +295,12 @@ impl ClusterAdapter {
                     Some(push) => self.on_push(push, uid),
                     None => return Ok("subscription_lost"),
                 },
-                _ = beat.tick() => self.heartbeat(&mut control, uid).await?,
+                // A stalled Redis holds the heartbeat up to the timeout:
+                // an overflow meanwhile must still end the link at once.
+                _ = beat.tick() => tokio::select! {
+                    beat = self.heartbeat(&mut control, uid) => beat?,
+                    _ = self.overflow.notified() => return Ok("publish_queue_full"),
+                },
                 _ = self.overflow.notified() => return Ok("publish_queue_full"),
                 _ = &mut *publisher => return Ok("publish_failed"),
                 _ = &mut *drainer => return Ok("publish_failed"),
