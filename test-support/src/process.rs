@@ -42,7 +42,21 @@ impl GatewayProcess {
     /// gateway where its clients were), with `leading` arguments before the
     /// gateway's (`["serve"]` runs it as `chorus serve`).
     pub fn spawn_at(bin: &Path, leading: &[&str], addr: &str, secret: &str, args: &[&str]) -> Self {
+        Self::spawn_env(bin, leading, addr, secret, &[], args)
+    }
+
+    /// Like [`GatewayProcess::spawn_at`], with the environment variables
+    /// `env` set (flags in `args` still win over them, as in clap).
+    pub fn spawn_env(
+        bin: &Path,
+        leading: &[&str],
+        addr: &str,
+        secret: &str,
+        env: &[(String, String)],
+        args: &[&str],
+    ) -> Self {
         let mut child = Command::new(bin)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(leading)
             .args(["--addr", addr, "--jwt-secret", secret])
             .args(args)

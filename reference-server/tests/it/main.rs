@@ -9,6 +9,7 @@ mod support;
 mod attacks_packets;
 mod attacks_transport;
 mod cluster;
+mod deploy;
 // Injected faults exist only with the test feature (`cargo test --workspace`
 // turns it on; `cargo test -p chorus-gateway` tests the gateway as it ships).
 #[cfg(feature = "faults")]
