@@ -666,19 +666,19 @@ mod tests {
         let cases = parse_cases(&text, "x.yml").expect("valid");
         assert_eq!(cases[0].spec.clients["a"].node_index(), 3);
         let (node, at) = highest_node(&cases[0].spec).expect("a node above 0");
-        assert_eq!((node, at.line(), at.column()), (3, 6, 26));
+        assert_eq!((node, at.line(), at.column()), (3, 6, 25));
         let text = one_client("cluster", "{node: 0}", "connect: a");
         assert!(highest_node(&parse_cases(&text, "x.yml").expect("valid")[0].spec).is_none());
 
         let err = parse_cases(&one_client("cluster", "{node: 16}", "connect: a"), "x.yml")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("x.yml:6:26: "), "{err}");
+        assert!(err.starts_with("x.yml:6:25: "), "{err}");
         assert!(err.contains("nodes are 0 to 15"), "{err}");
         let err = parse_cases(&one_client("events", "{node: 1}", "connect: a"), "x.yml")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("x.yml:6:26: "), "{err}");
+        assert!(err.starts_with("x.yml:6:25: "), "{err}");
         assert!(err.contains("only `category: cluster`"), "{err}");
     }
 
