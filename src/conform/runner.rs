@@ -12,9 +12,7 @@ use tokio::sync::Notify;
 
 use super::case::{CaseSpec, ClientSpec, CloseExpect, ExpectNoneStep, ExpectStep, Step};
 use super::http::http_exchange;
-use super::matcher::{
-    appears_in, expand, expand_value, matches_exact, matches_subset, with_index,
-};
+use super::matcher::{appears_in, expand, expand_value, matches_exact, matches_subset, with_index};
 use super::tokens::TokenKind;
 use super::Target;
 use crate::client::{Client, ClientConfig, ClientError, CloseReason, Handler, Incoming, Transport};
@@ -193,12 +191,19 @@ impl Play<'_> {
         match step {
             Step::Connect(name) => self.connect(name).await,
             Step::Emit(e) => {
-                let expanded: Vec<Value> = e.args.iter().map(|a| expand_value(a, self.tag)).collect();
+                let expanded: Vec<Value> =
+                    e.args.iter().map(|a| expand_value(a, self.tag)).collect();
                 let indexed = serde_json::to_string(&expanded).is_ok_and(|t| t.contains("{{i}}"));
                 let render = |i: u32| -> Vec<String> {
                     expanded
                         .iter()
-                        .map(|a| if indexed { with_index(a, i).to_string() } else { a.to_string() })
+                        .map(|a| {
+                            if indexed {
+                                with_index(a, i).to_string()
+                            } else {
+                                a.to_string()
+                            }
+                        })
                         .collect()
                 };
                 let mut args = render(0);
@@ -393,7 +398,10 @@ impl Play<'_> {
             .unwrap_or(EXPECT_TIMEOUT);
         let template = |v: &Value| with_index(&expand_value(v, self.tag), index);
         let expected_args = e.args.as_ref().map(|a| template(&Value::Array(a.clone())));
-        let contains = e.contains.as_ref().map(|a| template(&Value::Array(a.clone())));
+        let contains = e
+            .contains
+            .as_ref()
+            .map(|a| template(&Value::Array(a.clone())));
         let excludes = e.excludes.as_ref().map(template);
         let sids = self.sids.clone();
         let args_ok = |args: &Value| {

@@ -3,7 +3,9 @@
 //! cluster passes the whole strict suite, cluster cases included; a seed
 //! cluster passes the cases every cluster owes (broadcasts cross nodes, in
 //! order) and fails exactly the strict-only ones, its per-node presence
-//! snapshots shown as evidence; two nodes that are no cluster fail every
+//! snapshots shown as evidence; official socket.io nodes behind
+//! `@socket.io/redis-adapter` pass the cases of every cluster too; two
+//! nodes that are no cluster fail every
 //! cluster case; one target skips them with the reason; a case naming a
 //! node that was not given is a case error with its position.
 
@@ -12,6 +14,7 @@ use std::process::Output;
 
 use chorus::conform::{all_cases, load_builtin_files, Case, Category, ProfileName};
 use chorus_gateway::{GatewayConfig, Profile, RunningGateway};
+use chorus_test_support::chat_node::ChatNode;
 use chorus_test_support::gateway;
 use chorus_test_support::redis::RedisServer;
 
@@ -158,6 +161,28 @@ async fn a_seed_cluster_fails_exactly_the_strict_only_cluster_cases() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_socket_io_nodes_behind_the_redis_adapter_pass_what_seed_promises() {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        ChatNode::start(SECRET.1, Some(&redis.url())),
+        ChatNode::start(SECRET.1, Some(&redis.url())),
+    );
+    let output = conform(
+        &[&a.url, &b.url],
+        &["--profile", "seed", "--only", CLUSTER_CASES],
+    )
+    .await;
+    drop((a, b));
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert_eq!(
+        names(&out, "PASS "),
+        names_of(&cluster_cases(ProfileName::Seed)),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_that_are_no_cluster_fail_every_cluster_case() {
     let (a, b) = (
         node(Profile::Strict, None).await,
@@ -185,7 +210,11 @@ async fn two_nodes_that_are_no_cluster_fail_every_cluster_case() {
 #[tokio::test]
 async fn one_target_skips_the_cluster_cases_with_the_reason() {
     let a = node(Profile::Strict, None).await;
-    let output = conform(&[&url_of(&a)], &["--profile", "strict", "--only", CLUSTER_CASES]).await;
+    let output = conform(
+        &[&url_of(&a)],
+        &["--profile", "strict", "--only", CLUSTER_CASES],
+    )
+    .await;
     a.shutdown().await;
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
