@@ -316,31 +316,8 @@ pub async fn run(
     check_nodes(&cases, options.targets.len())?;
     let gateways = Gateways::start(options).await?;
     let target = &gateways.target;
-    for (i, url) in target.nodes.iter().enumerate().skip(1) {
-        let (authority, secure) = authority_of(url)?;
-        if secure != target.authority.tls.is_some() {
-            return Err(ConformError::Usage(format!(
-                "--target {url}: every target must use the scheme of the first ({})",
-                target.url
-            )));
-        }
-        let node = Target {
-            url: url.clone(),
-            authority: Peer {
-                authority,
-                tls: target.authority.tls.clone(),
-            },
-            ..target.clone()
-        };
-        reachable(&node).await.map_err(|e| match e {
-            ConformError::Unreachable { url, reason } => ConformError::Unreachable {
-                url,
-                reason: format!("(node {i}) {reason}"),
-            },
-            other => other,
-        })?;
-    }
     reachable(target).await?;
+    other_nodes_reachable(target).await?;
     let mut report = ConformReport::default();
     let mut results = futures_util::stream::iter(cases.iter().enumerate())
         .map(|(i, case)| run_one(case, target, i))
@@ -567,6 +544,36 @@ fn authority_of(url: &str) -> Result<(String, bool), ConformError> {
     Ok((authority, secure))
 }
 
+/// Checks that every node after the first answers an Engine.IO handshake,
+/// over the first one's scheme.
+async fn other_nodes_reachable(target: &Target) -> Result<(), ConformError> {
+    for (i, url) in target.nodes.iter().enumerate().skip(1) {
+        let (authority, secure) = authority_of(url)?;
+        if secure != target.authority.tls.is_some() {
+            return Err(ConformError::Usage(format!(
+                "--target {url}: every target must use the scheme of the first ({})",
+                target.url
+            )));
+        }
+        let node = Target {
+            url: url.clone(),
+            authority: Peer {
+                authority,
+                tls: target.authority.tls.clone(),
+            },
+            ..target.clone()
+        };
+        reachable(&node).await.map_err(|e| match e {
+            ConformError::Unreachable { url, reason } => ConformError::Unreachable {
+                url,
+                reason: format!("(node {i}) {reason}"),
+            },
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
 /// Checks that the target answers an Engine.IO polling handshake.
 async fn reachable(target: &Target) -> Result<(), ConformError> {
     let unreachable = |reason: String| ConformError::Unreachable {
@@ -673,6 +680,34 @@ mod tests {
             ("gw:443".to_owned(), true)
         );
         assert!(authority_of("ftp://gw").is_err());
+    }
+
+    #[test]
+    fn cluster_cases_are_skipped_alone_and_checked_against_the_targets() {
+        let text = "cases:\n  - name: c.two\n    profiles: [strict]\n    category: cluster\n    statement: s\n    clients: {a: {}, b: {node: 1}}\n    steps:\n      - connect: b\n";
+        let cases: Vec<Case> = all_cases(parse_cases(text, "c.yml").expect("valid"))
+            .into_iter()
+            .filter(|c| c.name == "c.two")
+            .collect();
+        let case = &cases[0];
+        let skip = cluster_skip(case, 1).expect("one target skips a cluster case");
+        assert!(skip.ends_with("; 1 given"), "{skip}");
+        assert_eq!(cluster_skip(case, 2), None);
+        assert!(check_nodes(&cases, 1).is_ok());
+        assert!(check_nodes(&cases, 2).is_ok());
+        let err = check_nodes(&cases, 17).unwrap_err();
+        assert_eq!(err.to_string(), "17 targets given; at most 16");
+        assert_eq!(err.exit_code(), 2);
+        let three = text.replace("node: 1", "node: 2");
+        let cases = all_cases(parse_cases(&three, "c.yml").expect("valid"));
+        let err = check_nodes(&cases, 2).unwrap_err().to_string();
+        assert!(
+            err.starts_with("c.yml:6:32: case c.two: node 2 is not among"),
+            "{err}"
+        );
+        // A case that is not `cluster` is never skipped for want of nodes.
+        let builtin = all_cases(Vec::new());
+        assert!(builtin.iter().all(|c| cluster_skip(c, 1).is_none()));
     }
 
     #[test]
