@@ -69,9 +69,10 @@ enum Command {
     /// Exit codes: 0 every case passed; 1 one failed; 2 bad case file or
     /// usage; 3 target unreachable.
     Conform {
-        /// The gateway's base URL, e.g. http://127.0.0.1:3000.
+        /// The gateway's base URL, e.g. http://127.0.0.1:3000; repeat it for
+        /// the nodes of one cluster (the `cluster` cases run only then).
         #[arg(long)]
-        target: Option<String>,
+        target: Vec<String>,
         /// The protocol profile to check (and the embedded gateway's profile).
         #[arg(long, value_enum, default_value = "strict")]
         profile: chorus_gateway::Profile,
@@ -300,7 +301,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             tls,
         } => {
             let options = chorus::conform::ConformOptions {
-                target,
+                targets: target,
                 profile,
                 only,
                 junit,

@@ -19,7 +19,7 @@ use crate::scenario::{saphyr_error, Location, Pos};
 
 /// The case files shipped with chorus, compiled in so that `chorus conform`
 /// works from any directory.
-pub const BUILTIN_FILES: [(&str, &str); 7] = [
+pub const BUILTIN_FILES: [(&str, &str); 8] = [
     (
         "scenarios/conformance/engineio.yml",
         include_str!("../../scenarios/conformance/engineio.yml"),
@@ -48,7 +48,17 @@ pub const BUILTIN_FILES: [(&str, &str); 7] = [
         "scenarios/conformance/rooms.yml",
         include_str!("../../scenarios/conformance/rooms.yml"),
     ),
+    (
+        "scenarios/conformance/cluster.yml",
+        include_str!("../../scenarios/conformance/cluster.yml"),
+    ),
 ];
+
+/// The most nodes a case may name (`node: 0` to `node: 15`), and so the most
+/// targets one run uses.
+pub const MAX_NODES: u32 = 16;
+/// The most times one `emit` or `expect` step may repeat.
+pub const MAX_REPEAT: u32 = 1000;
 
 /// A protocol profile a case applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -91,6 +101,9 @@ pub enum Category {
     Lifecycle,
     /// Rooms: membership, room-scoped events, isolation (strict).
     Rooms,
+    /// Several nodes of one cluster: cross-node delivery and presence
+    /// (needs `--target` repeated, one per node).
+    Cluster,
 }
 
 impl Category {
@@ -106,6 +119,7 @@ impl Category {
             Self::Limits => "limits",
             Self::Lifecycle => "lifecycle",
             Self::Rooms => "rooms",
+            Self::Cluster => "cluster",
         }
     }
 }
@@ -177,6 +191,17 @@ pub struct ClientSpec {
     /// The socket.io `auth` payload `{"token":"…"}` of the CONNECT packet.
     #[serde(default)]
     pub auth: Option<TokenKind>,
+    /// The node it connects to: an index into the `--target` list (default
+    /// 0); only `cluster` cases may name another.
+    #[serde(default)]
+    pub node: Option<Spanned<u32>>,
+}
+
+impl ClientSpec {
+    /// The index of the node this client connects to.
+    pub fn node_index(&self) -> usize {
+        self.node.as_ref().map_or(0, |n| n.value as usize)
+    }
 }
 
 /// How the server must have ended a client's session.
@@ -229,7 +254,8 @@ pub struct EmitStep {
     /// Ask for an acknowledgement.
     #[serde(default)]
     pub ack: bool,
-    /// Send it this many times in a row (default 1).
+    /// Send it this many times in a row (default 1, at most [`MAX_REPEAT`]);
+    /// `{{i}}` in the arguments is the repetition's number, from 0.
     #[serde(default)]
     pub repeat: Option<u32>,
 }
@@ -286,9 +312,14 @@ pub struct ExpectStep {
     /// A value that must appear nowhere in the arguments.
     #[serde(default)]
     pub excludes: Option<Value>,
-    /// How long to wait (default 2s).
+    /// How long to wait (default 2s) for each.
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Expect this many events in a row, in order (default 1, at most
+    /// [`MAX_REPEAT`]); `{{i}}` in `args`, `contains` and `excludes` is the
+    /// number of each, from 0.
+    #[serde(default)]
+    pub repeat: Option<u32>,
 }
 
 /// `expect-none`: no matching event (or, without `event`, no event at all) within `within`.
@@ -362,6 +393,7 @@ pub fn parse_cases(text: &str, origin: &str) -> Result<Vec<LoadedCase>, ConformE
             message,
         };
         validate(&case.value).map_err(|m| invalid(case.referenced, m))?;
+        validate_nodes(&case.value).map_err(|(loc, m)| invalid(loc, m))?;
         for step in &case.value.steps {
             validate_step(&case.value, &step.value).map_err(|m| invalid(step.referenced, m))?;
         }
@@ -435,6 +467,54 @@ fn validate(case: &CaseSpec) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks every client's `node`: below [`MAX_NODES`], and other than 0 only
+/// in a `cluster` case; the error's location is the offending value.
+fn validate_nodes(case: &CaseSpec) -> Result<(), (serde_saphyr::Location, String)> {
+    for (name, client) in &case.clients {
+        let Some(node) = &client.node else { continue };
+        if node.value >= MAX_NODES {
+            return Err((
+                node.referenced,
+                format!(
+                    "case {}: client {name:?} names node {}; nodes are 0 to {}",
+                    case.name,
+                    node.value,
+                    MAX_NODES - 1
+                ),
+            ));
+        }
+        if node.value > 0 && case.category != Category::Cluster {
+            return Err((
+                node.referenced,
+                format!(
+                    "case {}: client {name:?} names node {}, but only `category: cluster` cases use several nodes",
+                    case.name, node.value
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The highest node a case's clients name, and where, when one names a node
+/// other than 0.
+pub(crate) fn highest_node(case: &CaseSpec) -> Option<(u32, serde_saphyr::Location)> {
+    case.clients
+        .values()
+        .filter_map(|c| c.node.as_ref())
+        .filter(|n| n.value > 0)
+        .max_by_key(|n| n.value)
+        .map(|n| (n.value, n.referenced))
+}
+
+fn validate_repeat(repeat: Option<u32>) -> Result<(), String> {
+    match repeat {
+        Some(0) => Err("repeat must be at least 1".into()),
+        Some(n) if n > MAX_REPEAT => Err(format!("repeat {n} is over the limit of {MAX_REPEAT}")),
+        _ => Ok(()),
+    }
+}
+
 fn validate_step(case: &CaseSpec, step: &Step) -> Result<(), String> {
     let client = |name: &str| {
         if case.clients.contains_key(name) {
@@ -448,7 +528,10 @@ fn validate_step(case: &CaseSpec, step: &Step) -> Result<(), String> {
     };
     match step {
         Step::Connect(c) | Step::Disconnect(c) => client(c),
-        Step::Emit(e) => client(&e.client),
+        Step::Emit(e) => {
+            client(&e.client)?;
+            validate_repeat(e.repeat)
+        }
         Step::Raw(r) => client(&r.client),
         Step::Http(h) if h.method != "GET" && h.method != "POST" => Err(format!(
             "http method must be GET or POST, not {:?}",
@@ -474,7 +557,10 @@ fn validate_step(case: &CaseSpec, step: &Step) -> Result<(), String> {
             if let Some(t) = &e.timeout {
                 crate::scenario::parse_duration(t).map_err(|e| e.to_string())?;
             }
-            Ok(())
+            if e.repeat.is_some() && e.event.is_none() {
+                return Err("repeat is for `expect` of an `event`".into());
+            }
+            validate_repeat(e.repeat)
         }
         Step::ExpectNone(e) => {
             client(&e.client)?;
@@ -567,6 +653,52 @@ mod tests {
             err,
             "b.yml:2:5: case name \"a.b\" already used at a.yml:2:5"
         );
+    }
+
+    /// A one-client case of `category` whose client is `{client}`, with `step`.
+    fn one_client(category: &str, client: &str, step: &str) -> String {
+        format!("cases:\n  - name: a.b\n    profiles: [strict]\n    category: {category}\n    statement: s\n    clients: {{a: {client}}}\n    steps:\n      - {step}\n")
+    }
+
+    #[test]
+    fn nodes_are_bounded_and_for_cluster_cases_only() {
+        let text = one_client("cluster", "{node: 3}", "connect: a");
+        let cases = parse_cases(&text, "x.yml").expect("valid");
+        assert_eq!(cases[0].spec.clients["a"].node_index(), 3);
+        let (node, at) = highest_node(&cases[0].spec).expect("a node above 0");
+        assert_eq!((node, at.line(), at.column()), (3, 6, 25));
+        let text = one_client("cluster", "{node: 0}", "connect: a");
+        assert!(highest_node(&parse_cases(&text, "x.yml").expect("valid")[0].spec).is_none());
+
+        let err = parse_cases(&one_client("cluster", "{node: 16}", "connect: a"), "x.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.yml:6:25: "), "{err}");
+        assert!(err.contains("nodes are 0 to 15"), "{err}");
+        let err = parse_cases(&one_client("events", "{node: 1}", "connect: a"), "x.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.yml:6:25: "), "{err}");
+        assert!(err.contains("only `category: cluster`"), "{err}");
+    }
+
+    #[test]
+    fn repeats_are_bounded() {
+        let emit = |n: u32| format!("emit: {{client: a, event: x, repeat: {n}}}");
+        assert!(parse_cases(&one_client("events", "{}", &emit(1000)), "x.yml").is_ok());
+        for n in [0, 1001] {
+            let err = parse_cases(&one_client("events", "{}", &emit(n)), "x.yml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("x.yml:8:9: repeat"), "{err}");
+        }
+        let expect = "expect: {client: a, event: x, repeat: 5000}";
+        let err = parse_cases(&one_client("events", "{}", expect), "x.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("over the limit of 1000"), "{err}");
+        let ack = "expect: {client: a, ack: true, repeat: 2}";
+        assert!(parse_cases(&one_client("events", "{}", ack), "x.yml").is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! `<sid:NAME>` the id of the case client `NAME`, `<iso>` a
 //! `Date.prototype.toISOString()` timestamp, `<any>` any value.
 //! Templates in every string a case sends or expects: `{{u}}` the case's
-//! unique tag (keeps concurrent cases apart), `{{x:N}}` N letters `x`.
+//! unique tag (keeps concurrent cases apart), `{{x:N}}` N letters `x`; in a
+//! repeated `emit` or `expect`, `{{i}}` the repetition's number, from 0.
 
 use std::collections::HashMap;
 
@@ -128,6 +129,22 @@ pub fn expand_value(value: &Value, tag: &str) -> Value {
     }
 }
 
+/// Replaces `{{i}}` by `index` in every string (and object key) of `value`.
+pub fn with_index(value: &Value, index: u32) -> Value {
+    match value {
+        Value::String(s) if s.contains("{{i}}") => {
+            Value::String(s.replace("{{i}}", &index.to_string()))
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| with_index(v, index)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.replace("{{i}}", &index.to_string()), with_index(v, index)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +203,10 @@ mod tests {
         assert_eq!(
             expand_value(&json!({"m": ["{{u}}"]}), "t"),
             json!({"m": ["t"]})
+        );
+        assert_eq!(
+            with_index(&json!({"m": ["{{u}} {{i}}", 3]}), 7),
+            json!({"m": ["{{u}} 7", 3]})
         );
     }
 }

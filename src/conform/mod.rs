@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 pub use builtin::BuiltinCase;
 pub use case::{
     glob_match, load_builtin_files, load_dir, parse_cases, CaseSpec, Category, LoadedCase,
-    ProfileName,
+    ProfileName, MAX_NODES,
 };
 pub use error::ConformError;
 pub use http::Peer;
@@ -33,6 +33,7 @@ pub use tokens::{TokenKind, TokenMint};
 use crate::client::{Tls, TlsConfig};
 use crate::error::FileError;
 use crate::report::{render_junit, CaseStatus, Conformance, ConformanceCase};
+use crate::scenario::Location;
 use chorus_protocol::Version;
 
 /// How many cases run at once.
@@ -46,8 +47,10 @@ const FAST_PING_MS: u64 = 400;
 /// What `chorus conform` was asked to do.
 #[derive(Debug, Clone)]
 pub struct ConformOptions {
-    /// The gateway's base URL (`http://host:port`); `None` starts the embedded gateway.
-    pub target: Option<String>,
+    /// The gateways' base URLs (`http://host:port`), the nodes of one
+    /// cluster when several (`cluster` cases run only then); none starts the
+    /// embedded gateway.
+    pub targets: Vec<String>,
     /// The profile tested (and the embedded gateway's profile).
     pub profile: chorus_gateway::Profile,
     /// Only the cases whose name matches this glob.
@@ -73,7 +76,7 @@ impl ConformOptions {
     /// command line's defaults, for the fields a caller does not set.
     pub fn new(target: Option<String>, profile: chorus_gateway::Profile) -> Self {
         Self {
-            target,
+            targets: target.into_iter().collect(),
             profile,
             only: None,
             junit: None,
@@ -108,6 +111,8 @@ pub struct Case {
     pub category: Category,
     /// The docs/protocol.md statement it checks.
     pub statement: String,
+    /// The highest node its clients name (when not 0), and where.
+    highest_node: Option<(u32, Location)>,
     body: CaseBody,
 }
 
@@ -140,6 +145,7 @@ fn builtin_case(b: BuiltinCase) -> Case {
         profiles: b.profiles().to_vec(),
         category: b.category(),
         statement: b.statement().to_owned(),
+        highest_node: None,
         body: CaseBody::Builtin(b),
     }
 }
@@ -151,6 +157,14 @@ pub fn all_cases(files: Vec<LoadedCase>) -> Vec<Case> {
         profiles: c.spec.profiles.clone(),
         category: c.spec.category,
         statement: c.spec.statement.clone(),
+        highest_node: case::highest_node(&c.spec).map(|(node, at)| {
+            let at = Location {
+                origin: c.origin.origin.clone(),
+                line: u32::try_from(at.line()).unwrap_or(u32::MAX),
+                column: u32::try_from(at.column()).unwrap_or(u32::MAX),
+            };
+            (node, at)
+        }),
         body: CaseBody::Steps(Box::new(c.spec)),
     });
     let builtin = BuiltinCase::ALL.into_iter().map(builtin_case);
@@ -160,8 +174,11 @@ pub fn all_cases(files: Vec<LoadedCase>) -> Vec<Case> {
 /// The gateway under test, as the cases see it.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The base URL, `http://host:port`.
+    /// The base URL, `http://host:port` (node 0's, with several targets).
     pub url: String,
+    /// Every node's base URL, in `--target` order (`url` first); the case
+    /// clients' `node` indexes it.
+    pub nodes: Vec<String>,
     /// `host:port` of the URL (and its TLS setup), for raw requests.
     pub authority: Peer,
     /// `host:port` of the gateway the heartbeat cases use (the target itself,
@@ -296,9 +313,11 @@ pub async fn run(
             options.only.as_deref().unwrap_or("*")
         )));
     }
+    check_nodes(&cases, options.targets.len())?;
     let gateways = Gateways::start(options).await?;
     let target = &gateways.target;
     reachable(target).await?;
+    other_nodes_reachable(target).await?;
     let mut report = ConformReport::default();
     let mut results = futures_util::stream::iter(cases.iter().enumerate())
         .map(|(i, case)| run_one(case, target, i))
@@ -311,6 +330,43 @@ pub async fn run(
     gateways.stop().await;
     write_outputs(options, &report)?;
     Ok(report)
+}
+
+/// With several targets (a cluster run), every selected case must name only
+/// nodes that were given; with one, the `cluster` cases are skipped instead.
+fn check_nodes(cases: &[Case], targets: usize) -> Result<(), ConformError> {
+    if targets > MAX_NODES as usize {
+        return Err(ConformError::Usage(format!(
+            "{targets} targets given; at most {MAX_NODES}"
+        )));
+    }
+    if targets < 2 {
+        return Ok(());
+    }
+    for case in cases {
+        if let Some((node, at)) = &case.highest_node {
+            if *node as usize >= targets {
+                return Err(ConformError::InvalidCase {
+                    at: at.clone(),
+                    message: format!(
+                        "case {}: node {node} is not among the {targets} targets given (nodes 0 to {})",
+                        case.name,
+                        targets - 1
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why `case` cannot run against `nodes` targets, if it cannot.
+fn cluster_skip(case: &Case, nodes: usize) -> Option<String> {
+    (case.category == Category::Cluster && nodes < 2).then(|| {
+        format!(
+            "a cluster case: needs 2 targets or more (--target repeated, one per node of one cluster); {nodes} given"
+        )
+    })
 }
 
 /// Cases whose statement socket.io 2.x does not share (its server ignores
@@ -351,6 +407,9 @@ async fn run_one(case: &Case, target: &Target, index: usize) -> CaseResult {
     let start = Instant::now();
     let tag = format!("{index:03}{:04x}", rand::random::<u16>());
     let play = async {
+        if let Some(why) = cluster_skip(case, target.nodes.len()) {
+            return Verdict::Skip(why);
+        }
         if target.version == Version::V2 {
             if let Some(why) = v2_skip(case) {
                 return Verdict::Skip(why.into());
@@ -388,7 +447,7 @@ struct Gateways {
 
 impl Gateways {
     async fn start(options: &ConformOptions) -> Result<Self, ConformError> {
-        if let Some(url) = &options.target {
+        if let Some(url) = options.targets.first() {
             let secret = std::env::var(&options.jwt_secret_env)
                 .map_err(|_| ConformError::MissingSecret(options.jwt_secret_env.clone()))?;
             let (authority, secure) = authority_of(url)?;
@@ -401,6 +460,11 @@ impl Gateways {
             return Ok(Self {
                 target: Target {
                     url: url.trim_end_matches('/').to_owned(),
+                    nodes: options
+                        .targets
+                        .iter()
+                        .map(|u| u.trim_end_matches('/').to_owned())
+                        .collect(),
                     heartbeat_authority: authority.clone(),
                     authority,
                     mint: TokenMint::new(secret),
@@ -438,6 +502,7 @@ impl Gateways {
         Ok(Self {
             target: Target {
                 url: format!("http://{authority}"),
+                nodes: vec![format!("http://{authority}")],
                 authority: plain(authority),
                 heartbeat_authority: plain(heartbeat.addr().to_string()),
                 mint: TokenMint::new(secret.clone()),
@@ -477,6 +542,36 @@ fn authority_of(url: &str) -> Result<(String, bool), ConformError> {
         format!("{authority}:{}", if secure { 443 } else { 80 })
     };
     Ok((authority, secure))
+}
+
+/// Checks that every node after the first answers an Engine.IO handshake,
+/// over the first one's scheme.
+async fn other_nodes_reachable(target: &Target) -> Result<(), ConformError> {
+    for (i, url) in target.nodes.iter().enumerate().skip(1) {
+        let (authority, secure) = authority_of(url)?;
+        if secure != target.authority.tls.is_some() {
+            return Err(ConformError::Usage(format!(
+                "--target {url}: every target must use the scheme of the first ({})",
+                target.url
+            )));
+        }
+        let node = Target {
+            url: url.clone(),
+            authority: Peer {
+                authority,
+                tls: target.authority.tls.clone(),
+            },
+            ..target.clone()
+        };
+        reachable(&node).await.map_err(|e| match e {
+            ConformError::Unreachable { url, reason } => ConformError::Unreachable {
+                url,
+                reason: format!("(node {i}) {reason}"),
+            },
+            other => other,
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks that the target answers an Engine.IO polling handshake.
@@ -585,6 +680,34 @@ mod tests {
             ("gw:443".to_owned(), true)
         );
         assert!(authority_of("ftp://gw").is_err());
+    }
+
+    #[test]
+    fn cluster_cases_are_skipped_alone_and_checked_against_the_targets() {
+        let text = "cases:\n  - name: c.two\n    profiles: [strict]\n    category: cluster\n    statement: s\n    clients: {a: {}, b: {node: 1}}\n    steps:\n      - connect: b\n";
+        let cases: Vec<Case> = all_cases(parse_cases(text, "c.yml").expect("valid"))
+            .into_iter()
+            .filter(|c| c.name == "c.two")
+            .collect();
+        let case = &cases[0];
+        let skip = cluster_skip(case, 1).expect("one target skips a cluster case");
+        assert!(skip.ends_with("; 1 given"), "{skip}");
+        assert_eq!(cluster_skip(case, 2), None);
+        assert!(check_nodes(&cases, 1).is_ok());
+        assert!(check_nodes(&cases, 2).is_ok());
+        let err = check_nodes(&cases, 17).unwrap_err();
+        assert_eq!(err.to_string(), "17 targets given; at most 16");
+        assert_eq!(err.exit_code(), 2);
+        let three = text.replace("node: 1", "node: 2");
+        let cases = all_cases(parse_cases(&three, "c.yml").expect("valid"));
+        let err = check_nodes(&cases, 2).unwrap_err().to_string();
+        assert!(
+            err.starts_with("c.yml:6:32: case c.two: node 2 is not among"),
+            "{err}"
+        );
+        // A case that is not `cluster` is never skipped for want of nodes.
+        let builtin = all_cases(Vec::new());
+        assert!(builtin.iter().all(|c| cluster_skip(c, 1).is_none()));
     }
 
     #[test]

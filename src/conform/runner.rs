@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::case::{CaseSpec, ClientSpec, CloseExpect, ExpectNoneStep, ExpectStep, Step};
 use super::http::http_exchange;
-use super::matcher::{appears_in, expand, expand_value, matches_exact, matches_subset};
+use super::matcher::{appears_in, expand, expand_value, matches_exact, matches_subset, with_index};
 use super::tokens::TokenKind;
 use super::Target;
 use crate::client::{Client, ClientConfig, ClientError, CloseReason, Handler, Incoming, Transport};
@@ -191,18 +191,32 @@ impl Play<'_> {
         match step {
             Step::Connect(name) => self.connect(name).await,
             Step::Emit(e) => {
-                let args: Vec<String> = e
-                    .args
-                    .iter()
-                    .map(|a| expand_value(a, self.tag).to_string())
-                    .collect();
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let expanded: Vec<Value> =
+                    e.args.iter().map(|a| expand_value(a, self.tag)).collect();
+                let indexed = serde_json::to_string(&expanded).is_ok_and(|t| t.contains("{{i}}"));
+                let render = |i: u32| -> Vec<String> {
+                    expanded
+                        .iter()
+                        .map(|a| {
+                            if indexed {
+                                with_index(a, i).to_string()
+                            } else {
+                                a.to_string()
+                            }
+                        })
+                        .collect()
+                };
+                let mut args = render(0);
                 let c = self.client(&e.client);
                 let client = c
                     .client
                     .as_ref()
                     .ok_or_else(|| not_connected(&e.client, c))?;
-                for _ in 0..e.repeat.unwrap_or(1) {
+                for i in 0..e.repeat.unwrap_or(1) {
+                    if indexed && i > 0 {
+                        args = render(i);
+                    }
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
                     if e.ack {
                         let sent = client.emit_with_ack(&e.event, &args).await;
                         c.last_ack = Some(sent.map_err(|err| send_failed(&e.client, &err))?.id);
@@ -297,7 +311,14 @@ impl Play<'_> {
                 .mint(kind, &format!("{name}-{}", self.tag))
                 .map_err(|e| e.to_string())
         };
-        let mut config = ClientConfig::new(self.target.url.clone())
+        let node = spec.node_index();
+        let url = self.target.nodes.get(node).ok_or_else(|| {
+            format!(
+                "client {name} names node {node}, but {} targets were given",
+                self.target.nodes.len()
+            )
+        })?;
+        let mut config = ClientConfig::new(url.clone())
             .namespace(spec.namespace.as_deref().unwrap_or("/chat"))
             .transport(spec.transport)
             .version(self.target.version);
@@ -357,20 +378,31 @@ impl Play<'_> {
     }
 
     async fn expect(&mut self, e: &ExpectStep) -> Result<(), String> {
+        let Some(n) = e.repeat else {
+            return self.expect_at(e, 0).await;
+        };
+        for i in 0..n {
+            self.expect_at(e, i)
+                .await
+                .map_err(|evidence| format!("(repetition {i} of {n}) {evidence}"))?;
+        }
+        Ok(())
+    }
+
+    /// One `expect`, with `{{i}}` standing for `index`.
+    async fn expect_at(&mut self, e: &ExpectStep, index: u32) -> Result<(), String> {
         let timeout = e
             .timeout
             .as_deref()
             .and_then(|t| crate::scenario::parse_duration(t).ok())
             .unwrap_or(EXPECT_TIMEOUT);
-        let expected_args = e
-            .args
-            .as_ref()
-            .map(|a| expand_value(&Value::Array(a.clone()), self.tag));
+        let template = |v: &Value| with_index(&expand_value(v, self.tag), index);
+        let expected_args = e.args.as_ref().map(|a| template(&Value::Array(a.clone())));
         let contains = e
             .contains
             .as_ref()
-            .map(|a| expand_value(&Value::Array(a.clone()), self.tag));
-        let excludes = e.excludes.as_ref().map(|x| expand_value(x, self.tag));
+            .map(|a| template(&Value::Array(a.clone())));
+        let excludes = e.excludes.as_ref().map(template);
         let sids = self.sids.clone();
         let args_ok = |args: &Value| {
             expected_args

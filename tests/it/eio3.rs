@@ -385,6 +385,9 @@ async fn the_seed_conformance_cases_that_apply_pass_against_socketio_2() {
     for result in &report.results {
         match &result.verdict {
             chorus::conform::Verdict::Pass => passed += 1,
+            // One target: the cluster cases are skipped, as against any gateway.
+            chorus::conform::Verdict::Skip(_)
+                if result.category == chorus::conform::Category::Cluster => {}
             chorus::conform::Verdict::Skip(_) => skipped += 1,
             chorus::conform::Verdict::Fail(evidence) => panic!("{}: {evidence}", result.name),
         }

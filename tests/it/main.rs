@@ -8,8 +8,10 @@ mod support;
 
 mod client;
 mod cluster;
+mod cluster_load;
 mod compare;
 mod conform;
+mod conform_cluster;
 mod distributed;
 mod eio3;
 mod faults_detected;
