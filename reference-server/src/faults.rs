@@ -9,7 +9,8 @@
 //!   duplicates, delays and reorders broadcasts, starves the stalled socket,
 //!   and rewrites what a faulty gateway would send (`userTyping` to its
 //!   sender, no `userOffline`, numeric timestamps, wrong names, a short
-//!   `onlineUsers`, `joined` without its name or not at all);
+//!   `onlineUsers`, `joined` without its name or not at all, a room's
+//!   messages to a non-member);
 //! - `FaultyChat` wraps the `/chat` rules themselves (a token-blind
 //!   CONNECT, unjoined sockets' events handled, `userOffline` for sockets
 //!   that never joined, `joined` answered as an ack);
@@ -97,6 +98,9 @@ pub struct Faults {
     pub snapshot_missing_newest: bool,
     /// Every [`WRONG_USERNAME_EVERY`]th `newMessage` carries another joined user's name.
     pub wrong_username: bool,
+    /// A room's `newMessage` also goes to one socket that is not a member
+    /// of the room (the first such one connected).
+    pub leak_room: bool,
 }
 
 /// Starts a gateway like [`crate::start`] that injects `faults`.
@@ -420,7 +424,15 @@ impl Adapter for FaultyAdapter {
             return self.inner.deliver(&frame, to, out);
         }
         let frames = self.injector.frames(name, &data, frame);
-        let receivers = self.inner.select(to);
+        let mut receivers = self.inner.select(to);
+        if let ("newMessage", Recipients::Room(_), true) = (name, to, f.leak_room) {
+            let outsider = self
+                .inner
+                .select(Recipients::All)
+                .into_iter()
+                .find(|sid| !receivers.contains(sid));
+            receivers.extend(outsider);
+        }
         for sid in &receivers {
             for frame in &frames {
                 for copy in self.injector.deliver(&self.inner, sid, frame) {

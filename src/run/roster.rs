@@ -25,6 +25,8 @@ pub struct SenderLog {
     pub messages: Mutex<SendLog>,
     /// Intended and actual send times of each uncorrelated broadcast cause, in order.
     pub typing: Mutex<Vec<(WallTime, WallTime)>>,
+    /// Its room sends, joins and leaves (see [`SenderFacts`]).
+    pub rooms: Mutex<RoomSends>,
     join_intended: AtomicTime,
     join_sent: AtomicTime,
     join_confirmed: AtomicTime,
@@ -100,7 +102,12 @@ impl SenderLog {
     }
 
     fn facts(&self) -> SenderFacts {
+        let rooms = self.rooms.lock().expect("log lock");
         SenderFacts {
+            room_messages: rooms.messages.clone(),
+            room_typing: rooms.typing.clone(),
+            room_joins: rooms.joins.clone(),
+            room_leaves: rooms.leaves.clone(),
             name: self.name(),
             messages: self.messages.lock().expect("log lock").clone(),
             typing: self
@@ -115,6 +122,19 @@ impl SenderLog {
             join_confirmed: self.join_confirmed.get(),
         }
     }
+}
+
+/// What one sender did in rooms, as [`SenderFacts`] keeps it.
+#[derive(Debug, Default)]
+pub struct RoomSends {
+    /// (sequence number, room) of its correlated room messages.
+    pub messages: Vec<(u64, u64)>,
+    /// (index among its uncorrelated causes, room) of its room typing.
+    pub typing: Vec<(u64, u64)>,
+    /// (room, send time) of its joins.
+    pub joins: Vec<(u64, WallTime)>,
+    /// (room, time) of its leaves.
+    pub leaves: Vec<(u64, WallTime)>,
 }
 
 /// Every sender's log, the name directory, and the receivers' records.

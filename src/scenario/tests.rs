@@ -189,12 +189,12 @@ fn unknown_field_points_at_the_key() {
     let text = MINIMAL.replace("[connect]", "\n      - connect\n      - emit: { emitt: x }");
     assert_eq!(
         error_of(&text),
-        "x.yml:6:17: unknown field `emitt`, expected one of `event`, `data`, `ack`, `ack_timeout`"
+        "x.yml:6:17: unknown field `emitt`, expected one of `event`, `data`, `ack`, `ack_timeout`, `room`"
     );
     assert_eq!(
         error_of(&format!("{MINIMAL}colour: red\n")),
         "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `weights`, `socketio`, `tls`, `protocol`, \
-         `auth`, `reconnect`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
+         `auth`, `reconnect`, `rooms`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
     );
 }
 

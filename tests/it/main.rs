@@ -17,6 +17,7 @@ mod hostile_targets;
 mod live_metrics;
 mod nodes;
 mod reconnect;
+mod rooms;
 mod report;
 mod report_real;
 mod run_accuracy;
