@@ -19,11 +19,14 @@ run() {
     rm -rf "$out"
 }
 # Which baselines: the ones named on the command line, or all.
-wanted=("${@:-smoke chat-load presence-churn typing-storm soak}")
+wanted=("${@:-smoke chat-load presence-churn typing-storm soak rooms}")
 for name in ${wanted[@]}; do
     case $name in
         soak) run soak --set load.phases.0.ramp.over=20s --set load.phases.1.hold=2m \
             --set groups.0.flow.3.loop.duration=2m --set groups.1.flow.3.listen=2m ;;
+        # A fifth of its size: what the embedded gateway of 2 cores sustains.
+        rooms) run rooms --set load.phases.0.ramp.to=2000 --set load.phases.0.ramp.over=40s \
+            --set rooms.count=200 ;;
         *) run "$name" ;;
     esac
 done

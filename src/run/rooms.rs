@@ -41,6 +41,10 @@ pub const MAX_ROOM_SEEN: usize = 1 << 20;
 /// after a leave are not leaks.
 const MAX_TOMBSTONES: usize = 256;
 
+/// The room a send to a room the sender is not in is logged under: owed
+/// to no one (the server answers it with an error and sends nothing).
+pub const NO_ROOM: u64 = 0;
+
 /// The key of "`name` was announced in room `room`" in a receiver's record.
 #[inline]
 pub fn room_key(room: u64, name: u64) -> u64 {
@@ -222,6 +226,17 @@ impl RoomBook {
             let members = self.entries[i].members.clone();
             members.count.fetch_sub(1, Relaxed);
             members
+        })
+    }
+
+    /// Whether a send of the client to `room` reaches the room: it is
+    /// joining (the server handles the join first) or a member.
+    pub fn may_send(&self, room: u64) -> bool {
+        self.find(room).is_some_and(|i| {
+            matches!(
+                self.entries[i].state,
+                State::Joining { .. } | State::Member { .. }
+            )
         })
     }
 
@@ -582,11 +597,13 @@ mod tests {
         assert_eq!(book.standing(1), Standing::In(0), "joining: in flight");
         assert_eq!(book.standing(2), Standing::Never);
         assert!(!book.join_sent(1, t(1), 50, Arc::default), "a second join changes nothing");
+        assert!(book.may_send(1) && !book.may_send(2));
         let members = book.joined(1, t(100)).expect("confirmed");
         assert_eq!(members.count.load(Relaxed), 1);
         assert_eq!(book.standing(1), Standing::In(1));
         assert!(book.leave_sent(1, t(500)));
         assert_eq!(book.standing(1), Standing::In(1), "leaving: in flight");
+        assert!(!book.may_send(1), "the server handles the leave first");
         book.left(1, t(600));
         assert_eq!(book.standing(1), Standing::LeftAt(t(600)));
         assert_eq!(members.count.load(Relaxed), 0);

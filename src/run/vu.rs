@@ -21,6 +21,7 @@ use super::plan::{
     EmitKind, PlanStep, PlannedEmit, PlannedExpect, PlannedLoop, PlannedRoom, Rejoin,
 };
 use super::receiver::Receiver;
+use super::rooms::NO_ROOM;
 use super::roster::SenderLog;
 use super::violations::Kind;
 
@@ -406,7 +407,9 @@ impl Vu {
                     }
                 };
                 map.insert(rooms.field.clone(), Value::String(room));
-                Some(hash)
+                // A send to a room it is not in reaches no one.
+                let member = self.inbox.rooms.lock().expect("rooms lock").may_send(hash);
+                Some(if member { hash } else { NO_ROOM })
             }
             _ => None,
         };
