@@ -158,7 +158,9 @@ pub struct ProtocolModel {
     pub rooms: Option<RoomsRule>,
 }
 
-pub(crate) fn schemas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<HashMap<String, Schema>, D::Error> {
+pub(crate) fn schemas<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<HashMap<String, Schema>, D::Error> {
     // Keys in source order, so error messages list them as written.
     let raw: Vec<(String, Vec<(String, FieldType)>)> = ordered::<D, Ordered<FieldType>>(d)?
         .into_iter()

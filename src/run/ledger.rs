@@ -492,7 +492,10 @@ pub fn settle<'a>(
                     got += runs.map_or(0, |runs| runs.count_in(lo, hi - 1));
                     // Room messages are owed to members only ([`settle_rooms`]).
                     let first = facts.room_messages.partition_point(|&(s, _)| s < lo);
-                    for &(seq, _) in facts.room_messages[first..].iter().take_while(|&&(s, _)| s < hi) {
+                    for &(seq, _) in facts.room_messages[first..]
+                        .iter()
+                        .take_while(|&&(s, _)| s < hi)
+                    {
                         due -= 1;
                         got -= u64::from(runs.is_some_and(|runs| runs.contains(seq)));
                     }

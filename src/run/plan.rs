@@ -75,8 +75,12 @@ pub struct Event {
 
 /// The room-size buckets of `delivery.<event>.room_size.<bucket>`: the
 /// largest size of each (the last holds everything above).
-pub const ROOM_SIZE_BUCKETS: [(u32, &str); 4] =
-    [(10, "1-10"), (100, "11-100"), (1000, "101-1000"), (u32::MAX, "1001+")];
+pub const ROOM_SIZE_BUCKETS: [(u32, &str); 4] = [
+    (10, "1-10"),
+    (100, "11-100"),
+    (1000, "101-1000"),
+    (u32::MAX, "over-1000"),
+];
 
 /// The bucket of a room of `members` members.
 #[inline]
@@ -502,16 +506,24 @@ impl RunPlan {
         }
         // Room metrics last, and only in runs that use rooms.
         if uses_rooms {
-            for (rule, _) in model.broadcasts.iter().zip(&room_scoped).filter(|(_, s)| **s) {
+            // Marked broadcasts only: unmarked ones in rooms are not timed.
+            let scoped = model.broadcasts.iter().zip(&room_scoped);
+            for (rule, _) in scoped.filter(|(r, s)| **s && r.mark_field.is_some()) {
                 let id = table.intern(&rule.event);
                 let name = rule.event.clone();
                 table.get_mut(id).room_size = ROOM_SIZE_BUCKETS
                     .iter()
-                    .map(|(_, bucket)| registry.latency(&format!("delivery.{name}.room_size.{bucket}")))
+                    .map(|(_, bucket)| {
+                        registry.latency(&format!("delivery.{name}.room_size.{bucket}"))
+                    })
                     .collect();
             }
             if let Some(rooms) = &model.rooms {
-                for name in [&rooms.snapshot.event, &rooms.joined.event, &rooms.left.event] {
+                for name in [
+                    &rooms.snapshot.event,
+                    &rooms.joined.event,
+                    &rooms.left.event,
+                ] {
                     let id = table.intern(name);
                     table.get_mut(id).received =
                         Some(registry.counter(&format!("deliveries.received.{name}")));
@@ -804,7 +816,11 @@ impl Compiler<'_> {
                 let join = matches!(step, Step::JoinRoom(_));
                 // A model without rooms is refused before the plan ([`check_rooms`]).
                 let event = self.model.rooms.as_ref().map_or_else(String::new, |r| {
-                    if join { r.join.clone() } else { r.leave.clone() }
+                    if join {
+                        r.join.clone()
+                    } else {
+                        r.leave.clone()
+                    }
                 });
                 PlanStep::Room(PlannedRoom {
                     join,

@@ -172,7 +172,12 @@ impl Receiver {
         sent: Option<WallTime>,
         at: WallTime,
     ) -> Option<u32> {
-        let standing = self.inbox.rooms.lock().expect("rooms lock").standing(name_hash(room));
+        let standing = self
+            .inbox
+            .rooms
+            .lock()
+            .expect("rooms lock")
+            .standing(name_hash(room));
         let w = Window::RUN;
         let leak = match standing {
             Standing::In(size) => return Some(size),
@@ -207,9 +212,14 @@ impl Receiver {
     fn on_room_announce(&mut self, id: EventId, join: bool, arg: Option<&RawValue>, at: WallTime) {
         self.count_received(id);
         let plan = &self.ctx.plan;
-        let Some(rooms) = &plan.model.rooms else { return };
+        let Some(rooms) = &plan.model.rooms else {
+            return;
+        };
         let [who, room] = arg.map_or([None, None], |a| {
-            fields(a.get(), [plan.model.join.name_field.as_str(), rooms.field.as_str()])
+            fields(
+                a.get(),
+                [plan.model.join.name_field.as_str(), rooms.field.as_str()],
+            )
         });
         let Some(room) = room else { return };
         let who = who.as_deref().unwrap_or_default();
@@ -249,10 +259,12 @@ impl Receiver {
     fn on_room_snapshot(&mut self, id: EventId, arg: Option<&RawValue>, at: WallTime) {
         self.count_received(id);
         let ctx = self.ctx.clone();
-        let Some(rooms) = &ctx.plan.model.rooms else { return };
-        let Some((Some(room), listed)) = arg.and_then(|a| {
-            room_snapshot_names(a.get(), &rooms.field, &rooms.snapshot.users_field)
-        }) else {
+        let Some(rooms) = &ctx.plan.model.rooms else {
+            return;
+        };
+        let Some((Some(room), listed)) = arg
+            .and_then(|a| room_snapshot_names(a.get(), &rooms.field, &rooms.snapshot.users_field))
+        else {
             return;
         };
         if self.room_standing(id, &room, None, at).is_none() {

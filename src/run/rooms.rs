@@ -433,7 +433,10 @@ pub fn room_snapshot_names(
 ) -> Option<(Option<String>, Vec<u64>)> {
     let value: serde_json::Value = serde_json::from_str(payload).ok()?;
     let object = value.as_object()?;
-    let room = object.get(room_field).and_then(|r| r.as_str()).map(str::to_owned);
+    let room = object
+        .get(room_field)
+        .and_then(|r| r.as_str())
+        .map(str::to_owned);
     let mut names: Vec<u64> = object
         .get(users_field)
         .and_then(|u| u.as_array())
@@ -496,7 +499,11 @@ pub fn settle_rooms<'a>(
             .room_windows
             .iter()
             .map(|&RoomWindow(room, from, until)| {
-                (room, from.plus_us(w.margin_us), until.minus_us(w.deadline_us))
+                (
+                    room,
+                    from.plus_us(w.margin_us),
+                    until.minus_us(w.deadline_us),
+                )
             })
             .filter(|(_, from, until)| from < until)
             .collect();
@@ -509,7 +516,12 @@ pub fn settle_rooms<'a>(
                 let inside = |t: WallTime| t >= from && t <= until;
                 let (mut due, mut got) = (0, 0);
                 for &seq in &by.messages {
-                    if facts.messages.get(seq as usize).copied().is_some_and(inside) {
+                    if facts
+                        .messages
+                        .get(seq as usize)
+                        .copied()
+                        .is_some_and(inside)
+                    {
                         due += 1;
                         got += u64::from(r.from.get(sender).is_some_and(|runs| runs.contains(seq)));
                     }
@@ -549,8 +561,7 @@ pub fn settle_rooms<'a>(
                     continue;
                 }
                 let key = room_key(room, *name);
-                if by.joins.iter().any(|&t| inside(t))
-                    && r.room_online.binary_search(&key).is_err()
+                if by.joins.iter().any(|&t| inside(t)) && r.room_online.binary_search(&key).is_err()
                 {
                     out.findings.push(Finding::RoomJoinMissing {
                         receiver: r.vu,
@@ -596,7 +607,10 @@ mod tests {
         let mut book = book_with(1);
         assert_eq!(book.standing(1), Standing::In(0), "joining: in flight");
         assert_eq!(book.standing(2), Standing::Never);
-        assert!(!book.join_sent(1, t(1), 50, Arc::default), "a second join changes nothing");
+        assert!(
+            !book.join_sent(1, t(1), 50, Arc::default),
+            "a second join changes nothing"
+        );
         assert!(book.may_send(1) && !book.may_send(2));
         let members = book.joined(1, t(100)).expect("confirmed");
         assert_eq!(members.count.load(Relaxed), 1);
@@ -609,7 +623,11 @@ mod tests {
         assert_eq!(members.count.load(Relaxed), 0);
         assert!(!book.leave_sent(1, t(700)), "not in it any more");
         let ended = book.end_session(t(1000), 100);
-        assert_eq!(ended.windows, [RoomWindow(1, t(100), t(500))], "to the leave's send");
+        assert_eq!(
+            ended.windows,
+            [RoomWindow(1, t(100), t(500))],
+            "to the leave's send"
+        );
         assert!(ended.left.is_empty());
     }
 
@@ -620,15 +638,25 @@ mod tests {
             assert!(book.join_sent(room, t(0), 3, Arc::default));
             book.joined(room, t(10));
         }
-        assert!(!book.join_sent(9, t(0), 3, Arc::default), "over the cap: not tracked");
+        assert!(
+            !book.join_sent(9, t(0), 3, Arc::default),
+            "over the cap: not tracked"
+        );
         assert_eq!(book.standing(9), Standing::Never, "so its events are leaks");
         assert!(book.join_sent(7, t(20), 4, Arc::default));
         assert!(book.join_sent(8, t(45), 5, Arc::default));
         let ended = book.end_session(t(50), 10);
         assert_eq!(ended.windows.len(), 3, "unconfirmed joins have no window");
         assert_eq!(ended.left.len(), 5);
-        assert_eq!(ended.unconfirmed, 1, "the one sent over a deadline before the end");
-        assert_eq!(book.standing(0), Standing::Never, "a new session starts in no room");
+        assert_eq!(
+            ended.unconfirmed, 1,
+            "the one sent over a deadline before the end"
+        );
+        assert_eq!(
+            book.standing(0),
+            Standing::Never,
+            "a new session starts in no room"
+        );
     }
 
     fn facts(name: &str) -> SenderFacts {
@@ -660,7 +688,14 @@ mod tests {
             room_windows: vec![RoomWindow(a, t(250), t(750))],
             ..Default::default()
         };
-        super::super::ledger::settle(&[r], &senders, Window { margin_us: 50, deadline_us: 150 })
+        super::super::ledger::settle(
+            &[r],
+            &senders,
+            Window {
+                margin_us: 50,
+                deadline_us: 150,
+            },
+        )
     }
 
     #[test]
@@ -700,11 +735,17 @@ mod tests {
             room_online: vec![room_key(a, name_hash("s"))],
             ..Default::default()
         };
-        let w = Window { margin_us: 10, deadline_us: 100 };
+        let w = Window {
+            margin_us: 10,
+            deadline_us: 100,
+        };
         let s = super::super::ledger::settle(&[r.clone()], &senders, w);
         assert_eq!(
             s.findings,
-            [Finding::RoomLeaveMissing { receiver: 2, subject: 1 }]
+            [Finding::RoomLeaveMissing {
+                receiver: 2,
+                subject: 1
+            }]
         );
         r.room_offline = r.room_online.clone();
         let s = super::super::ledger::settle(&[r], &senders, w);
@@ -714,7 +755,10 @@ mod tests {
     #[test]
     fn room_snapshots_list_the_sure_members() {
         let members = RoomMembers::default();
-        let w = Window { margin_us: 10, deadline_us: 100 };
+        let w = Window {
+            margin_us: 10,
+            deadline_us: 100,
+        };
         members.join_sent(1, name_hash("in"), t(0));
         members.confirmed(1, t(50));
         members.join_sent(2, name_hash("gone"), t(0));

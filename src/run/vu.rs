@@ -537,7 +537,9 @@ impl Vu {
             let changed = {
                 let mut book = self.inbox.rooms.lock().expect("rooms lock");
                 match planned.join {
-                    true => book.join_sent(hash, now, rooms.max_per_client, || ctx.rooms.room(hash)),
+                    true => {
+                        book.join_sent(hash, now, rooms.max_per_client, || ctx.rooms.room(hash))
+                    }
                     false => book.leave_sent(hash, now),
                 }
             };

@@ -85,7 +85,10 @@ impl RoomSpread {
         if !(self.zipf_s > 0.0 && self.zipf_s <= 10.0) {
             return Some((
                 "zipf_s",
-                format!("rooms.zipf_s must be above 0 and at most 10, not {}", self.zipf_s),
+                format!(
+                    "rooms.zipf_s must be above 0 and at most 10, not {}",
+                    self.zipf_s
+                ),
             ));
         }
         let valid = |c: char| c.is_ascii_alphanumeric() || "_.:-".contains(c);
@@ -212,7 +215,11 @@ mod tests {
     #[test]
     fn zipf_is_deterministic_distinct_and_skewed() {
         let s = spread(1000, Spread::Zipf, 1);
-        assert_eq!(s.rooms_of(42), s.rooms_of(42), "the same client, the same room");
+        assert_eq!(
+            s.rooms_of(42),
+            s.rooms_of(42),
+            "the same client, the same room"
+        );
         let sizes = sizes(&s, 10_000);
         assert_eq!(sizes.iter().sum::<u64>(), 10_000);
         // P(room 0) = 1/H(1000) ≈ 0.134: about 1,340 of 10,000.

@@ -703,7 +703,10 @@ fn room_steps_and_the_spread_load_and_their_errors_are_located() {
     let mut rng = StdRng::seed_from_u64(0);
     let state = s.vu_state(3, None, &mut rng).unwrap();
     let (a, b) = (state.get("room").unwrap(), state.get("room_1").unwrap());
-    assert!(a.starts_with("room-") && b.starts_with("room-") && a != b, "{a} {b}");
+    assert!(
+        a.starts_with("room-") && b.starts_with("room-") && a != b,
+        "{a} {b}"
+    );
     // `{{room}}` needs the spread.
     let no_spread = MINIMAL.replace("[connect]", flow);
     assert!(

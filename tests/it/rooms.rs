@@ -25,6 +25,7 @@ const OWED: u64 = 960;
 struct Outcome {
     summary: Summary,
     evidence: Vec<Value>,
+    run_dir: PathBuf,
 }
 
 impl Outcome {
@@ -55,16 +56,24 @@ async fn play(faults: Faults, overrides: &[&str]) -> Result<Outcome, chorus::run
     Ok(Outcome {
         summary: report.summary,
         evidence: evidence.as_array().cloned().unwrap_or_default(),
+        run_dir: report.run_dir,
     })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rooms_scenario_runs_clean_and_every_member_gets_its_rooms_messages() {
     let _serial = SERIAL.lock().await;
-    let out = play(Faults::default(), &[]).await.expect("the run completes");
+    let out = play(Faults::default(), &[])
+        .await
+        .expect("the run completes");
     assert!(out.evidence.is_empty(), "{:?}", out.evidence);
     assert!(out.summary.violations.values().all(|&n| n == 0));
-    assert_eq!(out.summary.verdict, Verdict::Pass, "{:?}", out.summary.thresholds);
+    assert_eq!(
+        out.summary.verdict,
+        Verdict::Pass,
+        "{:?}",
+        out.summary.thresholds
+    );
     // Owed to the members of each room, and only to them: a room that got
     // nothing, or a message to another room, would change these counts.
     assert_eq!(out.counter("deliveries.expected"), OWED);
@@ -78,7 +87,24 @@ async fn a_rooms_scenario_runs_clean_and_every_member_gets_its_rooms_messages() 
     // Every delivery is timed in its room-size bucket (4 members: 1-10).
     let small = &out.summary.latency["delivery.newMessage.room_size.1-10"];
     assert_eq!(small.count, OWED);
-    assert_eq!(out.summary.latency["delivery.newMessage.room_size.11-100"].count, 0);
+    assert_eq!(
+        out.summary.latency["delivery.newMessage.room_size.11-100"].count,
+        0
+    );
+    // The buckets are in the reports, as every latency is.
+    chorus::report::render_run_dir(&out.run_dir).expect("the reports render");
+    for file in ["summary.md", "report.html"] {
+        let text = std::fs::read_to_string(out.run_dir.join(file)).unwrap();
+        assert!(
+            text.contains("delivery.newMessage.room_size.1-10"),
+            "{file}"
+        );
+    }
+    let table = chorus::report::render_table(&out.summary);
+    assert!(
+        table.contains("delivery.newMessage.room_size.1-10"),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +123,10 @@ async fn a_room_message_sent_to_a_non_member_is_a_leak() {
         .find(|e| e["kind"] == "leak")
         .expect("leak evidence");
     assert_eq!(leak["event"], "newMessage");
-    assert!(leak["got"].as_str().unwrap().contains("not in it"), "{leak}");
+    assert!(
+        leak["got"].as_str().unwrap().contains("not in it"),
+        "{leak}"
+    );
     // What the members were owed still all arrived.
     assert_eq!(out.violations("loss"), 0);
     assert_eq!(out.counter("deliveries.lost"), 0);
@@ -124,7 +153,10 @@ async fn a_model_without_rooms_is_a_load_error_naming_the_step() {
         Ok(_) => panic!("a seed model cannot run room steps"),
         Err(err) => err.to_string(),
     };
-    assert!(err.starts_with("tests/scenarios/rooms.yml:") || err.contains("rooms.yml:"), "{err}");
+    assert!(
+        err.starts_with("tests/scenarios/rooms.yml:") || err.contains("rooms.yml:"),
+        "{err}"
+    );
     assert!(err.contains("`seed` has none"), "{err}");
     assert!(err.contains("protocol: strict"), "{err}");
 }
@@ -141,7 +173,9 @@ fn sizes(overrides: &[&str], clients: u64) -> BTreeMap<String, u64> {
     let mut sizes = BTreeMap::new();
     for vu in 0..clients {
         let state = scenario.vu_state(vu, None, &mut rng).unwrap();
-        *sizes.entry(state.get("room").unwrap().to_owned()).or_default() += 1;
+        *sizes
+            .entry(state.get("room").unwrap().to_owned())
+            .or_default() += 1;
     }
     sizes
 }
@@ -157,7 +191,35 @@ fn uniform_and_zipf_spreads_give_the_room_sizes_they_promise() {
     assert!((300..470).contains(&first), "room-0: {first}");
     assert!(first > 5 * tenth, "{first} vs {tenth}");
     assert_eq!(zipf.values().sum::<u64>(), 2_000);
-    assert_eq!(sizes(&["rooms.count=100", "rooms.spread=zipf"], 2_000), zipf, "deterministic");
-    let steeper = sizes(&["rooms.count=100", "rooms.spread=zipf", "rooms.zipf_s=2"], 2_000);
-    assert!(steeper["room-0"] > first, "a larger s makes the first room larger");
+    assert_eq!(
+        sizes(&["rooms.count=100", "rooms.spread=zipf"], 2_000),
+        zipf,
+        "deterministic"
+    );
+    let steeper = sizes(
+        &["rooms.count=100", "rooms.spread=zipf", "rooms.zipf_s=2"],
+        2_000,
+    );
+    assert!(
+        steeper["room-0"] > first,
+        "a larger s makes the first room larger"
+    );
+}
+
+#[test]
+fn room_size_buckets_are_addressable_by_thresholds() {
+    for (key, metric) in [
+        (
+            "delivery.newMessage.room_size.101-1000.p99",
+            "delivery.newMessage.room_size.101-1000",
+        ),
+        (
+            "delivery.newMessage.room_size.over-1000.count",
+            "delivery.newMessage.room_size.over-1000",
+        ),
+    ] {
+        let t = chorus::scenario::Threshold::parse(key, "< 1s").expect("parses");
+        assert_eq!(t.metric, metric);
+        assert!(t.stat.is_some(), "{key}");
+    }
 }
