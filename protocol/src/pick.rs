@@ -151,8 +151,14 @@ mod tests {
 
     #[test]
     fn picks_any_number_of_fields() {
-        let [a, b, c] = fields(r#"{"room":"r","username":"ann","x":1}"#, ["username", "", "room"]);
-        assert_eq!((a.as_deref(), b, c.as_deref()), (Some("ann"), None, Some("r")));
+        let [a, b, c] = fields(
+            r#"{"room":"r","username":"ann","x":1}"#,
+            ["username", "", "room"],
+        );
+        assert_eq!(
+            (a.as_deref(), b, c.as_deref()),
+            (Some("ann"), None, Some("r"))
+        );
         assert_eq!(fields("[", ["a"]), [None]);
     }
 
