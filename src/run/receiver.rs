@@ -689,6 +689,86 @@ mod tests {
         );
     }
 
+    fn event(receiver: &mut Receiver, name: &str, payload: serde_json::Value) {
+        let raw = RawValue::from_string(payload.to_string()).expect("json");
+        let args = [&*raw];
+        receiver.on_message(
+            Instant::now(),
+            Incoming::Event {
+                name,
+                args: &args,
+                ack_id: None,
+            },
+        );
+    }
+
+    fn room_message(receiver: &mut Receiver, room: &str, sent: WallTime) {
+        let mut message = String::from("hi");
+        let mark = Mark {
+            vu: 1,
+            seq: 0,
+            intended: sent,
+            sent,
+        };
+        mark.append_to(&mut message);
+        let timestamp = chorus_protocol::timestamp::format_iso(SystemTime::now());
+        let payload = serde_json::json!({
+            "username": "someone", "message": message, "timestamp": timestamp, "room": room,
+        });
+        event(receiver, "newMessage", payload);
+    }
+
+    #[test]
+    fn a_rooms_event_to_a_client_surely_not_in_it_is_a_leak_and_in_flight_ones_are_not() {
+        let (mut receiver, registry) = receiver();
+        let leaks = |registry: &Registry| {
+            registry.collect_interval(Instant::now());
+            registry
+                .cumulative()
+                .counter("violations.leak")
+                .unwrap_or(0)
+        };
+        let now = receiver.ctx.plan.clock.now();
+        room_message(&mut receiver, "r1", now);
+        assert_eq!(leaks(&registry), 1, "never joined r1");
+        let room = name_hash("r1");
+        let members = receiver.ctx.rooms.room(room);
+        let joined = receiver
+            .inbox
+            .rooms
+            .lock()
+            .unwrap()
+            .join_sent(room, now, 50, || members);
+        assert!(joined);
+        room_message(&mut receiver, "r1", now);
+        assert_eq!(leaks(&registry), 1, "joining: in flight");
+        // Its own announcements confirm the join, then the leave (it is "me"
+        // once it has sent a chat join under that name).
+        receiver.inbox.join_sent(Some("me".into()), now);
+        let announce = |r: &str| serde_json::json!({"room": r, "username": "me", "clientId": "x"});
+        event(&mut receiver, "roomJoined", announce("r1"));
+        room_message(&mut receiver, "r1", now);
+        assert!(receiver.inbox.rooms.lock().unwrap().leave_sent(room, now));
+        event(&mut receiver, "roomLeft", announce("r1"));
+        assert_eq!(leaks(&registry), 1, "a member, then leaving");
+        // Sent before the leave was confirmed: may have been handled before it.
+        room_message(&mut receiver, "r1", now);
+        assert_eq!(leaks(&registry), 1);
+        let later = receiver.ctx.plan.clock.now().plus_us(1_000_000);
+        room_message(&mut receiver, "r1", later);
+        assert_eq!(
+            leaks(&registry),
+            2,
+            "sent a second after its leave was confirmed"
+        );
+        event(&mut receiver, "roomJoined", announce("r2"));
+        assert_eq!(
+            leaks(&registry),
+            3,
+            "an announcement of a room it never joined"
+        );
+    }
+
     #[test]
     fn marks_naming_no_client_of_the_run_are_violations_and_kept_out_of_the_ledger() {
         let (mut receiver, registry) = receiver();
