@@ -1,7 +1,8 @@
 //! Rooms in the driver: a rooms scenario against a clean strict gateway
 //! passes every check with every member owed and given every message of its
 //! room; a gateway that leaks a room's messages to a non-member is caught as
-//! `leak`, one that drops deliveries as `loss`; a seed model (no rooms) is a
+//! `leak`, one that drops deliveries as `loss`, a short `roomUsers` as
+//! `presence`; a seed model (no rooms) is a
 //! clear load error; the spread's room sizes follow its distribution.
 
 use std::collections::BTreeMap;
@@ -144,6 +145,38 @@ async fn dropped_room_deliveries_are_losses() {
     assert!(out.violations("loss") > 0, "{:?}", out.summary.violations);
     assert!(out.counter("deliveries.lost") > 0);
     assert_eq!(out.violations("leak"), 0, "dropping leaks nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_snapshot_missing_a_member_is_a_presence_violation() {
+    let _serial = SERIAL.lock().await;
+    let faults = Faults {
+        room_snapshot_missing_oldest: true,
+        ..Faults::default()
+    };
+    let out = play(faults, &[]).await.expect("the run completes");
+    assert_eq!(out.summary.verdict, Verdict::Fail);
+    // The 2nd to 4th joiner of each room join 0.5 s apart: each misses the first.
+    assert!(
+        out.violations("presence") >= 6,
+        "{:?}",
+        out.summary.violations
+    );
+    let presence = out
+        .evidence
+        .iter()
+        .find(|e| e["kind"] == "presence")
+        .expect("presence evidence");
+    assert_eq!(presence["event"], "roomUsers");
+    assert!(
+        presence["expected"]
+            .as_str()
+            .unwrap()
+            .contains("to list vu"),
+        "{presence}"
+    );
+    assert_eq!(out.violations("leak"), 0);
+    assert_eq!(out.violations("loss"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
