@@ -180,6 +180,50 @@ async fn a_room_snapshot_missing_a_member_is_a_presence_violation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_checked_across_the_nodes_of_a_strict_cluster() {
+    let _serial = SERIAL.lock().await;
+    std::env::set_var(SECRET_ENV, SECRET);
+    let redis = chorus_test_support::redis::RedisServer::start();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let config = chorus_gateway::GatewayConfig {
+            cluster: Some(redis.url()),
+            ..chorus_test_support::gateway::config(Profile::Strict, SECRET)
+        };
+        nodes.push(chorus_test_support::gateway::start(config).await);
+    }
+    let targets = format!(
+        "target=[{}, {}]",
+        harness::url_of(&nodes[0]),
+        harness::url_of(&nodes[1])
+    );
+    let dir = harness::temp_dir("rooms-cluster");
+    // 3 rooms of 8: round-robin puts each room's members on both nodes.
+    let options = harness::run_options(SCENARIO, None, dir, &[&targets, "rooms.count=3"]);
+    let report = tokio::time::timeout(Duration::from_secs(60), run(options))
+        .await
+        .expect("the run ends in time")
+        .expect("the run completes");
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let s = &report.summary;
+    assert!(s.violations.values().all(|&n| n == 0), "{:?}", s.violations);
+    // Messages crossed nodes, and each member still got exactly its room's
+    // messages: 3 rooms x 8 members x (8 senders x 10 messages).
+    assert_eq!(s.counters["deliveries.expected"], 1920);
+    assert_eq!(s.counters["deliveries.received.newMessage"], 1920);
+    let crossed = |node: u8, from: u8| {
+        let n = s.nodes.iter().find(|n| n.node == node).expect("the node");
+        n.counters
+            .get(&format!("received_from.{from}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(crossed(0, 1) > 0 && crossed(1, 0) > 0, "{:?}", s.nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_without_rooms_is_a_load_error_naming_the_step() {
     let _serial = SERIAL.lock().await;
     let err = match play(Faults::default(), &["protocol=seed"]).await {
