@@ -224,6 +224,42 @@ async fn rooms_are_checked_across_the_nodes_of_a_strict_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_merged_settle_rooms_as_one_process_does() {
+    let _serial = SERIAL.lock().await;
+    let gw = harness::start_gateway_in(Profile::Strict, Faults::default(), SECRET).await;
+    let target = harness::url_of(&gw);
+    let dir = harness::temp_dir("rooms-shards");
+    let start_at = (std::time::SystemTime::now() + Duration::from_secs(2))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    let shard_dirs: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("shard-{i}"))).collect();
+    let shards = shard_dirs.iter().enumerate().map(|(i, out)| {
+        let mut args = harness::run_args(SCENARIO, &target, out);
+        args.extend(["--shard".into(), format!("{i}/2"), "--start-at".into()]);
+        args.push(format!("@{start_at:.3}"));
+        harness::finish(harness::chorus(args, (SECRET_ENV, SECRET)))
+    });
+    for (i, output) in futures_util::future::join_all(shards).await.iter().enumerate() {
+        harness::assert_exit(output, 0, &format!("shard {i}/2"));
+    }
+    gw.shutdown().await;
+    let merged = dir.join("merged");
+    let mut args = vec!["merge".to_owned()];
+    args.extend(shard_dirs.iter().map(|d| d.display().to_string()));
+    args.extend(["--out".into(), merged.display().to_string(), "--no-report".into()]);
+    let output = harness::finish(harness::chorus(args, (SECRET_ENV, SECRET))).await;
+    harness::assert_exit(&output, 0, "chorus merge");
+    let s = harness::read_summary(&merged);
+    assert!(s.violations.values().all(|&n| n == 0), "{:?}", s.violations);
+    // Room members meet their rooms' senders across the shards by room hash:
+    // the same 960 owed and received as in one process.
+    assert_eq!(s.counters["deliveries.expected"], OWED);
+    assert_eq!(s.counters["deliveries.received"], OWED);
+    assert_eq!(s.counters["deliveries.unmarked.expected"], 24 * 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_without_rooms_is_a_load_error_naming_the_step() {
     let _serial = SERIAL.lock().await;
     let err = match play(Faults::default(), &["protocol=seed"]).await {
