@@ -286,8 +286,7 @@ impl Receiver {
     }
 
     fn on_broadcast(&mut self, id: EventId, index: usize, arg: Option<&RawValue>, at: WallTime) {
-        let ctx = self.ctx.clone();
-        let plan = &ctx.plan;
+        let plan = &self.ctx.plan;
         let rule = &plan.model.broadcasts[index];
         let (to, marked) = (rule.to, rule.mark_field.is_some());
         let room_field = match (plan.room_scoped[index], &plan.model.rooms) {
@@ -323,10 +322,13 @@ impl Receiver {
         };
         match mark {
             Some(mark) => {
+                let plan = &self.ctx.plan;
                 let buckets = &plan.event(id).room_size;
                 if let Some(&by_size) = buckets.get(room_size_bucket(size.max(1))) {
                     if u64::from(mark.vu) < plan.vus {
-                        ctx.recorder.record(by_size, at.micros_since(mark.intended));
+                        self.ctx
+                            .recorder
+                            .record(by_size, at.micros_since(mark.intended));
                     }
                 }
                 self.on_marked(id, to, mark, who.as_deref(), at);

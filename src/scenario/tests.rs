@@ -448,6 +448,7 @@ fn shipped_scenarios_load() {
             "chat-load",
             "presence-churn",
             "restart-storm",
+            "rooms",
             "smoke",
             "soak",
             "typing-storm"
