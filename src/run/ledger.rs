@@ -194,6 +194,9 @@ pub struct SenderFacts {
     /// Its leaves of rooms it was in (a session's end leaves them all): (room, time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub room_leaves: Vec<(u64, WallTime)>,
+    /// When its own room announcements confirmed its joins: (room, time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_confirmed: Vec<(u64, WallTime)>,
 }
 
 /// One presence snapshot (`onlineUsers`) a receiver of a shard got, kept so
@@ -301,6 +304,19 @@ pub struct LedgerFile {
     /// `ledger.snapshots_dropped`).
     #[serde(default)]
     pub snapshots: Vec<SnapshotRecord>,
+    /// The room snapshots (`roomUsers`) its receivers got, under the same bounds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_snapshots: Vec<RoomSnapshotRecord>,
+}
+
+/// One room snapshot a receiver of a shard got, for `chorus merge`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSnapshotRecord {
+    /// The room's [`name_hash`].
+    pub room: u64,
+    /// The snapshot; `started_us` is when the receiver sent its join of the room.
+    #[serde(flatten)]
+    pub snapshot: SnapshotRecord,
 }
 
 /// The most snapshot names one shard keeps for `chorus merge` (8 bytes each).

@@ -565,6 +565,7 @@ async fn play(
         receivers,
         senders,
         snapshots: ctx.roster.take_snapshots(),
+        room_snapshots: ctx.roster.take_room_snapshots(),
     };
     if ctx.plan.shard.count > 1 {
         ledger.write(run_dir)?;

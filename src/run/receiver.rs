@@ -20,7 +20,9 @@ use super::closes;
 use super::context::Context;
 use super::correlate::Mark;
 use super::inbox::Inbox;
-use super::ledger::{name_hash, Arrival, ReceiverRecord, SnapshotRecord, Window};
+use super::ledger::{
+    name_hash, Arrival, ReceiverRecord, RoomSnapshotRecord, SnapshotRecord, Window,
+};
 use super::plan::{room_size_bucket, EventId, Role};
 use super::rooms::{
     room_key, room_snapshot_names, room_snapshot_problems, Standing, MAX_ROOM_SEEN,
@@ -233,7 +235,15 @@ impl Receiver {
             let standing = book.standing(hash);
             drop(book);
             match (join, members) {
-                (true, Some(members)) => members.confirmed(self.vu(), at),
+                (true, Some(members)) => {
+                    members.confirmed(self.vu(), at);
+                    let log = self.ctx.roster.sender(self.vu());
+                    log.rooms
+                        .lock()
+                        .expect("log lock")
+                        .confirmed
+                        .push((hash, at));
+                }
                 (true, None) if standing == Standing::Never => {
                     self.room_standing(id, &room, None, at);
                 }
@@ -282,6 +292,21 @@ impl Receiver {
         let Some(started) = started else { return };
         for (expected, got) in room_snapshot_problems(&members, &listed, started, at, Window::RUN) {
             self.violation(Kind::Presence, id, format!("{room:?}: {expected}"), got, at);
+        }
+        // Members of other shards are checked by `chorus merge`.
+        if ctx.plan.shard.count > 1 {
+            let record = RoomSnapshotRecord {
+                room: hash,
+                snapshot: SnapshotRecord {
+                    vu: self.vu(),
+                    started: Some(started),
+                    at,
+                    names: listed,
+                },
+            };
+            if !ctx.roster.keep_room_snapshot(record) {
+                ctx.recorder.add_by_name(SNAPSHOTS_DROPPED, 1);
+            }
         }
     }
 

@@ -423,6 +423,75 @@ pub fn room_snapshot_problems(
     problems
 }
 
+/// One room snapshot of a shard that got members of other shards wrong:
+/// the receiver, when it arrived, and what was wrong (expected, got).
+pub type RoomSnapshotFinding = (u32, WallTime, String, String);
+
+/// Checks every shard's room snapshots against the members of the other
+/// shards' rooms, with the margins [`room_snapshot_problems`] uses: a sender
+/// whose own `roomJoined` of the room came a margin before the receiver sent
+/// its join, and that had not left the room when the snapshot came, must be
+/// listed; one that left it a delivery deadline before (and did not join
+/// again) must not be.
+pub fn room_snapshots_across_shards(
+    ledgers: &[&super::ledger::LedgerFile],
+    w: Window,
+) -> Vec<RoomSnapshotFinding> {
+    let mut out = Vec::new();
+    for (i, ledger) in ledgers.iter().enumerate() {
+        for record in &ledger.room_snapshots {
+            let s = &record.snapshot;
+            let Some(started) = s.started else { continue };
+            let others = ledgers.iter().enumerate().filter(|&(j, _)| j != i);
+            for (vu, facts) in others.flat_map(|(_, l)| l.senders.iter()) {
+                let of_room = |list: &[(u64, WallTime)]| -> Vec<WallTime> {
+                    list.iter()
+                        .filter(|(r, _)| *r == record.room)
+                        .map(|&(_, t)| t)
+                        .collect()
+                };
+                let (confirmed, leaves, joins) = (
+                    of_room(&facts.room_confirmed),
+                    of_room(&facts.room_leaves),
+                    of_room(&facts.room_joins),
+                );
+                let in_since = confirmed
+                    .iter()
+                    .copied()
+                    .filter(|c| c.plus_us(w.margin_us) < started)
+                    .max();
+                let surely_in =
+                    in_since.is_some_and(|c| !leaves.iter().any(|&l| l >= c && l <= s.at));
+                let gone_at = leaves
+                    .iter()
+                    .copied()
+                    .filter(|l| l.plus_us(w.deadline_us) < started)
+                    .max();
+                let surely_out =
+                    gone_at.is_some_and(|l| !joins.iter().any(|&j| j > l && j <= s.at));
+                let name = name_hash(facts.name.as_deref().unwrap_or_default());
+                let listed = s.names.binary_search(&name).is_ok();
+                if surely_in && !listed {
+                    out.push((
+                        s.vu,
+                        s.at,
+                        format!("to list vu {vu} (a member, of another shard, before this join)"),
+                        "not listed".into(),
+                    ));
+                } else if surely_out && listed {
+                    out.push((
+                        s.vu,
+                        s.at,
+                        format!("not to list vu {vu} (it left the room before, in another shard)"),
+                        "listed".into(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The [`name_hash`]es of the names in a room snapshot's users field
 /// (`[[id, name], …]`), sorted; and the room it names. `None` when the
 /// payload is not an object.

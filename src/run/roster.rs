@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use super::clock::{AtomicTime, WallTime};
 use super::fasthash::FastMap;
 use super::ledger::{
-    name_hash, ReceiverRecord, SendLog, SenderFacts, SnapshotRecord, MAX_SNAPSHOTS,
-    MAX_SNAPSHOT_NAMES,
+    name_hash, ReceiverRecord, RoomSnapshotRecord, SendLog, SenderFacts, SnapshotRecord,
+    MAX_SNAPSHOTS, MAX_SNAPSHOT_NAMES,
 };
 use super::shard::Shard;
 
@@ -108,6 +108,7 @@ impl SenderLog {
             room_typing: rooms.typing.clone(),
             room_joins: rooms.joins.clone(),
             room_leaves: rooms.leaves.clone(),
+            room_confirmed: rooms.confirmed.clone(),
             name: self.name(),
             messages: self.messages.lock().expect("log lock").clone(),
             typing: self
@@ -135,6 +136,8 @@ pub struct RoomSends {
     pub joins: Vec<(u64, WallTime)>,
     /// (room, time) of its leaves.
     pub leaves: Vec<(u64, WallTime)>,
+    /// (room, time) of its own room announcements confirming its joins.
+    pub confirmed: Vec<(u64, WallTime)>,
 }
 
 /// Every sender's log, the name directory, and the receivers' records.
@@ -147,6 +150,8 @@ pub struct Roster {
     /// Presence snapshots kept for `chorus merge` (shards only), and how
     /// many names they hold.
     snapshots: Mutex<(Vec<SnapshotRecord>, usize)>,
+    /// Room snapshots kept for `chorus merge`, under the same bounds.
+    room_snapshots: Mutex<(Vec<RoomSnapshotRecord>, usize)>,
 }
 
 /// The senders of this process by virtual-user number: a slot per number
@@ -194,6 +199,7 @@ impl Roster {
             names: RwLock::default(),
             receivers: Mutex::default(),
             snapshots: Mutex::default(),
+            room_snapshots: Mutex::default(),
         }
     }
 
@@ -209,6 +215,24 @@ impl Roster {
         *names += record.names.len();
         records.push(record);
         true
+    }
+
+    /// Like [`Roster::keep_snapshot`], for a room snapshot.
+    pub fn keep_room_snapshot(&self, record: RoomSnapshotRecord) -> bool {
+        let mut kept = self.room_snapshots.lock().expect("roster lock");
+        let (records, names) = &mut *kept;
+        let n = record.snapshot.names.len();
+        if records.len() >= MAX_SNAPSHOTS || *names + n > MAX_SNAPSHOT_NAMES {
+            return false;
+        }
+        *names += n;
+        records.push(record);
+        true
+    }
+
+    /// Takes the room snapshots kept so far.
+    pub fn take_room_snapshots(&self) -> Vec<RoomSnapshotRecord> {
+        std::mem::take(&mut self.room_snapshots.lock().expect("roster lock").0)
     }
 
     /// Takes the snapshots kept so far.

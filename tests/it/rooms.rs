@@ -223,10 +223,10 @@ async fn rooms_are_checked_across_the_nodes_of_a_strict_cluster() {
     assert!(crossed(0, 1) > 0 && crossed(1, 0) > 0, "{:?}", s.nodes);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_shards_merged_settle_rooms_as_one_process_does() {
-    let _serial = SERIAL.lock().await;
-    let gw = harness::start_gateway_in(Profile::Strict, Faults::default(), SECRET).await;
+/// Two `chorus run --shard I/2` processes against one strict gateway
+/// injecting `faults`, merged: the merged summary and the shards'.
+async fn two_shards(faults: Faults, overrides: &[&str]) -> (Summary, Vec<Summary>) {
+    let gw = harness::start_gateway_in(Profile::Strict, faults, SECRET).await;
     let target = harness::url_of(&gw);
     let dir = harness::temp_dir("rooms-shards");
     let start_at = (std::time::SystemTime::now() + Duration::from_secs(2))
@@ -238,25 +238,62 @@ async fn two_shards_merged_settle_rooms_as_one_process_does() {
         let mut args = harness::run_args(SCENARIO, &target, out);
         args.extend(["--shard".into(), format!("{i}/2"), "--start-at".into()]);
         args.push(format!("@{start_at:.3}"));
+        for o in overrides {
+            args.extend(["--set".to_owned(), (*o).to_owned()]);
+        }
         harness::finish(harness::chorus(args, (SECRET_ENV, SECRET)))
     });
-    for (i, output) in futures_util::future::join_all(shards).await.iter().enumerate() {
-        harness::assert_exit(output, 0, &format!("shard {i}/2"));
-    }
+    let outputs = futures_util::future::join_all(shards).await;
     gw.shutdown().await;
+    for (i, output) in outputs.iter().enumerate() {
+        assert!(output.status.code().is_some(), "shard {i}/2 ran to the end");
+    }
     let merged = dir.join("merged");
     let mut args = vec!["merge".to_owned()];
     args.extend(shard_dirs.iter().map(|d| d.display().to_string()));
-    args.extend(["--out".into(), merged.display().to_string(), "--no-report".into()]);
-    let output = harness::finish(harness::chorus(args, (SECRET_ENV, SECRET))).await;
-    harness::assert_exit(&output, 0, "chorus merge");
-    let s = harness::read_summary(&merged);
+    args.extend([
+        "--out".into(),
+        merged.display().to_string(),
+        "--no-report".into(),
+    ]);
+    harness::finish(harness::chorus(args, (SECRET_ENV, SECRET))).await;
+    let shards = shard_dirs
+        .iter()
+        .map(|d| harness::read_summary(d))
+        .collect();
+    (harness::read_summary(&merged), shards)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_merged_settle_rooms_as_one_process_does() {
+    let _serial = SERIAL.lock().await;
+    // 3 rooms of 8: each room's members are in both shards (vu mod 2).
+    let (s, _) = two_shards(Faults::default(), &["rooms.count=3"]).await;
     assert!(s.violations.values().all(|&n| n == 0), "{:?}", s.violations);
-    // Room members meet their rooms' senders across the shards by room hash:
-    // the same 960 owed and received as in one process.
-    assert_eq!(s.counters["deliveries.expected"], OWED);
-    assert_eq!(s.counters["deliveries.received"], OWED);
-    assert_eq!(s.counters["deliveries.unmarked.expected"], 24 * 3);
+    // Room members meet their rooms' senders across the shards by room
+    // hash: 3 rooms x 8 members x (8 senders x 10 messages), as in one
+    // process; typing to the 7 other members of each.
+    assert_eq!(s.counters["deliveries.expected"], 1920);
+    assert_eq!(s.counters["deliveries.received"], 1920);
+    assert_eq!(s.counters["deliveries.unmarked.expected"], 24 * 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_checks_room_snapshots_against_the_members_of_other_shards() {
+    let _serial = SERIAL.lock().await;
+    let faults = Faults {
+        room_snapshot_missing_oldest: true,
+        ..Faults::default()
+    };
+    // 3 rooms of 8: each room's members are in both shards (vu mod 2).
+    let (merged, shards) = two_shards(faults, &["rooms.count=3"]).await;
+    let own: u64 = shards.iter().map(|s| s.violations["presence"]).sum();
+    let all = merged.violations["presence"];
+    // The oldest member of a room plays in one shard: the joiners of the
+    // other shard can only be checked against it by the merge.
+    assert!(all > own, "merged {all}, the shards alone {own}");
+    assert_eq!(merged.violations["leak"], 0);
+    assert_eq!(merged.violations["loss"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
