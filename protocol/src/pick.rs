@@ -85,6 +85,36 @@ pub fn two_fields<'a>(json: &'a str, names: [&str; 2]) -> [Option<Cow<'a, str>>;
     de.deserialize_map(Pick(names)).unwrap_or([None, None])
 }
 
+/// Like [`two_fields`], for any number of fields.
+pub fn fields<'a, const N: usize>(json: &'a str, names: [&str; N]) -> [Option<Cow<'a, str>>; N] {
+    struct Pick<'n, const N: usize>([&'n str; N]);
+    impl<'de, const N: usize> Visitor<'de> for Pick<'_, N> {
+        type Value = [Option<Cow<'de, str>>; N];
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = [const { None }; N];
+            while let Some(MaybeStr(key)) = map.next_key::<MaybeStr<'de>>()? {
+                let wanted = self
+                    .0
+                    .iter()
+                    .position(|n| !n.is_empty() && key.as_deref() == Some(*n));
+                match wanted.and_then(|i| out.get_mut(i)) {
+                    Some(slot) => *slot = map.next_value::<MaybeStr<'de>>()?.0,
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    de.deserialize_map(Pick(names))
+        .unwrap_or([const { None }; N])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +147,19 @@ mod tests {
         );
         let [a, _] = two_fields(r#"{"a":"1","a":"2"}"#, ["a", ""]);
         assert_eq!(a.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn picks_any_number_of_fields() {
+        let [a, b, c] = fields(
+            r#"{"room":"r","username":"ann","x":1}"#,
+            ["username", "", "room"],
+        );
+        assert_eq!(
+            (a.as_deref(), b, c.as_deref()),
+            (Some("ann"), None, Some("r"))
+        );
+        assert_eq!(fields("[", ["a"]), [None]);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   duplicates, delays and reorders broadcasts, starves the stalled socket,
 //!   and rewrites what a faulty gateway would send (`userTyping` to its
 //!   sender, no `userOffline`, numeric timestamps, wrong names, a short
-//!   `onlineUsers`, `joined` without its name or not at all);
+//!   `onlineUsers`, `joined` without its name or not at all, a room's
+//!   messages to a non-member, a short `roomUsers`);
 //! - `FaultyChat` wraps the `/chat` rules themselves (a token-blind
 //!   CONNECT, unjoined sockets' events handled, `userOffline` for sockets
 //!   that never joined, `joined` answered as an ack);
@@ -97,6 +98,11 @@ pub struct Faults {
     pub snapshot_missing_newest: bool,
     /// Every [`WRONG_USERNAME_EVERY`]th `newMessage` carries another joined user's name.
     pub wrong_username: bool,
+    /// A room's `newMessage` also goes to one socket that is not a member
+    /// of the room (the first such one connected).
+    pub leak_room: bool,
+    /// `roomUsers` leaves out the room's oldest member.
+    pub room_snapshot_missing_oldest: bool,
 }
 
 /// Starts a gateway like [`crate::start`] that injects `faults`.
@@ -321,6 +327,19 @@ fn without_newest(data: &str) -> String {
     }
 }
 
+/// `roomUsers` data without the first (oldest) entry of its `users`.
+fn without_oldest_member(data: &str) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(data) else {
+        return data.to_owned();
+    };
+    if let Some(users) = value.get_mut("users").and_then(|u| u.as_array_mut()) {
+        if !users.is_empty() {
+            users.remove(0);
+        }
+    }
+    value.to_string()
+}
+
 /// A `joined` payload without its `username` field.
 fn without_username(data: &str) -> String {
     match field(data, "username") {
@@ -395,6 +414,9 @@ impl Adapter for FaultyAdapter {
             }
             ("userTyping", Recipients::AllBut(_)) if f.echo_typing => to = Recipients::All,
             ("newMessage", _) => data = self.injector.message_faults(raw),
+            ("roomUsers", _) if f.room_snapshot_missing_oldest => {
+                data = Cow::Owned(without_oldest_member(&data));
+            }
             ("onlineUsers", _) if f.snapshot_missing_newest => {
                 data = Cow::Owned(without_newest(&data));
             }
@@ -420,7 +442,15 @@ impl Adapter for FaultyAdapter {
             return self.inner.deliver(&frame, to, out);
         }
         let frames = self.injector.frames(name, &data, frame);
-        let receivers = self.inner.select(to);
+        let mut receivers = self.inner.select(to);
+        if let ("newMessage", Recipients::Room(_), true) = (name, to, f.leak_room) {
+            let outsider = self
+                .inner
+                .select(Recipients::All)
+                .into_iter()
+                .find(|sid| !receivers.contains(sid));
+            receivers.extend(outsider);
+        }
         for sid in &receivers {
             for frame in &frames {
                 for copy in self.injector.deliver(&self.inner, sid, frame) {

@@ -38,12 +38,15 @@ run_cluster() {
     kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 }
 # Which baselines: the ones named on the command line, or all.
-wanted=("${@:-smoke chat-load presence-churn typing-storm soak cluster}")
+wanted=("${@:-smoke chat-load presence-churn typing-storm soak rooms cluster}")
 for name in ${wanted[@]}; do
     case $name in
         cluster) run_cluster ;;
         soak) run soak --set load.phases.0.ramp.over=20s --set load.phases.1.hold=2m \
             --set groups.0.flow.3.loop.duration=2m --set groups.1.flow.3.listen=2m ;;
+        # A fifth of its size: what the embedded gateway of 2 cores sustains.
+        rooms) run rooms --set load.phases.0.ramp.to=2000 --set load.phases.0.ramp.over=40s \
+            --set rooms.count=200 ;;
         *) run "$name" ;;
     esac
 done

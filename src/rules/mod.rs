@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::scenario::{parse_yaml, ScenarioError};
 
+pub mod rooms;
+
+pub use rooms::RoomsRule;
+
 /// Who receives a server event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,9 +153,14 @@ pub struct ProtocolModel {
     /// Ack payload schemas by client event.
     #[serde(default, deserialize_with = "schemas")]
     pub acks: HashMap<String, Schema>,
+    /// Rooms, if the gateway has them.
+    #[serde(default)]
+    pub rooms: Option<RoomsRule>,
 }
 
-fn schemas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<HashMap<String, Schema>, D::Error> {
+pub(crate) fn schemas<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<HashMap<String, Schema>, D::Error> {
     // Keys in source order, so error messages list them as written.
     let raw: Vec<(String, Vec<(String, FieldType)>)> = ordered::<D, Ordered<FieldType>>(d)?
         .into_iter()
@@ -217,7 +226,14 @@ impl ProtocolModel {
 
     /// Parses a model.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ScenarioError> {
-        parse_yaml(text, origin)
+        let model: Self = parse_yaml(text, origin)?;
+        if let Some(problem) = model.rooms.as_ref().and_then(RoomsRule::problem) {
+            return Err(ScenarioError::Model {
+                origin: origin.to_owned(),
+                message: problem,
+            });
+        }
+        Ok(model)
     }
 
     /// The rule for a broadcast event, by the server event's name.

@@ -12,6 +12,7 @@ use super::clock::WallTime;
 use super::failure::ConnectFailures;
 use super::inbox::Inbox;
 use super::plan::RunPlan;
+use super::rooms::RoomDirectory;
 use super::roster::Roster;
 use super::timing::RxIds;
 use super::violations::{Evidence, Kind, Violations};
@@ -32,6 +33,8 @@ pub struct Context {
     next_slot: Mutex<Option<Instant>>,
     /// The receive-time metrics of every frame.
     pub rx: RxIds,
+    /// Who is in which room, in this process.
+    pub rooms: RoomDirectory,
 }
 
 impl Context {
@@ -52,6 +55,7 @@ impl Context {
             },
             next_slot: Mutex::new(None),
             rx: RxIds::new(registry),
+            rooms: RoomDirectory::default(),
         }
     }
 

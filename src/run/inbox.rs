@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, Notify};
 use super::clock::{AtomicTime, WallTime};
 use super::ledger::ReceiverRecord;
 use super::plan::EventId;
+use super::rooms::RoomBook;
 
 /// How many not-yet-expected events a client keeps for a later `expect` step.
 const BACKLOG: usize = 256;
@@ -66,6 +67,10 @@ pub struct Inbox {
     /// The name it joined with.
     join_name: Mutex<Option<String>>,
     backlog: Mutex<Backlog>,
+    /// Its rooms: the virtual user writes its joins and leaves, the
+    /// receiver their confirmations (rare next to deliveries, so the lock
+    /// is seldom contended).
+    pub rooms: Mutex<RoomBook>,
     arrived: Notify,
     acks: Mutex<HashMap<u64, AckSlot>>,
 }
@@ -89,6 +94,7 @@ impl Inbox {
             joins: AtomicU64::new(0),
             join_name: Mutex::new(None),
             backlog: Mutex::default(),
+            rooms: Mutex::default(),
             arrived: Notify::new(),
             acks: Mutex::default(),
         }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::WallTime;
 use super::error::RunError;
 use super::fasthash::FastMap;
+use super::rooms::{settle_rooms, RoomWindow};
 use crate::error::FileError;
 
 /// A receiver is owed messages sent this long after it entered the namespace.
@@ -181,6 +182,21 @@ pub struct SenderFacts {
     /// shards must list it after that).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_confirmed: Option<WallTime>,
+    /// The correlated messages sent to a room: (sequence number, room's [`name_hash`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_messages: Vec<(u64, u64)>,
+    /// The uncorrelated causes sent to a room: (index in `typing`, room's [`name_hash`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_typing: Vec<(u64, u64)>,
+    /// Its joins of rooms it was not in: (room's [`name_hash`], send time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_joins: Vec<(u64, WallTime)>,
+    /// Its leaves of rooms it was in (a session's end leaves them all): (room, time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_leaves: Vec<(u64, WallTime)>,
+    /// When its own room announcements confirmed its joins: (room, time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_confirmed: Vec<(u64, WallTime)>,
 }
 
 /// One presence snapshot (`onlineUsers`) a receiver of a shard got, kept so
@@ -228,6 +244,22 @@ pub struct ReceiverRecord {
     pub join_sent: bool,
     /// Whether the reply to its join arrived.
     pub join_replied: bool,
+    /// Every stretch it was a member of a room.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_windows: Vec<RoomWindow>,
+    /// Whose room joins it heard: [`super::rooms::room_key`]s of (room, name), sorted at the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_online: Vec<u64>,
+    /// Whose room leaves it heard, the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_offline: Vec<u64>,
+    /// Uncorrelated room broadcasts received, per [`super::rooms::room_key`] of (room, sender name).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub room_typing_from: HashMap<u64, u64>,
+    /// Whether it heard more room announcements than it keeps (its room
+    /// presence then goes unchecked).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room_seen_full: bool,
 }
 
 impl ReceiverRecord {
@@ -272,6 +304,19 @@ pub struct LedgerFile {
     /// `ledger.snapshots_dropped`).
     #[serde(default)]
     pub snapshots: Vec<SnapshotRecord>,
+    /// The room snapshots (`roomUsers`) its receivers got, under the same bounds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_snapshots: Vec<RoomSnapshotRecord>,
+}
+
+/// One room snapshot a receiver of a shard got, for `chorus merge`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSnapshotRecord {
+    /// The room's [`name_hash`].
+    pub room: u64,
+    /// The snapshot; `started_us` is when the receiver sent its join of the room.
+    #[serde(flatten)]
+    pub snapshot: SnapshotRecord,
 }
 
 /// The most snapshot names one shard keeps for `chorus merge` (8 bytes each).
@@ -364,6 +409,20 @@ pub enum Finding {
         /// The virtual user that joined.
         receiver: u32,
     },
+    /// `receiver`, a member of a room, never heard `subject` join it.
+    RoomJoinMissing {
+        /// The receiving virtual user.
+        receiver: u32,
+        /// The virtual user that joined the room.
+        subject: u32,
+    },
+    /// `receiver`, a member of a room, never heard `subject` leave it.
+    RoomLeaveMissing {
+        /// The receiving virtual user.
+        receiver: u32,
+        /// The virtual user that left the room.
+        subject: u32,
+    },
 }
 
 /// What settling found.
@@ -397,11 +456,12 @@ impl Window {
 /// Adds up, for every receiver, what it was owed and what it got. Senders
 /// and receivers may come from several shards: they meet here by id and name.
 pub fn settle<'a>(
-    receivers: impl IntoIterator<Item = &'a ReceiverRecord>,
+    receivers: impl IntoIterator<Item = &'a ReceiverRecord> + Clone,
     senders: &HashMap<u32, SenderFacts>,
     w: Window,
 ) -> Settlement {
     let mut out = Settlement::default();
+    settle_rooms(receivers.clone(), senders, w, &mut out);
     let by_hash: HashMap<u64, u32> = senders
         .iter()
         .filter(|(_, f)| f.join_sent.is_some())
@@ -444,10 +504,17 @@ pub fn settle<'a>(
                 let hi = facts.messages.partition_point(|&t| t <= until) as u64;
                 if lo < hi {
                     due += hi - lo;
-                    got += r
-                        .from
-                        .get(&sender)
-                        .map_or(0, |runs| runs.count_in(lo, hi - 1));
+                    let runs = r.from.get(&sender);
+                    got += runs.map_or(0, |runs| runs.count_in(lo, hi - 1));
+                    // Room messages are owed to members only ([`settle_rooms`]).
+                    let first = facts.room_messages.partition_point(|&(s, _)| s < lo);
+                    for &(seq, _) in facts.room_messages[first..]
+                        .iter()
+                        .take_while(|&&(s, _)| s < hi)
+                    {
+                        due -= 1;
+                        got -= u64::from(runs.is_some_and(|runs| runs.contains(seq)));
+                    }
                 }
             }
             if due > 0 {
@@ -462,7 +529,12 @@ pub fn settle<'a>(
             }
             let name = facts.name.as_deref().unwrap_or_default();
             if sender != r.vu {
-                let due = facts.typing.iter().filter(|&&t| owed(t)).count() as u64;
+                let in_rooms = facts
+                    .room_typing
+                    .iter()
+                    .filter(|&&(i, _)| facts.typing.get(i as usize).is_some_and(|&t| owed(t)))
+                    .count() as u64;
+                let due = facts.typing.iter().filter(|&&t| owed(t)).count() as u64 - in_rooms;
                 if due > 0 {
                     // Without a mark, deliveries from near the window's edges may
                     // count too: a loss is only what even they cannot make up.
@@ -649,6 +721,7 @@ mod tests {
             join_sent: Some(t(7)),
             left: None,
             join_confirmed: None,
+            ..Default::default()
         };
         let json = r#"{"name":"a","messages":[5],"typing":[6],"join_sent":7,"left":null}"#;
         assert_eq!(serde_json::to_string(&facts).unwrap(), json);

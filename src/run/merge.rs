@@ -251,7 +251,29 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, RunError> {
         let findings = snapshots::check_across_shards(&ledgers, Window::RUN);
         let t_s = |at: WallTime| at.as_micros().saturating_sub(base_us) as f64 / 1e6;
         let across = snapshots::evidence(&findings, snapshot_event, t_s);
-        for (n, e) in settled.violations.into_iter().chain(across) {
+        let room_snapshot_event = model
+            .rooms
+            .as_ref()
+            .map_or("", |r| r.snapshot.event.as_str());
+        let rooms_across = super::rooms::room_snapshots_across_shards(&ledgers, Window::RUN)
+            .into_iter()
+            .map(|(vu, at, expected, got)| {
+                let e = Evidence {
+                    t_s: t_s(at),
+                    kind: super::violations::Kind::Presence,
+                    client: format!("vu {vu}"),
+                    event: room_snapshot_event.to_owned(),
+                    expected,
+                    got,
+                };
+                (1, e)
+            });
+        for (n, e) in settled
+            .violations
+            .into_iter()
+            .chain(across)
+            .chain(rooms_across)
+        {
             *counters
                 .entry(format!("violations.{}", e.kind.as_str()))
                 .or_default() += n;

@@ -40,6 +40,7 @@ mod phases;
 mod plan;
 mod progress;
 mod receiver;
+mod rooms;
 mod roster;
 mod settlement;
 mod shard;
@@ -73,6 +74,7 @@ pub use ledger::{
     Window,
 };
 pub use merge::merge;
+pub use rooms::RoomWindow;
 pub use shard::{parse_start_at, Shard};
 pub use violations::Kind as ViolationKind;
 
@@ -246,7 +248,9 @@ async fn run_in(
                 (Target::Embedded { .. }, Profile::Strict) => "strict".to_owned(),
                 _ => "seed".to_owned(),
             });
-    let model = match ProtocolModel::resolve(&model_name, &scenario.base_dir) {
+    let model = match ProtocolModel::resolve(&model_name, &scenario.base_dir)
+        .and_then(|model| plan::check_rooms(&scenario, &model, &model_name).map(|()| model))
+    {
         Ok(model) => model,
         Err(err) => {
             target.stop().await;
@@ -561,6 +565,7 @@ async fn play(
         receivers,
         senders,
         snapshots: ctx.roster.take_snapshots(),
+        room_snapshots: ctx.roster.take_room_snapshots(),
     };
     if ctx.plan.shard.count > 1 {
         ledger.write(run_dir)?;

@@ -42,6 +42,12 @@ pub enum Role {
     Snapshot,
     /// The server's error reply.
     Error,
+    /// The members of a room, sent to its joiner.
+    RoomSnapshot,
+    /// The announcement of a room join.
+    RoomJoined,
+    /// The announcement of a room leave.
+    RoomLeft,
 }
 
 /// One server event of the plan's table.
@@ -60,6 +66,29 @@ pub struct Event {
     pub node_delivery: Vec<LatencyId>,
     /// The model's payload schema, checked for events with a role.
     pub schema: Option<Schema>,
+    /// The schema of a room-scoped broadcast that carries its room.
+    pub room_schema: Option<Schema>,
+    /// `delivery.<event>.room_size.<bucket>`, by [`room_size_bucket`], for
+    /// a room-scoped timed broadcast of a run that uses rooms.
+    pub room_size: Vec<LatencyId>,
+}
+
+/// The room-size buckets of `delivery.<event>.room_size.<bucket>`: the
+/// largest size of each (the last holds everything above).
+pub const ROOM_SIZE_BUCKETS: [(u32, &str); 4] = [
+    (10, "1-10"),
+    (100, "11-100"),
+    (1000, "101-1000"),
+    (u32::MAX, "over-1000"),
+];
+
+/// The bucket of a room of `members` members.
+#[inline]
+pub fn room_size_bucket(members: u32) -> usize {
+    ROOM_SIZE_BUCKETS
+        .iter()
+        .position(|&(max, _)| members <= max)
+        .unwrap_or(ROOM_SIZE_BUCKETS.len() - 1)
 }
 
 /// Metric ids of the run that belong to no one event.
@@ -150,6 +179,17 @@ pub enum EmitKind {
     Plain,
 }
 
+/// A `join_room` or `leave_room` step, compiled.
+#[derive(Debug)]
+pub struct PlannedRoom {
+    /// Joining (else leaving).
+    pub join: bool,
+    /// The client event sent (the model's room join or leave event).
+    pub event: String,
+    /// The room's name (templated).
+    pub room: crate::scenario::Template,
+}
+
 /// An `emit` step, compiled.
 #[derive(Debug)]
 pub struct PlannedEmit {
@@ -205,6 +245,8 @@ pub enum PlanStep {
     Listen(Duration),
     /// Close the connection.
     Disconnect,
+    /// Join or leave a room.
+    Room(PlannedRoom),
 }
 
 /// A run compiled: what every virtual user reads and nobody writes.
@@ -232,6 +274,8 @@ pub struct RunPlan {
     pub clock: Clock,
     /// Metric ids of no one event.
     pub ids: Ids,
+    /// Per broadcast rule of the model: whether a room field scopes it.
+    pub room_scoped: Vec<bool>,
     events: Vec<Event>,
     by_name: FastMap<Box<str>, EventId>,
     /// Per group, per event id: whether its flow's `expect` steps wait for it.
@@ -276,6 +320,8 @@ impl Interner {
             received: None,
             node_delivery: Vec::new(),
             schema: None,
+            room_schema: None,
+            room_size: Vec::new(),
         });
         self.by_name.insert(name.into(), id);
         id
@@ -312,12 +358,27 @@ impl RunPlan {
         if let Some(error) = &model.error_event {
             roles.push((error, Role::Error));
         }
+        if let Some(rooms) = &model.rooms {
+            roles.push((&rooms.snapshot.event, Role::RoomSnapshot));
+            roles.push((&rooms.joined.event, Role::RoomJoined));
+            roles.push((&rooms.left.event, Role::RoomLeft));
+        }
         for (name, role) in roles {
             let id = table.intern(name);
             let event = table.get_mut(id);
             event.role = Some(role);
             event.schema = model.payloads.get(name).cloned();
+            event.room_schema = model
+                .rooms
+                .as_ref()
+                .and_then(|r| r.payloads.get(name).cloned());
         }
+        let room_scoped: Vec<bool> = model
+            .broadcasts
+            .iter()
+            .map(|b| model.rooms.as_ref().is_some_and(|r| r.scopes(&b.cause)))
+            .collect();
+        let uses_rooms = scenario.groups.iter().any(|g| uses_rooms(&g.flow));
 
         // Flows first: their `ack.<event>` metrics were always registered first.
         let mut acks = HashMap::new();
@@ -443,6 +504,32 @@ impl RunPlan {
             let name = table.get_mut(id).name.clone();
             table.get_mut(id).node_delivery = delivery_ids(&setup.nodes, registry, &name);
         }
+        // Room metrics last, and only in runs that use rooms.
+        if uses_rooms {
+            // Marked broadcasts only: unmarked ones in rooms are not timed.
+            let scoped = model.broadcasts.iter().zip(&room_scoped);
+            for (rule, _) in scoped.filter(|(r, s)| **s && r.mark_field.is_some()) {
+                let id = table.intern(&rule.event);
+                let name = rule.event.clone();
+                table.get_mut(id).room_size = ROOM_SIZE_BUCKETS
+                    .iter()
+                    .map(|(_, bucket)| {
+                        registry.latency(&format!("delivery.{name}.room_size.{bucket}"))
+                    })
+                    .collect();
+            }
+            if let Some(rooms) = &model.rooms {
+                for name in [
+                    &rooms.snapshot.event,
+                    &rooms.joined.event,
+                    &rooms.left.event,
+                ] {
+                    let id = table.intern(name);
+                    table.get_mut(id).received =
+                        Some(registry.counter(&format!("deliveries.received.{name}")));
+                }
+            }
+        }
 
         let expected = expected_names
             .iter()
@@ -466,6 +553,7 @@ impl RunPlan {
             nodes: setup.nodes,
             node_ids,
             ids,
+            room_scoped,
             events: table.events,
             by_name: table.by_name,
             expected,
@@ -545,6 +633,92 @@ fn rejoin_prefix(flow: &[PlanStep]) -> Option<usize> {
         }
     }
     Some(end)
+}
+
+/// Whether a flow has room steps or emits to a room.
+fn uses_rooms(steps: &[Step]) -> bool {
+    steps.iter().any(|s| match s {
+        Step::JoinRoom(_) | Step::LeaveRoom(_) => true,
+        Step::Emit(e) => e.room.is_some(),
+        Step::Loop(lp) => uses_rooms(&lp.steps),
+        _ => false,
+    })
+}
+
+/// Checks that `model` can run the room steps of `scenario`: room steps
+/// need a model with rooms, `room:` only goes on an emit of a cause the
+/// model scopes, and the spread's rooms per client fit the model's cap.
+/// The error names the step.
+pub fn check_rooms(
+    scenario: &Scenario,
+    model: &ProtocolModel,
+    model_name: &str,
+) -> Result<(), crate::scenario::ScenarioError> {
+    use crate::scenario::{Location, ScenarioError, Template};
+    let at = |t: &Template, message: String| ScenarioError::Invalid {
+        at: Location::new(scenario.origin.clone(), t.pos()),
+        message,
+    };
+    fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
+        for s in steps {
+            match s {
+                Step::Loop(lp) => walk(&lp.steps, out),
+                s => out.push(s),
+            }
+        }
+    }
+    let mut steps = Vec::new();
+    for g in &scenario.groups {
+        walk(&g.flow, &mut steps);
+    }
+    for step in steps {
+        match (step, &model.rooms) {
+            (Step::JoinRoom(t) | Step::LeaveRoom(t), None) => {
+                return Err(at(
+                    t,
+                    format!(
+                        "room steps need a protocol model with `rooms:`, and `{model_name}` has none \
+                         (the seed profile has no rooms: use `protocol: strict`, or a model of your own)"
+                    ),
+                ))
+            }
+            (Step::Emit(e), rooms) => {
+                let Some(t) = &e.room else { continue };
+                match rooms {
+                    None => {
+                        return Err(at(
+                            t,
+                            format!("`room:` needs a protocol model with `rooms:`, and `{model_name}` has none"),
+                        ))
+                    }
+                    Some(r) if !r.scopes(&e.event) => {
+                        return Err(at(
+                            t,
+                            format!(
+                                "`{}` is not room-scoped in model `{model_name}` (rooms.scoped: {})",
+                                e.event,
+                                r.scoped.join(", ")
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    if let (Some(spread), Some(rooms)) = (&scenario.rooms, &model.rooms) {
+        if spread.per_client as usize > rooms.max_per_client {
+            return Err(ScenarioError::Model {
+                origin: scenario.origin.clone(),
+                message: format!(
+                    "rooms.per_client {} is over model `{model_name}`'s max_per_client {}",
+                    spread.per_client, rooms.max_per_client
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// How many virtual-user numbers the phases give out at most: one per
@@ -638,6 +812,22 @@ impl Compiler<'_> {
             Step::Think(think) => PlanStep::Think(*think),
             Step::Listen(d) => PlanStep::Listen(*d),
             Step::Disconnect => PlanStep::Disconnect,
+            Step::JoinRoom(room) | Step::LeaveRoom(room) => {
+                let join = matches!(step, Step::JoinRoom(_));
+                // A model without rooms is refused before the plan ([`check_rooms`]).
+                let event = self.model.rooms.as_ref().map_or_else(String::new, |r| {
+                    if join {
+                        r.join.clone()
+                    } else {
+                        r.leave.clone()
+                    }
+                });
+                PlanStep::Room(PlannedRoom {
+                    join,
+                    event,
+                    room: room.clone(),
+                })
+            }
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chorus_protocol::pick::two_fields;
+use chorus_protocol::pick::{fields, two_fields};
 use serde_json::value::RawValue;
 
 use crate::client::{CloseReason, Handler, Incoming, RxTime};
@@ -20,8 +20,13 @@ use super::closes;
 use super::context::Context;
 use super::correlate::Mark;
 use super::inbox::Inbox;
-use super::ledger::{name_hash, Arrival, ReceiverRecord, SnapshotRecord};
-use super::plan::{EventId, Role};
+use super::ledger::{
+    name_hash, Arrival, ReceiverRecord, RoomSnapshotRecord, SnapshotRecord, Window,
+};
+use super::plan::{room_size_bucket, EventId, Role};
+use super::rooms::{
+    room_key, room_snapshot_names, room_snapshot_problems, Standing, MAX_ROOM_SEEN,
+};
 use super::timing::{record_delivery, UnmarkedMatch};
 use super::violations::Kind;
 
@@ -149,28 +154,232 @@ impl Receiver {
                 }
             }
             Role::Error => self.ctx.recorder.add(self.ctx.plan.ids.errors_exception, 1),
+            Role::RoomSnapshot => self.on_room_snapshot(id, arg, at),
+            Role::RoomJoined | Role::RoomLeft => {
+                self.on_room_announce(id, role == Role::RoomJoined, arg, at)
+            }
         }
     }
 
-    fn on_broadcast(&mut self, id: EventId, rule: usize, arg: Option<&RawValue>, at: WallTime) {
-        let rule = &self.ctx.plan.model.broadcasts[rule];
+    /// Where this client stands in the room named `room`, with a `leak`
+    /// violation when it is surely not a member: it never joined the room
+    /// in this session, or its own leave was confirmed before the event
+    /// was sent (`sent`, for a marked event) or a delivery deadline before
+    /// it arrived (an event that carries no send time). `None` when it is
+    /// not in the room.
+    fn room_standing(
+        &self,
+        id: EventId,
+        room: &str,
+        sent: Option<WallTime>,
+        at: WallTime,
+    ) -> Option<u32> {
+        let standing = self
+            .inbox
+            .rooms
+            .lock()
+            .expect("rooms lock")
+            .standing(name_hash(room));
+        let w = Window::RUN;
+        let leak = match standing {
+            Standing::In(size) => return Some(size),
+            Standing::Never => Some("never joined it".to_owned()),
+            Standing::LeftAt(left) => match sent {
+                Some(sent) => (sent > left.plus_us(w.margin_us)).then(|| {
+                    format!(
+                        "sent {:.3} s after its leave was confirmed",
+                        sent.micros_since(left) as f64 / 1e6
+                    )
+                }),
+                None => (at > left.plus_us(w.deadline_us)).then(|| {
+                    format!(
+                        "{:.3} s after its leave was confirmed",
+                        at.micros_since(left) as f64 / 1e6
+                    )
+                }),
+            },
+        };
+        if let Some(why) = leak {
+            self.violation(
+                Kind::Leak,
+                id,
+                format!("events of room {room:?} to its members only"),
+                format!("one, to a client not in it ({why})"),
+                at,
+            );
+        }
+        None
+    }
+
+    fn on_room_announce(&mut self, id: EventId, join: bool, arg: Option<&RawValue>, at: WallTime) {
+        self.count_received(id);
+        let plan = &self.ctx.plan;
+        let Some(rooms) = &plan.model.rooms else {
+            return;
+        };
+        let [who, room] = arg.map_or([None, None], |a| {
+            fields(
+                a.get(),
+                [plan.model.join.name_field.as_str(), rooms.field.as_str()],
+            )
+        });
+        let Some(room) = room else { return };
+        let who = who.as_deref().unwrap_or_default();
+        let hash = name_hash(&room);
+        if self.is_me(who) {
+            let mut book = self.inbox.rooms.lock().expect("rooms lock");
+            let members = match join {
+                true => book.joined(hash, at),
+                false => book.left(hash, at),
+            };
+            let standing = book.standing(hash);
+            drop(book);
+            match (join, members) {
+                (true, Some(members)) => {
+                    members.confirmed(self.vu(), at);
+                    let log = self.ctx.roster.sender(self.vu());
+                    log.rooms
+                        .lock()
+                        .expect("log lock")
+                        .confirmed
+                        .push((hash, at));
+                }
+                (true, None) if standing == Standing::Never => {
+                    self.room_standing(id, &room, None, at);
+                }
+                _ => {}
+            }
+            return;
+        }
+        if self.room_standing(id, &room, None, at).is_none() {
+            return;
+        }
+        let ledger = &mut self.ledger;
+        if ledger.room_online.len() + ledger.room_offline.len() >= MAX_ROOM_SEEN {
+            ledger.room_seen_full = true;
+            return;
+        }
+        let key = room_key(hash, name_hash(who));
+        match join {
+            true => ledger.room_online.push(key),
+            false => ledger.room_offline.push(key),
+        }
+    }
+
+    fn on_room_snapshot(&mut self, id: EventId, arg: Option<&RawValue>, at: WallTime) {
+        self.count_received(id);
+        let ctx = self.ctx.clone();
+        let Some(rooms) = &ctx.plan.model.rooms else {
+            return;
+        };
+        let Some((Some(room), listed)) = arg
+            .and_then(|a| room_snapshot_names(a.get(), &rooms.field, &rooms.snapshot.users_field))
+        else {
+            return;
+        };
+        if self.room_standing(id, &room, None, at).is_none() {
+            return;
+        }
+        let hash = name_hash(&room);
+        let members = ctx.rooms.room(hash);
+        let started = members
+            .members
+            .lock()
+            .expect("room lock")
+            .iter()
+            .find(|m| m.vu == self.vu())
+            .map(|m| m.join_sent);
+        let Some(started) = started else { return };
+        for (expected, got) in room_snapshot_problems(&members, &listed, started, at, Window::RUN) {
+            self.violation(Kind::Presence, id, format!("{room:?}: {expected}"), got, at);
+        }
+        // Members of other shards are checked by `chorus merge`.
+        if ctx.plan.shard.count > 1 {
+            let record = RoomSnapshotRecord {
+                room: hash,
+                snapshot: SnapshotRecord {
+                    vu: self.vu(),
+                    started: Some(started),
+                    at,
+                    names: listed,
+                },
+            };
+            if !ctx.roster.keep_room_snapshot(record) {
+                ctx.recorder.add_by_name(SNAPSHOTS_DROPPED, 1);
+            }
+        }
+    }
+
+    fn on_broadcast(&mut self, id: EventId, index: usize, arg: Option<&RawValue>, at: WallTime) {
+        let plan = &self.ctx.plan;
+        let rule = &plan.model.broadcasts[index];
         let (to, marked) = (rule.to, rule.mark_field.is_some());
-        let [who, text] = arg.map_or([None, None], |a| {
-            two_fields(
+        let room_field = match (plan.room_scoped[index], &plan.model.rooms) {
+            (true, Some(rooms)) => rooms.field.as_str(),
+            _ => "",
+        };
+        let [who, text, room] = arg.map_or([None, None, None], |a| {
+            fields(
                 a.get(),
                 [
                     rule.name_field.as_str(),
                     rule.mark_field.as_deref().unwrap_or(""),
+                    room_field,
                 ],
             )
         });
         self.count_received(id);
-        if to == Recipients::Everyone {
-            self.inbox.last_delivery.set(at);
-        }
-        match text.as_deref().and_then(Mark::find) {
-            Some(mark) => self.on_marked(id, to, mark, who.as_deref(), at),
-            None if !marked => self.on_unmarked(id, to, who.as_deref(), at),
+        let mark = text.as_deref().and_then(Mark::find);
+        let Some(room) = room else {
+            if to == Recipients::Everyone {
+                self.inbox.last_delivery.set(at);
+            }
+            match mark {
+                Some(mark) => self.on_marked(id, to, mark, who.as_deref(), at),
+                None if !marked => self.on_unmarked(id, to, who.as_deref(), at),
+                None => {}
+            }
+            return;
+        };
+        // A room's broadcast: for its members only.
+        let Some(size) = self.room_standing(id, &room, mark.map(|m| m.sent), at) else {
+            return;
+        };
+        match mark {
+            Some(mark) => {
+                let plan = &self.ctx.plan;
+                let buckets = &plan.event(id).room_size;
+                if let Some(&by_size) = buckets.get(room_size_bucket(size.max(1))) {
+                    if u64::from(mark.vu) < plan.vus {
+                        self.ctx
+                            .recorder
+                            .record(by_size, at.micros_since(mark.intended));
+                    }
+                }
+                self.on_marked(id, to, mark, who.as_deref(), at);
+            }
+            None if !marked => {
+                let Some(who) = who.as_deref() else { return };
+                if to == Recipients::Others && self.is_me(who) {
+                    return self.violation(
+                        Kind::Recipient,
+                        id,
+                        "never to its sender".into(),
+                        format!("its own event in room {room:?}"),
+                        at,
+                    );
+                }
+                let key = room_key(name_hash(&room), name_hash(who));
+                let ledger = &mut self.ledger;
+                let full = ledger.room_typing_from.len() >= MAX_ROOM_SEEN;
+                match ledger.room_typing_from.get_mut(&key) {
+                    Some(n) => *n += 1,
+                    None if !full => {
+                        ledger.room_typing_from.insert(key, 1);
+                    }
+                    None => ledger.room_seen_full = true,
+                }
+            }
             None => {}
         }
     }
@@ -397,6 +606,33 @@ impl Handler for Receiver {
             );
         }
         self.ctx.roster.sender(self.vu()).left(at);
+        let ended = self
+            .inbox
+            .rooms
+            .lock()
+            .expect("rooms lock")
+            .end_session(at, Window::RUN.deadline_us);
+        if !ended.left.is_empty() {
+            let log = self.ctx.roster.sender(self.vu());
+            let mut sends = log.rooms.lock().expect("log lock");
+            for (room, members) in &ended.left {
+                members.left(self.vu(), at);
+                sends.leaves.push((*room, at));
+            }
+        }
+        if ended.unconfirmed > 0 {
+            if let Some(rooms) = &self.ctx.plan.model.rooms {
+                self.ctx.violation(
+                    Kind::Reply,
+                    self.vu(),
+                    &rooms.joined.event,
+                    format!("its own {} after each {}", rooms.joined.event, rooms.join),
+                    format!("{} joins never confirmed", ended.unconfirmed),
+                    at,
+                );
+            }
+        }
+        self.ledger.room_windows.extend(ended.windows);
         let record = self.inbox.connected_at.get().map(|joined| {
             let mut record = std::mem::take(&mut self.ledger);
             record.vu = self.vu();
@@ -409,6 +645,10 @@ impl Handler for Receiver {
             record.join_sent = self.inbox.joins() > 0;
             record.online_seen.seal();
             record.offline_seen.seal();
+            for seen in [&mut record.room_online, &mut record.room_offline] {
+                seen.sort_unstable();
+                seen.dedup();
+            }
             record
         });
         if reconnect {
@@ -473,6 +713,86 @@ mod tests {
                 args: &args,
                 ack_id: None,
             },
+        );
+    }
+
+    fn event(receiver: &mut Receiver, name: &str, payload: serde_json::Value) {
+        let raw = RawValue::from_string(payload.to_string()).expect("json");
+        let args = [&*raw];
+        receiver.on_message(
+            Instant::now(),
+            Incoming::Event {
+                name,
+                args: &args,
+                ack_id: None,
+            },
+        );
+    }
+
+    fn room_message(receiver: &mut Receiver, room: &str, sent: WallTime) {
+        let mut message = String::from("hi");
+        let mark = Mark {
+            vu: 1,
+            seq: 0,
+            intended: sent,
+            sent,
+        };
+        mark.append_to(&mut message);
+        let timestamp = chorus_protocol::timestamp::format_iso(SystemTime::now());
+        let payload = serde_json::json!({
+            "username": "someone", "message": message, "timestamp": timestamp, "room": room,
+        });
+        event(receiver, "newMessage", payload);
+    }
+
+    #[test]
+    fn a_rooms_event_to_a_client_surely_not_in_it_is_a_leak_and_in_flight_ones_are_not() {
+        let (mut receiver, registry) = receiver();
+        let leaks = |registry: &Registry| {
+            registry.collect_interval(Instant::now());
+            registry
+                .cumulative()
+                .counter("violations.leak")
+                .unwrap_or(0)
+        };
+        let now = receiver.ctx.plan.clock.now();
+        room_message(&mut receiver, "r1", now);
+        assert_eq!(leaks(&registry), 1, "never joined r1");
+        let room = name_hash("r1");
+        let members = receiver.ctx.rooms.room(room);
+        let joined = receiver
+            .inbox
+            .rooms
+            .lock()
+            .unwrap()
+            .join_sent(room, now, 50, || members);
+        assert!(joined);
+        room_message(&mut receiver, "r1", now);
+        assert_eq!(leaks(&registry), 1, "joining: in flight");
+        // Its own announcements confirm the join, then the leave (it is "me"
+        // once it has sent a chat join under that name).
+        receiver.inbox.join_sent(Some("me".into()), now);
+        let announce = |r: &str| serde_json::json!({"room": r, "username": "me", "clientId": "x"});
+        event(&mut receiver, "roomJoined", announce("r1"));
+        room_message(&mut receiver, "r1", now);
+        assert!(receiver.inbox.rooms.lock().unwrap().leave_sent(room, now));
+        event(&mut receiver, "roomLeft", announce("r1"));
+        assert_eq!(leaks(&registry), 1, "a member, then leaving");
+        // Sent before the leave was confirmed: may have been handled before it.
+        room_message(&mut receiver, "r1", now);
+        assert_eq!(leaks(&registry), 1);
+        let later = receiver.ctx.plan.clock.now().plus_us(1_000_000);
+        room_message(&mut receiver, "r1", later);
+        assert_eq!(
+            leaks(&registry),
+            2,
+            "sent a second after its leave was confirmed"
+        );
+        event(&mut receiver, "roomJoined", announce("r2"));
+        assert_eq!(
+            leaks(&registry),
+            3,
+            "an announcement of a room it never joined"
         );
     }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use super::clock::{AtomicTime, WallTime};
 use super::fasthash::FastMap;
 use super::ledger::{
-    name_hash, ReceiverRecord, SendLog, SenderFacts, SnapshotRecord, MAX_SNAPSHOTS,
-    MAX_SNAPSHOT_NAMES,
+    name_hash, ReceiverRecord, RoomSnapshotRecord, SendLog, SenderFacts, SnapshotRecord,
+    MAX_SNAPSHOTS, MAX_SNAPSHOT_NAMES,
 };
 use super::shard::Shard;
 
@@ -25,6 +25,8 @@ pub struct SenderLog {
     pub messages: Mutex<SendLog>,
     /// Intended and actual send times of each uncorrelated broadcast cause, in order.
     pub typing: Mutex<Vec<(WallTime, WallTime)>>,
+    /// Its room sends, joins and leaves (see [`SenderFacts`]).
+    pub rooms: Mutex<RoomSends>,
     join_intended: AtomicTime,
     join_sent: AtomicTime,
     join_confirmed: AtomicTime,
@@ -100,7 +102,13 @@ impl SenderLog {
     }
 
     fn facts(&self) -> SenderFacts {
+        let rooms = self.rooms.lock().expect("log lock");
         SenderFacts {
+            room_messages: rooms.messages.clone(),
+            room_typing: rooms.typing.clone(),
+            room_joins: rooms.joins.clone(),
+            room_leaves: rooms.leaves.clone(),
+            room_confirmed: rooms.confirmed.clone(),
             name: self.name(),
             messages: self.messages.lock().expect("log lock").clone(),
             typing: self
@@ -117,6 +125,21 @@ impl SenderLog {
     }
 }
 
+/// What one sender did in rooms, as [`SenderFacts`] keeps it.
+#[derive(Debug, Default)]
+pub struct RoomSends {
+    /// (sequence number, room) of its correlated room messages.
+    pub messages: Vec<(u64, u64)>,
+    /// (index among its uncorrelated causes, room) of its room typing.
+    pub typing: Vec<(u64, u64)>,
+    /// (room, send time) of its joins.
+    pub joins: Vec<(u64, WallTime)>,
+    /// (room, time) of its leaves.
+    pub leaves: Vec<(u64, WallTime)>,
+    /// (room, time) of its own room announcements confirming its joins.
+    pub confirmed: Vec<(u64, WallTime)>,
+}
+
 /// Every sender's log, the name directory, and the receivers' records.
 #[derive(Debug)]
 pub struct Roster {
@@ -127,6 +150,8 @@ pub struct Roster {
     /// Presence snapshots kept for `chorus merge` (shards only), and how
     /// many names they hold.
     snapshots: Mutex<(Vec<SnapshotRecord>, usize)>,
+    /// Room snapshots kept for `chorus merge`, under the same bounds.
+    room_snapshots: Mutex<(Vec<RoomSnapshotRecord>, usize)>,
 }
 
 /// The senders of this process by virtual-user number: a slot per number
@@ -174,6 +199,7 @@ impl Roster {
             names: RwLock::default(),
             receivers: Mutex::default(),
             snapshots: Mutex::default(),
+            room_snapshots: Mutex::default(),
         }
     }
 
@@ -189,6 +215,24 @@ impl Roster {
         *names += record.names.len();
         records.push(record);
         true
+    }
+
+    /// Like [`Roster::keep_snapshot`], for a room snapshot.
+    pub fn keep_room_snapshot(&self, record: RoomSnapshotRecord) -> bool {
+        let mut kept = self.room_snapshots.lock().expect("roster lock");
+        let (records, names) = &mut *kept;
+        let n = record.snapshot.names.len();
+        if records.len() >= MAX_SNAPSHOTS || *names + n > MAX_SNAPSHOT_NAMES {
+            return false;
+        }
+        *names += n;
+        records.push(record);
+        true
+    }
+
+    /// Takes the room snapshots kept so far.
+    pub fn take_room_snapshots(&self) -> Vec<RoomSnapshotRecord> {
+        std::mem::take(&mut self.room_snapshots.lock().expect("roster lock").0)
     }
 
     /// Takes the snapshots kept so far.

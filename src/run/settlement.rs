@@ -121,6 +121,22 @@ fn evidence(s: &Settlement, model: &ProtocolModel, t_s: f64) -> Vec<(u64, Eviden
                         None => "a client that never joined announced gone".to_owned(),
                     },
                 ),
+                Finding::RoomJoinMissing { receiver, subject } => (
+                    1,
+                    Kind::Presence,
+                    *receiver,
+                    model.rooms.as_ref().map_or("", |r| r.joined.event.as_str()),
+                    format!("the room join of vu {subject}, to a member"),
+                    "never announced".to_owned(),
+                ),
+                Finding::RoomLeaveMissing { receiver, subject } => (
+                    1,
+                    Kind::Presence,
+                    *receiver,
+                    model.rooms.as_ref().map_or("", |r| r.left.event.as_str()),
+                    format!("the room leave of vu {subject}, to a member"),
+                    "never announced".to_owned(),
+                ),
                 Finding::ReplyMissing { receiver } => (
                     1,
                     Kind::Reply,

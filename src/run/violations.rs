@@ -32,10 +32,12 @@ pub enum Kind {
     Reply,
     /// A socket stopped receiving, or the server stopped answering or closed connections.
     Liveness,
+    /// A room's event reached a socket surely not a member of the room.
+    Leak,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::Loss,
         Kind::Duplicate,
         Kind::Order,
@@ -44,6 +46,7 @@ impl Kind {
         Kind::Payload,
         Kind::Reply,
         Kind::Liveness,
+        Kind::Leak,
     ];
 
     /// The name used in counters and evidence.
@@ -57,6 +60,7 @@ impl Kind {
             Kind::Payload => "payload",
             Kind::Reply => "reply",
             Kind::Liveness => "liveness",
+            Kind::Leak => "leak",
         }
     }
 }

@@ -16,8 +16,12 @@ use crate::scenario::{json_contains, Expect, TokenPlace, VuState};
 use super::context::Context;
 use super::correlate::Mark;
 use super::inbox::Inbox;
-use super::plan::{EmitKind, PlanStep, PlannedEmit, PlannedExpect, PlannedLoop, Rejoin};
+use super::ledger::name_hash;
+use super::plan::{
+    EmitKind, PlanStep, PlannedEmit, PlannedExpect, PlannedLoop, PlannedRoom, Rejoin,
+};
 use super::receiver::Receiver;
+use super::rooms::NO_ROOM;
 use super::roster::SenderLog;
 use super::violations::Kind;
 
@@ -270,6 +274,7 @@ impl Vu {
                 self.disconnect().await;
                 Ok(())
             }),
+            PlanStep::Room(room) => Box::pin(self.room(room)),
         }
     }
 
@@ -386,6 +391,28 @@ impl Vu {
             .data
             .as_ref()
             .map(|d| d.render(&self.state, &mut self.rng));
+        // A room-scoped send: the room goes into the payload under the model's field.
+        let room = match (&emit.room, &ctx.plan.model.rooms) {
+            (Some(template), Some(rooms)) => {
+                let room = template.render(&self.state, &mut self.rng);
+                let hash = name_hash(&room);
+                let map = match &mut data {
+                    Some(Value::Object(map)) => map,
+                    other => {
+                        *other = Some(Value::Object(serde_json::Map::new()));
+                        match other {
+                            Some(Value::Object(map)) => map,
+                            _ => unreachable!("just set"),
+                        }
+                    }
+                };
+                map.insert(rooms.field.clone(), Value::String(room));
+                // A send to a room it is not in reaches no one.
+                let member = self.inbox.rooms.lock().expect("rooms lock").may_send(hash);
+                Some(if member { hash } else { NO_ROOM })
+            }
+            _ => None,
+        };
         let now = Instant::now();
         let intended = intended.unwrap_or(now);
         let clock = &ctx.plan.clock;
@@ -421,14 +448,20 @@ impl Vu {
                             };
                             mark.append_to(text);
                             messages.push(now_at);
+                            if let Some(room) = room {
+                                let mut rooms = self.log.rooms.lock().expect("log lock");
+                                rooms.messages.push((mark.seq, room));
+                            }
                         }
                     }
-                    None => self
-                        .log
-                        .typing
-                        .lock()
-                        .expect("log lock")
-                        .push((intended_at, now_at)),
+                    None => {
+                        let mut typing = self.log.typing.lock().expect("log lock");
+                        if let Some(room) = room {
+                            let mut rooms = self.log.rooms.lock().expect("log lock");
+                            rooms.typing.push((typing.len() as u64, room));
+                        }
+                        typing.push((intended_at, now_at));
+                    }
                 }
             }
             EmitKind::Cause(_) | EmitKind::Plain => {}
@@ -481,6 +514,68 @@ impl Vu {
                 Ok(())
             }
         }
+    }
+
+    /// A `join_room` or `leave_room` step: the model's room event with
+    /// the room in its field. A join or leave that changes the client's
+    /// rooms (it is not a member yet, or it is one) is written down for the
+    /// ledger; one before the chat join is sent but ignored, as the
+    /// gateway ignores it.
+    async fn room(&mut self, planned: &PlannedRoom) -> StepResult {
+        let ctx = self.ctx.clone();
+        let Some(client) = self.client.as_ref() else {
+            ctx.recorder.add(ctx.plan.ids.errors_emit, 1);
+            return Err(Halt::Failed);
+        };
+        let Some(rooms) = &ctx.plan.model.rooms else {
+            return Err(Halt::Failed);
+        };
+        let room = planned.room.render(&self.state, &mut self.rng);
+        let hash = name_hash(&room);
+        let now = ctx.plan.clock.now();
+        if self.log.join_times().is_some() {
+            let changed = {
+                let mut book = self.inbox.rooms.lock().expect("rooms lock");
+                match planned.join {
+                    true => {
+                        book.join_sent(hash, now, rooms.max_per_client, || ctx.rooms.room(hash))
+                    }
+                    false => book.leave_sent(hash, now),
+                }
+            };
+            if changed {
+                let members = ctx.rooms.room(hash);
+                let mut sends = self.log.rooms.lock().expect("log lock");
+                if planned.join {
+                    let name = self.log.name_hash().unwrap_or_default();
+                    members.join_sent(self.vu, name, now);
+                    sends.joins.push((hash, now));
+                } else {
+                    members.left(self.vu, now);
+                    sends.leaves.push((hash, now));
+                }
+            }
+        }
+        let mut payload = serde_json::Map::new();
+        payload.insert(rooms.field.clone(), Value::String(room));
+        let arg = Value::Object(payload).to_string();
+        ctx.recorder.add(ctx.plan.ids.emits, 1);
+        self.state.seq += 1;
+        ctx.clients.send_started();
+        let sent = client.emit(&planned.event, &[arg.as_str()]).await;
+        ctx.clients.send_ended();
+        if sent.is_err() {
+            if self.rejoin.is_some()
+                && tokio::time::timeout(Duration::from_secs(1), self.inbox.wait_dropped())
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            ctx.recorder.add(ctx.plan.ids.errors_emit, 1);
+            return Err(Halt::Failed);
+        }
+        Ok(())
     }
 
     async fn expect(&mut self, planned: &PlannedExpect) -> StepResult {

@@ -67,6 +67,15 @@ pub enum ScenarioError {
         /// What is wrong.
         message: String,
     },
+    /// A protocol model that parses but cannot be used, or a scenario that
+    /// its model cannot run (room steps against a model without rooms).
+    #[error("{origin}: {message}")]
+    Model {
+        /// The model or scenario file.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The JWT secret's environment variable is not set.
     #[error("environment variable {0} (the JWT secret) is not set")]
     MissingSecret(String),

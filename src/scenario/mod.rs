@@ -13,6 +13,7 @@
 
 mod error;
 mod model;
+pub mod rooms;
 mod template;
 mod threshold;
 mod token;
@@ -173,8 +174,12 @@ impl Scenario {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
+        if let Some(spread) = scenario.rooms.as_mut().filter(|s| s.problem().is_none()) {
+            spread.compile();
+        }
         validate::validate(&scenario, &root)
             .map_err(|e| invalid(&origins, DeError::at(e.message, e.pos)))?;
+        origin.clone_into(&mut scenario.origin);
         if let Some(tls) = scenario.tls.as_mut() {
             for path in [&mut tls.ca, &mut tls.client_cert, &mut tls.client_key]
                 .into_iter()
@@ -215,6 +220,11 @@ impl Scenario {
         rng: &mut impl Rng,
     ) -> Result<VuState, ScenarioError> {
         let mut state = VuState::new(vu);
+        if let Some(spread) = &self.rooms {
+            for (var, room) in spread.vars.iter().zip(spread.rooms_of(vu)) {
+                state.set(var.clone(), spread.name(room));
+            }
+        }
         for (name, template) in &self.vars {
             let value = template.render(&state, rng);
             state.set(name.clone(), value);

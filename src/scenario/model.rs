@@ -70,6 +70,10 @@ pub struct Scenario {
     /// (socket.io-client's `reconnection*` options). Absent: it stays dropped.
     #[serde(default)]
     pub reconnect: Option<Reconnect>,
+    /// Rooms spread over the clients: `{{room}}` (and `{{room_1}}`, …)
+    /// in templates.
+    #[serde(default)]
+    pub rooms: Option<super::rooms::RoomSpread>,
     /// Per-client variables, rendered in order when a client starts.
     #[serde(default, deserialize_with = "ordered_map")]
     pub vars: Vec<(String, Template)>,
@@ -89,6 +93,9 @@ pub struct Scenario {
     /// The directory of the scenario file (relative paths are resolved from it).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file name as given (errors found against the protocol model name it).
+    #[serde(skip)]
+    pub origin: String,
 }
 
 /// Socket.IO connection options.
@@ -342,6 +349,10 @@ pub enum Step {
     Listen(#[serde(deserialize_with = "units::duration")] Duration),
     /// Close the connection.
     Disconnect,
+    /// Join a room (the model's room join event): `join_room: "{{room}}"`.
+    JoinRoom(Template),
+    /// Leave a room (the model's room leave event).
+    LeaveRoom(Template),
 }
 
 /// `emit: { event, data, ack, ack_timeout }`.
@@ -359,6 +370,10 @@ pub struct Emit {
     /// How long to wait for the ack.
     #[serde(default = "default_timeout", deserialize_with = "units::duration")]
     pub ack_timeout: Duration,
+    /// The room a room-scoped broadcast goes to (templated): the driver
+    /// adds it to `data` under the model's room field.
+    #[serde(default)]
+    pub room: Option<Template>,
 }
 
 /// `expect: { event, timeout, match, capture }`.

@@ -1,6 +1,6 @@
 //! `{{…}}` templates, compiled once at load time and rendered per message.
 //!
-//! Expressions: `vu`, `seq`, `uuid`, `now`, `token`, any `vars` entry or
+//! Expressions: `vu`, `vu % N`, `seq`, `uuid`, `now`, `token`, any `vars` entry or
 //! captured value by name, `random(a, b, "c d")` and `randint(1, 100)`.
 
 use std::collections::HashMap;
@@ -49,6 +49,8 @@ impl VuState {
 enum Part {
     Lit(String),
     Vu,
+    /// `vu % n`.
+    VuMod(u64),
     Seq,
     Uuid,
     Now,
@@ -105,6 +107,7 @@ impl Template {
             let _ = match part {
                 Part::Lit(s) => write!(out, "{s}"),
                 Part::Vu => write!(out, "{}", state.vu),
+                Part::VuMod(n) => write!(out, "{}", state.vu % n),
                 Part::Seq => write!(out, "{}", state.seq),
                 Part::Uuid => write!(out, "{}", uuid_v4(rng)),
                 Part::Now => write!(out, "{}", unix_millis()),
@@ -159,6 +162,15 @@ fn parse_expr(expr: &str) -> Result<Part, String> {
             }
             other => Err(format!(
                 "unknown template function `{other}`, expected random or randint"
+            )),
+        };
+    }
+    if let Some((left, right)) = expr.split_once('%') {
+        let n = right.trim().parse::<u64>().ok().filter(|&n| n > 0);
+        return match (left.trim(), n) {
+            ("vu", Some(n)) => Ok(Part::VuMod(n)),
+            _ => Err(format!(
+                "`{expr}`: expected `vu % N` with N a whole number above 0"
             )),
         };
     }
@@ -414,6 +426,16 @@ mod tests {
         assert_eq!(t.render(&state(), &mut rng), "user-7 #3 vu=7 !");
         assert_eq!(t.names().collect::<Vec<_>>(), ["username", "missing"]);
         assert!(Template::compile("plain").unwrap().is_literal());
+    }
+
+    #[test]
+    fn vu_modulo_renders_and_bad_ones_are_refused() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let t = Template::compile("room-{{vu % 5}}").unwrap();
+        assert_eq!(t.render(&state(), &mut rng), "room-2");
+        for bad in ["{{vu % 0}}", "{{seq % 3}}", "{{vu % x}}"] {
+            assert!(Template::compile(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -189,12 +189,12 @@ fn unknown_field_points_at_the_key() {
     let text = MINIMAL.replace("[connect]", "\n      - connect\n      - emit: { emitt: x }");
     assert_eq!(
         error_of(&text),
-        "x.yml:6:17: unknown field `emitt`, expected one of `event`, `data`, `ack`, `ack_timeout`"
+        "x.yml:6:17: unknown field `emitt`, expected one of `event`, `data`, `ack`, `ack_timeout`, `room`"
     );
     assert_eq!(
         error_of(&format!("{MINIMAL}colour: red\n")),
         "x.yml:8:1: unknown field `colour`, expected one of `name`, `description`, `target`, `weights`, `socketio`, `tls`, `protocol`, \
-         `auth`, `reconnect`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
+         `auth`, `reconnect`, `rooms`, `vars`, `groups`, `load`, `max_duration`, `thresholds`, `abort_on_fail`"
     );
 }
 
@@ -448,6 +448,7 @@ fn shipped_scenarios_load() {
             "chat-load",
             "presence-churn",
             "restart-storm",
+            "rooms",
             "smoke",
             "soak",
             "typing-storm"
@@ -685,4 +686,49 @@ fn reconnect_backoff_doubles_up_to_the_cap_within_the_jitter() {
         "randomised both ways"
     );
     assert!((0..200).all(|_| jittery.backoff(9, &mut rng) <= Duration::from_millis(1000)));
+}
+
+#[test]
+fn room_steps_and_the_spread_load_and_their_errors_are_located() {
+    let flow = "\n      - connect\n      - join_room: \"{{room}}\"\n      - emit: { event: sendMessage, data: { message: hi }, room: \"{{room}}\" }\n      - leave_room: \"{{room}}\"";
+    let text = format!(
+        "{}rooms: {{ count: 10, spread: zipf, per_client: 2 }}\n",
+        MINIMAL.replace("[connect]", flow)
+    );
+    let s = load(&text).unwrap();
+    assert!(matches!(s.groups[0].flow[1], Step::JoinRoom(_)));
+    let Step::Emit(emit) = &s.groups[0].flow[2] else {
+        panic!("emit")
+    };
+    assert!(emit.room.is_some());
+    let mut rng = StdRng::seed_from_u64(0);
+    let state = s.vu_state(3, None, &mut rng).unwrap();
+    let (a, b) = (state.get("room").unwrap(), state.get("room_1").unwrap());
+    assert!(
+        a.starts_with("room-") && b.starts_with("room-") && a != b,
+        "{a} {b}"
+    );
+    // `{{room}}` needs the spread.
+    let no_spread = MINIMAL.replace("[connect]", flow);
+    assert!(
+        error_of(&no_spread).starts_with("x.yml:6:20: unknown template variable `room`"),
+        "{}",
+        error_of(&no_spread)
+    );
+    // Room steps need a connection.
+    let unconnected = format!(
+        "{}rooms: {{ count: 10 }}\n",
+        MINIMAL.replace("[connect]", "\n      - join_room: a")
+    );
+    assert_eq!(
+        error_of(&unconnected),
+        "x.yml:5:9: `join_room` must follow a `connect`"
+    );
+    let bad = format!("{MINIMAL}rooms: {{ count: 0 }}\n");
+    assert_eq!(
+        error_of(&bad),
+        "x.yml:8:17: rooms.count must be 1 to 1000000, not 0"
+    );
+    let bad = format!("{MINIMAL}rooms: {{ count: 5, per_client: 6 }}\n");
+    assert!(error_of(&bad).starts_with("x.yml:8:32: rooms.per_client must be 1 to 5"));
 }

@@ -138,6 +138,12 @@ pub(crate) fn validate(scenario: &Scenario, root: &Node) -> Result<(), Invalid> 
     // Template scopes: vars see earlier vars; claims see all vars; the
     // handshake and flows also see `token` (when there is auth) and captures.
     let mut scope: Vec<&str> = Vec::new();
+    if let Some(spread) = &scenario.rooms {
+        if let Some((field, message)) = spread.problem() {
+            return Err(fail(&[Key("rooms"), Key(field)], message));
+        }
+        scope.extend(spread.vars.iter().map(String::as_str));
+    }
     for (name, template) in &scenario.vars {
         check_names(template, &scope)?;
         scope.push(name);
@@ -372,6 +378,17 @@ fn check_flow<'a>(
                 if let Some(data) = &emit.data {
                     check_json(data, scope)?;
                 }
+                if let Some(room) = &emit.room {
+                    check_names(room, scope)?;
+                }
+            }
+            Step::JoinRoom(room) | Step::LeaveRoom(room) => {
+                needs_connection(if matches!(step, Step::JoinRoom(_)) {
+                    "join_room"
+                } else {
+                    "leave_room"
+                })?;
+                check_names(room, scope)?;
             }
             Step::Expect(expect) if expect.event == CONNECT_ERROR_EVENT => {
                 if j == 0 || !matches!(steps[j - 1], Step::Connect) {

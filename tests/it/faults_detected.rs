@@ -33,7 +33,7 @@ const PRESENCE: &str = "tests/scenarios/faults-presence.yml";
 const LOAD: &str = "tests/scenarios/faults-load.yml";
 
 /// Every violation kind, as named in `summary.json` and `violations.json`.
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "loss",
     "duplicate",
     "order",
@@ -42,6 +42,7 @@ const KINDS: [&str; 8] = [
     "payload",
     "reply",
     "liveness",
+    "leak",
 ];
 
 /// A gateway of `profile` on 127.0.0.1 port 0 injecting `faults`.

@@ -21,6 +21,7 @@ mod nodes;
 mod reconnect;
 mod report;
 mod report_real;
+mod rooms;
 mod run_accuracy;
 mod rx_timestamps;
 mod tls;
