@@ -446,6 +446,7 @@ fn shipped_scenarios_load() {
         names,
         [
             "chat-load",
+            "cluster",
             "presence-churn",
             "restart-storm",
             "rooms",
