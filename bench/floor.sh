@@ -46,7 +46,10 @@ cleanup() {
 trap cleanup EXIT
 
 [[ -x /usr/bin/time ]] || { echo "GNU time is needed (Debian package: time)" >&2; exit 1; }
-[[ -n "${NO_BUILD:-}" ]] || cargo build --release -p chorus -p chorus-gateway --bins --example bench_floor_client
+if [[ -z "${NO_BUILD:-}" ]]; then
+    cargo build --release -p chorus -p chorus-gateway --bins
+    cargo build --release -p chorus --example bench_floor_client
+fi
 
 echo "== CPU per delivery: chorus against the floor, 200 users x 20 messages, everyone receives everything =="
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  nproc: $(nproc)  kernel: $(uname -r)"
