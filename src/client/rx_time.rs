@@ -308,6 +308,14 @@ impl AsyncWrite for RxTcp {
 }
 
 /// Waits for readability, then one `recvmsg` into `buf`, storing its time.
+///
+/// A read shorter than `buf` drained the socket (the reactor's epoll is
+/// edge-triggered), so the readiness is cleared with it, as tokio's own
+/// `TcpStream::poll_read` does: the next read waits for the next segment
+/// instead of paying a `recvmsg` that only says EAGAIN (at ordinary rates
+/// every frame is a read of its own, so that was a second syscall per frame).
+/// tokio clears only if no new readiness came since the one this read was
+/// made under, so bytes that arrive in between still wake the reader.
 fn poll_recv(
     tcp: &TcpStream,
     stamp: &Stamp,
@@ -320,22 +328,32 @@ fn poll_recv(
         // `n` bytes it reports are then marked initialised.
         let unfilled = unsafe { buf.unfilled_mut() };
         let (ptr, len) = (unfilled.as_mut_ptr().cast::<u8>(), unfilled.len());
-        match tcp.try_io(tokio::io::Interest::READABLE, || {
-            recv_stamped(tcp, ptr, len)
-        }) {
-            Ok((n, kernel)) => {
-                if n > 0 {
-                    stamp.set(kernel);
-                }
-                // SAFETY: the kernel wrote these n bytes.
-                unsafe { buf.assume_init(n) };
-                buf.advance(n);
-                return Poll::Ready(Ok(()));
+        let mut got = None;
+        let result = tcp.try_io(tokio::io::Interest::READABLE, || {
+            let read = recv_stamped(tcp, ptr, len)?;
+            let drained = read.0 > 0 && read.0 < len;
+            got = Some(read);
+            // try_io clears the readiness on WouldBlock; the bytes are in `got`.
+            match drained {
+                true => Err(io::ErrorKind::WouldBlock.into()),
+                false => Ok(()),
             }
-            // try_io cleared the readiness: wait again.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Poll::Ready(Err(e)),
+        });
+        let Some((n, kernel)) = got else {
+            match result {
+                // try_io cleared the readiness: wait again.
+                Ok(()) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        };
+        if n > 0 {
+            stamp.set(kernel);
         }
+        // SAFETY: the kernel wrote these n bytes.
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
+        return Poll::Ready(Ok(()));
     }
 }
 
@@ -597,6 +615,38 @@ mod tests {
             "{:?}",
             rx.read_delay()
         );
+    }
+
+    #[tokio::test]
+    async fn reads_after_a_short_or_a_full_read_neither_hang_nor_lose_bytes() {
+        let (client, mut server) = pair(true).await;
+        let (mut read, _write) = client.into_split();
+        let bounded = Duration::from_secs(5);
+        // A full read (the buffer filled) leaves the rest readable at once,
+        // with no new segment to wake the reader.
+        server.write_all(&[7u8; 100]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut got = 0;
+        let mut small = [0u8; 16];
+        while got < 100 {
+            let n = tokio::time::timeout(bounded, read.read(&mut small))
+                .await
+                .expect("the rest of a full read is read without a new segment")
+                .unwrap();
+            assert!(n > 0 && small[..n].iter().all(|&b| b == 7));
+            got += n;
+        }
+        assert_eq!(got, 100);
+        // A short read drains the socket; bytes that come later still wake it.
+        let mut buf = [0u8; 64];
+        for round in 0..50u8 {
+            server.write_all(&[round; 3]).await.unwrap();
+            let n = tokio::time::timeout(bounded, read.read(&mut buf))
+                .await
+                .expect("a later segment wakes the reader after a short read")
+                .unwrap();
+            assert_eq!(&buf[..n], &[round; 3]);
+        }
     }
 
     #[tokio::test]
