@@ -469,7 +469,10 @@ mod tests {
         let sent: Vec<String> = (0..burst).map(|i| i.to_string()).collect();
         assert_eq!(order, sent, "first in, first out");
         assert!(conn.settle_queue());
-        assert!(conn.queue.lock().capacity() <= KEEP_QUEUE, "the burst's room is given back");
+        assert!(
+            conn.queue.lock().capacity() <= KEEP_QUEUE,
+            "the burst's room is given back"
+        );
     }
 
     /// A taker waiting on an empty queue is woken by the next frame, and a
@@ -498,6 +501,10 @@ mod tests {
         assert_eq!(reason, CloseReason::ClientClose);
         let before = tokio::time::timeout(limit, before).await.unwrap().unwrap();
         assert_eq!(before, CloseReason::ClientClose);
-        assert_eq!(conn.closed().await, CloseReason::ClientClose, "after the close");
+        assert_eq!(
+            conn.closed().await,
+            CloseReason::ClientClose,
+            "after the close"
+        );
     }
 }
