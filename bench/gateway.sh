@@ -25,6 +25,7 @@
 #   GW_QUIET_WAIT_S [90]: how long to wait for an idle machine before each run
 #   GW_BIN_DIR [target/release]: where chorus (and the bare peer) are
 #   BENCH_OUT [bench/out]  NO_BUILD (skip the release build)
+#   GW_PORT [3400]: the server's port (another port when another run uses 3400)
 # Every run is bounded in time (chorus's max_duration, the script's timeouts);
 # the table goes to stdout and the figures to $BENCH_OUT/gateway.json.
 set -euo pipefail
@@ -32,7 +33,7 @@ cd "$(dirname "$0")/.."
 
 BIN=${GW_BIN_DIR:-target/release}
 OUT=${BENCH_OUT:-bench/out}
-PORT=3400
+PORT=${GW_PORT:-3400}
 export JWT_SECRET=${JWT_SECRET:-chorus-bench-secret-0123456789abcdef}
 mkdir -p "$OUT"
 

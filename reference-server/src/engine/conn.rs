@@ -9,11 +9,15 @@
 //! queue means the receiver cannot keep up: the caller gets [`Full`] and
 //! disconnects it, so nobody stays connected with a gap in what it received.
 
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use futures_util::task::AtomicWaker;
+use tokio::sync::Notify;
 
 use super::{ConnHandler, Engine};
 
@@ -80,6 +84,10 @@ impl CloseReason {
 /// that a polling client's next GET can fetch them.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// Queue slots an idle connection may keep (past it, the queue's room is
+/// freed: after a burst it could hold thousands of slots on every socket).
+const KEEP_QUEUE: usize = 4;
+
 /// What the handshake request carried that the chat layer needs later, and
 /// nothing more: a session keeps this for its whole life.
 #[derive(Debug, Clone, Default)]
@@ -101,21 +109,30 @@ pub struct Conn {
     pub engine: Arc<Engine>,
     /// The layer above's handler for this connection.
     pub(super) upper: Box<dyn ConnHandler>,
-    /// The queue itself is unbounded: its bounds are the two counts below,
-    /// plain atomics, so taking a frame out takes no lock (a bounded tokio
-    /// channel's permits do).
-    tx: mpsc::UnboundedSender<Frame>,
+    /// The outgoing queue. Its bounds are the two counts below, plain
+    /// atomics checked before the lock. A short lock (a push, or taking a
+    /// batch) rather than a tokio channel: the channel kept ~1.1 KiB (its
+    /// cache-padded state and a block of 32 slots) on every idle socket,
+    /// this keeps at most [`KEEP_QUEUE`] slots (bench/RESULTS.md section 6).
+    queue: parking_lot::Mutex<VecDeque<Frame>>,
+    /// The task taking frames out, woken when a frame lands in an empty queue.
+    taker: AtomicWaker,
     /// Frames waiting in the queue.
     queued: AtomicUsize,
     /// Bytes of the frames waiting in the queue.
     queued_bytes: AtomicUsize,
-    /// The receiving end, owned by whichever transport is writing.
-    pub(super) rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Frame>>,
+    /// Held by whichever transport takes frames out of the queue (one at a
+    /// time: [`Conn::recv`] and the other taking methods are called under it).
+    pub(super) rx: tokio::sync::Mutex<()>,
     /// Serializes incoming polling POSTs so packets are handled in order.
     pub(super) post_lock: tokio::sync::Mutex<()>,
     pub(super) upgraded: AtomicBool,
     pong: Notify,
-    closed: watch::Sender<Option<CloseReason>>,
+    /// Wakes [`Conn::closed`]'s waiters once `announced` is set (a `Notify`
+    /// in the `Conn`, not a watch channel: that allocated ~380 B per socket).
+    closed: Notify,
+    /// Set once the close has been handled (after `on_disconnect`).
+    announced: AtomicBool,
     close_once: OnceLock<CloseReason>,
 }
 
@@ -126,20 +143,21 @@ impl Conn {
         handshake: Handshake,
         upper: Box<dyn ConnHandler>,
     ) -> Arc<Self> {
-        let (tx, rx) = mpsc::unbounded_channel();
         Arc::new(Self {
             sid,
             handshake,
             engine,
             upper,
-            tx,
+            queue: parking_lot::Mutex::new(VecDeque::new()),
+            taker: AtomicWaker::new(),
             queued: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
-            rx: tokio::sync::Mutex::new(rx),
+            rx: tokio::sync::Mutex::new(()),
             post_lock: tokio::sync::Mutex::new(()),
             upgraded: AtomicBool::new(false),
             pong: Notify::new(),
-            closed: watch::channel(None).0,
+            closed: Notify::new(),
+            announced: AtomicBool::new(false),
             close_once: OnceLock::new(),
         })
     }
@@ -158,11 +176,70 @@ impl Conn {
             self.undo(len);
             return Err(Full);
         }
-        if self.tx.send(frame).is_err() {
-            // The receiving end lives as long as the connection: unreachable in practice.
-            self.undo(len);
+        let was_empty = {
+            let mut queue = self.queue.lock();
+            queue.push_back(frame);
+            queue.len() == 1
+        };
+        // A taker that found the queue empty is waiting (or will look again):
+        // frames into a queue that was not empty need no wake.
+        if was_empty {
+            self.taker.wake();
         }
         Ok(())
+    }
+
+    /// Waits for the next queued frame (cancel-safe). Called by the transport
+    /// holding [`Conn::rx`].
+    pub(super) async fn recv(&self) -> Frame {
+        poll_fn(|cx| {
+            if let Some(frame) = self.queue.lock().pop_front() {
+                return Poll::Ready(frame);
+            }
+            self.taker.register(cx.waker());
+            // Looked at again after registering: a frame pushed in between woke nobody.
+            match self.queue.lock().pop_front() {
+                Some(frame) => Poll::Ready(frame),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The next queued frame, if any (under [`Conn::rx`]).
+    pub(super) fn try_recv(&self) -> Option<Frame> {
+        self.queue.lock().pop_front()
+    }
+
+    /// Moves queued frames into `frames` with one lock, while it holds fewer
+    /// than `max_frames` and `bytes` (which counts them) is under `max_bytes`
+    /// (under [`Conn::rx`]).
+    pub(super) fn recv_batch(
+        &self,
+        frames: &mut Vec<Frame>,
+        bytes: &mut usize,
+        max_frames: usize,
+        max_bytes: usize,
+    ) {
+        let mut queue = self.queue.lock();
+        while frames.len() < max_frames && *bytes < max_bytes {
+            let Some(frame) = queue.pop_front() else {
+                break;
+            };
+            *bytes += frame.len();
+            frames.push(frame);
+        }
+    }
+
+    /// Whether the queue is empty now; if so, room past [`KEEP_QUEUE`]
+    /// slots is given back (an idle socket keeps no burst-sized queue).
+    pub(super) fn settle_queue(&self) -> bool {
+        let mut queue = self.queue.lock();
+        let empty = queue.is_empty();
+        if empty && queue.capacity() > KEEP_QUEUE {
+            *queue = VecDeque::new();
+        }
+        empty
     }
 
     /// Takes one frame of `len` bytes back out of the counts.
@@ -207,9 +284,12 @@ impl Conn {
 
     /// Resolves when the connection closes, with the reason.
     pub async fn closed(&self) -> CloseReason {
-        let mut rx = self.closed.subscribe();
-        let reason = rx.wait_for(Option::is_some).await.map(|r| *r);
-        reason.ok().flatten().unwrap_or(CloseReason::TransportError)
+        // Created before the check: `notify_waiters` reaches it from here on.
+        let notified = self.closed.notified();
+        if !self.announced.load(Ordering::Acquire) {
+            notified.await;
+        }
+        self.close_reason().unwrap_or(CloseReason::TransportError)
     }
 
     /// Closes the connection once: every namespace socket on it disconnects,
@@ -225,7 +305,8 @@ impl Conn {
             self.engine.metrics.protocol_error();
         }
         self.upper.on_disconnect(self);
-        self.closed.send_replace(Some(reason));
+        self.announced.store(true, Ordering::Release);
+        self.closed.notify_waiters();
         if !reason.flushes_queue() || self.queue_is_empty() {
             self.engine.forget(&self.sid);
             return;
@@ -325,8 +406,105 @@ mod tests {
         let heartbeat = returned_size(Conn::heartbeat);
         println!("Conn {conn} B, heartbeat future {heartbeat} B");
         assert!(conn > 0 && heartbeat > 0, "sizes were measured");
-        // Measured in the test (debug) build on 2026-12-01: 256 and 504 bytes.
-        assert!(conn <= 320, "Conn: {conn} B");
-        assert!(heartbeat <= 640, "heartbeat future: {heartbeat} B");
+        // Measured in the test (debug) build on 2026-12-01: 328 and 416 bytes
+        // (256 and 504 with a tokio channel and a watch channel, which also
+        // kept ~1.1 KiB and ~380 B on the heap: see the tests below).
+        assert!(conn <= 384, "Conn: {conn} B");
+        assert!(heartbeat <= 512, "heartbeat future: {heartbeat} B");
+    }
+
+    /// A layer above that does nothing.
+    struct Nothing;
+
+    impl ConnHandler for Nothing {
+        fn on_message(&self, _: &Arc<Conn>, _: &str) {}
+        fn on_binary(&self, _: &Arc<Conn>, _: Vec<u8>) {}
+        fn on_disconnect(&self, _: &Arc<Conn>) {}
+        fn on_server_disconnect(&self, _: &Arc<Conn>) {}
+        fn is_attached(&self) -> bool {
+            true
+        }
+    }
+
+    impl super::super::Handler for Nothing {
+        fn on_connect(&self) -> Box<dyn ConnHandler> {
+            Box::new(Nothing)
+        }
+    }
+
+    fn conn() -> Arc<Conn> {
+        let engine = Engine::new(
+            crate::config::GatewayConfig::default(),
+            Arc::default(),
+            Arc::new(Nothing),
+        );
+        Conn::new(
+            engine,
+            super::super::new_sid(),
+            Handshake::default(),
+            Box::new(Nothing),
+        )
+    }
+
+    /// The queue keeps no room while empty, gives back a burst's room once it
+    /// is drained, and hands frames out in the order they were queued.
+    #[tokio::test]
+    async fn a_drained_queue_keeps_no_burst_sized_room() {
+        let conn = conn();
+        assert_eq!(conn.queue.lock().capacity(), 0, "a new queue holds no room");
+        let burst = 1_000;
+        for i in 0..burst {
+            assert_eq!(conn.send(Arc::from(i.to_string())), Ok(()));
+        }
+        assert!(conn.queue.lock().capacity() >= burst);
+        assert!(!conn.settle_queue(), "not empty yet");
+        let _rx = conn.rx.lock().await;
+        let (mut frames, mut bytes) = (Vec::new(), 0);
+        conn.recv_batch(&mut frames, &mut bytes, 64, usize::MAX);
+        assert_eq!(frames.len(), 64, "a batch stops at its frame count");
+        while let Some(frame) = conn.try_recv() {
+            frames.push(frame);
+        }
+        let order: Vec<String> = frames.iter().map(|f| f.to_string()).collect();
+        let sent: Vec<String> = (0..burst).map(|i| i.to_string()).collect();
+        assert_eq!(order, sent, "first in, first out");
+        assert!(conn.settle_queue());
+        assert!(
+            conn.queue.lock().capacity() <= KEEP_QUEUE,
+            "the burst's room is given back"
+        );
+    }
+
+    /// A taker waiting on an empty queue is woken by the next frame, and a
+    /// close reaches waiters created before and after it.
+    #[tokio::test]
+    async fn a_waiting_taker_gets_the_next_frame_and_the_close() {
+        let conn = conn();
+        let taker = tokio::spawn({
+            let conn = conn.clone();
+            async move {
+                let _rx = conn.rx.lock().await;
+                let frame = conn.recv().await;
+                (frame, conn.closed().await)
+            }
+        });
+        let before = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.closed().await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(conn.send(Arc::from("first")), Ok(()));
+        conn.close(CloseReason::ClientClose);
+        let limit = Duration::from_secs(5);
+        let (frame, reason) = tokio::time::timeout(limit, taker).await.unwrap().unwrap();
+        assert_eq!(&*frame, "first");
+        assert_eq!(reason, CloseReason::ClientClose);
+        let before = tokio::time::timeout(limit, before).await.unwrap().unwrap();
+        assert_eq!(before, CloseReason::ClientClose);
+        assert_eq!(
+            conn.closed().await,
+            CloseReason::ClientClose,
+            "after the close"
+        );
     }
 }

@@ -23,7 +23,7 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
         return bad_request(3, "Bad request");
     }
     // Two polls at once break the protocol; socket.io closes the session.
-    let Ok(mut rx) = conn.rx.try_lock() else {
+    let Ok(_rx) = conn.rx.try_lock() else {
         conn.engine.metrics.refused_request("overlapping_get");
         conn.close(CloseReason::ProtocolError);
         return bad_request(3, "Bad request");
@@ -31,7 +31,7 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
     // Frames queued before a close still go out (engine.io flushes them too).
     let first = tokio::select! {
         biased;
-        frame = rx.recv() => frame,
+        frame = conn.recv() => Some(frame),
         _ = conn.closed() => None,
     };
     // A receiver that could not keep up, or a broken (crashed) gateway, sends nothing more.
@@ -42,15 +42,16 @@ pub(super) async fn poll(conn: Arc<Conn>) -> Response {
     conn.dequeued(&first);
     let mut body = String::from(&*first);
     while body.len() < MAX_POLL_BODY {
-        match rx.try_recv() {
-            Ok(frame) => {
+        match conn.try_recv() {
+            Some(frame) => {
                 conn.dequeued(&frame);
                 body.push(RECORD_SEPARATOR);
                 body.push_str(&frame);
             }
-            Err(_) => break,
+            None => break,
         }
     }
+    conn.settle_queue();
     text_response(body)
 }
 

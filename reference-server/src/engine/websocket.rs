@@ -616,7 +616,7 @@ async fn write_frames(
 /// gets [`CLOSE_WAIT`] after the close, and so does the final flush, so a
 /// stuck socket never keeps this task (and its socket) alive.
 async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, pongs: Arc<Pongs>) {
-    let mut rx = conn.rx.lock().await;
+    let _rx = conn.rx.lock().await;
     let mut buf = WriteBuf {
         out: Vec::new(),
         reported: 0,
@@ -633,10 +633,7 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, pongs: Arc<Pongs>) {
         let (frame, pong) = match pongs.pop() {
             Some(pong) => (None, Some(pong)),
             None => tokio::select! {
-                frame = rx.recv() => match frame {
-                    Some(frame) => (Some(frame), None),
-                    None => break,
-                },
+                frame = conn.recv() => (Some(frame), None),
                 _ = pongs.ready.notified() => match pongs.pop() {
                     Some(pong) => (None, Some(pong)),
                     None => continue,
@@ -649,15 +646,7 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, pongs: Arc<Pongs>) {
             bytes += frame.len();
             frames.push(frame);
         }
-        while frames.len() < WRITE_BATCH && bytes < WRITE_BUFFER {
-            match rx.try_recv() {
-                Ok(frame) => {
-                    bytes += frame.len();
-                    frames.push(frame);
-                }
-                Err(_) => break,
-            }
-        }
+        conn.recv_batch(&mut frames, &mut bytes, WRITE_BATCH, WRITE_BUFFER);
         let written = {
             let writing = write_frames(&conn, &mut write, &mut buf, &mut frames, pong);
             tokio::pin!(writing);
@@ -674,7 +663,7 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, pongs: Arc<Pongs>) {
             conn.close(CloseReason::TransportError);
             return;
         }
-        let idle = rx.is_empty();
+        let idle = conn.settle_queue();
         buf.reset(idle);
         if idle && frames.capacity() > KEEP_BATCH {
             frames = Vec::new();
@@ -684,7 +673,7 @@ async fn write_loop(conn: Arc<Conn>, mut write: WriteSide, pongs: Arc<Pongs>) {
     let goodbye = async {
         // A slow consumer's queue is what it could not take: it is dropped.
         if reason.is_some_and(CloseReason::flushes_queue) {
-            while let Ok(frame) = rx.try_recv() {
+            while let Some(frame) = conn.try_recv() {
                 frames.push(frame);
             }
             if !write_frames(&conn, &mut write, &mut buf, &mut frames, None).await {
