@@ -57,35 +57,6 @@ impl<'de> serde::Deserialize<'de> for MaybeStr<'de> {
 /// borrowed from `json` when they have no escapes. A field that is absent or
 /// not a string, an empty name, or a `json` that is not an object (or not
 /// valid JSON) reads as `None`; with duplicate keys the last one wins.
-pub fn two_fields<'a>(json: &'a str, names: [&str; 2]) -> [Option<Cow<'a, str>>; 2] {
-    struct Pick<'n>([&'n str; 2]);
-    impl<'de> Visitor<'de> for Pick<'_> {
-        type Value = [Option<Cow<'de, str>>; 2];
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = [None, None];
-            while let Some(MaybeStr(key)) = map.next_key::<MaybeStr<'de>>()? {
-                let wanted = self
-                    .0
-                    .iter()
-                    .position(|n| !n.is_empty() && key.as_deref() == Some(*n));
-                match wanted.and_then(|i| out.get_mut(i)) {
-                    Some(slot) => *slot = map.next_value::<MaybeStr<'de>>()?.0,
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(out)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(json);
-    de.deserialize_map(Pick(names)).unwrap_or([None, None])
-}
-
-/// Like [`two_fields`], for any number of fields.
 pub fn fields<'a, const N: usize>(json: &'a str, names: [&str; N]) -> [Option<Cow<'a, str>>; N] {
     struct Pick<'n, const N: usize>([&'n str; N]);
     impl<'de, const N: usize> Visitor<'de> for Pick<'_, N> {
@@ -121,20 +92,20 @@ mod tests {
 
     #[test]
     fn picks_two_fields_without_building_the_object() {
-        let [a, b] = two_fields(
+        let [a, b] = fields(
             r#"{"x":{"y":[1]},"username":"ann","message":"hi \"you\""}"#,
             ["username", "message"],
         );
         assert_eq!(a.as_deref(), Some("ann"));
         assert!(matches!(a, Some(Cow::Borrowed(_))));
         assert_eq!(b.as_deref(), Some("hi \"you\""));
-        assert_eq!(two_fields("[1,2]", ["a", "b"]), [None, None]);
-        assert_eq!(two_fields(r#"{"a":5}"#, ["a", "b"]), [None, None]);
+        assert_eq!(fields("[1,2]", ["a", "b"]), [None, None]);
+        assert_eq!(fields(r#"{"a":5}"#, ["a", "b"]), [None, None]);
     }
 
     #[test]
     fn escaped_values_are_owned_and_other_values_skipped() {
-        let [a, b] = two_fields(r#"{"a":"x\ny","b":[{"c":"d"}],"z":null}"#, ["a", "b"]);
+        let [a, b] = fields(r#"{"a":"x\ny","b":[{"c":"d"}],"z":null}"#, ["a", "b"]);
         assert!(matches!(a, Some(Cow::Owned(ref s)) if s == "x\ny"));
         assert_eq!(b, None);
     }
@@ -142,10 +113,10 @@ mod tests {
     #[test]
     fn empty_names_match_nothing_and_the_last_duplicate_wins() {
         assert_eq!(
-            two_fields(r#"{"":"e","a":"1"}"#, ["a", ""]),
+            fields(r#"{"":"e","a":"1"}"#, ["a", ""]),
             [Some("1".into()), None]
         );
-        let [a, _] = two_fields(r#"{"a":"1","a":"2"}"#, ["a", ""]);
+        let [a, _] = fields(r#"{"a":"1","a":"2"}"#, ["a", ""]);
         assert_eq!(a.as_deref(), Some("2"));
     }
 
@@ -165,7 +136,7 @@ mod tests {
     #[test]
     fn broken_json_reads_as_nothing() {
         for text in ["", "{", r#"{"a":"#, r#"{"a":"1""#, "nul", r#""a""#] {
-            assert_eq!(two_fields(text, ["a", "b"]), [None, None], "{text:?}");
+            assert_eq!(fields(text, ["a", "b"]), [None, None], "{text:?}");
         }
     }
 }

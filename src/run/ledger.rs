@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use super::clock::WallTime;
 use super::error::RunError;
 use super::fasthash::FastMap;
-use super::rooms::{settle_rooms, RoomWindow};
 use crate::error::FileError;
 
 /// A receiver is owed messages sent this long after it entered the namespace.
@@ -350,6 +349,11 @@ impl LedgerFile {
     }
 }
 
+/// One stretch a client was a member of a room: `(room, from, until)`,
+/// from its own `roomJoined` to its leave's send (or its session's end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomWindow(pub u64, pub WallTime, pub WallTime);
+
 /// Delivery totals of one kind of broadcast.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LedgerTotals {
@@ -359,6 +363,15 @@ pub struct LedgerTotals {
     pub received: u64,
     /// Of those, never delivered.
     pub lost: u64,
+}
+
+impl LedgerTotals {
+    /// Counts `expected` deliveries owed to one receiver, `received` of them got.
+    pub(crate) fn add(&mut self, expected: u64, received: u64) {
+        self.expected += expected;
+        self.received += received;
+        self.lost += expected - received;
+    }
 }
 
 /// A violation found when settling, before it is given a time and words.
@@ -453,7 +466,8 @@ impl Window {
     };
 }
 
-/// Adds up, for every receiver, what it was owed and what it got. Senders
+/// Adds up, for every receiver, what it was owed and what it got, room
+/// messages aside (those are [`super::rooms::settle_rooms`]'s). Senders
 /// and receivers may come from several shards: they meet here by id and name.
 pub fn settle<'a>(
     receivers: impl IntoIterator<Item = &'a ReceiverRecord> + Clone,
@@ -461,7 +475,6 @@ pub fn settle<'a>(
     w: Window,
 ) -> Settlement {
     let mut out = Settlement::default();
-    settle_rooms(receivers.clone(), senders, w, &mut out);
     let by_hash: HashMap<u64, u32> = senders
         .iter()
         .filter(|(_, f)| f.join_sent.is_some())
@@ -506,7 +519,7 @@ pub fn settle<'a>(
                     due += hi - lo;
                     let runs = r.from.get(&sender);
                     got += runs.map_or(0, |runs| runs.count_in(lo, hi - 1));
-                    // Room messages are owed to members only ([`settle_rooms`]).
+                    // Room messages are owed to members only (`super::rooms::settle_rooms`).
                     let first = facts.room_messages.partition_point(|&(s, _)| s < lo);
                     for &(seq, _) in facts.room_messages[first..]
                         .iter()
@@ -518,7 +531,7 @@ pub fn settle<'a>(
                 }
             }
             if due > 0 {
-                add(&mut out.messages, due, got);
+                out.messages.add(due, got);
                 if got < due {
                     out.findings.push(Finding::MessagesLost {
                         receiver: r.vu,
@@ -544,7 +557,7 @@ pub fn settle<'a>(
                         .copied()
                         .unwrap_or(0)
                         .min(due);
-                    add(&mut out.typing, due, got);
+                    out.typing.add(due, got);
                     if got < due {
                         out.findings.push(Finding::TypingLost {
                             receiver: r.vu,
@@ -573,12 +586,6 @@ pub fn settle<'a>(
         }
     }
     out
-}
-
-fn add(totals: &mut LedgerTotals, expected: u64, received: u64) {
-    totals.expected += expected;
-    totals.received += received;
-    totals.lost += expected - received;
 }
 
 #[cfg(test)]

@@ -69,12 +69,12 @@ use crate::scenario::{Override, Phase, Scenario, TokenSource};
 
 pub use clock::WallTime;
 pub use error::RunError;
+pub use ledger::RoomWindow;
 pub use ledger::{
     settle, Finding, LedgerFile, LedgerTotals, ReceiverRecord, SenderFacts, SeqRuns, Settlement,
     Window,
 };
 pub use merge::merge;
-pub use rooms::RoomWindow;
 pub use shard::{parse_start_at, Shard};
 pub use violations::Kind as ViolationKind;
 

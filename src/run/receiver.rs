@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chorus_protocol::pick::{fields, two_fields};
+use chorus_protocol::pick::fields;
 use serde_json::value::RawValue;
 
 use crate::client::{CloseReason, Handler, Incoming, RxTime};
@@ -388,7 +388,7 @@ impl Receiver {
         self.count_received(id);
         self.inbox.last_delivery.set(at);
         let name_field = self.ctx.plan.model.join.name_field.as_str();
-        let [who, _] = arg.map_or([None, None], |a| two_fields(a.get(), [name_field, ""]));
+        let [who, _] = arg.map_or([None, None], |a| fields(a.get(), [name_field, ""]));
         // Settled by name at the end (senders may be in other shards);
         // timed here when the sender is in this process.
         let hash = name_hash(who.as_deref().unwrap_or_default());
@@ -551,7 +551,7 @@ impl Receiver {
         }
         let mine = self.inbox.join_name();
         let [who, _] = arg.map_or([None, None], |a| {
-            two_fields(a.get(), [model.join.name_field.as_str(), ""])
+            fields(a.get(), [model.join.name_field.as_str(), ""])
         });
         if mine.is_some() && who.as_deref() != mine.as_deref() {
             self.violation(

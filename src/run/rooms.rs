@@ -23,12 +23,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::{Deserialize, Serialize};
 
 use super::clock::WallTime;
 use super::fasthash::FastMap;
 use super::ledger::{
-    name_hash, Finding, LedgerTotals, ReceiverRecord, SenderFacts, Settlement, Window,
+    name_hash, Finding, ReceiverRecord, RoomWindow, SenderFacts, Settlement, Window,
 };
 
 /// Closed membership windows one client keeps (past them the oldest are
@@ -50,11 +49,6 @@ pub const NO_ROOM: u64 = 0;
 pub fn room_key(room: u64, name: u64) -> u64 {
     room ^ name.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
-
-/// One stretch a client was a member of a room: `(room, from, until)`,
-/// from its own `roomJoined` to its leave's send (or its session's end).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomWindow(pub u64, pub WallTime, pub WallTime);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -596,7 +590,7 @@ pub fn settle_rooms<'a>(
                     }
                 }
                 if due > 0 {
-                    add(&mut out.messages, due, got);
+                    out.messages.add(due, got);
                     if got < due {
                         out.findings.push(Finding::MessagesLost {
                             receiver: r.vu,
@@ -617,7 +611,7 @@ pub fn settle_rooms<'a>(
                         .copied()
                         .unwrap_or(0)
                         .min(due);
-                    add(&mut out.typing, due, got);
+                    out.typing.add(due, got);
                     if got < due {
                         out.findings.push(Finding::TypingLost {
                             receiver: r.vu,
@@ -650,16 +644,21 @@ pub fn settle_rooms<'a>(
     }
 }
 
-fn add(totals: &mut LedgerTotals, expected: u64, received: u64) {
-    totals.expected += expected;
-    totals.received += received;
-    totals.lost += expected - received;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::run::ledger::SeqRuns;
+
+    /// What a run settles: the namespace's ledger, then the rooms'.
+    fn settle_both(
+        receivers: &[ReceiverRecord],
+        senders: &HashMap<u32, SenderFacts>,
+        w: Window,
+    ) -> Settlement {
+        let mut out = super::super::ledger::settle(receivers, senders, w);
+        settle_rooms(receivers, senders, w, &mut out);
+        out
+    }
 
     fn t(micros: u64) -> WallTime {
         WallTime::from_micros(micros)
@@ -757,7 +756,7 @@ mod tests {
             room_windows: vec![RoomWindow(a, t(250), t(750))],
             ..Default::default()
         };
-        super::super::ledger::settle(
+        settle_both(
             &[r],
             &senders,
             Window {
@@ -808,7 +807,7 @@ mod tests {
             margin_us: 10,
             deadline_us: 100,
         };
-        let s = super::super::ledger::settle(&[r.clone()], &senders, w);
+        let s = settle_both(&[r.clone()], &senders, w);
         assert_eq!(
             s.findings,
             [Finding::RoomLeaveMissing {
@@ -817,7 +816,7 @@ mod tests {
             }]
         );
         r.room_offline = r.room_online.clone();
-        let s = super::super::ledger::settle(&[r], &senders, w);
+        let s = settle_both(&[r], &senders, w);
         assert!(s.findings.is_empty(), "{:?}", s.findings);
     }
 

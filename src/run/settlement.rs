@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::ledger::{settle, Finding, LedgerFile, Settlement, Window};
+use super::rooms::settle_rooms;
 use super::violations::{Evidence, Kind};
 use crate::rules::ProtocolModel;
 
@@ -32,7 +33,8 @@ pub fn settle_ledgers(ledgers: &[&LedgerFile], model: &ProtocolModel, t_s: f64) 
         ),
     };
     let receivers = ledgers.iter().flat_map(|l| l.receivers.iter());
-    let settlement = settle(receivers, &senders, Window::RUN);
+    let mut settlement = settle(receivers.clone(), &senders, Window::RUN);
+    settle_rooms(receivers, &senders, Window::RUN, &mut settlement);
     Settled {
         counters: counters(&settlement),
         violations: evidence(&settlement, model, t_s),

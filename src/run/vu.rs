@@ -485,19 +485,7 @@ impl Vu {
         let sent = match sent {
             Ok(Some(sent)) => sent,
             Ok(None) => return Ok(()),
-            Err(_) => {
-                // A send lost to a drop the reader has not seen yet: the
-                // client comes back instead (`guarded`).
-                if self.rejoin.is_some()
-                    && tokio::time::timeout(Duration::from_secs(1), self.inbox.wait_dropped())
-                        .await
-                        .is_ok()
-                {
-                    return Ok(());
-                }
-                ctx.recorder.add(ctx.plan.ids.errors_emit, 1);
-                return Err(Halt::Failed);
-            }
+            Err(_) => return self.send_failed().await,
         };
         let answer = self.inbox.ack_answer(sent.id);
         match tokio::time::timeout(emit.ack_timeout, answer).await {
@@ -565,17 +553,23 @@ impl Vu {
         let sent = client.emit(&planned.event, &[arg.as_str()]).await;
         ctx.clients.send_ended();
         if sent.is_err() {
-            if self.rejoin.is_some()
-                && tokio::time::timeout(Duration::from_secs(1), self.inbox.wait_dropped())
-                    .await
-                    .is_ok()
-            {
-                return Ok(());
-            }
-            ctx.recorder.add(ctx.plan.ids.errors_emit, 1);
-            return Err(Halt::Failed);
+            return self.send_failed().await;
         }
         Ok(())
+    }
+
+    /// A send that failed: lost to a drop the reader has not seen yet (the
+    /// client comes back instead, `guarded`), or else an emit error.
+    async fn send_failed(&self) -> StepResult {
+        if self.rejoin.is_some()
+            && tokio::time::timeout(Duration::from_secs(1), self.inbox.wait_dropped())
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+        self.ctx.recorder.add(self.ctx.plan.ids.errors_emit, 1);
+        Err(Halt::Failed)
     }
 
     async fn expect(&mut self, planned: &PlannedExpect) -> StepResult {

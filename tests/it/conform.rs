@@ -11,6 +11,7 @@ use chorus_gateway::Profile;
 use chorus_test_support::gateway;
 
 use crate::support::harness::temp_dir;
+use crate::support::verdict_lines::{names, stdout};
 
 const SECRET: &str = "conform-test-secret";
 
@@ -23,18 +24,6 @@ async fn conform(args: &[&str]) -> Output {
         .output()
         .await
         .expect("run chorus conform")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The case names of the lines that start with `prefix` (`PASS `, `FAIL `, `SKIP `).
-fn names(out: &str, prefix: &str) -> BTreeSet<String> {
-    out.lines()
-        .filter_map(|l| l.strip_prefix(prefix))
-        .map(|rest| rest.split(' ').next().unwrap_or_default().to_owned())
-        .collect()
 }
 
 /// The `FAIL` lines of `out` with their evidence, for an assertion message

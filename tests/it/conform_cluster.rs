@@ -19,6 +19,7 @@ use chorus_test_support::gateway;
 use chorus_test_support::redis::RedisServer;
 
 use crate::support::harness::{chorus, finish, temp_dir, url_of};
+use crate::support::verdict_lines::{names, stdout};
 
 const SECRET: (&str, &str) = ("CHORUS_TEST_SECRET_CCON", "secret-for-conform-cluster");
 /// Selects the cluster cases (`cluster.*` and `strict.cluster.*`) and nothing else.
@@ -41,18 +42,6 @@ async fn conform(targets: &[&str], args: &[&str]) -> Output {
     }
     all.extend(args);
     finish(chorus(all, SECRET)).await
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The case names of the lines that start with `prefix` (`PASS `, `FAIL `, `SKIP `).
-fn names(out: &str, prefix: &str) -> BTreeSet<String> {
-    out.lines()
-        .filter_map(|l| l.strip_prefix(prefix))
-        .map(|rest| rest.split(' ').next().unwrap_or_default().to_owned())
-        .collect()
 }
 
 /// The lines under `FAIL name` (statement and evidence).
