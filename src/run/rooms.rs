@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
-
 use super::clock::WallTime;
 use super::fasthash::FastMap;
 use super::ledger::{
