@@ -164,6 +164,10 @@ impl Seen {
 /// Send times of one sender's correlated messages, by sequence number.
 pub type SendLog = Vec<WallTime>;
 
+/// The send time of a message the client refused to send (its session had
+/// ended): before every receiver's window, so owed to no one.
+pub const NEVER_SENT: WallTime = WallTime::from_micros(0);
+
 /// What the ledger needs to know of one sender.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SenderFacts {

@@ -16,7 +16,7 @@ use crate::scenario::{json_contains, Expect, TokenPlace, VuState};
 use super::context::Context;
 use super::correlate::Mark;
 use super::inbox::Inbox;
-use super::ledger::name_hash;
+use super::ledger::{name_hash, NEVER_SENT};
 use super::plan::{
     EmitKind, PlanStep, PlannedEmit, PlannedExpect, PlannedLoop, PlannedRoom, Rejoin,
 };
@@ -43,6 +43,15 @@ enum Halt {
 }
 
 type StepResult = Result<(), Halt>;
+
+/// Where a send was entered in its sender's log.
+#[derive(Debug, Clone, Copy)]
+enum Logged {
+    /// A correlated message, by sequence number.
+    Message(usize),
+    /// An uncorrelated broadcast cause, by its index.
+    Typing(usize),
+}
 
 /// A virtual user.
 pub struct Vu {
@@ -418,6 +427,8 @@ impl Vu {
         let clock = &ctx.plan.clock;
         let (intended_at, now_at) = (clock.wall(intended), clock.wall(now));
         let model = &ctx.plan.model;
+        // What this send put in the sender's log, taken back if it never leaves.
+        let mut logged = None;
         match planned.kind {
             EmitKind::Join => {
                 let name = data
@@ -447,6 +458,7 @@ impl Vu {
                                 sent: now_at,
                             };
                             mark.append_to(text);
+                            logged = Some(Logged::Message(messages.len()));
                             messages.push(now_at);
                             if let Some(room) = room {
                                 let mut rooms = self.log.rooms.lock().expect("log lock");
@@ -460,6 +472,7 @@ impl Vu {
                             let mut rooms = self.log.rooms.lock().expect("log lock");
                             rooms.typing.push((typing.len() as u64, room));
                         }
+                        logged = Some(Logged::Typing(typing.len()));
                         typing.push((intended_at, now_at));
                     }
                 }
@@ -485,7 +498,10 @@ impl Vu {
         let sent = match sent {
             Ok(Some(sent)) => sent,
             Ok(None) => return Ok(()),
-            Err(_) => return self.send_failed().await,
+            Err(_) => {
+                self.never_sent(logged);
+                return self.send_failed().await;
+            }
         };
         let answer = self.inbox.ack_answer(sent.id);
         match tokio::time::timeout(emit.ack_timeout, answer).await {
@@ -556,6 +572,24 @@ impl Vu {
             return self.send_failed().await;
         }
         Ok(())
+    }
+
+    /// Takes back what a send put in the log when the client refused it (its
+    /// session had ended): a message that never left is owed to no one.
+    fn never_sent(&self, logged: Option<Logged>) {
+        match logged {
+            Some(Logged::Message(seq)) => {
+                if let Some(at) = self.log.messages.lock().expect("log lock").get_mut(seq) {
+                    *at = NEVER_SENT;
+                }
+            }
+            Some(Logged::Typing(index)) => {
+                if let Some(at) = self.log.typing.lock().expect("log lock").get_mut(index) {
+                    *at = (NEVER_SENT, NEVER_SENT);
+                }
+            }
+            None => {}
+        }
     }
 
     /// A send that failed: lost to a drop the reader has not seen yet (the

@@ -4,14 +4,17 @@
 //! seed cluster delivers across nodes but is caught with `presence`
 //! violations (its presence stays per node, as the tutorial's does); a mixed
 //! cluster, one node of ours and one official socket.io node, delivers both
-//! ways with nothing lost.
+//! ways with nothing lost; a node killed mid-run takes its users offline
+//! at the others, and the survivors lose nothing.
 
+use std::path::Path;
 use std::time::Duration;
 
 use chorus::metrics::Summary;
 use chorus::run::{run, RunOptions, RunReport};
 use chorus_gateway::{GatewayConfig, Profile, RunningGateway};
 use chorus_test_support::chat_node::ChatNode;
+use chorus_test_support::process::GatewayProcess;
 use chorus_test_support::redis::RedisServer;
 
 use crate::support::harness::{self, counter, temp_dir, url_of, SERIAL};
@@ -123,4 +126,52 @@ async fn a_mixed_cluster_of_ours_and_an_official_socket_io_node_delivers_both_wa
     ours.shutdown().await;
     drop(official);
     assert_delivers_across(&report.summary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_run_takes_its_users_offline_and_the_survivors_lose_nothing() {
+    let _serial = SERIAL.lock().await;
+    let redis = RedisServer::start();
+    let (a, b) = (
+        node(Profile::Strict, &redis).await,
+        node(Profile::Strict, &redis).await,
+    );
+    // The third node is a process, to be killed with no goodbye to Redis.
+    let c = GatewayProcess::spawn_at(
+        Path::new(env!("CARGO_BIN_EXE_chorus")),
+        &["serve"],
+        "127.0.0.1:0",
+        SECRET.1,
+        &["--profile", "strict", "--cluster", &redis.url()],
+    );
+    std::env::set_var(SECRET.0, SECRET.1);
+    let urls = [url_of(&a), url_of(&b), format!("http://{}", c.addr)];
+    let targets = format!("target=[{}]", urls.join(", "));
+    let options = harness::run_options(
+        "tests/scenarios/node-death.yml",
+        None,
+        temp_dir("node-death"),
+        &[&targets],
+    );
+    let running = tokio::spawn(tokio::time::timeout(Duration::from_secs(60), run(options)));
+    // Everyone has joined by then (9 clients over 900 ms), and nobody talks yet.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.signal("KILL");
+    let report = running
+        .await
+        .expect("the run task")
+        .expect("the run ends in time")
+        .expect("the run completes");
+    a.shutdown().await;
+    b.shutdown().await;
+    let s = &report.summary;
+    assert_eq!(counter(s, "connections.ok"), 9, "{:?}", s.counters);
+    // Round-robin: clients 2, 5 and 8 were on the killed node.
+    assert_eq!(node_counter(s, 2, "connections.ok"), 3, "{:?}", s.nodes);
+    assert!(counter(s, "deliveries.expected") > 0);
+    assert_eq!(counter(s, "deliveries.lost"), 0, "{:?}", s.violations);
+    // Every survivor heard each dead user's userOffline (else `presence`).
+    for kind in DELIVERY_CHECKS.iter().chain(&["presence"]) {
+        assert_eq!(s.violations[*kind], 0, "{kind}: {:?}", s.violations);
+    }
 }
