@@ -124,7 +124,7 @@ pub fn name_hash(name: &str) -> u64 {
 
 /// The senders a receiver heard announced: those of its own process by
 /// virtual-user number, as compact runs (joins come in order, so usually one
-/// run); others by [`name_hash`]. A few words per receiver, whatever the crowd.
+/// run); others by `name_hash`. A few words per receiver, whatever the crowd.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seen {
     /// Announced senders of this process.
@@ -139,7 +139,7 @@ impl Seen {
         self.add_hashed(vu, name_hash(name));
     }
 
-    /// Like [`Seen::add`], with the name's [`name_hash`] already computed.
+    /// Like [`Seen::add`], with the name's `name_hash` already computed.
     pub fn add_hashed(&mut self, vu: Option<u32>, hash: u64) {
         match vu {
             Some(vu) => {
@@ -185,13 +185,13 @@ pub struct SenderFacts {
     /// shards must list it after that).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_confirmed: Option<WallTime>,
-    /// The correlated messages sent to a room: (sequence number, room's [`name_hash`]).
+    /// The correlated messages sent to a room: (sequence number, room's `name_hash`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub room_messages: Vec<(u64, u64)>,
-    /// The uncorrelated causes sent to a room: (index in `typing`, room's [`name_hash`]).
+    /// The uncorrelated causes sent to a room: (index in `typing`, room's `name_hash`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub room_typing: Vec<(u64, u64)>,
-    /// Its joins of rooms it was not in: (room's [`name_hash`], send time).
+    /// Its joins of rooms it was not in: (room's `name_hash`, send time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub room_joins: Vec<(u64, WallTime)>,
     /// Its leaves of rooms it was in (a session's end leaves them all): (room, time).
@@ -214,7 +214,7 @@ pub struct SnapshotRecord {
     /// When the snapshot arrived.
     #[serde(rename = "at_us")]
     pub at: WallTime,
-    /// The [`name_hash`]es of the names it listed, sorted.
+    /// The `name_hash`es of the names it listed, sorted.
     pub names: Vec<u64>,
 }
 
@@ -237,7 +237,7 @@ pub struct ReceiverRecord {
     pub windows: Vec<(WallTime, WallTime)>,
     /// Correlated sequence numbers received, per sender.
     pub from: FastMap<u32, SeqRuns>,
-    /// Uncorrelated broadcasts (`userTyping`) received, per sender ([`name_hash`] of its name).
+    /// Uncorrelated broadcasts (`userTyping`) received, per sender (`name_hash` of its name).
     pub typing_from: HashMap<u64, u64>,
     /// Whose join announcement it received.
     pub online_seen: Seen,
@@ -250,13 +250,13 @@ pub struct ReceiverRecord {
     /// Every stretch it was a member of a room.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub room_windows: Vec<RoomWindow>,
-    /// Whose room joins it heard: [`super::rooms::room_key`]s of (room, name), sorted at the end.
+    /// Whose room joins it heard: `super::rooms::room_key`s of (room, name), sorted at the end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub room_online: Vec<u64>,
     /// Whose room leaves it heard, the same way.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub room_offline: Vec<u64>,
-    /// Uncorrelated room broadcasts received, per [`super::rooms::room_key`] of (room, sender name).
+    /// Uncorrelated room broadcasts received, per `super::rooms::room_key` of (room, sender name).
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub room_typing_from: HashMap<u64, u64>,
     /// Whether it heard more room announcements than it keeps (its room
@@ -276,7 +276,7 @@ impl ReceiverRecord {
     }
 
     /// Adds the stretch of a later session (a reconnect): from `entered`
-    /// the namespace again to `ended`. Past [`MAX_WINDOWS`] the oldest is
+    /// the namespace again to `ended`. Past `MAX_WINDOWS` the oldest is
     /// forgotten (what was owed in it goes unchecked, never falsely owed).
     pub fn add_window(&mut self, entered: WallTime, ended: WallTime) {
         if self.windows.is_empty() {
@@ -302,8 +302,8 @@ pub struct LedgerFile {
     pub receivers: Vec<ReceiverRecord>,
     /// Every sender of the shard.
     pub senders: HashMap<u32, SenderFacts>,
-    /// The presence snapshots its receivers got (at most [`MAX_SNAPSHOTS`]
-    /// holding [`MAX_SNAPSHOT_NAMES`] names in all; the rest counted in
+    /// The presence snapshots its receivers got (at most `MAX_SNAPSHOTS`
+    /// holding `MAX_SNAPSHOT_NAMES` names in all; the rest counted in
     /// `ledger.snapshots_dropped`).
     #[serde(default)]
     pub snapshots: Vec<SnapshotRecord>,
@@ -315,7 +315,7 @@ pub struct LedgerFile {
 /// One room snapshot a receiver of a shard got, for `chorus merge`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSnapshotRecord {
-    /// The room's [`name_hash`].
+    /// The room's `name_hash`.
     pub room: u64,
     /// The snapshot; `started_us` is when the receiver sent its join of the room.
     #[serde(flatten)]
@@ -471,7 +471,7 @@ impl Window {
 }
 
 /// Adds up, for every receiver, what it was owed and what it got, room
-/// messages aside (those are [`super::rooms::settle_rooms`]'s). Senders
+/// messages aside (those are `super::rooms::settle_rooms`'s). Senders
 /// and receivers may come from several shards: they meet here by id and name.
 pub fn settle<'a>(
     receivers: impl IntoIterator<Item = &'a ReceiverRecord> + Clone,
