@@ -21,14 +21,7 @@ PEER=bench/peers/artillery
 export JWT_SECRET=${JWT_SECRET:-chorus-bench-secret-0123456789abcdef}
 mkdir -p "$OUT"
 
-SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
+source bench/lib.sh
 
 [[ -x /usr/bin/time ]] || { echo "GNU time is needed (Debian package: time)" >&2; exit 1; }
 [[ -n "${NO_BUILD:-}" ]] || cargo build --release -p chorus -p chorus-gateway --bins
@@ -43,15 +36,7 @@ echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  nproc: $(nproc)  load: $(cut -d' ' -
 echo "cpu: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
 echo "artillery: $("$PEER/node_modules/.bin/artillery" version 2>/dev/null | sed -n 's/^ *Artillery: *//p' | head -n1)  node: $(node --version)"
 
-taskset -c 0 "$BIN/chorus-gateway" --profile strict --addr "127.0.0.1:$PORT" \
-    --queue-size 65536 --rate-per-sec 1000000 --rate-burst 1000000 \
-    --max-connections 100000 --log-level warn &
-SERVER_PID=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
-    sleep 0.1
-done
-curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "the gateway did not start" >&2; exit 1; }
+start_gateway "$PORT" "${NO_RATE_LIMIT[@]}"
 
 gateway_deliveries() {
     curl -sf "http://127.0.0.1:$PORT/metrics" | awk '$1 == "chorus_gateway_deliveries_total" {print $2}'

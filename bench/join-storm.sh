@@ -20,14 +20,7 @@ CLIENTS=${STORM_CLIENTS:-5000}
 export JWT_SECRET=${JWT_SECRET:-chorus-bench-secret-0123456789abcdef}
 mkdir -p "$OUT"
 
-SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
+source bench/lib.sh
 
 [[ -x /usr/bin/time ]] || { echo "GNU time is needed (Debian package: time)" >&2; exit 1; }
 [[ -n "${NO_BUILD:-}" ]] || cargo build --release -p chorus -p chorus-gateway --bins
@@ -38,14 +31,7 @@ echo "== join storm: $CLIENTS listen-only clients joining at 100/s =="
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  nproc: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "cpu: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)  nofile: $(ulimit -n)"
 
-taskset -c 0 "$BIN/chorus-gateway" --profile strict --addr "127.0.0.1:$PORT" \
-    --queue-size 65536 --max-connections 100000 --log-level warn &
-SERVER_PID=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
-    sleep 0.1
-done
-curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "the gateway did not start" >&2; exit 1; }
+start_gateway "$PORT"
 
 # CPU seconds (user + system) a process has used so far.
 cpu_seconds() {

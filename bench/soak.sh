@@ -27,17 +27,7 @@ mkdir -p "$OUT"
 RUN_DIR="$OUT/soak"
 SAMPLES="$OUT/soak-gateway-rss.tsv"
 
-SERVER_PID=""
-CHORUS_PID=""
-cleanup() {
-    for pid in "$CHORUS_PID" "$SERVER_PID"; do
-        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-}
-trap cleanup EXIT
+source bench/lib.sh
 
 [[ -n "${NO_BUILD:-}" ]] || cargo build --release -p chorus -p chorus-gateway --bins
 
@@ -45,15 +35,7 @@ echo "== soak: $CLIENTS joined clients, $RATE messages (everyone receives everyt
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  nproc: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "cpu: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
 
-taskset -c 0 "$BIN/chorus-gateway" --profile strict --addr "127.0.0.1:$PORT" \
-    --queue-size 65536 --rate-per-sec 1000000 --rate-burst 1000000 \
-    --max-connections 100000 --log-level warn &
-SERVER_PID=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
-    sleep 0.1
-done
-curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "the gateway did not start" >&2; exit 1; }
+start_gateway "$PORT" "${NO_RATE_LIMIT[@]}"
 
 rm -rf "$RUN_DIR"
 taskset -c 1 "$BIN/chorus" run bench/scenarios/soak.yml --target "http://127.0.0.1:$PORT" \
@@ -64,6 +46,7 @@ taskset -c 1 "$BIN/chorus" run bench/scenarios/soak.yml --target "http://127.0.0
     --set "max_duration=$((SECONDS_HOLD + 90))s" \
     --out "$RUN_DIR" --quiet --no-report &
 CHORUS_PID=$!
+BENCH_PIDS=("$CHORUS_PID")
 
 # Gateway RSS every 5 s, seconds since the start of the run.
 : >"$SAMPLES"
@@ -74,7 +57,7 @@ while kill -0 "$CHORUS_PID" 2>/dev/null; do
 done
 status=0
 wait "$CHORUS_PID" || status=$?
-CHORUS_PID=""
+BENCH_PIDS=()
 echo "chorus run exit code: $status (verdict $(jq -r '.verdict' "$RUN_DIR/summary.json"))"
 
 # chorus RSS per second from its time series, as "t<TAB>bytes".
