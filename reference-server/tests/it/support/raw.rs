@@ -296,6 +296,22 @@ impl RawClient {
         self.send_all(&[packet]).await;
     }
 
+    /// Like [`RawClient::send`] over websocket, but gives up after `limit` or
+    /// on an error (a server that stopped reading, or closed): whether it was
+    /// sent. Over polling it is [`RawClient::send`].
+    pub async fn try_send(&mut self, packet: &str, limit: Duration) -> bool {
+        match &mut self.inner {
+            Inner::Ws(ws) => matches!(
+                tokio::time::timeout(limit, ws.send(Message::text(packet))).await,
+                Ok(Ok(()))
+            ),
+            Inner::Polling(_) => {
+                self.send(packet).await;
+                true
+            }
+        }
+    }
+
     /// Sends packets; over polling they share one POST body.
     pub async fn send_all(&mut self, packets: &[&str]) {
         match &mut self.inner {
