@@ -40,7 +40,8 @@ struct Args {
     /// Users arrive evenly over this many seconds.
     #[arg(long, default_value_t = 10.0)]
     ramp_s: f64,
-    /// Messages each user sends once joined.
+    /// Messages each user sends once joined (0: a listener, which joins,
+    /// stays `--think-s` and leaves, as in `bench/scenarios/join-storm.yml`).
     #[arg(long, default_value_t = 20)]
     messages: u32,
     /// Milliseconds between one user's messages.
@@ -214,6 +215,7 @@ async fn user(args: &Args, name: &str, token: &str, counts: &mut Counts) -> io::
     let mut next_send: Option<Instant> = None;
     let mut leave_at: Option<Instant> = None;
     let far = Instant::now() + Duration::from_secs(86_400);
+    let think = Duration::from_secs_f64(args.think_s);
     loop {
         // Hand out every complete frame in the buffer.
         while let Some((opcode, from, to)) = frame_at(&buf[start..])? {
@@ -228,8 +230,15 @@ async fn user(args: &Args, name: &str, token: &str, counts: &mut Counts) -> io::
                         let join = format!("42/chat,[\"joinChat\",{{\"username\":\"{name}\"}}]");
                         put_text(&mut out, &mut mask, join.as_bytes());
                     }
-                    p if p.starts_with(b"42/chat,[\"joined\"") && next_send.is_none() => {
-                        next_send = Some(Instant::now());
+                    p if p.starts_with(b"42/chat,[\"joined\"")
+                        && next_send.is_none()
+                        && leave_at.is_none() =>
+                    {
+                        // A listener (`--messages 0`) only stays its think time.
+                        match args.messages {
+                            0 => leave_at = Some(Instant::now() + think),
+                            _ => next_send = Some(Instant::now()),
+                        }
                     }
                     _ => {}
                 },
@@ -279,7 +288,7 @@ async fn user(args: &Args, name: &str, token: &str, counts: &mut Counts) -> io::
                 sent += 1;
                 if sent == args.messages {
                     next_send = None;
-                    leave_at = Some(Instant::now() + Duration::from_secs_f64(args.think_s));
+                    leave_at = Some(Instant::now() + think);
                 } else {
                     next_send = next_send.map(|t| t + Duration::from_millis(args.every_ms));
                 }
