@@ -35,3 +35,22 @@ start_gateway() {
     echo "the gateway did not start" >&2
     exit 1
 }
+
+# cpu_seconds PID: CPU seconds (user + system) the process has used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# cpu_per_second PID FILE: appends PID's CPU over each second, in percent of
+# one core, to FILE until PID exits. Run it in the background.
+cpu_per_second() {
+    local pid=$1 file=$2 hz prev cur
+    hz=$(getconf CLK_TCK)
+    : >"$file"
+    prev=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || return 0
+    while sleep 1; do
+        cur=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || return 0
+        echo $(((cur - prev) * 100 / hz)) >>"$file"
+        prev=$cur
+    done
+}
