@@ -7,10 +7,14 @@
 #   node     bench/peers/node: socket.io 4 with the tutorial's logic
 # at N receivers each, the server pinned to core 0 and chorus to core 1.
 # Usage:
-#   bench/gateway.sh [fanout|sweep|memory|storm|all]   (default: fanout)
+#   bench/gateway.sh [fanout|sweep|max|memory|storm|all]   (default: fanout)
 #   sweep: each server at N = GW_SWEEP_N [1000] under every offered load of
 #   GW_SWEEP ["100000 200000 400000 800000"] deliveries/s, then
 #   $BENCH_OUT/gateway-rate-p99.svg: delivery rate against p99, one line per server
+#   max: per server (GW_SERVERS ["gateway node"]) and N, the highest offered rate
+#   with p99 < GW_MAX_P99_MS [50] ms, 0 lost and all connected (the issue's
+#   criterion), found by doubling then bisecting (GW_MAX_FROM, GW_MAX_TO,
+#   GW_MAX_MIN, GW_MAX_STEPS: see bench_max); then gateway / peer per N
 # Knobs (defaults in brackets):
 #   GW_SERVERS ["gateway bare node"]  GW_N ["100 1000 5000"]
 #   GW_OFFERED [400000]: deliveries/s offered (message rate = this / (N + 4))
@@ -206,6 +210,78 @@ bench_sweep() {
     "$BIN/examples/bench_plot" "$results" "$OUT/gateway-rate-p99.svg"
 }
 
+# The issue's criterion, per server and N: the highest offered rate whose
+# run has p99 of `delivery.newMessage` under GW_MAX_P99_MS [50] ms, nothing
+# lost and every client connected. The offered rate doubles from
+# GW_MAX_FROM [25000] deliveries/s while runs pass (up to GW_MAX_TO [800000]),
+# halves down to GW_MAX_MIN [3125] when the first fails, then GW_MAX_STEPS [2]
+# geometric bisections between the best pass and the lowest fail.
+# Every probe goes to $OUT/gateway-max-probes.jsonl, the result per server
+# and N to $OUT/gateway-max.jsonl; then the ratios of the gateway to each peer.
+max_pass() {
+    jq -e --argjson n "$1" --argjson p99 "${GW_MAX_P99_MS:-50}" \
+        '.lost == 0 and .received > 0 and .p99_ms < $p99 and .connections_ok == ($n + 4)' >/dev/null <<<"$2"
+}
+
+max_search() {
+    local server=$1 n=$2 probes=$3 results=$4
+    local from=${GW_MAX_FROM:-25000} to=${GW_MAX_TO:-800000} min=${GW_MAX_MIN:-3125}
+    local lo=0 hi=0 r=$from line best="" fail=""
+    # Run in this shell (not in a command substitution), so that the EXIT
+    # trap still knows the server it started.
+    probe() {
+        local one="$OUT/gateway-max-probe.json"
+        : >"$one"
+        GW_OFFERED=$1 fanout_run "$server" "$n" "$one" >/dev/null
+        line=$(tail -n1 "$one")
+        line=$(jq -c --argjson pass "$(max_pass "$n" "$line" && echo true || echo false)" '. + {pass: $pass}' <<<"$line")
+        echo "$line" >>"$probes"
+        echo "  $server N=$n offered $1: $(jq -r '"\(.deliveries_per_s_median)/s p99 \(.p99_ms) ms lost \(.lost) connected \(.connections_ok) generator bottleneck \(.bottleneck) -> \(if .pass then "pass" else "fail" end)"' <<<"$line")" >&2
+        jq -e .pass >/dev/null <<<"$line"
+    }
+    while ((r <= to)); do
+        if probe "$r"; then lo=$r best=$line r=$((r * 2)); else hi=$r fail=$line; break; fi
+    done
+    if ((lo == 0)); then
+        r=$((hi / 2))
+        while ((r >= min)); do
+            if probe "$r"; then lo=$r best=$line; break; else hi=$r fail=$line r=$((r / 2)); fi
+        done
+    fi
+    local step
+    for ((step = 0; step < ${GW_MAX_STEPS:-2} && lo > 0 && hi > 0; step++)); do
+        r=$(awk -v a="$lo" -v b="$hi" 'BEGIN {printf "%d", sqrt(a * b)}')
+        if probe "$r"; then lo=$r best=$line; else hi=$r fail=$line; fi
+    done
+    jq -nc --arg server "$server" --argjson n "$n" --argjson lo "$lo" --argjson hi "$hi" \
+        --argjson best "${best:-null}" --argjson fail "${fail:-null}" '
+        {server: $server, n: $n, max_offered_passing: $lo, lowest_offered_failing: (if $hi > 0 then $hi else null end),
+         max_delivered_per_s: ($best.deliveries_per_s_median // 0), at_max: $best, first_fail: $fail,
+         capped_by_search: ($hi == 0)}' >>"$results"
+}
+
+bench_max() {
+    local results="$OUT/gateway-max.jsonl" probes="$OUT/gateway-max-probes.jsonl"
+    : >"$results"
+    : >"$probes"
+    echo "== max: servers ${GW_SERVERS:-gateway node}, N ${GW_N:-100 1000 5000}: highest rate with p99 < ${GW_MAX_P99_MS:-50} ms, 0 lost =="
+    machine
+    for n in ${GW_N:-100 1000 5000}; do
+        for server in ${GW_SERVERS:-gateway node}; do
+            max_search "$server" "$n" "$probes" "$results"
+            tail -n1 "$results"
+        done
+    done
+    printf '\n%-8s %6s %14s %14s %10s %10s %s\n' server N max_passing/s lowest_fail/s p99_ms gen_cpu why_the_next_failed
+    jq -r '[.server, .n, .max_delivered_per_s, (.lowest_offered_failing // "-"), (.at_max.p99_ms // "-"), (.at_max.cpu_chorus_pct // "-"),
+            (.first_fail | if . == null then "none failed up to the search cap" else "p99 \(.p99_ms) ms, lost \(.lost), connected \(.connections_ok)" end)] | @tsv' \
+        "$results" | awk -F'\t' '{printf "%-8s %6s %14s %14s %10s %9s%% %s\n", $1, $2, $3, $4, $5, $6, $7}'
+    jq -rs 'group_by(.n)[] | (map(select(.server == "gateway"))[0]) as $g | select($g != null)
+        | .[] | select(.server != "gateway")
+        | "N=\(.n): gateway / \(.server) = \(if .max_delivered_per_s > 0 then ($g.max_delivered_per_s / .max_delivered_per_s * 100 | floor) / 100 else "n/a" end)\(if $g.capped_by_search then " (the gateway passed every rate tried: a lower bound)" else "" end)"' \
+        "$results"
+}
+
 # Gateway RSS with $1 clients that join at $2/s and stay ($3: the label),
 # against server $4 (gateway or baseline): RSS at the start, the peak, and
 # "idle" once all have joined and the gateway is quiet again (under 5% CPU
@@ -269,9 +345,9 @@ memory_run() {
 }
 
 case ${1:-fanout} in
-    fanout | sweep | memory | storm | all) ;;
+    fanout | sweep | max | memory | storm | all) ;;
     *)
-        echo "usage: $0 [fanout|sweep|memory|storm|all]" >&2
+        echo "usage: $0 [fanout|sweep|max|memory|storm|all]" >&2
         exit 2
         ;;
 esac
@@ -283,6 +359,7 @@ fi
 case ${1:-fanout} in
     fanout) bench_fanout ;;
     sweep) bench_sweep ;;
+    max) bench_max ;;
     memory) machine && memory_run "${GW_IDLE:-10000}" "${GW_IDLE_RATE:-250}" idle "${GW_MEMORY_SERVER:-gateway}" ;;
     storm) machine && memory_run "${GW_STORM:-10000}" "${GW_STORM_RATE:-50}" storm "${GW_MEMORY_SERVER:-gateway}" ;;
     all)
