@@ -1,5 +1,5 @@
 //! Draws `bench/gateway.sh sweep`'s results as one SVG chart: delivery rate
-//! (x) against `delivery.newMessage` p99 (y), one line per server, with the
+//! (x) against `delivery.newMessage` p99 (y, logarithmic), one line per server, with the
 //! report's own chart code.
 //!
 //! `bench_plot <gateway-sweep.jsonl> <out.svg>`: each input line is a JSON

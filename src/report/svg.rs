@@ -243,16 +243,33 @@ fn rate_label(per_s: f64) -> String {
 const STANDALONE_STYLE: &str = "text{font:11px sans-serif;fill:#444}.grid{stroke:#eee}\
 .line{fill:none;stroke-width:1.6;stroke-linecap:round;stroke-linejoin:round}.muted{fill:#777}";
 
+/// The bottom of [`rate_latency_svg`]'s logarithmic latency axis, ms.
+const LOG_AXIS_FLOOR_MS: f64 = 0.1;
+
+/// `0.1 ms`, `10 ms`, `1 s`: a label of the logarithmic latency axis at
+/// `log10(ms / LOG_AXIS_FLOOR_MS)`, to two significant digits.
+fn log_ms_label(v: f64) -> String {
+    let ms = LOG_AXIS_FLOOR_MS * 10f64.powf(v);
+    let (value, unit) = match ms {
+        ms if ms >= 1000.0 => (ms / 1000.0, "s"),
+        ms => (ms, "ms"),
+    };
+    let digits = (1 - value.log10().floor() as i32).max(0) as usize;
+    let rounded: f64 = format!("{value:.digits$}").parse().unwrap_or(value);
+    format!("{rounded} {unit}")
+}
+
 /// A standalone SVG document (for a file of its own, e.g. in `bench/`)
-/// of delivery rate (x) against a latency in ms (y), one line per series
+/// of delivery rate (x) against a latency in ms (y, on a logarithmic axis
+/// from 0.1 ms, since servers' p99s differ by decades), one line per series
 /// of `(deliveries/s, ms)` points, sorted by rate.
 pub fn rate_latency_svg(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
-    let ms = |v: f64| format!("{v} ms");
+    let log_y = |ms: f64| (ms.max(LOG_AXIS_FLOOR_MS) / LOG_AXIS_FLOOR_MS).log10();
     let series = series
         .iter()
         .map(|(name, points)| {
             let mut points: Vec<(f64, Option<f64>)> =
-                points.iter().map(|&(x, y)| (x, Some(y))).collect();
+                points.iter().map(|&(x, y)| (x, Some(log_y(y)))).collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
             Series {
                 name: name.clone(),
@@ -263,7 +280,7 @@ pub fn rate_latency_svg(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> St
     let chart = render(&Chart {
         title,
         x_axis: XAxis::Rate,
-        y_format: &ms,
+        y_format: &log_ms_label,
         series,
     });
     let body = chart.trim_start_matches("<svg class=\"chart\" ");
@@ -318,6 +335,11 @@ mod tests {
             .parse()
             .unwrap();
         assert!(first_x < second_x, "{gateway_path}");
+        // The latency axis is logarithmic, labelled in decades from 0.1 ms.
+        assert!(svg.contains(">0.1 ms<") && svg.contains(">10 ms<"), "{svg}");
+        assert_eq!(log_ms_label(5.0), "10 s");
+        assert_eq!(log_ms_label(0.5), "0.32 ms");
+        assert_eq!(log_ms_label(1.5), "3.2 ms");
         assert_eq!(rate_label(1_500_000.0), "1.5M/s");
         assert_eq!(rate_label(0.0), "0/s");
     }
