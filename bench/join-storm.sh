@@ -46,8 +46,9 @@ over=$((CLIENTS / 100))
 
 # The tool's CPU second by second: its peak, and how many seconds reached 90 %.
 cpu_profile() {
-    sort -n "$1" | tail -n1 | tr -d '\n'
-    printf ' %s\n' "$(awk '$1 >= 90' "$1" | wc -l)"
+    local peak
+    peak=$(sort -n "$1" | tail -n1)
+    echo "${peak:-0} $(awk '$1 >= 90' "$1" | wc -l)"
 }
 
 chorus_storm() {
