@@ -68,9 +68,15 @@ impl Transcript {
             .map(|i| i + from)
     }
 
-    fn is_closed(&self) -> bool {
+    /// [`Transcript::find`], or, when nothing matches, whether the session
+    /// is over: both under one lock, so that a close pushed between the two
+    /// looks cannot be taken for a session that ended without a match.
+    fn find_or_closed(&self, from: usize, pred: impl Fn(&Item) -> bool) -> Result<usize, bool> {
         let items = self.items.lock().expect("transcript");
-        items.iter().any(|r| matches!(r.item, Item::Closed(_)))
+        match items.iter().skip(from).position(|r| pred(&r.item)) {
+            Some(i) => Ok(i + from),
+            None => Err(items.iter().any(|r| matches!(r.item, Item::Closed(_)))),
+        }
     }
 
     /// Waits until `pred` accepts an item from `from` on; `None` at `deadline`
@@ -85,11 +91,10 @@ impl Transcript {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(i) = self.find(from, &pred) {
-                return Some(i);
-            }
-            if self.is_closed() {
-                return None;
+            match self.find_or_closed(from, &pred) {
+                Ok(i) => return Some(i),
+                Err(true) => return None,
+                Err(false) => {}
             }
             tokio::time::timeout_at(deadline, notified).await.ok()?;
         }
@@ -634,5 +639,59 @@ fn truncate(text: &str) -> String {
     match text.char_indices().nth(EVIDENCE_WIDTH) {
         Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The close that ends a session is what an `expect: closed` waits for:
+    /// pushed from another thread while the wait looks, it must be found,
+    /// never taken for a session that ended without it (the two looks once
+    /// took two locks, and a close pushed between them was missed). A
+    /// barrier starts both sides together, round after round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_close_pushed_while_waiting_for_it_is_found() {
+        const ROUNDS: usize = 20_000;
+        let is_close = |item: &Item| matches!(item, Item::Closed(_));
+        let transcripts: Arc<Vec<Arc<Transcript>>> =
+            Arc::new((0..ROUNDS).map(|_| Arc::default()).collect());
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let pusher = {
+            let (transcripts, barrier) = (transcripts.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                for transcript in transcripts.iter() {
+                    barrier.wait();
+                    transcript.push(
+                        Instant::now(),
+                        Item::Closed(CloseReason::ServerClosed { code: Some(1009) }),
+                    );
+                }
+            })
+        };
+        for (round, transcript) in transcripts.iter().enumerate() {
+            barrier.wait();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let found = transcript.wait_for(0, deadline, is_close).await;
+            assert_eq!(found, Some(0), "round {round}");
+        }
+        pusher.join().expect("pusher");
+    }
+
+    #[test]
+    fn a_session_over_without_a_match_ends_the_wait() {
+        let transcript = Transcript::default();
+        transcript.push(
+            Instant::now(),
+            Item::Closed(CloseReason::ServerClosed { code: None }),
+        );
+        let never = |_: &Item| false;
+        assert_eq!(transcript.find_or_closed(0, never), Err(true));
+        assert_eq!(Transcript::default().find_or_closed(0, never), Err(false));
+        assert_eq!(
+            transcript.find_or_closed(0, |i: &Item| matches!(i, Item::Closed(_))),
+            Ok(0)
+        );
     }
 }
