@@ -3,7 +3,10 @@
 //! liveness watchdog reads. Below both the virtual user and the receiver.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -124,12 +127,14 @@ impl Inbox {
 
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Relaxed)
+        // Acquire, with the Release of `close`: whoever sees the session
+        // ended also sees every event kept before it ended.
+        self.closed.load(Acquire)
     }
 
     /// The session ended: waiting `expect` steps give up.
     pub fn close(&self) {
-        self.closed.store(true, Relaxed);
+        self.closed.store(true, Release);
         self.arrived.notify_waiters();
     }
 
@@ -240,6 +245,10 @@ impl Inbox {
     ) -> Option<Value> {
         loop {
             let notified = self.arrived.notified();
+            // Looked at before the backlog: an event kept before the session
+            // ended is then surely in it. Looked at after, an event kept and
+            // a close landing between the two looks would be missed.
+            let closed = self.is_closed();
             {
                 let mut backlog = self.backlog.lock().expect("backlog lock");
                 let found = backlog
@@ -255,7 +264,7 @@ impl Inbox {
                     return Some(value);
                 }
             }
-            if self.is_closed() {
+            if closed {
                 return None;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -303,4 +312,54 @@ impl Backlog {
 fn parse_kept(raw: Option<&str>) -> Value {
     raw.and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    use serde_json::value::RawValue;
+
+    use super::Inbox;
+    use crate::metrics::Registry;
+    use crate::scenario::Scenario;
+
+    /// An event kept just before the session ends is still what a waiting
+    /// `expect` gets: the close landing between the wait's look at the
+    /// backlog and its look at the close once made it give up. A barrier
+    /// starts both sides together, round after round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_kept_just_before_the_close_is_still_expected() {
+        const ROUNDS: usize = 50_000;
+        let scenario = Scenario::from_str(
+            "name: t\nsocketio: { namespace: /chat }\n\
+             groups:\n  - name: g\n    flow: [connect]\n\
+             load:\n  phases:\n    - ramp: { to: 1, over: 1s }\n",
+            "t.yml",
+        )
+        .expect("the scenario loads");
+        let plan = crate::run::plan::testing::plan(scenario, &Registry::new());
+        let event = plan.event_id("joined").expect("the model's join reply");
+        let inboxes: Arc<Vec<Inbox>> = Arc::new((0..ROUNDS).map(|_| Inbox::new(0)).collect());
+        let barrier = Arc::new(Barrier::new(2));
+        let reader = {
+            let (inboxes, barrier) = (inboxes.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let arg = RawValue::from_string(r#"{"username":"ann"}"#.into()).expect("json");
+                for inbox in inboxes.iter() {
+                    barrier.wait();
+                    inbox.keep(event, Some(&arg));
+                    inbox.close();
+                }
+            })
+        };
+        for (round, inbox) in inboxes.iter().enumerate() {
+            barrier.wait();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let got = inbox.expect(event, deadline, |_| true).await;
+            assert!(got.is_some(), "round {round}: the kept event was missed");
+        }
+        reader.join().expect("reader");
+    }
 }
