@@ -323,7 +323,6 @@ mod tests {
 
     use super::Inbox;
     use crate::metrics::Registry;
-    use crate::scenario::Scenario;
 
     /// An event kept just before the session ends is still what a waiting
     /// `expect` gets: the close landing between the wait's look at the
@@ -332,14 +331,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_event_kept_just_before_the_close_is_still_expected() {
         const ROUNDS: usize = 50_000;
-        let scenario = Scenario::from_str(
-            "name: t\nsocketio: { namespace: /chat }\n\
-             groups:\n  - name: g\n    flow: [connect]\n\
-             load:\n  phases:\n    - ramp: { to: 1, over: 1s }\n",
-            "t.yml",
-        )
-        .expect("the scenario loads");
-        let plan = crate::run::plan::testing::plan(scenario, &Registry::new());
+        let plan = crate::run::plan::testing::connect_only(1, &Registry::new());
         let event = plan.event_id("joined").expect("the model's join reply");
         let inboxes: Arc<Vec<Inbox>> = Arc::new((0..ROUNDS).map(|_| Inbox::new(0)).collect());
         let barrier = Arc::new(Barrier::new(2));

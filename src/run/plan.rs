@@ -858,6 +858,20 @@ pub(crate) mod testing {
         };
         RunPlan::new(scenario, model, setup, registry)
     }
+
+    /// [`plan`] of a scenario whose `vus` clients only connect to `/chat`.
+    pub fn connect_only(vus: u32, registry: &Registry) -> RunPlan {
+        let scenario = Scenario::from_str(
+            &format!(
+                "name: t\nsocketio: {{ namespace: /chat }}\n\
+                 groups:\n  - name: g\n    flow: [connect]\n\
+                 load:\n  phases:\n    - ramp: {{ to: {vus}, over: 1s }}\n"
+            ),
+            "t.yml",
+        )
+        .expect("the scenario loads");
+        plan(scenario, registry)
+    }
 }
 
 #[cfg(test)]

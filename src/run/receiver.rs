@@ -678,19 +678,11 @@ mod tests {
 
     use super::*;
     use crate::metrics::Registry;
-    use crate::scenario::Scenario;
 
     /// A receiver (vu 0) of a run of two virtual users, and its registry.
     fn receiver() -> (Receiver, Registry) {
-        let scenario = Scenario::from_str(
-            "name: t\nsocketio: { namespace: /chat }\n\
-             groups:\n  - name: g\n    flow: [connect]\n\
-             load:\n  phases:\n    - ramp: { to: 2, over: 1s }\n",
-            "t.yml",
-        )
-        .expect("the scenario loads");
         let registry = Registry::new();
-        let plan = crate::run::plan::testing::plan(scenario, &registry);
+        let plan = crate::run::plan::testing::connect_only(2, &registry);
         assert_eq!(plan.vus, 2);
         let ctx = Arc::new(Context::new(plan, &registry));
         (Receiver::new(ctx, Arc::new(Inbox::new(0)), 0), registry)
