@@ -54,10 +54,16 @@ pub const CPU_BOTTLENECK_FRACTION: f64 = 0.9;
 pub const RUNTIME_LAG_P99_LIMIT_US: u64 = 10_000;
 /// Wake-up lag p99 above which the senders count as held back by chorus, µs.
 pub const WAKEUP_LAG_P99_LIMIT_US: u64 = 10_000;
-/// Read delay p99 above which the summary says chorus read late, µs (1 ms).
-/// Latencies stay timed from the kernel's receive time, so this alone does
-/// not make chorus the bottleneck; it says the readers fell behind.
-pub const READ_DELAY_P99_LIMIT_US: u64 = 1_000;
+/// Read delay p99 above which the summary says chorus read late, µs (5 ms).
+/// A broadcast makes all its receivers readable at once and they are read
+/// one after another, so a run that keeps up still shows the time one
+/// fan-out takes to drain: 1.3–1.4 ms at p99 for `scenarios/smoke.yml`'s
+/// 100 clients on an idle 2-core machine (1 ms, the first line, was crossed
+/// by every such run). Far behind, it is tens of ms (72–100 ms in a storm of
+/// 500,000 frames/s). Latencies stay timed from the kernel's receive time,
+/// so this alone does not make chorus the bottleneck; it says the readers
+/// fell behind.
+pub const READ_DELAY_P99_LIMIT_US: u64 = 5_000;
 
 /// Why frames were dated by user-space time, for each of [`RX_USER_FRAMES`].
 const RX_USER_REASONS: [&str; 3] = [
@@ -443,7 +449,7 @@ mod tests {
 
         // Late reads are said, with by how much; they do not make chorus the bottleneck.
         for _ in 0..10 {
-            recorder.record(delay, 3_500);
+            recorder.record(delay, 7_500);
         }
         recorder.add(no_cmsg, 1);
         registry.collect_interval(Instant::now());
@@ -461,7 +467,7 @@ mod tests {
             .find(|n| n.contains("read late"))
             .expect("a note");
         assert!(
-            note.contains("3.50 ms at p99") && note.contains("limit 1.00 ms"),
+            note.contains("7.50 ms at p99") && note.contains("limit 5.00 ms"),
             "{note}"
         );
         recorder.add(no_cmsg, 1);
