@@ -18,15 +18,7 @@ FAST_PORT=3100
 export JWT_SECRET=${JWT_SECRET:-chorus-bench-secret-0123456789abcdef}
 mkdir -p "$OUT"
 
-SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-trap cleanup EXIT
+source bench/lib.sh
 
 # Waits (at most QUIET_WAIT_S, default 180 s) until the machine is nearly
 # idle: less than 15% of one core busy over 2 s.
@@ -51,11 +43,6 @@ machine() {
     free -g | sed -n 2p | awk '{print "memory: " $2 " GiB total"}'
     echo "nofile: soft $(ulimit -Sn), hard $(ulimit -Hn)"
     echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-}
-
-# CPU seconds (user + system) a process has used so far.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
 # Busy CPU seconds of the whole machine (every core), from /proc/stat.
@@ -85,17 +72,9 @@ rss_mib() {
     awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"
 }
 
-start_gateway() {
-    taskset -c 0 "$BIN/chorus-gateway" --profile strict --addr "127.0.0.1:$PORT" \
-        --ping-interval-ms 300000 --ping-timeout-ms 300000 --queue-size 65536 \
-        --rate-per-sec 1000000 --rate-burst 1000000 --max-connections 100000 --log-level warn &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && return 0
-        sleep 0.1
-    done
-    echo "the gateway did not start" >&2
-    return 1
+# The gateway for these runs: pings that never end a session, no rate limit.
+start_run_gateway() {
+    start_gateway "$PORT" --ping-interval-ms 300000 --ping-timeout-ms 300000 "${NO_RATE_LIMIT[@]}"
 }
 
 # chorus run, pinned to core 1, with a fresh run directory.
@@ -126,20 +105,20 @@ max_rss() {
 bench_idle() {
     echo "== idle clients (cap ${IDLE_CAP:-30000}) =="
     machine
-    start_gateway
+    start_run_gateway
     local start_cpu
     start_cpu=$(cpu_seconds "$SERVER_PID")
     taskset -c 1 "$BIN/examples/bench_idle_clients" --target "http://127.0.0.1:$PORT" \
         --cap "${IDLE_CAP:-30000}" --hold-s 10
     echo "gateway: rss $(rss_mib "$SERVER_PID") MiB, cpu $(echo "$(cpu_seconds "$SERVER_PID") - $start_cpu" | bc) s"
-    cleanup
+    bench_cleanup
 }
 
 bench_memory() {
     local n=${MEMORY_CLIENTS:-5000}
     echo "== run-engine memory per idle listener ($n vs 10 listeners) =="
     machine
-    start_gateway
+    start_run_gateway
     for clients in 10 "$n"; do
         chorus_run "$OUT/memory-$clients" bench/scenarios/listen.yml \
             --target "http://127.0.0.1:$PORT" --set "load.phases.0.ramp.to=$clients" \
@@ -147,14 +126,14 @@ bench_memory() {
             --set groups.0.flow.1.listen=45s
         echo "listeners $clients: connections.ok $(jq '.counters["connections.ok"]' "$OUT/memory-$clients/summary.json"), driver.rss_bytes max $(max_rss "$OUT/memory-$clients")"
     done
-    cleanup
+    bench_cleanup
 }
 
 bench_fanout() {
     local listeners=${FANOUT_LISTENERS:-500} rate=${FANOUT_RATE:-2000/s}
     echo "== fanout via the gateway: $listeners listeners + 4 writers, $rate =="
     machine
-    start_gateway
+    start_run_gateway
     rm -rf "$OUT/fanout"
     taskset -c 1 "$BIN/chorus" run bench/scenarios/fanout.yml --target "http://127.0.0.1:$PORT" \
         --set "load.phases.0.ramp.to=$((listeners + 4))" --set "load.messages.rate=$rate" \
@@ -165,7 +144,7 @@ bench_fanout() {
     cpu_window "$chorus_pid" "$SERVER_PID" 20
     wait "$chorus_pid" || true
     delivery_rate "$OUT/fanout"
-    cleanup
+    bench_cleanup
 }
 
 bench_fast() {
@@ -186,7 +165,7 @@ bench_fast() {
     cpu_window "$chorus_pid" "$SERVER_PID" 20
     wait "$chorus_pid" || true
     delivery_rate "$OUT/fast"
-    cleanup
+    bench_cleanup
 }
 
 case ${1:-all} in
