@@ -41,6 +41,14 @@ async fn node(profile: Profile, redis: &RedisServer) -> RunningGateway {
     chorus_test_support::gateway::start(config).await
 }
 
+/// Two strict nodes joined on `redis`.
+async fn strict_pair(redis: &RedisServer) -> (RunningGateway, RunningGateway) {
+    (
+        node(Profile::Strict, redis).await,
+        node(Profile::Strict, redis).await,
+    )
+}
+
 /// A run of the scenario over `urls`, on `transport` (`websocket` or `polling`).
 async fn run_over(urls: &[&str], transport: &str) -> RunReport {
     std::env::set_var(SECRET.0, SECRET.1);
@@ -80,10 +88,7 @@ fn assert_delivers_across(s: &Summary) {
 async fn a_strict_cluster_of_the_reference_gateway_passes_every_check() {
     let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
-    let (a, b) = (
-        node(Profile::Strict, &redis).await,
-        node(Profile::Strict, &redis).await,
-    );
+    let (a, b) = strict_pair(&redis).await;
     for transport in ["websocket", "polling"] {
         let report = run_over(&[&url_of(&a), &url_of(&b)], transport).await;
         let s = &report.summary;
@@ -132,10 +137,7 @@ async fn a_mixed_cluster_of_ours_and_an_official_socket_io_node_delivers_both_wa
 async fn a_node_killed_mid_run_takes_its_users_offline_and_the_survivors_lose_nothing() {
     let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
-    let (a, b) = (
-        node(Profile::Strict, &redis).await,
-        node(Profile::Strict, &redis).await,
-    );
+    let (a, b) = strict_pair(&redis).await;
     // The third node is a process, to be killed with no goodbye to Redis.
     let c = GatewayProcess::spawn_at(
         Path::new(env!("CARGO_BIN_EXE_chorus")),
